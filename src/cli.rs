@@ -1,0 +1,211 @@
+//! The command line (contract §8): argument parsing and the small offline
+//! commands. `serve` and `migrate` hand over to the application; everything
+//! else here is pure apart from reading stdin and files.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::domain::Topic;
+use crate::policy::{PolicySet, parse_duration};
+use crate::signing::{aion_sign, aion_verify};
+
+const DEFAULT_POLICY: &str = "policies/webhooks.yaml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aion-webhooks",
+    version,
+    about = "Durable, signed webhook delivery engine"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations, the HTTP API and the delivery workers.
+    Serve {
+        #[arg(long, env = "AION_WEBHOOKS_POLICY", default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        #[arg(long, env = "AION_WEBHOOKS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Check a policy file or see how it routes.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Print an X-Aion-Signature value for the body on stdin.
+    Sign {
+        /// Signing secret; repeat for rotation (one v1= per secret).
+        #[arg(long, required = true)]
+        secret: Vec<String>,
+        /// Unix seconds to sign at (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+    /// Verify an X-Aion-Signature value against the body on stdin (exit 0 valid, 1 not).
+    Verify {
+        /// Secret to accept; repeat to accept several (rotation).
+        #[arg(long, required = true)]
+        secret: Vec<String>,
+        #[arg(long)]
+        signature: String,
+        /// Maximum |now - t|, e.g. 5m.
+        #[arg(long, default_value = "5m")]
+        tolerance: String,
+    },
+    /// Generate a new API key and the `sha256:` line for the policy file.
+    Keygen,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file: exit 0 if valid, 1 with every error otherwise.
+    Check {
+        #[arg(env = "AION_WEBHOOKS_POLICY", default_value = DEFAULT_POLICY)]
+        file: PathBuf,
+    },
+    /// List the webhooks that would receive TOPIC, with the pattern that matched.
+    Match {
+        topic: String,
+        #[arg(long, env = "AION_WEBHOOKS_POLICY", default_value = DEFAULT_POLICY)]
+        policy: PathBuf,
+        /// Route as an event of this tenant (webhooks with `tenants:` filter on it).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// Runs one command. Errors that are the user's (bad file, bad signature)
+/// are printed here and become exit code 1; `Err` is for the unexpected.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { policy, listen } => crate::app::serve_blocking(policy, listen),
+        Command::Migrate => crate::app::migrate_blocking(),
+        Command::Policy(PolicyCommand::Check { file }) => Ok(policy_check(&file)),
+        Command::Policy(PolicyCommand::Match {
+            topic,
+            policy,
+            tenant,
+        }) => Ok(policy_match(&topic, &policy, tenant.as_deref())),
+        Command::Sign { secret, timestamp } => {
+            let body = read_stdin()?;
+            let t = timestamp.unwrap_or_else(unix_now);
+            let keys: Vec<&[u8]> = secret.iter().map(|s| s.as_bytes()).collect();
+            println!("{}", aion_sign(&keys, t, &body));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            secret,
+            signature,
+            tolerance,
+        } => {
+            let tolerance =
+                parse_duration(&tolerance).map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
+            let body = read_stdin()?;
+            let keys: Vec<&[u8]> = secret.iter().map(|s| s.as_bytes()).collect();
+            match aion_verify(&signature, &keys, &body, unix_now(), tolerance.as_secs()) {
+                Ok(t) => {
+                    println!("valid (t={t})");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("invalid: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Keygen => {
+            keygen(&mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn policy_check(file: &std::path::Path) -> ExitCode {
+    match PolicySet::load_file(file) {
+        Ok(p) => {
+            println!(
+                "{}: ok ({} webhook{}, {} inbound action{}, {} api key{}) sha256={}",
+                file.display(),
+                p.webhooks().len(),
+                plural(p.webhooks().len()),
+                p.inbound().map_or(0, |i| i.actions.len()),
+                plural(p.inbound().map_or(0, |i| i.actions.len())),
+                p.auth().api_keys.len(),
+                plural(p.auth().api_keys.len()),
+                p.sha256()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn policy_match(topic: &str, file: &std::path::Path, tenant: Option<&str>) -> ExitCode {
+    let topic = match Topic::parse(topic) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("invalid topic {topic:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let policy = match PolicySet::load_file(file) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let routes = policy.route(&topic, tenant);
+    if routes.is_empty() {
+        println!("no webhook receives {topic}");
+    }
+    for r in routes {
+        let note = if r.webhook.enabled {
+            ""
+        } else {
+            "  (disabled: kept pending)"
+        };
+        println!("{}\t{}\t{}{note}", r.webhook.id, r.pattern, r.webhook.url);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes a fresh key (32 random bytes, 256 bits) and the policy line for it.
+pub fn keygen(out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let key = format!("aionk_{}", hex::encode(raw));
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    writeln!(out, "key:    {key}")?;
+    writeln!(out, "policy: sha256: \"{digest}\"")?;
+    Ok(())
+}
+
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("reading the body from stdin")?;
+    Ok(body)
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,10 @@
+//! Pure value types shared by every layer: identifiers, topics, secrets.
+//! Nothing here does I/O or knows about HTTP or SQL.
+
+pub mod ids;
+pub mod secret;
+pub mod topic;
+
+pub use ids::{EventId, IdError, WebhookId};
+pub use secret::Secret;
+pub use topic::{Topic, TopicError, TopicPattern};

@@ -1,0 +1,640 @@
+//! Raw policy → validated model. Every check lives here and records an error
+//! with the YAML path and position instead of returning early, so one run of
+//! `policy check` lists everything wrong with a file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::duration::parse_duration;
+use super::error::PolicyError;
+use super::interp::interpolate;
+use super::model::{
+    ApiKey, AuthPolicy, InboundPolicy, JwtConfig, JwtKey, NetworkPolicy, RetryPolicy,
+    SignatureMode, Webhook,
+};
+use super::raw::{RawAuth, RawDefaults, RawInbound, RawNetwork, RawRetry, RawWebhook, Str};
+use crate::domain::{Secret, TopicPattern, WebhookId};
+use crate::signing::StandardSecret;
+
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
+    initial_interval: Duration::from_secs(10),
+    max_interval: Duration::from_secs(6 * 3600),
+    max_attempts: 15,
+};
+const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_ATTEMPTS: i64 = 1000;
+/// Headers the engine sets itself; a static header must not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "idempotency-key",
+    "traceparent",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Where secret files and key files are read from, and how `${NAME}` resolves.
+pub(crate) struct Compiler<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub base_dir: &'a Path,
+    pub errors: Vec<PolicyError>,
+}
+
+fn at(loc: Location) -> (u64, u64) {
+    (loc.line(), loc.column())
+}
+
+impl Compiler<'_> {
+    pub fn error(&mut self, path: impl Into<String>, loc: Location, message: impl Into<String>) {
+        let (line, column) = at(loc);
+        self.errors.push(PolicyError {
+            path: path.into(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    /// The string with `${NAME}` resolved, or `None` after recording why not.
+    pub fn string(&mut self, s: &Str, path: &str) -> Option<String> {
+        match interpolate(&s.value, self.env) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.error(path, s.referenced, msg);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, s: &Str, path: &str, allow_zero: bool) -> Option<Duration> {
+        let text = self.string(s, path)?;
+        match parse_duration(&text) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.error(path, s.referenced, "must be greater than zero");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(msg) => {
+                self.error(path, s.referenced, msg);
+                None
+            }
+        }
+    }
+
+    fn read_file(&mut self, s: &Str, path: &str) -> Option<String> {
+        let name = self.string(s, path)?;
+        let full = self.base_dir.join(&name);
+        match std::fs::read_to_string(&full) {
+            Ok(text) => Some(text.trim_end_matches(['\n', '\r']).to_owned()),
+            Err(e) => {
+                self.error(
+                    path,
+                    s.referenced,
+                    format!("cannot read {}: {e}", full.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Resolves `secret` / `secrets` / `secret_file` (exactly one must be given).
+    fn secrets(
+        &mut self,
+        path: &str,
+        owner: Location,
+        secret: &Option<Str>,
+        secrets: &Option<Spanned<Vec<Str>>>,
+        secret_file: &Option<Str>,
+    ) -> Option<Vec<Secret>> {
+        let given = usize::from(secret.is_some())
+            + usize::from(secrets.is_some())
+            + usize::from(secret_file.is_some());
+        if given != 1 {
+            let msg = if given == 0 {
+                "a secret is required: set `secret`, `secrets` or `secret_file`"
+            } else {
+                "set only one of `secret`, `secrets` and `secret_file`"
+            };
+            self.error(path, owner, msg);
+            return None;
+        }
+        let mut out = Vec::new();
+        if let Some(s) = secret {
+            out.push(self.string(s, &format!("{path}.secret"))?);
+        } else if let Some(list) = secrets {
+            if list.value.is_empty() {
+                self.error(
+                    format!("{path}.secrets"),
+                    list.referenced,
+                    "must list at least one secret",
+                );
+                return None;
+            }
+            for (i, s) in list.value.iter().enumerate() {
+                out.push(self.string(s, &format!("{path}.secrets[{i}]"))?);
+            }
+        } else if let Some(f) = secret_file {
+            out.push(self.read_file(f, &format!("{path}.secret_file"))?);
+        }
+        if out.iter().any(|s| s.is_empty()) {
+            self.error(
+                path,
+                owner,
+                "a secret is empty (is its environment variable set to an empty string?)",
+            );
+            return None;
+        }
+        Some(out.into_iter().map(Secret::new).collect())
+    }
+
+    pub fn retry(
+        &mut self,
+        base: RetryPolicy,
+        raw: &Option<RawRetry>,
+        path: &str,
+        owner: Location,
+    ) -> RetryPolicy {
+        let mut r = base;
+        let Some(raw) = raw else { return r };
+        if let Some(s) = &raw.initial_interval {
+            r.initial_interval = self
+                .duration(s, &format!("{path}.initial_interval"), false)
+                .unwrap_or(r.initial_interval);
+        }
+        if let Some(s) = &raw.max_interval {
+            r.max_interval = self
+                .duration(s, &format!("{path}.max_interval"), false)
+                .unwrap_or(r.max_interval);
+        }
+        if let Some(n) = &raw.max_attempts {
+            if (1..=MAX_ATTEMPTS).contains(&n.value) {
+                r.max_attempts = n.value as u32;
+            } else {
+                self.error(
+                    format!("{path}.max_attempts"),
+                    n.referenced,
+                    format!("must be between 1 and {MAX_ATTEMPTS}, got {}", n.value),
+                );
+            }
+        }
+        if r.initial_interval > r.max_interval {
+            self.error(
+                path,
+                owner,
+                format!(
+                    "initial_interval ({:?}) is greater than max_interval ({:?})",
+                    r.initial_interval, r.max_interval
+                ),
+            );
+        }
+        r
+    }
+
+    pub fn timeout(&mut self, base: Duration, raw: &Option<Str>, path: &str) -> Duration {
+        let Some(s) = raw else { return base };
+        match self.duration(s, path, false) {
+            Some(d) if d > MAX_TIMEOUT => {
+                self.error(
+                    path,
+                    s.referenced,
+                    format!("must be at most {}s", MAX_TIMEOUT.as_secs()),
+                );
+                base
+            }
+            Some(d) => d,
+            None => base,
+        }
+    }
+
+    pub fn defaults(&mut self, raw: &Option<RawDefaults>) -> (Duration, RetryPolicy) {
+        let Some(d) = raw else {
+            return (DEFAULT_TIMEOUT, DEFAULT_RETRY);
+        };
+        let timeout = self.timeout(DEFAULT_TIMEOUT, &d.timeout, "defaults.timeout");
+        let retry = self.retry(DEFAULT_RETRY, &d.retry, "defaults.retry", Location::UNKNOWN);
+        (timeout, retry)
+    }
+
+    pub fn webhooks(
+        &mut self,
+        raw: &[Spanned<RawWebhook>],
+        timeout: Duration,
+        retry: RetryPolicy,
+    ) -> Vec<Webhook> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, w) in raw.iter().enumerate() {
+            let path = format!("webhooks[{i}]");
+            if let Some(hook) = self.webhook(&w.value, w.referenced, &path, timeout, retry) {
+                if !seen.insert(hook.id.clone()) {
+                    self.error(
+                        format!("{path}.id"),
+                        w.value.id.referenced,
+                        format!("duplicate webhook id {:?}", hook.id.as_str()),
+                    );
+                    continue;
+                }
+                out.push(hook);
+            }
+        }
+        out
+    }
+
+    fn webhook(
+        &mut self,
+        w: &RawWebhook,
+        loc: Location,
+        path: &str,
+        timeout: Duration,
+        retry: RetryPolicy,
+    ) -> Option<Webhook> {
+        let before = self.errors.len();
+        let id =
+            self.string(&w.id, &format!("{path}.id"))
+                .and_then(|id| match WebhookId::parse(&id) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        self.error(format!("{path}.id"), w.id.referenced, e.to_string());
+                        None
+                    }
+                });
+        let url = self.url(&w.url, &format!("{path}.url"));
+        let secrets = self.secrets(path, loc, &w.secret, &w.secrets, &w.secret_file);
+        let topics = self.patterns(&w.topics, &format!("{path}.topics"));
+        let retry = self.retry(retry, &w.retry, &format!("{path}.retry"), loc);
+        let timeout = self.timeout(timeout, &w.timeout, &format!("{path}.timeout"));
+        let headers = self.headers(&w.headers, &format!("{path}.headers"), loc);
+        let signature = match &w.signature {
+            None => SignatureMode::Aion,
+            Some(s) => {
+                let text = self
+                    .string(s, &format!("{path}.signature"))
+                    .unwrap_or_default();
+                SignatureMode::parse(&text).unwrap_or_else(|| {
+                    self.error(
+                        format!("{path}.signature"),
+                        s.referenced,
+                        format!("unknown signature mode {text:?}; expected aion, standard or both"),
+                    );
+                    SignatureMode::Aion
+                })
+            }
+        };
+        let mut standard_secrets = Vec::new();
+        if signature.signs_standard() {
+            for (i, s) in secrets.iter().flatten().enumerate() {
+                match StandardSecret::parse(s.expose()) {
+                    Ok(k) => standard_secrets.push(k),
+                    Err(e) => self.error(
+                        format!("{path}.secret"),
+                        loc,
+                        format!(
+                            "secret #{} cannot be used with signature {}: {e}",
+                            i + 1,
+                            signature.as_str()
+                        ),
+                    ),
+                }
+            }
+        }
+        let tenants = w.tenants.as_ref().map(|list| {
+            list.value
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| {
+                    let p = format!("{path}.tenants[{i}]");
+                    let v = self.string(t, &p)?;
+                    if v.is_empty() {
+                        self.error(p, t.referenced, "tenant id must not be empty");
+                        return None;
+                    }
+                    Some(v)
+                })
+                .collect::<Vec<_>>()
+        });
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Webhook {
+            id: id?,
+            url: url?,
+            secrets: secrets?,
+            standard_secrets,
+            topics,
+            retry,
+            timeout,
+            headers,
+            signature,
+            tenants,
+            enabled: w.enabled.unwrap_or(true),
+        })
+    }
+
+    fn url(&mut self, s: &Str, path: &str) -> Option<url::Url> {
+        let text = self.string(s, path)?;
+        match url::Url::parse(&text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                if !u.username().is_empty() || u.password().is_some() {
+                    self.error(
+                        path,
+                        s.referenced,
+                        "credentials in the URL are not allowed; use `headers` instead",
+                    );
+                    return None;
+                }
+                Some(u)
+            }
+            Ok(u) => {
+                self.error(
+                    path,
+                    s.referenced,
+                    format!(
+                        "scheme {:?} is not allowed; expected an http or https URL with a host",
+                        u.scheme()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(path, s.referenced, format!("not a valid URL: {e}"));
+                None
+            }
+        }
+    }
+
+    fn patterns(&mut self, list: &Spanned<Vec<Str>>, path: &str) -> Vec<TopicPattern> {
+        if list.value.is_empty() {
+            self.error(
+                path,
+                list.referenced,
+                "must list at least one topic pattern",
+            );
+        }
+        let mut out: Vec<TopicPattern> = Vec::new();
+        for (i, s) in list.value.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let Some(text) = self.string(s, &p) else {
+                continue;
+            };
+            match TopicPattern::parse(&text) {
+                Ok(pat) if out.contains(&pat) => {
+                    self.error(p, s.referenced, format!("pattern {text:?} is listed twice"))
+                }
+                Ok(pat) => out.push(pat),
+                Err(e) => self.error(
+                    p,
+                    s.referenced,
+                    format!("invalid topic pattern {text:?}: {e}"),
+                ),
+            }
+        }
+        out
+    }
+
+    fn headers(
+        &mut self,
+        raw: &BTreeMap<String, Str>,
+        path: &str,
+        owner: Location,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, value) in raw {
+            let p = format!("{path}.{name}");
+            let lower = name.to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                self.error(
+                    &p,
+                    owner,
+                    format!("{name:?} is not a valid HTTP header name"),
+                );
+            } else if RESERVED_HEADERS.contains(&lower.as_str())
+                || lower.starts_with("x-aion-")
+                || lower.starts_with("webhook-")
+            {
+                self.error(
+                    &p,
+                    value.referenced,
+                    format!("header {name:?} is set by the engine and cannot be overridden"),
+                );
+            } else if let Some(v) = self.string(value, &p) {
+                if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    self.error(
+                        &p,
+                        value.referenced,
+                        "header value must not contain CR, LF or NUL",
+                    );
+                } else {
+                    out.push((name.clone(), v));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn inbound(&mut self, raw: &Option<Spanned<RawInbound>>) -> Option<InboundPolicy> {
+        let raw = raw.as_ref()?;
+        let loc = raw.referenced;
+        let r = &raw.value;
+        let secrets = self.secrets("inbound", loc, &r.secret, &r.secrets, &r.secret_file);
+        let tolerance = match &r.tolerance {
+            Some(s) => self
+                .duration(s, "inbound.tolerance", false)
+                .unwrap_or(DEFAULT_TOLERANCE),
+            None => DEFAULT_TOLERANCE,
+        };
+        let mut actions = BTreeMap::new();
+        for (name, action) in &r.actions {
+            let p = format!("inbound.actions.{name}");
+            let valid = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                self.error(
+                    &p,
+                    action.referenced,
+                    format!(
+                        "action name {name:?} is invalid; expected 1-64 characters of [a-z0-9_]"
+                    ),
+                );
+                continue;
+            }
+            let roles = self.roles(&action.value.roles, &format!("{p}.roles"));
+            actions.insert(name.clone(), roles);
+        }
+        Some(InboundPolicy {
+            secrets: secrets?,
+            tolerance,
+            actions,
+        })
+    }
+
+    fn roles(&mut self, list: &Spanned<Vec<Str>>, path: &str) -> Vec<String> {
+        if list.value.is_empty() {
+            self.error(path, list.referenced, "must list at least one role");
+        }
+        list.value
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let p = format!("{path}[{i}]");
+                let v = self.string(s, &p)?;
+                let valid = !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid {
+                    self.error(
+                        p,
+                        s.referenced,
+                        format!("role {v:?} is invalid; expected 1-64 characters of [A-Za-z0-9_-]"),
+                    );
+                    return None;
+                }
+                Some(v)
+            })
+            .collect()
+    }
+
+    pub fn auth(&mut self, raw: &Option<RawAuth>) -> AuthPolicy {
+        let Some(raw) = raw else {
+            return AuthPolicy::default();
+        };
+        let mut ids = HashSet::new();
+        let mut hashes = HashSet::new();
+        let mut api_keys = Vec::new();
+        for (i, k) in raw.api_keys.iter().enumerate() {
+            let p = format!("auth.api_keys[{i}]");
+            let id = self.string(&k.value.id, &format!("{p}.id"));
+            let roles = self.roles(&k.value.roles, &format!("{p}.roles"));
+            let hash = self.string(&k.value.sha256, &format!("{p}.sha256")).and_then(|h| {
+                let h = h.strip_prefix("sha256:").unwrap_or(&h).to_ascii_lowercase();
+                let bytes = (h.len() == 64).then(|| hex::decode(&h).ok()).flatten();
+                match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                    Some(b) => Some(b),
+                    None => {
+                        self.error(format!("{p}.sha256"), k.value.sha256.referenced, "expected 64 hexadecimal characters (the SHA-256 of the key; `aion-webhooks keygen` prints one)");
+                        None
+                    }
+                }
+            });
+            let Some(id) = id else { continue };
+            if id.is_empty() || id.len() > 64 {
+                self.error(
+                    format!("{p}.id"),
+                    k.value.id.referenced,
+                    "api key id must be 1-64 characters",
+                );
+                continue;
+            }
+            if !ids.insert(id.clone()) {
+                self.error(
+                    format!("{p}.id"),
+                    k.value.id.referenced,
+                    format!("duplicate api key id {id:?}"),
+                );
+                continue;
+            }
+            let Some(sha256) = hash else { continue };
+            if !hashes.insert(sha256) {
+                self.error(
+                    format!("{p}.sha256"),
+                    k.value.sha256.referenced,
+                    "the same key hash is listed twice",
+                );
+                continue;
+            }
+            api_keys.push(ApiKey { id, sha256, roles });
+        }
+        let jwt = raw.jwt.as_ref().and_then(|j| self.jwt(j));
+        AuthPolicy { api_keys, jwt }
+    }
+
+    fn jwt(&mut self, raw: &Spanned<super::raw::RawJwt>) -> Option<JwtConfig> {
+        let j = &raw.value;
+        let issuer = self.string(&j.issuer, "auth.jwt.issuer");
+        let audience = self.string(&j.audience, "auth.jwt.audience");
+        let roles_claim = match &j.roles_claim {
+            Some(s) => self.string(s, "auth.jwt.roles_claim"),
+            None => Some("roles".to_owned()),
+        };
+        let key = match (&j.hs256_secret, &j.public_key_file) {
+            (Some(s), None) => {
+                let v = self.string(s, "auth.jwt.hs256_secret")?;
+                if v.len() < 32 {
+                    self.error(
+                        "auth.jwt.hs256_secret",
+                        s.referenced,
+                        "must be at least 32 bytes long",
+                    );
+                    return None;
+                }
+                JwtKey::Hs256(Secret::new(v))
+            }
+            (None, Some(f)) => {
+                let pem = self.read_file(f, "auth.jwt.public_key_file")?;
+                if !pem.contains("-----BEGIN") {
+                    self.error(
+                        "auth.jwt.public_key_file",
+                        f.referenced,
+                        "expected a PEM public key (RS256 or ES256)",
+                    );
+                    return None;
+                }
+                JwtKey::PublicKeyPem(pem)
+            }
+            _ => {
+                self.error(
+                    "auth.jwt",
+                    raw.referenced,
+                    "set exactly one of `hs256_secret` and `public_key_file`",
+                );
+                return None;
+            }
+        };
+        Some(JwtConfig {
+            issuer: issuer?,
+            audience: audience?,
+            key,
+            roles_claim: roles_claim?,
+        })
+    }
+
+    pub fn network(&mut self, raw: &Option<RawNetwork>) -> NetworkPolicy {
+        let Some(raw) = raw else {
+            return NetworkPolicy::default();
+        };
+        let mut allow = Vec::new();
+        for (i, s) in raw.allow_private_targets.iter().enumerate() {
+            let p = format!("network.allow_private_targets[{i}]");
+            let Some(text) = self.string(s, &p) else {
+                continue;
+            };
+            let parsed = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(net) => allow.push(net.trunc()),
+                Err(_) => self.error(
+                    p,
+                    s.referenced,
+                    format!("{text:?} is not a CIDR (e.g. 127.0.0.0/8, 10.1.2.3/32, ::1/128)"),
+                ),
+            }
+        }
+        NetworkPolicy {
+            allow_private_targets: allow,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The validated policy: what the rest of the engine reads. Built only by
+//! `compile`, never mutated; a reload builds a new one and swaps it whole.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+use crate::domain::{Secret, TopicPattern, WebhookId};
+use crate::signing::StandardSecret;
+
+/// How long and how often a delivery is retried (contract §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial_interval: Duration,
+    pub max_interval: Duration,
+    /// Attempts in all, the first included; at least 1.
+    pub max_attempts: u32,
+}
+
+/// Which signature headers a webhook's deliveries carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureMode {
+    /// `X-Aion-Signature` only (the default).
+    Aion,
+    /// Standard Webhooks headers only.
+    Standard,
+    /// Both sets of headers.
+    Both,
+}
+
+impl SignatureMode {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "aion" => Some(Self::Aion),
+            "standard" => Some(Self::Standard),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aion => "aion",
+            Self::Standard => "standard",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn signs_aion(self) -> bool {
+        matches!(self, Self::Aion | Self::Both)
+    }
+
+    pub fn signs_standard(self) -> bool {
+        matches!(self, Self::Standard | Self::Both)
+    }
+}
+
+/// One outbound endpoint and what it subscribes to.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub url: Url,
+    /// Active secrets, newest first; one signature per secret during rotation.
+    pub secrets: Vec<Secret>,
+    /// The same secrets decoded for Standard Webhooks; empty unless the mode needs them.
+    pub standard_secrets: Vec<StandardSecret>,
+    pub topics: Vec<TopicPattern>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    /// Extra static headers, in file order.
+    pub headers: Vec<(String, String)>,
+    pub signature: SignatureMode,
+    /// `None` = events of every tenant (and of none).
+    pub tenants: Option<Vec<String>>,
+    pub enabled: bool,
+}
+
+impl Webhook {
+    /// Whether an event of `tenant` may go to this webhook.
+    pub fn permits_tenant(&self, tenant: Option<&str>) -> bool {
+        match (&self.tenants, tenant) {
+            (None, _) => true,
+            (Some(allowed), Some(t)) => allowed.iter().any(|a| a == t),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// `inbound:` — the command endpoint's secret and allow-list.
+#[derive(Debug, Clone)]
+pub struct InboundPolicy {
+    pub secrets: Vec<Secret>,
+    pub tolerance: Duration,
+    /// Allow-listed action name → roles that may run it (any one suffices).
+    pub actions: BTreeMap<String, Vec<String>>,
+}
+
+/// `auth:` — who may call the API.
+#[derive(Debug, Clone, Default)]
+pub struct AuthPolicy {
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: Option<JwtConfig>,
+}
+
+/// An API key, known only by its SHA-256.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    /// The actor id recorded in audit events.
+    pub id: String,
+    pub sha256: [u8; 32],
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub key: JwtKey,
+    pub roles_claim: String,
+}
+
+/// The verification key fixes the algorithm: no token picks its own.
+#[derive(Debug, Clone)]
+pub enum JwtKey {
+    Hs256(Secret),
+    /// PEM text of an RSA (RS256) or EC P-256 (ES256) public key.
+    PublicKeyPem(String),
+}
+
+/// `network:` — exceptions to the SSRF guard.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    pub allow_private_targets: Vec<IpNet>,
+}

@@ -1,0 +1,339 @@
+//! Policy loading tests: the shipped files, every validation rule, and
+//! hostile input. Each error case checks the YAML path and the position.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(text: &str) -> Result<PolicySet, PolicyErrors> {
+    PolicySet::parse(text, "test.yaml", Path::new("."), &no_env)
+}
+
+fn errors(text: &str) -> Vec<PolicyError> {
+    parse(text).expect_err("policy should be refused").errors
+}
+
+/// Asserts one error sits at `path` on `line` and its message contains `needle`.
+fn assert_error(errs: &[PolicyError], path: &str, line: u64, needle: &str) {
+    assert!(
+        errs.iter().any(|e| e.path == path
+            && e.line == line
+            && e.column > 0
+            && e.message.contains(needle)),
+        "no error at {path} line {line} containing {needle:?}; got:\n{errs:#?}"
+    );
+}
+
+const MINIMAL: &str = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com/h\n    secret: s\n    topics: [x.y]\n";
+
+#[test]
+fn every_shipped_policy_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("policies/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            seen += 1;
+            if let Err(e) = PolicySet::load_file_with_env(&path, &no_env) {
+                panic!("{e}");
+            }
+        }
+    }
+    assert!(seen >= 2, "expected the shipped policies, found {seen}");
+}
+
+#[test]
+fn shipped_policy_routes_the_platform_topics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/webhooks.yaml");
+    let p = PolicySet::load_file_with_env(&path, &no_env).expect("valid");
+    let ids = |topic: &str, tenant: Option<&str>| -> Vec<String> {
+        p.route(&Topic::parse(topic).expect("topic"), tenant)
+            .iter()
+            .map(|r| r.webhook.id.to_string())
+            .collect()
+    };
+    assert_eq!(ids("kernel.proposal.created", None), ["kernel-review-bot"]);
+    assert!(ids("kernel.proposal.a.b", None).is_empty());
+    assert_eq!(ids("aion.router.decisions", None), ["router-analytics"]);
+    assert_eq!(
+        ids("aion.audit.activity", Some("tenant-001")),
+        ["siem-audit"]
+    );
+    assert!(ids("aion.audit.activity", Some("tenant-002")).is_empty());
+    assert_eq!(ids("command.install_module", None), ["control-plane"]);
+    let inbound = p.inbound().expect("inbound section");
+    assert_eq!(inbound.actions.len(), 5);
+    assert_eq!(inbound.actions["install_module"], ["module-admin"]);
+}
+
+#[test]
+fn environment_variables_replace_dev_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/webhooks.yaml");
+    let env = |n: &str| (n == "KERNEL_REVIEW_SECRET").then(|| "from-env".to_owned());
+    let p = PolicySet::load_file_with_env(&path, &env).expect("valid");
+    let hook = p.webhook("kernel-review-bot").expect("present");
+    assert_eq!(hook.secrets[0].expose(), "from-env");
+}
+
+#[test]
+fn defaults_merge_into_each_webhook_field_by_field() {
+    let p = parse(
+        "version: 1\ndefaults:\n  timeout: 3s\n  retry: { initial_interval: 2s, max_interval: 1m, max_attempts: 4 }\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    retry: { max_attempts: 9 }\n  - id: b\n    url: http://b.example.com\n    secret: s\n    topics: [x]\n    timeout: 1s\n",
+    )
+    .expect("valid");
+    let a = p.webhook("a").expect("a");
+    assert_eq!(a.timeout, Duration::from_secs(3));
+    assert_eq!(a.retry.initial_interval, Duration::from_secs(2));
+    assert_eq!(a.retry.max_interval, Duration::from_secs(60));
+    assert_eq!(a.retry.max_attempts, 9);
+    assert_eq!(p.webhook("b").expect("b").timeout, Duration::from_secs(1));
+    assert_eq!(p.webhook("b").expect("b").retry.max_attempts, 4);
+}
+
+#[test]
+fn builtin_defaults_apply_without_a_defaults_section() {
+    let p = parse(MINIMAL).expect("valid");
+    let a = p.webhook("a").expect("a");
+    assert_eq!(a.retry, compile::DEFAULT_RETRY);
+    assert_eq!(a.timeout, compile::DEFAULT_TIMEOUT);
+    assert!(a.enabled);
+    assert_eq!(a.signature, SignatureMode::Aion);
+}
+
+#[test]
+fn misspelled_key_is_refused_with_its_position() {
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topcis: [x]\n",
+    );
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].line, 6, "{errs:?}");
+    assert_eq!(errs[0].path, "webhooks[0].topcis", "{errs:?}");
+    assert!(errs[0].message.contains("topcis"), "{errs:?}");
+}
+
+#[test]
+fn missing_env_var_is_named_with_its_position() {
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: ${NOT_SET_ANYWHERE}\n    topics: [x]\n",
+    );
+    assert_error(&errs, "webhooks[0].secret", 5, "NOT_SET_ANYWHERE");
+}
+
+#[test]
+fn every_error_in_a_file_is_listed() {
+    let errs = errors(
+        "version: 1
+webhooks:
+  - id: Bad_ID
+    url: ftp://a.example.com
+    secret: s
+    topics: [\"a.*b\", \"\"]
+    retry: { initial_interval: 10m, max_interval: 1m, max_attempts: 0 }
+    signature: fancy
+  - id: dup
+    url: https://a.example.com
+    secret: s
+    topics: []
+  - id: dup
+    url: https://a.example.com
+    secret: plain-not-whsec
+    signature: standard
+    topics: [x]
+  - id: dup2
+    url: https://a.example.com
+    secret: s
+    topics: [x]
+  - id: dup2
+    url: https://b.example.com
+    secret: s
+    topics: [y]
+inbound:
+  tolerance: 5m
+  actions:
+    approve: { roles: [] }
+auth:
+  api_keys:
+    - { id: k, sha256: \"abc\", roles: [publisher] }
+    - { id: k, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\", roles: [admin] }
+network:
+  allow_private_targets: [10.0.0.0/33, nonsense]
+",
+    );
+    assert_error(&errs, "webhooks[0].id", 3, "1-64 characters");
+    assert_error(&errs, "webhooks[0].url", 4, "ftp");
+    assert_error(&errs, "webhooks[0].topics[0]", 6, "a.*b");
+    assert_error(&errs, "webhooks[0].topics[1]", 6, "invalid topic pattern");
+    assert_error(&errs, "webhooks[0].retry.max_attempts", 7, "between 1 and");
+    assert_error(&errs, "webhooks[0].signature", 8, "fancy");
+    assert_error(&errs, "webhooks[1].topics", 12, "at least one");
+    assert_error(&errs, "webhooks[2].secret", 13, "whsec_");
+    assert_error(&errs, "webhooks[4].id", 22, "duplicate webhook id");
+    assert_error(&errs, "inbound", 27, "secret is required");
+    assert_error(
+        &errs,
+        "inbound.actions.approve.roles",
+        29,
+        "at least one role",
+    );
+    assert_error(&errs, "auth.api_keys[0].sha256", 32, "64 hexadecimal");
+    assert_error(&errs, "auth.api_keys[1].id", 33, "duplicate api key id");
+    assert_error(&errs, "network.allow_private_targets[0]", 35, "CIDR");
+    assert_error(&errs, "network.allow_private_targets[1]", 35, "CIDR");
+    assert!(
+        errs.iter()
+            .any(|e| e.path == "webhooks[0].retry"
+                && e.message.contains("greater than max_interval")),
+        "{errs:#?}"
+    );
+    // Sorted by position, so `policy check` reads top to bottom.
+    assert!(
+        errs.windows(2)
+            .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column))
+    );
+}
+
+#[test]
+fn display_gives_file_line_column_and_path() {
+    let err = parse("version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [\"**x\"]\n").expect_err("bad pattern");
+    let text = err.to_string();
+    assert!(text.contains("test.yaml:6:"), "{text}");
+    assert!(text.contains("webhooks[0].topics[0]"), "{text}");
+}
+
+#[test]
+fn unsupported_version_and_bad_durations_are_refused() {
+    let errs = errors("version: 2\ndefaults:\n  timeout: 10 seconds\nwebhooks: []\n");
+    assert_error(&errs, "version", 1, "expected 1");
+    assert_error(&errs, "defaults.timeout", 3, "10 seconds");
+}
+
+#[test]
+fn reserved_and_malformed_headers_are_refused() {
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Aion-Signature: forged, Content-Type: text/plain, X-Ok: \"a\\r\\nb\" }\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn secret_file_is_read_relative_to_the_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hook.secret"), "from-file\n").expect("write");
+    let text = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret_file: hook.secret\n    topics: [x]\n";
+    let p = PolicySet::parse(text, "t", dir.path(), &no_env).expect("valid");
+    assert_eq!(p.webhook("a").expect("a").secrets[0].expose(), "from-file");
+    let missing = PolicySet::parse(
+        &text.replace("hook.secret", "nope.secret"),
+        "t",
+        dir.path(),
+        &no_env,
+    )
+    .expect_err("missing file");
+    assert_eq!(missing.errors[0].path, "webhooks[0].secret_file");
+}
+
+#[test]
+fn secret_and_secrets_together_are_refused() {
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    secrets: [t]\n    topics: [x]\n",
+    );
+    assert_error(&errs, "webhooks[0]", 3, "only one");
+}
+
+#[test]
+fn standard_mode_accepts_whsec_secrets_and_rotation() {
+    let p = parse("version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secrets: [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\"]\n    signature: both\n    topics: [x]\n").expect("valid");
+    let a = p.webhook("a").expect("a");
+    assert_eq!(a.standard_secrets.len(), 2);
+    assert_eq!(a.secrets.len(), 2);
+}
+
+#[test]
+fn routing_lists_each_webhook_once_with_the_first_matching_pattern() {
+    let p = parse("version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [\"x.**\", \"x.*\", x.y]\n  - id: b\n    url: https://b.example.com\n    secret: s\n    topics: [\"*.y\"]\n    tenants: [t1]\n").expect("valid");
+    let topic = Topic::parse("x.y").expect("topic");
+    let routes = p.route(&topic, Some("t1"));
+    let got: Vec<_> = routes
+        .iter()
+        .map(|r| (r.webhook.id.as_str(), r.pattern.as_str()))
+        .collect();
+    assert_eq!(got, [("a", "x.**"), ("b", "*.y")]);
+    let untenanted: Vec<_> = p
+        .route(&topic, None)
+        .iter()
+        .map(|r| r.webhook.id.to_string())
+        .collect();
+    assert_eq!(untenanted, ["a"]);
+}
+
+#[test]
+fn debug_output_never_contains_secrets() {
+    let p = parse(&MINIMAL.replace("secret: s", "secret: super-secret-value")).expect("valid");
+    assert!(!format!("{p:?}").contains("super-secret-value"));
+}
+
+#[test]
+fn hostile_yaml_gets_a_clean_error() {
+    // Deep nesting.
+    let deep = format!(
+        "version: 1\nwebhooks: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    assert!(parse(&deep).is_err());
+    // Billion laughs.
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        bomb.push_str(&format!(
+            "{}: &{} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n",
+            (b'a' + i) as char,
+            (b'a' + i) as char,
+            p = (b'a' + i - 1) as char
+        ));
+    }
+    assert!(parse(&bomb).is_err());
+    // 10 MB of garbage: refused on size before parsing.
+    let garbage: String = (0..10 * 1024 * 1024u64)
+        .map(|i| ((i.wrapping_mul(7919) % 94) as u8 + 33) as char)
+        .collect();
+    let err = parse(&garbage).expect_err("too big");
+    assert!(err.errors[0].message.contains("limit"), "{err}");
+    // Garbage under the limit, and odd documents.
+    for text in [
+        &garbage[..500_000],
+        "",
+        "---\n---\n",
+        "[1, 2",
+        "version: [1]",
+        "\t\u{0}\u{7f}",
+        "version: 1\nwebhooks: 5\n",
+    ] {
+        assert!(
+            parse(text).is_err(),
+            "{:?} accepted",
+            &text[..text.len().min(40)]
+        );
+    }
+}
+
+#[test]
+fn non_utf8_and_oversized_files_are_refused_by_load_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin.yaml");
+    std::fs::write(&bin, [0xff, 0xfe, 0x00, 0x80]).expect("write");
+    assert!(
+        PolicySet::load_file_with_env(&bin, &no_env)
+            .expect_err("binary")
+            .to_string()
+            .contains("UTF-8")
+    );
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, vec![b'#'; MAX_POLICY_BYTES + 1]).expect("write");
+    assert!(PolicySet::load_file_with_env(&big, &no_env).is_err());
+    assert!(PolicySet::load_file_with_env(&dir.path().join("absent.yaml"), &no_env).is_err());
+}
