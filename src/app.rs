@@ -1,15 +1,210 @@
-//! Application lifecycle: build, run, shut down. (The server lands with the
-//! durable delivery issue.)
+//! Application lifecycle: `App::build(config)` loads the policy, connects the
+//! store, runs migrations and binds the listener; `run(shutdown)` serves the
+//! API and runs the workers until `shutdown` resolves, then drains.
+//! Tests call exactly this, on port 0 with a fresh database.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn serve_blocking(_policy: PathBuf, _listen: String) -> anyhow::Result<ExitCode> {
-    eprintln!("serve: not yet available");
-    Ok(ExitCode::from(2))
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::sender::Sender;
+use crate::delivery::ssrf::SsrfGuard;
+use crate::delivery::worker::{self, WorkerConfig};
+use crate::http::{AppState, Limits};
+use crate::policy::PolicySet;
+use crate::store::Store;
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: String,
+    pub policy_path: PathBuf,
+    pub limits: Limits,
+    pub worker: WorkerConfig,
+    /// Run delivery workers in this process (false = API only).
+    pub run_workers: bool,
+    pub db_max_connections: u32,
 }
 
+impl Config {
+    /// Defaults, overridden by `AION_WEBHOOKS_*` variables where set.
+    pub fn from_env(database_url: String, listen: String, policy_path: PathBuf) -> anyhow::Result<Self> {
+        let mut cfg = Self {
+            database_url,
+            listen,
+            policy_path,
+            limits: Limits::default(),
+            worker: WorkerConfig::default(),
+            run_workers: true,
+            db_max_connections: 32,
+        };
+        let num = |name: &str| -> anyhow::Result<Option<u64>> {
+            std::env::var(name).ok().map(|v| v.parse::<u64>().with_context(|| format!("{name}={v:?} is not a number"))).transpose()
+        };
+        if let Some(n) = num("AION_WEBHOOKS_MAX_IN_FLIGHT")? {
+            cfg.worker.max_in_flight = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK")? {
+            cfg.worker.max_in_flight_per_webhook = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_DB_MAX_CONNECTIONS")? {
+            cfg.db_max_connections = u32::try_from(n).unwrap_or(u32::MAX).max(2);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_MAX_EVENT_BYTES")? {
+            cfg.limits.max_event_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_SHUTDOWN_GRACE_SECS")? {
+            cfg.worker.shutdown_grace = Duration::from_secs(n);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_LEASE_MARGIN_SECS")? {
+            cfg.worker.lease_margin = Duration::from_secs(n);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_POLL_INTERVAL_MS")? {
+            cfg.worker.poll_interval = Duration::from_millis(n.max(1));
+        }
+        if let Ok(v) = std::env::var("AION_WEBHOOKS_WORKERS") {
+            cfg.run_workers = !matches!(v.as_str(), "0" | "false" | "off");
+        }
+        Ok(cfg)
+    }
+}
+
+/// A built application, bound and migrated, not yet serving.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    sender: Sender,
+    config: Config,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let policy = PolicySet::load_file(&config.policy_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let store = Store::connect_lazy(&config.database_url, config.db_max_connections)
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        Self::build_with(config, store, policy).await
+    }
+
+    /// Builds around an existing store and policy (tests: a fresh database each).
+    pub async fn build_with(config: Config, store: Store, policy: PolicySet) -> anyhow::Result<Self> {
+        store.migrate().await.context("running database migrations")?;
+        let guard = Arc::new(SsrfGuard::new(policy.network().allow_private_targets.clone()));
+        let sender = Sender::new(guard).context("building the HTTP client")?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let state = AppState {
+            store,
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
+            limits: config.limits,
+        };
+        Ok(Self { listener, state, sender, config })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The live policy handle (reload swaps what it points to).
+    pub fn policy(&self) -> Arc<ArcSwap<PolicySet>> {
+        self.state.policy.clone()
+    }
+
+    /// Serves until `shutdown` resolves: stops accepting and claiming, lets
+    /// in-flight requests and sends finish (grace period), then returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        let worker = self.config.run_workers.then(|| {
+            tokio::spawn(worker::run(
+                self.state.store.clone(),
+                self.state.policy.clone(),
+                self.sender.clone(),
+                self.config.worker.clone(),
+                cancel.clone(),
+            ))
+        });
+        let store = self.state.store.clone();
+        let app = crate::http::router(self.state);
+        tracing::info!(addr = %self.listener.local_addr()?, "serving");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await
+            .context("HTTP server")?;
+        if let Some(w) = worker {
+            w.await.context("delivery worker panicked")?;
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `aion-webhooks serve`: runs until SIGTERM or SIGINT, then exits 0.
+pub fn serve_blocking(policy: PathBuf, listen: String) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let database_url = database_url()?;
+    let config = Config::from_env(database_url, listen, policy)?;
+    runtime()?.block_on(async move {
+        let app = App::build(config).await?;
+        app.run(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aion-webhooks migrate`.
 pub fn migrate_blocking() -> anyhow::Result<ExitCode> {
-    eprintln!("migrate: not yet available");
-    Ok(ExitCode::from(2))
+    init_tracing();
+    let url = database_url()?;
+    runtime()?.block_on(async move {
+        let store = Store::connect_lazy(&url, 2)?;
+        store.migrate().await?;
+        store.close().await;
+        anyhow::Ok(())
+    })?;
+    println!("migrations applied");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn database_url() -> anyhow::Result<String> {
+    std::env::var("DATABASE_URL").context(
+        "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/aion_webhooks",
+    )
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AION_WEBHOOKS_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("AION_WEBHOOKS_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
 }

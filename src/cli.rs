@@ -189,8 +189,9 @@ pub fn keygen(out: &mut dyn Write) -> anyhow::Result<()> {
     rand::rng().fill_bytes(&mut raw);
     let key = format!("aionk_{}", hex::encode(raw));
     let digest = hex::encode(Sha256::digest(key.as_bytes()));
-    writeln!(out, "key:    {key}")?;
-    writeln!(out, "policy: sha256: \"{digest}\"")?;
+    writeln!(out, "key: {key}")?;
+    writeln!(out, "# paste into auth.api_keys in the policy; the key itself is never stored:")?;
+    writeln!(out, "sha256: \"{digest}\"")?;
     Ok(())
 }
 

@@ -5,7 +5,12 @@
 //! `signing`, `domain` (pure, no I/O).
 
 pub mod app;
+pub mod auth;
 pub mod cli;
+pub mod delivery;
 pub mod domain;
+pub mod http;
+pub mod ingest;
 pub mod policy;
 pub mod signing;
+pub mod store;

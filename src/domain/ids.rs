@@ -103,6 +103,50 @@ impl EventId {
     }
 }
 
+/// A delivery's id: a UUIDv7 (time-ordered, so cursors page by age), shown
+/// as `dlv_<32 hex>`. It is the `Idempotency-Key` receivers deduplicate on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(uuid::Uuid);
+
+impl DeliveryId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7())
+    }
+
+    pub fn from_uuid(id: uuid::Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn uuid(self) -> uuid::Uuid {
+        self.0
+    }
+
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        value
+            .strip_prefix("dlv_")
+            .filter(|hex| hex.len() == 32)
+            .and_then(|hex| uuid::Uuid::try_parse(hex).ok())
+            .map(Self)
+            .ok_or_else(|| IdError {
+                kind: "delivery id",
+                value: value.chars().take(80).collect(),
+                expected: "expected dlv_ followed by 32 hex digits",
+            })
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dlv_{}", self.0.simple())
+    }
+}
+
+impl Serialize for DeliveryId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +175,17 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.as_str().starts_with("evt_"));
         assert!(EventId::parse(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn delivery_ids_round_trip_through_their_display_form() {
+        let id = DeliveryId::generate();
+        let text = id.to_string();
+        assert!(text.starts_with("dlv_") && text.len() == 36, "{text}");
+        assert_eq!(DeliveryId::parse(&text), Ok(id));
+        for bad in ["", "dlv_", "dlv_xyz", "evt_0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0", &text[4..]] {
+            assert!(DeliveryId::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

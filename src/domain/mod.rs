@@ -5,6 +5,6 @@ pub mod ids;
 pub mod secret;
 pub mod topic;
 
-pub use ids::{EventId, IdError, WebhookId};
+pub use ids::{DeliveryId, EventId, IdError, WebhookId};
 pub use secret::Secret;
 pub use topic::{Topic, TopicError, TopicPattern};

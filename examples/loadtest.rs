@@ -1,0 +1,201 @@
+//! Load tool: starts a fresh database, the engine (in this process, the real
+//! `App`), and a fast local receiver, posts events from N concurrent clients,
+//! and reports ingest rate, end-to-end deliveries/s and accept→receive
+//! latency. Everything stays on loopback; every loop is bounded.
+//!
+//! ```text
+//! cargo run --release --example loadtest -- --scenario a   # 1 webhook, 20,000 events, 64 clients
+//! cargo run --release --example loadtest -- --scenario b   # 10 webhooks (fan-out), 5,000 events
+//! cargo run --release --example loadtest -- --scenario c   # batches of 100
+//! cargo run --release --example loadtest -- --scenario latency   # 1,000 events/s for 10 s
+//! ```
+//! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! a database `aion_load_<pid>` is created there and dropped at the end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aion_webhooks::app::{App, Config};
+use aion_webhooks::delivery::worker::WorkerConfig;
+use aion_webhooks::http::Limits;
+use aion_webhooks::policy::PolicySet;
+use aion_webhooks::store::Store;
+use anyhow::Context;
+use axum::http::HeaderMap;
+use sha2::Digest;
+use sqlx::Connection;
+
+const KEY: &str = "loadtest-key";
+
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    webhooks: usize,
+    events: usize,
+    clients: usize,
+    batch: usize,
+    /// Events per second across all clients; 0 = as fast as possible.
+    rate: u64,
+}
+
+fn scenario(name: &str) -> anyhow::Result<Scenario> {
+    Ok(match name {
+        "a" => Scenario { name: "a: 1 webhook, single events", webhooks: 1, events: 20_000, clients: 64, batch: 1, rate: 0 },
+        "b" => Scenario { name: "b: 10 webhooks (fan-out)", webhooks: 10, events: 5_000, clients: 64, batch: 1, rate: 0 },
+        "c" => Scenario { name: "c: 1 webhook, batches of 100", webhooks: 1, events: 20_000, clients: 8, batch: 100, rate: 0 },
+        "latency" => Scenario { name: "latency: 1 webhook, 1,000 events/s", webhooks: 1, events: 10_000, clients: 16, batch: 1, rate: 1000 },
+        other => anyhow::bail!("unknown scenario {other:?}; use a, b, c or latency"),
+    })
+}
+
+/// Receive times by event id (one entry per delivery).
+type Receipts = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let pick = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+    let mut sc = scenario(&pick("--scenario").unwrap_or_else(|| "a".into()))?;
+    if let Some(n) = pick("--events") {
+        sc.events = n.parse()?;
+    }
+    if let Some(n) = pick("--clients") {
+        sc.clients = n.parse()?;
+    }
+
+    let server = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let db = format!("aion_load_{}", std::process::id());
+    let admin_url = server.clone();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.context("connecting to DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await?;
+    let db_url = format!("{}/{db}", server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base));
+
+    let result = run(sc, &db_url).await;
+
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await?;
+    result
+}
+
+async fn run(sc: Scenario, db_url: &str) -> anyhow::Result<()> {
+    let receipts: Receipts = Arc::default();
+    let rx_url = start_receiver(receipts.clone()).await?;
+
+    let mut yaml = String::from("version: 1\nwebhooks:\n");
+    for i in 0..sc.webhooks {
+        yaml.push_str(&format!(
+            "  - id: sink-{i}\n    url: {rx_url}\n    secret: load-secret-{i}\n    topics: [\"load.**\"]\n    timeout: 5s\n    retry: {{ initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
+        hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
+    ));
+    let policy = PolicySet::parse(&yaml, "loadtest", std::path::Path::new("."), &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = Config {
+        database_url: db_url.into(),
+        listen: "127.0.0.1:0".into(),
+        policy_path: "loadtest".into(),
+        limits: Limits::default(),
+        worker: WorkerConfig::default(),
+        run_workers: true,
+        db_max_connections: 32,
+    };
+    let store = Store::connect_lazy(db_url, config.db_max_connections)?;
+    let app = App::build_with(config, store, policy).await?;
+    let base = format!("http://{}", app.local_addr());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = tokio::spawn(app.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(sc.clients).build()?;
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let per_client = sc.events / sc.clients;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..sc.clients {
+        let (client, base, accepted) = (client.clone(), base.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sent = 0;
+            while sent < per_client {
+                let n = sc.batch.min(per_client - sent);
+                if sc.rate > 0 {
+                    // Paced: this client's share of the rate, on a fixed schedule.
+                    let due = started + Duration::from_secs_f64((sent * sc.clients + c) as f64 / sc.rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let ids: Vec<String> = (sent..sent + n).map(|i| format!("c{c}-e{i}")).collect();
+                let events: Vec<serde_json::Value> = ids
+                    .iter()
+                    .map(|id| serde_json::json!({"id": id, "topic": "load.test.event", "payload": {"client": c, "n": id, "pad": "x".repeat(200)}}))
+                    .collect();
+                let body = if sc.batch == 1 { events[0].to_string() } else { serde_json::Value::Array(events).to_string() };
+                let r = client.post(format!("{base}/v1/events")).bearer_auth(KEY).header("content-type", "application/json").body(body).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 202, "ingest answered {}", r.status());
+                let now = Instant::now();
+                let mut acc = accepted.lock().expect("lock");
+                for id in ids {
+                    acc.insert(id, now);
+                }
+                sent += n;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let ingest_done = Instant::now();
+    let total_events = per_client * sc.clients;
+    let expected = total_events * sc.webhooks;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let got: usize = receipts.lock().expect("lock").values().map(Vec::len).sum();
+        if got >= expected {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "only {got} of {expected} deliveries arrived in 300 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let receipts = receipts.lock().expect("lock").clone();
+    let last = receipts.values().flatten().max().copied().unwrap_or(ingest_done);
+    let accepted = accepted.lock().expect("lock").clone();
+    let mut latencies: Vec<f64> = receipts
+        .iter()
+        .flat_map(|(id, times)| {
+            let acc = accepted.get(id).copied();
+            times.iter().filter_map(move |t| acc.map(|a| t.saturating_duration_since(a).as_secs_f64() * 1000.0))
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let ingest_secs = (ingest_done - started).as_secs_f64();
+    let e2e_secs = (last - started).as_secs_f64();
+    println!("scenario        {}", sc.name);
+    println!("events          {total_events} ({} clients, batch {})", sc.clients, sc.batch);
+    println!("deliveries      {expected}");
+    println!("ingest          {:.0} events/s ({ingest_secs:.2} s)", total_events as f64 / ingest_secs);
+    println!("end-to-end      {:.0} deliveries/s (first post to last receipt, {e2e_secs:.2} s)", expected as f64 / e2e_secs);
+    println!("accept→receive  p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
+    let _ = stop_tx.send(());
+    engine.await??;
+    Ok(())
+}
+
+async fn start_receiver(receipts: Receipts) -> anyhow::Result<String> {
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let receipts = receipts.clone();
+        async move {
+            let now = Instant::now();
+            if let Some(id) = headers.get("x-aion-event-id").and_then(|v| v.to_str().ok()) {
+                receipts.lock().expect("lock").entry(id.to_owned()).or_default().push(now);
+            }
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/sink", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}

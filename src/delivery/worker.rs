@@ -1,0 +1,327 @@
+//! The delivery worker: claim due deliveries, commit, send outside any
+//! transaction, record outcomes in batches; plus the rescuer for leases of
+//! engines that died. Several engines may run it on one database: the claim
+//! (`FOR UPDATE SKIP LOCKED`) gives each delivery to one of them.
+//!
+//! Concurrency is bounded globally and per webhook (the claim asks for at
+//! most the room each webhook has left here), so one slow receiver cannot
+//! take every slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use chrono::Utc;
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::retry::{self, Decision};
+use super::sender::{AttemptReport, Outbound, Sender};
+use crate::policy::PolicySet;
+use crate::store::{AttemptRecord, Claimed, Completion, DeliveryState, Store, WebhookSlot, Wakeups};
+
+/// Tuning knobs; the defaults suit one engine on a small machine.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Identifies this engine's leases.
+    pub id: String,
+    /// Sends in flight at once, all webhooks together.
+    pub max_in_flight: u32,
+    /// Sends in flight at once to one webhook.
+    pub max_in_flight_per_webhook: u32,
+    /// Most deliveries taken by one claim.
+    pub claim_batch: u32,
+    /// Longest sleep between claims when nothing wakes the worker.
+    pub poll_interval: Duration,
+    /// Added to a webhook's timeout to make the lease.
+    pub lease_margin: Duration,
+    /// How often expired leases are looked for.
+    pub rescue_interval: Duration,
+    /// How long in-flight sends may finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            id: format!("engine-{}", uuid::Uuid::now_v7().simple()),
+            max_in_flight: 512,
+            max_in_flight_per_webhook: 128,
+            claim_batch: 256,
+            poll_interval: Duration::from_secs(1),
+            lease_margin: Duration::from_secs(30),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shared between the claim loop and the send tasks.
+struct Shared {
+    store: Store,
+    policy: Arc<ArcSwap<PolicySet>>,
+    sender: Sender,
+    cfg: WorkerConfig,
+    global: Arc<Semaphore>,
+    per_webhook: Mutex<HashMap<String, u32>>,
+    slot_freed: Notify,
+    done: mpsc::UnboundedSender<Completion>,
+}
+
+/// Runs the worker until `shutdown` is cancelled, then lets in-flight sends
+/// finish within the grace period. Anything cut off stays `in_flight` and is
+/// rescued when its lease expires — at least once, never lost.
+pub async fn run(
+    store: Store,
+    policy: Arc<ArcSwap<PolicySet>>,
+    sender: Sender,
+    cfg: WorkerConfig,
+    shutdown: CancellationToken,
+) {
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let hard_stop = CancellationToken::new();
+    let completer = tokio::spawn(complete_loop(store.clone(), done_rx, hard_stop.clone()));
+    let rescuer = tokio::spawn(rescue_loop(store.clone(), cfg.rescue_interval, shutdown.clone()));
+    let shared = Arc::new(Shared {
+        global: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
+        store,
+        policy,
+        sender,
+        cfg,
+        per_webhook: Mutex::new(HashMap::new()),
+        slot_freed: Notify::new(),
+        done: done_tx,
+    });
+    let tracker = TaskTracker::new();
+    claim_loop(&shared, &tracker, &shutdown, &hard_stop).await;
+
+    tracker.close();
+    if tokio::time::timeout(shared.cfg.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!("shutdown grace elapsed; unfinished sends will be rescued after their lease");
+        hard_stop.cancel();
+        tracker.wait().await;
+    }
+    drop(shared);
+    // The completer drains what was recorded, giving up only on hard stop.
+    let flush = tokio::time::timeout(Duration::from_secs(5), completer).await;
+    if flush.is_err() {
+        hard_stop.cancel();
+    }
+    let _ = rescuer.await;
+}
+
+async fn claim_loop(shared: &Arc<Shared>, tracker: &TaskTracker, shutdown: &CancellationToken, hard_stop: &CancellationToken) {
+    let mut wakeups: Option<Wakeups> = None;
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        if wakeups.is_none() {
+            // Interest is registered before the claim, so no notify is missed.
+            wakeups = shared.store.wakeups().await.ok();
+        }
+        let free = u32::try_from(shared.global.available_permits()).unwrap_or(u32::MAX);
+        if free == 0 {
+            tokio::select! {
+                () = shared.slot_freed.notified() => continue,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        let policy = shared.policy.load_full();
+        let slots = slots(shared, &policy);
+        let limit = free.min(shared.cfg.claim_batch);
+        let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id, Utc::now()).await {
+            Ok(c) => {
+                backoff = Duration::from_millis(100);
+                c
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                wakeups = None;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let full_batch = claimed.len() as u32 == limit;
+        for c in claimed {
+            let Ok(permit) = shared.global.clone().try_acquire_owned() else {
+                // Cannot happen: only this loop takes permits and it asked for `free`.
+                tracing::error!(delivery = %c.id, "no send slot for a claimed delivery; it will be rescued");
+                continue;
+            };
+            *shared.per_webhook.lock().expect("lock").entry(c.webhook_id.clone()).or_insert(0) += 1;
+            let shared = shared.clone();
+            let hard_stop = hard_stop.clone();
+            tracker.spawn(async move {
+                let webhook_id = c.webhook_id.clone();
+                tokio::select! {
+                    () = deliver(&shared, c) => {}
+                    () = hard_stop.cancelled() => {}
+                }
+                if let Some(n) = shared.per_webhook.lock().expect("lock").get_mut(&webhook_id) {
+                    *n = n.saturating_sub(1);
+                }
+                drop(permit);
+                shared.slot_freed.notify_one();
+            });
+        }
+        if full_batch {
+            continue;
+        }
+        let wait = next_wait(shared, &slots).await;
+        tokio::select! {
+            r = recv(&mut wakeups) => if r.is_err() { wakeups = None; },
+            () = tokio::time::sleep(wait) => {}
+            () = shared.slot_freed.notified(), if slots.len() < enabled_count(&policy) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {
+    match wakeups {
+        Some(w) => w.recv().await.map_err(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+fn enabled_count(policy: &PolicySet) -> usize {
+    policy.webhooks().iter().filter(|w| w.enabled).count()
+}
+
+/// Webhooks the claim may serve now: enabled, in the policy, with room.
+fn slots(shared: &Shared, policy: &PolicySet) -> Vec<WebhookSlot> {
+    let busy = shared.per_webhook.lock().expect("lock");
+    policy
+        .webhooks()
+        .iter()
+        .filter(|w| w.enabled)
+        .filter_map(|w| {
+            let used = busy.get(w.id.as_str()).copied().unwrap_or(0);
+            let room = shared.cfg.max_in_flight_per_webhook.saturating_sub(used);
+            (room > 0).then(|| WebhookSlot {
+                webhook_id: w.id.to_string(),
+                room,
+                lease: w.timeout + shared.cfg.lease_margin,
+            })
+        })
+        .collect()
+}
+
+/// Sleep until the next scheduled retry, but no longer than the poll interval.
+async fn next_wait(shared: &Shared, slots: &[WebhookSlot]) -> Duration {
+    let poll = shared.cfg.poll_interval;
+    let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
+    match shared.store.next_due(&ids).await {
+        Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO).clamp(Duration::from_millis(5), poll),
+        _ => poll,
+    }
+}
+
+/// One attempt of one claimed delivery, start to recorded outcome.
+async fn deliver(shared: &Shared, c: Claimed) {
+    let policy = shared.policy.load_full();
+    let now = Utc::now();
+    let Some(webhook) = policy.webhook(&c.webhook_id).filter(|w| w.enabled) else {
+        // Removed or disabled between claim and send: give it back untouched.
+        let _ = shared.done.send(Completion {
+            id: c.id,
+            attempt: c.attempt,
+            state: DeliveryState::Pending,
+            next_attempt_at: Some(now + shared.cfg.poll_interval),
+            record: AttemptRecord {
+                started_at: now,
+                duration: Duration::ZERO,
+                status: None,
+                error_kind: Some("webhook_unavailable"),
+                error: Some("the webhook was disabled or removed before this attempt; nothing was sent".into()),
+                response_body: None,
+            },
+        });
+        return;
+    };
+    let delivery_id = crate::domain::DeliveryId::from_uuid(c.id).to_string();
+    let report: AttemptReport = shared
+        .sender
+        .send(&Outbound {
+            webhook,
+            delivery_id: &delivery_id,
+            attempt: u32::try_from(c.attempt).unwrap_or(1),
+            event_id: &c.event_id,
+            topic: &c.topic,
+            trace_id: c.trace_id.as_deref(),
+            body: Bytes::from(c.body),
+            timestamp: now.timestamp(),
+        })
+        .await;
+    let budget_used = u32::try_from(c.attempt - c.replay_base).unwrap_or(1).max(1);
+    let jitter = rand::rng().random_range(-1.0..=1.0);
+    let decision = retry::decide(&webhook.retry, budget_used, report.result(), report.retry_after, Utc::now(), jitter);
+    let (state, next_attempt_at) = match decision {
+        Decision::Succeeded => (DeliveryState::Succeeded, None),
+        Decision::Retry { at } => (DeliveryState::Pending, Some(at)),
+        Decision::Dead => (DeliveryState::Dead, None),
+    };
+    let _ = shared.done.send(Completion {
+        id: c.id,
+        attempt: c.attempt,
+        state,
+        next_attempt_at,
+        record: AttemptRecord {
+            started_at: report.started_at,
+            duration: report.duration,
+            status: report.status,
+            error_kind: report.error_kind.map(|k| k.as_str()),
+            error: report.error,
+            response_body: report.response_body,
+        },
+    });
+}
+
+/// Writes completions in batches: one transaction for whatever has queued up.
+async fn complete_loop(store: Store, mut rx: mpsc::UnboundedReceiver<Completion>, hard_stop: CancellationToken) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match store.complete(&batch, Utc::now()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, pending = batch.len(), "recording outcomes failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        // Unrecorded attempts stay in_flight and are rescued: sent again, not lost.
+                        () = hard_stop.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+async fn rescue_loop(store: Store, every: Duration, shutdown: CancellationToken) {
+    loop {
+        match store.rescue_expired(Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(rescued = n, "returned deliveries with expired leases to pending"),
+            Err(e) => tracing::debug!(error = %e, "rescue pass failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Admin endpoints needed to operate the queue: deliveries (list, show with
+//! attempts, replay), events, webhooks with counts. Role `admin`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::require;
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::domain::DeliveryId;
+use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, ReplayResult};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    webhook: Option<String>,
+    topic: Option<String>,
+    event_id: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn delivery_json(d: &DeliveryRow) -> Value {
+    json!({
+        "id": DeliveryId::from_uuid(d.id),
+        "event_id": d.event_id,
+        "webhook_id": d.webhook_id,
+        "topic": d.topic,
+        "status": d.state,
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at,
+        "last_status_code": d.last_status,
+        "last_error": d.last_error,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "completed_at": d.completed_at,
+    })
+}
+
+fn attempt_json(a: &AttemptRow) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "started_at": a.started_at,
+        "duration_ms": a.duration_ms,
+        "status_code": a.status_code,
+        "error_kind": a.error_kind,
+        "error": a.error,
+        "response_body": a.response_body,
+    })
+}
+
+fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
+    DeliveryId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))
+}
+
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, "admin")?;
+    let invalid = |field: &str, message: String| ApiError::BadRequest { code: "invalid_query", message, field: Some(field.into()) };
+    let state_filter = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+            invalid("status", format!("unknown status {s:?}; expected pending, in_flight, succeeded or dead"))
+        })?),
+    };
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid("limit", format!("limit must be 1 to {MAX_LIMIT}")))?,
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(DeliveryId::parse(c).map_err(|e| invalid("cursor", e.to_string()))?.uuid()),
+    };
+    let filter = DeliveryFilter {
+        state: state_filter,
+        webhook_id: q.webhook.filter(|s| !s.is_empty()),
+        event_id: q.event_id.filter(|s| !s.is_empty()),
+        topic: q.topic.filter(|s| !s.is_empty()),
+        before,
+        limit,
+    };
+    let rows = state.store.list_deliveries(&filter).await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| DeliveryId::from_uuid(r.id).to_string()))
+        .flatten();
+    Ok(Json(json!({
+        "data": rows.iter().map(delivery_json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    })))
+}
+
+pub async fn get_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, "admin")?;
+    let id = parse_id(&id)?;
+    let (row, attempts) = state
+        .store
+        .get_delivery(id.uuid())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no delivery {id}")))?;
+    let mut body = delivery_json(&row);
+    body["attempts_detail"] = json!(attempts.iter().map(attempt_json).collect::<Vec<_>>());
+    Ok(Json(body))
+}
+
+pub async fn replay_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require(&principal, "admin")?;
+    let id = parse_id(&id)?;
+    match state.store.replay(id.uuid(), chrono::Utc::now()).await? {
+        None => Err(ApiError::NotFound(format!("no delivery {id}"))),
+        Some(ReplayResult::NotFinished(s)) => Err(ApiError::Conflict {
+            code: "not_replayable",
+            message: format!("delivery {id} is {}; only dead or succeeded deliveries can be replayed", s.as_str()),
+        }),
+        Some(ReplayResult::Replayed(previous)) => {
+            tracing::info!(delivery = %id, actor = %principal.actor_id, previous = previous.as_str(), "delivery replayed");
+            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending", "previous_status": previous }))))
+        }
+    }
+}
+
+pub async fn get_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, "admin")?;
+    let e = state.store.get_event(&id).await?.ok_or_else(|| ApiError::NotFound("no such event".into()))?;
+    let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "id": e.id, "topic": e.topic, "occurred_at": e.occurred_at, "received_at": e.received_at,
+        "tenant_id": e.tenant_id, "source": e.source, "key": e.key, "trace_id": e.trace_id,
+        "payload": payload,
+    })))
+}
+
+pub async fn list_webhooks(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, "admin")?;
+    let policy = state.policy.load_full();
+    let stats = state.store.webhook_stats().await?;
+    let data: Vec<Value> = policy
+        .webhooks()
+        .iter()
+        .map(|w| {
+            let s = stats.iter().find(|s| s.webhook_id == w.id.as_str()).cloned().unwrap_or_default();
+            json!({
+                "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
+                "signature": w.signature.as_str(), "pending": s.pending, "dead": s.dead,
+                "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}

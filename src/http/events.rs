@@ -1,0 +1,43 @@
+//! `POST /v1/events` (contract §2).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::extract::{json_body, require};
+use super::{ApiError, AppState};
+use crate::auth::Principal;
+use crate::ingest::{IngestFailure, ingest};
+
+pub async fn post_events(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require(&principal, "publisher")?;
+    let bytes = json_body(&headers, body, state.limits.max_body_bytes).await?;
+    let policy = state.policy.load_full();
+    let (answers, batch) = ingest(&state.store, &policy, &bytes, state.limits.max_event_bytes, chrono::Utc::now())
+        .await
+        .map_err(|e| match e {
+            IngestFailure::MalformedJson(_) => {
+                ApiError::BadRequest { code: "malformed_json", message: e.to_string(), field: None }
+            }
+            IngestFailure::Invalid { ref field, .. } => {
+                let field = (!field.is_empty()).then(|| field.clone());
+                ApiError::Unprocessable { code: "invalid_event", message: e.to_string(), field }
+            }
+            IngestFailure::TooLarge { message } => ApiError::PayloadTooLarge(message),
+            IngestFailure::Conflict { .. } => ApiError::Conflict { code: "event_conflict", message: e.to_string() },
+            IngestFailure::Store(s) => s.into(),
+        })?;
+    let status = if answers.iter().all(|a| a.duplicate) { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok(if batch {
+        (status, Json(answers)).into_response()
+    } else {
+        (status, Json(&answers[0])).into_response()
+    })
+}

@@ -1,0 +1,45 @@
+//! Extractors: the authenticated [`Principal`], and a JSON body read under
+//! our own size limit so oversized bodies get a JSON 413.
+
+use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+
+use super::{ApiError, AppState};
+use crate::auth::{Principal, authenticate};
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let policy = state.policy.load();
+        Ok(authenticate(policy.auth(), header)?)
+    }
+}
+
+/// Requires `role`, or answers 403.
+pub fn require(principal: &Principal, role: &str) -> Result<(), ApiError> {
+    if principal.has_role(role) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("this operation needs the `{role}` role")))
+    }
+}
+
+/// Reads a JSON request body of at most `limit` bytes.
+pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(ct) = headers.get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+        if !ct.starts_with("application/json") && !ct.contains("+json") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type must be application/json, got {ct:?}"
+            )));
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"))
+    })
+}

@@ -1,0 +1,81 @@
+//! The HTTP API: one route table, the extractors, the error mapping.
+//! Handlers extract, call a use case, map the result; no SQL here.
+
+mod admin;
+mod error;
+mod events;
+mod extract;
+mod health;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::policy::PolicySet;
+use crate::store::Store;
+
+/// Size limits for request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// One event's JSON, in bytes (413 beyond).
+    pub max_event_bytes: usize,
+    /// One request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_event_bytes: 1024 * 1024, max_body_bytes: 16 * 1024 * 1024 }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub policy: Arc<ArcSwap<PolicySet>>,
+    pub limits: Limits,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(events::post_events))
+        .route("/v1/events/{id}", get(admin::get_event))
+        .route("/v1/deliveries", get(admin::list_deliveries))
+        .route("/v1/deliveries/{id}", get(admin::get_delivery))
+        .route("/v1/deliveries/{id}/replay", post(admin::replay_delivery))
+        .route("/v1/webhooks", get(admin::list_webhooks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(health::not_found)
+        // Bodies are read with our own limit so a 413 is JSON like every error.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// One log line per request; the cause chain of a 5xx is logged here, once.
+async fn log_requests(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(detail) = response.extensions().get::<error::ErrorDetail>() {
+        tracing::error!(%method, %path, status = status.as_u16(), ms, error = %detail.0, "request failed");
+    } else if status.is_client_error() {
+        tracing::info!(%method, %path, status = status.as_u16(), ms, "request refused");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+    }
+    response
+}

@@ -1,0 +1,250 @@
+//! Ingest use case (contract §2): a request body → validated events, each
+//! routed through the current policy and stored with its deliveries in one
+//! transaction. No HTTP types here; the handler maps [`IngestFailure`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::domain::{EventId, Topic};
+use crate::policy::PolicySet;
+use crate::store::{IngestError, InsertOutcome, NewEvent, Store, StoreError};
+
+/// At most this many events in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Why a body was refused. `index` is the event's position in a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestFailure {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    #[error("{message}")]
+    TooLarge { message: String },
+    #[error("event {id:?} already exists with a different topic or payload")]
+    Conflict { id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The answer for one event.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Accepted {
+    pub id: String,
+    pub topic: String,
+    pub deliveries: usize,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// One event as producers send it; aliases keep existing producers working.
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(alias = "event_type", alias = "type", alias = "event_name")]
+    topic: Option<String>,
+    #[serde(alias = "event_id")]
+    id: Option<String>,
+    #[serde(alias = "data", borrow, default, deserialize_with = "present")]
+    payload: Option<&'a RawValue>,
+    #[serde(alias = "timestamp")]
+    occurred_at: Option<String>,
+    tenant_id: Option<String>,
+    source: Option<String>,
+    key: Option<String>,
+    trace_id: Option<String>,
+}
+
+/// `payload: null` is a payload (JSON null), not a missing one.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Parses, validates, routes and stores the events in `body`.
+/// Returns the answers in request order and whether the body was a batch.
+pub async fn ingest(
+    store: &Store,
+    policy: &PolicySet,
+    body: &[u8],
+    max_event_bytes: usize,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Accepted>, bool), IngestFailure> {
+    let (events, batch) = parse(body, policy, max_event_bytes, now)?;
+    // The same id twice in one call: identical → the second is a duplicate; different → conflict.
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let mut unique = Vec::with_capacity(events.len());
+    let mut slot = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        match first_of.get(e.id.as_str()) {
+            Some(&j) if same_event(&events[j], e) => slot.push(None),
+            Some(_) => return Err(IngestFailure::Conflict { id: e.id.clone() }),
+            None => {
+                first_of.insert(&e.id, i);
+                slot.push(Some(unique.len()));
+                unique.push(e.clone());
+            }
+        }
+    }
+    let outcomes = store.insert_events(&unique, now).await.map_err(|e| match e {
+        IngestError::Conflict { id, .. } => IngestFailure::Conflict { id },
+        IngestError::Store(s) => IngestFailure::Store(s),
+    })?;
+    let answers = events
+        .iter()
+        .zip(slot)
+        .map(|(e, slot)| {
+            let (deliveries, duplicate) = match slot.map(|k| outcomes[k]) {
+                Some(InsertOutcome::Created { deliveries }) => (deliveries, false),
+                Some(InsertOutcome::Duplicate { deliveries }) => (deliveries, true),
+                None => (e.webhooks.len(), true),
+            };
+            Accepted { id: e.id.clone(), topic: e.topic.clone(), deliveries, duplicate }
+        })
+        .collect();
+    Ok((answers, batch))
+}
+
+fn same_event(a: &NewEvent, b: &NewEvent) -> bool {
+    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
+    a.topic == b.topic && v(&a.payload) == v(&b.payload)
+}
+
+fn parse(
+    body: &[u8],
+    policy: &PolicySet,
+    max_event_bytes: usize,
+    now: DateTime<Utc>,
+) -> Result<(Vec<NewEvent>, bool), IngestFailure> {
+    let malformed = |e: serde_json::Error| IngestFailure::MalformedJson(e.to_string());
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let (raws, batch): (Vec<&RawValue>, bool) = match first {
+        Some(b'[') => (serde_json::from_slice(body).map_err(malformed)?, true),
+        Some(b'{') => (vec![serde_json::from_slice(body).map_err(malformed)?], false),
+        Some(_) => {
+            return Err(IngestFailure::Invalid {
+                field: String::new(),
+                message: "the body must be one event object or an array of them".into(),
+            });
+        }
+        None => return Err(IngestFailure::MalformedJson("the body is empty".into())),
+    };
+    if batch && !(1..=MAX_BATCH).contains(&raws.len()) {
+        return Err(IngestFailure::Invalid {
+            field: String::new(),
+            message: format!("a batch holds 1 to {MAX_BATCH} events, got {}", raws.len()),
+        });
+    }
+    raws.iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let prefix = if batch { format!("[{i}].") } else { String::new() };
+            event(raw, &prefix, policy, max_event_bytes, now)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|events| (events, batch))
+}
+
+fn event(
+    raw: &RawValue,
+    prefix: &str,
+    policy: &PolicySet,
+    max_event_bytes: usize,
+    now: DateTime<Utc>,
+) -> Result<NewEvent, IngestFailure> {
+    let invalid = |field: &str, message: String| IngestFailure::Invalid { field: format!("{prefix}{field}"), message };
+    if raw.get().len() > max_event_bytes {
+        return Err(IngestFailure::TooLarge {
+            message: format!("event {prefix}is {} bytes; the limit is {max_event_bytes}", raw.get().len()),
+        });
+    }
+    if !raw.get().starts_with('{') {
+        return Err(invalid("", "each event must be a JSON object".into()));
+    }
+    let w: WireEvent<'_> = serde_json::from_str(raw.get()).map_err(|e| invalid("", format!("invalid event: {e}")))?;
+    let topic_text = w.topic.ok_or_else(|| invalid("topic", "`topic` is required".into()))?;
+    let topic = Topic::parse(&topic_text).map_err(|e| invalid("topic", format!("invalid topic {topic_text:?}: {e}")))?;
+    let id = match w.id {
+        Some(id) => EventId::parse(&id).map_err(|e| invalid("id", e.to_string()))?,
+        None => EventId::generate(),
+    };
+    let payload = w.payload.ok_or_else(|| invalid("payload", "`payload` is required (any JSON value)".into()))?;
+    let occurred_at = match w.occurred_at {
+        Some(t) => DateTime::parse_from_rfc3339(&t)
+            .map_err(|e| invalid("occurred_at", format!("{t:?} is not an RFC 3339 time: {e}")))?
+            .with_timezone(&Utc),
+        None => now,
+    };
+    for (name, value) in [("tenant_id", &w.tenant_id), ("source", &w.source), ("key", &w.key), ("trace_id", &w.trace_id)] {
+        if value.as_ref().is_some_and(|v| v.len() > 255) {
+            return Err(invalid(name, format!("`{name}` is at most 255 bytes")));
+        }
+    }
+    let webhooks = policy
+        .route(&topic, w.tenant_id.as_deref())
+        .iter()
+        .map(|r| r.webhook.id.to_string())
+        .collect();
+    let body = render_body(id.as_str(), topic.as_str(), occurred_at, &w.tenant_id, &w.source, &w.key, &w.trace_id, payload);
+    Ok(NewEvent {
+        id: id.to_string(),
+        topic: topic.to_string(),
+        payload: payload.get().to_owned(),
+        body,
+        occurred_at,
+        tenant_id: w.tenant_id,
+        source: w.source,
+        key: w.key,
+        trace_id: w.trace_id,
+        webhooks,
+    })
+}
+
+/// The delivery body (contract §3); absent optional fields are omitted and
+/// the payload is embedded byte for byte as the producer sent it.
+#[allow(clippy::too_many_arguments)]
+fn render_body(
+    id: &str,
+    topic: &str,
+    occurred_at: DateTime<Utc>,
+    tenant_id: &Option<String>,
+    source: &Option<String>,
+    key: &Option<String>,
+    trace_id: &Option<String>,
+    payload: &RawValue,
+) -> Vec<u8> {
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    let mut out = String::with_capacity(payload.get().len() + 256);
+    out.push_str(&format!(
+        "{{\"id\":{},\"topic\":{},\"occurred_at\":{}",
+        s(id),
+        s(topic),
+        s(&occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    ));
+    for (name, value) in [("tenant_id", tenant_id), ("source", source), ("key", key), ("trace_id", trace_id)] {
+        if let Some(v) = value {
+            out.push_str(&format!(",\"{name}\":{}", s(v)));
+        }
+    }
+    out.push_str(",\"payload\":");
+    out.push_str(payload.get());
+    out.push('}');
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_embeds_the_payload_bytes_exactly_and_omits_absent_fields() {
+        let payload: &RawValue = serde_json::from_str(r#"{ "b" : 1.50, "a":[ ] }"#).expect("raw");
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z").expect("time").with_timezone(&Utc);
+        let body = render_body("e1", "a.b", at, &Some("t1".into()), &None, &None, &None, payload);
+        assert_eq!(
+            String::from_utf8(body).expect("utf8"),
+            r#"{"id":"e1","topic":"a.b","occurred_at":"2026-01-02T03:04:05.500Z","tenant_id":"t1","payload":{ "b" : 1.50, "a":[ ] }}"#
+        );
+    }
+}

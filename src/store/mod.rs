@@ -1,0 +1,150 @@
+//! The store: every SQL statement in the crate lives below this module, so a
+//! second backend (the embedded SQLite default) is an addition here and
+//! nowhere else. Callers see plain Rust types, never rows or SQL.
+//!
+//! Queue discipline (River's): claim due rows with one `UPDATE … WHERE id IN
+//! (SELECT … FOR UPDATE SKIP LOCKED)`, commit, send outside any transaction,
+//! then record the outcome in one short transaction.
+
+mod events;
+mod queries;
+mod queue;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::PgPool;
+
+pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
+pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, WebhookStats};
+pub use queue::{AttemptRecord, Claimed, Completion, ReplayResult, WebhookSlot};
+
+/// Channel the ingest transaction notifies on commit; workers LISTEN on it.
+const WAKE_CHANNEL: &str = "aion_deliveries";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// True when the database could not be reached (as opposed to a query
+    /// it refused): the caller answers 503 and retries later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
+/// Where a delivery is in its life (see the migration for who moves it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Pending,
+    InFlight,
+    Succeeded,
+    Dead,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(Self::Pending),
+            "in_flight" => Some(Self::InFlight),
+            "succeeded" => Some(Self::Succeeded),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects lazily: the engine starts (and answers `/readyz` with 503)
+    /// even while the database is down.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests get one per fresh database).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Reachability check for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A wake-up source for workers. Interest is registered before the
+    /// caller's first claim, so a notify between claim and wait is not lost.
+    pub async fn wakeups(&self) -> Result<Wakeups, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        Ok(Wakeups { listener })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Notifications that new deliveries are due. A hint only: workers also poll.
+#[derive(Debug)]
+pub struct Wakeups {
+    listener: PgListener,
+}
+
+impl Wakeups {
+    /// Waits for the next notification. Reconnects (and re-listens) by itself
+    /// after a lost connection; an error means the database is unreachable.
+    pub async fn recv(&mut self) -> Result<(), StoreError> {
+        self.listener.recv().await?;
+        Ok(())
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn clamp_i32(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+

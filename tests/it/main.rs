@@ -1,0 +1,7 @@
+//! The one integration test binary: the real `aion-webhooks` executable and,
+//! for the engine, the real application on a fresh database.
+
+mod cli;
+mod delivery;
+mod ingest;
+mod support;
