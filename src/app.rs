@@ -138,7 +138,6 @@ impl App {
                 cancel.clone(),
             ))
         });
-        let store = self.state.store.clone();
         let app = crate::http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         axum::serve(self.listener, app)
@@ -148,7 +147,8 @@ impl App {
         if let Some(w) = worker {
             w.await.context("delivery worker panicked")?;
         }
-        store.close().await;
+        // The pool is left open: it may be shared (tests run two engines on
+        // one), and process exit closes its connections.
         tracing::info!("stopped");
         Ok(())
     }
