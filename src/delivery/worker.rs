@@ -116,6 +116,7 @@ pub async fn run(
 
 async fn claim_loop(shared: &Arc<Shared>, tracker: &TaskTracker, shutdown: &CancellationToken, hard_stop: &CancellationToken) {
     let mut wakeups: Option<Wakeups> = None;
+    let local = shared.store.local_wakeups();
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         if wakeups.is_none() {
@@ -177,6 +178,7 @@ async fn claim_loop(shared: &Arc<Shared>, tracker: &TaskTracker, shutdown: &Canc
         let wait = next_wait(shared, &slots).await;
         tokio::select! {
             r = recv(&mut wakeups) => if r.is_err() { wakeups = None; },
+            () = local.notified() => {}
             () = tokio::time::sleep(wait) => {}
             () = shared.slot_freed.notified(), if slots.len() < enabled_count(&policy) => {}
             () = shutdown.cancelled() => break,

@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use std::collections::{HashMap, HashSet};
+
 use super::{Store, StoreError, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
 
@@ -62,6 +64,98 @@ pub struct StoredEvent {
     pub trace_id: Option<String>,
 }
 
+/// Inserts the events that are new, and the deliveries of exactly those,
+/// and notifies workers; returns the ids it inserted.
+async fn insert_statement<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut cols = EventColumns::default();
+    let (mut d_ids, mut d_events, mut d_hooks) = (Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        cols.push(e);
+        for hook in &e.webhooks {
+            d_ids.push(DeliveryId::generate().uuid());
+            d_events.push(e.id.as_str());
+            d_hooks.push(hook.as_str());
+        }
+    }
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "WITH ins AS (
+             INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id)
+             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[])
+                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id
+         ), dl AS (
+             INSERT INTO deliveries (id, event_id, webhook_id, state, next_attempt_at, created_at, updated_at)
+             SELECT d.id, d.event_id, d.webhook_id, 'pending', $7, $7, $7
+             FROM unnest($11::uuid[], $12::text[], $13::text[]) AS d(id, event_id, webhook_id)
+             WHERE d.event_id IN (SELECT id FROM ins)
+             RETURNING 1
+         ), wake AS (
+             SELECT pg_notify($14, '') FROM (SELECT 1 FROM dl LIMIT 1) AS any_delivery
+         )
+         SELECT ins.id FROM ins LEFT JOIN (SELECT count(*) AS n FROM wake) AS w ON true",
+    )
+    .bind(&cols.ids)
+    .bind(&cols.topics)
+    .bind(&cols.payloads)
+    .bind(&cols.bodies)
+    .bind(&cols.occurred)
+    .bind(&cols.tenants)
+    .bind(now)
+    .bind(&cols.sources)
+    .bind(&cols.keys)
+    .bind(&cols.traces)
+    .bind(&d_ids)
+    .bind(&d_events)
+    .bind(&d_hooks)
+    .bind(WAKE_CHANNEL)
+    .fetch_all(db)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// Outcomes in request order; ids not inserted must match what is stored
+/// (a duplicate) or the call fails with a conflict.
+async fn check_existing<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    events: &[NewEvent],
+    inserted: &HashSet<String>,
+) -> Result<Vec<InsertOutcome>, IngestError> {
+    let existing: Vec<&str> = events.iter().map(|e| e.id.as_str()).filter(|id| !inserted.contains(*id)).collect();
+    let stored: HashMap<String, (String, String, i64)> = if existing.is_empty() {
+        HashMap::new()
+    } else {
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT e.id, e.topic, e.payload, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
+             FROM events e WHERE e.id = ANY($1)",
+        )
+        .bind(&existing)
+        .fetch_all(db)
+        .await?;
+        rows.into_iter().map(|(id, t, p, n)| (id, (t, p, n))).collect()
+    };
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if inserted.contains(&e.id) {
+                return Ok(InsertOutcome::Created { deliveries: e.webhooks.len() });
+            }
+            match stored.get(&e.id) {
+                Some((topic, payload, n)) if same_content(topic, payload, e) => {
+                    Ok(InsertOutcome::Duplicate { deliveries: usize::try_from(*n).unwrap_or(0) })
+                }
+                _ => Err(IngestError::Conflict { index: i, id: e.id.clone() }),
+            }
+        })
+        .collect()
+}
+
 fn same_content(topic: &str, payload: &str, new: &NewEvent) -> bool {
     // Compared as JSON values, so whitespace and key order do not matter.
     let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
@@ -71,96 +165,28 @@ fn same_content(topic: &str, payload: &str, new: &NewEvent) -> bool {
 impl Store {
     /// Stores `events` (all or none) with one delivery per routed webhook.
     /// Callers dedupe ids within one call first.
+    ///
+    /// One event is written by a single statement (one round trip, its own
+    /// atomic commit); a batch runs the same statement in a transaction so a
+    /// conflict found afterwards rolls the whole batch back.
     pub async fn insert_events(
         &self,
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, IngestError> {
-        let mut tx = self.pool.begin().await?;
-        let mut cols = EventColumns::default();
-        for e in events {
-            cols.push(e);
+        let outcomes = if events.len() == 1 {
+            let inserted = insert_statement(&self.pool, events, now).await?;
+            check_existing(&self.pool, events, &inserted).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let inserted = insert_statement(&mut *tx, events, now).await?;
+            let outcomes = check_existing(&mut *tx, events, &inserted).await?;
+            tx.commit().await?;
+            outcomes
+        };
+        if outcomes.iter().any(|o| matches!(o, InsertOutcome::Created { deliveries } if *deliveries > 0)) {
+            self.local_wake.notify_one();
         }
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id)
-             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[])
-                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id)
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&cols.ids)
-        .bind(&cols.topics)
-        .bind(&cols.payloads)
-        .bind(&cols.bodies)
-        .bind(&cols.occurred)
-        .bind(&cols.tenants)
-        .bind(now)
-        .bind(&cols.sources)
-        .bind(&cols.keys)
-        .bind(&cols.traces)
-        .fetch_all(&mut *tx)
-        .await?;
-        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut existing = Vec::new();
-        let (mut d_ids, mut d_events, mut d_hooks) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, e) in events.iter().enumerate() {
-            if inserted.contains(&e.id) {
-                for hook in &e.webhooks {
-                    d_ids.push(DeliveryId::generate().uuid());
-                    d_events.push(e.id.as_str());
-                    d_hooks.push(hook.as_str());
-                }
-                outcomes.push(InsertOutcome::Created { deliveries: e.webhooks.len() });
-            } else {
-                existing.push(i);
-                outcomes.push(InsertOutcome::Duplicate { deliveries: 0 });
-            }
-        }
-
-        if !existing.is_empty() {
-            let ids: Vec<&str> = existing.iter().map(|&i| events[i].id.as_str()).collect();
-            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-                "SELECT e.id, e.topic, e.payload, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
-                 FROM events e WHERE e.id = ANY($1)",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            let stored: std::collections::HashMap<_, _> =
-                rows.into_iter().map(|(id, t, p, n)| (id, (t, p, n))).collect();
-            for &i in &existing {
-                let e = &events[i];
-                match stored.get(&e.id) {
-                    Some((topic, payload, n)) if same_content(topic, payload, e) => {
-                        outcomes[i] = InsertOutcome::Duplicate { deliveries: usize::try_from(*n).unwrap_or(0) };
-                    }
-                    _ => return Err(IngestError::Conflict { index: i, id: e.id.clone() }),
-                }
-            }
-        }
-
-        if !d_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO deliveries (id, event_id, webhook_id, state, next_attempt_at, created_at, updated_at)
-                 SELECT id, event_id, webhook_id, 'pending', $4, $4, $4
-                 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(id, event_id, webhook_id)",
-            )
-            .bind(&d_ids)
-            .bind(&d_events)
-            .bind(&d_hooks)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            // Delivered to listeners at commit, never before.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WAKE_CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         Ok(outcomes)
     }
 

@@ -10,10 +10,12 @@ mod events;
 mod queries;
 mod queue;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
+use tokio::sync::Notify;
 
 pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
 pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, WebhookStats};
@@ -82,6 +84,9 @@ impl DeliveryState {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Wakes this process's workers at once after a local ingest; other
+    /// engines hear about it through NOTIFY.
+    local_wake: Arc<Notify>,
 }
 
 impl Store {
@@ -93,12 +98,17 @@ impl Store {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self { pool, local_wake: Arc::default() })
     }
 
     /// Wraps an existing pool (tests get one per fresh database).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, local_wake: Arc::default() }
+    }
+
+    /// Notified whenever this process stored new deliveries.
+    pub fn local_wakeups(&self) -> Arc<Notify> {
+        self.local_wake.clone()
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -136,6 +146,8 @@ impl Wakeups {
     /// after a lost connection; an error means the database is unreachable.
     pub async fn recv(&mut self) -> Result<(), StoreError> {
         self.listener.recv().await?;
+        // One claim serves every notification that has piled up meanwhile.
+        while self.listener.next_buffered().is_some() {}
         Ok(())
     }
 }

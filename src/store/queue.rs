@@ -70,21 +70,28 @@ impl Store {
         let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
         let rooms: Vec<i32> = slots.iter().map(|s| clamp_i32(u64::from(s.room))).collect();
         let leases: Vec<i64> = slots.iter().map(|s| millis(s.lease)).collect();
-        let rows: Vec<ClaimRow> = sqlx::query_as(
-            "WITH slot AS (
-                 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS s(webhook_id, room, lease_ms)
-             ), due AS (
-                 SELECT d.id, d.webhook_id, d.next_attempt_at
-                 FROM deliveries d
-                 WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
-                 ORDER BY d.next_attempt_at
-                 LIMIT $5 * 4
-             ), ranked AS (
+        // When every webhook has room for the whole batch (the usual case) a
+        // plain ordered claim does; otherwise rank per webhook and cap each.
+        let capped = slots.iter().any(|s| s.room < limit);
+        let pick = if capped {
+            "SELECT id, lease_ms FROM (
                  SELECT due.id, due.next_attempt_at, slot.room, slot.lease_ms,
                         row_number() OVER (PARTITION BY due.webhook_id ORDER BY due.next_attempt_at) AS rn
-                 FROM due JOIN slot USING (webhook_id)
-             ), picked AS (
-                 SELECT id, lease_ms FROM ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $5
+                 FROM (SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
+                       WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
+                       ORDER BY d.next_attempt_at LIMIT $5 * 4) AS due
+                 JOIN slot USING (webhook_id)
+             ) AS ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $5"
+        } else {
+            "SELECT d.id, slot.lease_ms FROM deliveries d JOIN slot USING (webhook_id)
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
+             ORDER BY d.next_attempt_at LIMIT $5
+             FOR UPDATE OF d SKIP LOCKED"
+        };
+        let sql = format!(
+            "WITH slot AS (
+                 SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS s(webhook_id, room, lease_ms)
+             ), picked AS ({pick}
              ), locked AS (
                  SELECT d.id, picked.lease_ms FROM deliveries d JOIN picked USING (id)
                  WHERE d.state = 'pending'
@@ -98,8 +105,9 @@ impl Store {
                  RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base
              )
              SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id
-             FROM claimed c JOIN events e ON e.id = c.event_id",
-        )
+             FROM claimed c JOIN events e ON e.id = c.event_id"
+        );
+        let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
         .bind(&ids)
         .bind(&rooms)
         .bind(&leases)

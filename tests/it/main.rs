@@ -2,6 +2,8 @@
 //! for the engine, the real application on a fresh database.
 
 mod cli;
+mod crash;
 mod delivery;
 mod ingest;
+mod pgtmp;
 mod support;

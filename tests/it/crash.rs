@@ -1,0 +1,499 @@
+//! Crash recovery (contract §3, "at least once … across crashes of the engine
+//! or the database"): the real binary SIGKILLed with sends in flight, and a
+//! private PostgreSQL stopped and restarted under load. Every event that got
+//! a `202` must reach the receiver; duplicates are allowed and counted.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::pgtmp::{PrivatePg, free_port};
+use crate::support::*;
+
+/// The real `aion-webhooks serve` in a child process, logging to a file.
+/// Dropping it SIGKILLs a still-running child (and, if the test is failing,
+/// prints its log).
+struct Engine {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Engine {
+    fn spawn(database_url: &str, policy: &Path, log: PathBuf) -> Self {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log_file = std::fs::File::create(&log).expect("engine log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_aion-webhooks"))
+            .arg("serve")
+            .arg("--policy")
+            .arg(policy)
+            .args(["--listen", &listen])
+            .env("DATABASE_URL", database_url)
+            .env("AION_WEBHOOKS_LEASE_MARGIN_SECS", "1")
+            .env("AION_WEBHOOKS_POLL_INTERVAL_MS", "50")
+            // Few sends at a time, so the kill lands with most still to do.
+            .env("AION_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", "32")
+            .env("AION_WEBHOOKS_DB_MAX_CONNECTIONS", "8")
+            .env_remove("AION_WEBHOOKS_POLICY")
+            .env_remove("AION_WEBHOOKS_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn aion-webhooks serve");
+        Self {
+            child,
+            base: format!("http://{listen}"),
+            log,
+        }
+    }
+
+    /// Waits for `/readyz` to answer 200; fails at once if the process exits.
+    async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "engine exited before it was ready ({status}):\n{}",
+                    self.log_text()
+                );
+            }
+            let ready = http.get(format!("{}/readyz", self.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine not ready after 30 s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, nothing in flight is recorded.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the engine");
+        self.child.wait().expect("reap the engine");
+    }
+
+    /// SIGTERM, then waits up to `within` for the exit status.
+    async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine still running {within:?} after SIGTERM:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- engine log {} ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// The URL of the fresh database `#[sqlx::test]` made (trust auth, no password).
+fn database_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    let db = o.get_database().expect("the test pool names its database");
+    format!(
+        "postgres://{}@{}:{}/{db}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port()
+    )
+}
+
+/// Posts one batch; returns the status and, on 202, the ids it accepted.
+async fn post_batch(
+    http: &reqwest::Client,
+    base: &str,
+    batch: &[Value],
+) -> Result<(u16, Vec<String>), reqwest::Error> {
+    let r = http
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(API_KEY)
+        .timeout(Duration::from_secs(10))
+        .json(batch)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let ids = if status == 202 {
+        body.as_array()
+            .expect("a batch answers with an array")
+            .iter()
+            .map(|a| a["id"].as_str().expect("answer id").to_owned())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok((status, ids))
+}
+
+/// How many times each event id reached the receiver.
+fn receipts(rx: &Receiver) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in rx.received() {
+        *seen
+            .entry(r.header("x-aion-event-id").to_owned())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+async fn unfinished(pool: &PgPool) -> Option<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')")
+        .fetch_one(pool)
+        .await
+        .ok()
+}
+
+/// Every accepted id reached the receiver at least once; returns the
+/// duplicated ids (received more than once).
+fn assert_all_received(accepted: &[String], seen: &HashMap<String, usize>) -> Vec<String> {
+    let missing: Vec<&String> = accepted
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted events never delivered: {missing:?}",
+        missing.len()
+    );
+    let mut dups: Vec<String> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| id.clone())
+        .collect();
+    dups.sort();
+    dups
+}
+
+#[sqlx::test]
+async fn engine_killed_mid_flight_delivers_every_accepted_event_after_restart(pool: PgPool) {
+    let t0 = Instant::now();
+    let rx = Receiver::start().await;
+    // Slow replies keep sends in flight long enough for the kill to hit them.
+    let slow = Reply {
+        status: 200,
+        headers: Vec::new(),
+        delay: Duration::from_millis(200),
+    };
+    rx.script(std::iter::repeat_n(slow, 2000));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("webhooks.yaml");
+    let extra =
+        "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }";
+    std::fs::write(
+        &policy,
+        policy_yaml(&hook("h", &rx.url, "[crash.test]", extra)),
+    )
+    .expect("write policy");
+    let url = database_url(&pool);
+    let http = reqwest::Client::new();
+
+    let mut first = Engine::spawn(&url, &policy, dir.path().join("first.log"));
+    first.wait_ready(&http).await;
+    let mut accepted = Vec::new();
+    for b in 0..6 {
+        let batch: Vec<Value> = (0..50)
+            .map(|i| json!({"id": format!("crash-{b}-{i}"), "topic": "crash.test", "payload": i}))
+            .collect();
+        let (status, ids) = post_batch(&http, &first.base, &batch)
+            .await
+            .expect("post batch");
+        assert_eq!(status, 202, "batch {b}");
+        accepted.extend(ids);
+    }
+    assert_eq!(accepted.len(), 300);
+
+    // 32 sends at a time, 200 ms each: 300 deliveries take ~2 s, so after
+    // 40 arrivals the second round is in flight and most are still to do.
+    rx.wait_for_count(40).await;
+    first.kill();
+    let seen_at_kill = rx.received().len();
+    let in_flight: Vec<String> =
+        sqlx::query_scalar("SELECT id::text FROM deliveries WHERE state = 'in_flight'")
+            .fetch_all(&pool)
+            .await
+            .expect("query");
+    let undelivered = unfinished(&pool).await.expect("count");
+    println!(
+        "killed after {:?}: receiver had seen {seen_at_kill}, {} in flight, {undelivered} pending or in flight",
+        t0.elapsed(),
+        in_flight.len()
+    );
+    assert!(
+        seen_at_kill < 300,
+        "the kill came too late to test anything"
+    );
+    assert!(undelivered > 0, "nothing was left to recover");
+    assert!(!in_flight.is_empty(), "no send was in flight at the kill");
+
+    let restart = Instant::now();
+    let mut second = Engine::spawn(&url, &policy, dir.path().join("second.log"));
+    second.wait_ready(&http).await;
+    wait_for(
+        "every accepted event at the receiver and an empty queue",
+        || async {
+            let seen = receipts(&rx);
+            accepted.iter().all(|id| seen.contains_key(id)) && unfinished(&pool).await == Some(0)
+        },
+    )
+    .await;
+    println!("recovered {:?} after the restart", restart.elapsed());
+
+    let seen = receipts(&rx);
+    let dups = assert_all_received(&accepted, &seen);
+    let total: usize = seen.values().sum();
+    println!(
+        "{total} requests for {} events: {} duplicated: {dups:?}",
+        seen.len(),
+        dups.len()
+    );
+    assert_eq!(seen.len(), 300, "only our events were sent");
+    let succeeded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(succeeded, 300);
+
+    // Only a send that may have reached the receiver before the kill can be
+    // repeated: every duplicate belongs to a delivery that was in flight.
+    let in_flight_events: HashSet<String> =
+        sqlx::query_scalar("SELECT event_id FROM deliveries WHERE id::text = ANY($1)")
+            .bind(&in_flight)
+            .fetch_all(&pool)
+            .await
+            .expect("query")
+            .into_iter()
+            .collect();
+    let stray: Vec<&String> = dups
+        .iter()
+        .filter(|id| !in_flight_events.contains(*id))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "duplicates of deliveries not in flight at the kill: {stray:?}"
+    );
+
+    // The rescuer recorded the lost attempt of every delivery the kill cut off.
+    let rescued: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT delivery_id) FROM delivery_attempts
+         WHERE error_kind = 'lease_expired' AND delivery_id::text = ANY($1)",
+    )
+    .bind(&in_flight)
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert_eq!(
+        rescued,
+        in_flight.len() as i64,
+        "a lease_expired attempt for each delivery in flight at the kill"
+    );
+
+    let status = second.terminate(Duration::from_secs(15)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM exits 0:\n{}",
+        second.log_text()
+    );
+    println!("test took {:?}", t0.elapsed());
+}
+
+/// One producer: 20 batches of 20 events with short pauses; returns the ids
+/// that got a 202. Anything else is a refusal a real producer would retry;
+/// here the batch is just not counted as accepted.
+async fn produce(
+    http: &reqwest::Client,
+    base: &str,
+    lane: usize,
+    batches_done: &AtomicUsize,
+    refused: &Mutex<Vec<String>>,
+) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for b in 0..20 {
+        let batch: Vec<Value> = (0..20)
+            .map(
+                |i| json!({"id": format!("pg-{lane}-{b}-{i}"), "topic": "load.test", "payload": i}),
+            )
+            .collect();
+        let outcome = match post_batch(http, base, &batch).await {
+            Ok((202, ids)) => {
+                accepted.extend(ids);
+                None
+            }
+            Ok((status, _)) => Some(status.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = outcome {
+            refused
+                .lock()
+                .expect("lock")
+                .push(format!("pg-{lane}-{b}: {why}"));
+        }
+        batches_done.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarted_under_load_loses_nothing() {
+    let t0 = Instant::now();
+    let pg = PrivatePg::start_new();
+    // A short acquire timeout, like the engine's own pool (5 s): requests
+    // during the outage fail fast instead of waiting for the database.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&pg.url())
+        .await
+        .expect("connect to the private PostgreSQL");
+    let rx = Receiver::start().await;
+    let extra =
+        "timeout: 2s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 30 }";
+    let app = TestApp::spawn_with(
+        pool.clone(),
+        &policy_yaml(&hook("h", &rx.url, "[load.test]", extra)),
+        test_config(),
+    )
+    .await;
+
+    // Four producers at once, so some batches are mid-transaction when the
+    // database goes away.
+    let batches_done = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(Mutex::new(Vec::<String>::new()));
+    let lanes: Vec<_> = (0..4)
+        .map(|lane| {
+            let (http, base) = (app.http.clone(), app.base.clone());
+            let (batches_done, refused) = (batches_done.clone(), refused.clone());
+            tokio::spawn(async move { produce(&http, &base, lane, &batches_done, &refused).await })
+        })
+        .collect();
+
+    wait_for("the producer to get going", || async {
+        batches_done.load(Ordering::SeqCst) >= 16
+    })
+    .await;
+    tokio::task::block_in_place(|| pg.stop());
+    let down_at = Instant::now();
+    let readyz = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    let readyz_down = readyz.map(|r| r.status().as_u16());
+    // The outage is the point: the producer keeps posting into it.
+    tokio::time::sleep(Duration::from_millis(2000).saturating_sub(down_at.elapsed())).await;
+    tokio::task::block_in_place(|| pg.start());
+    println!("database down for {:?}", down_at.elapsed());
+    assert!(
+        matches!(readyz_down, Ok(503)),
+        "/readyz while the database was down: {readyz_down:?}"
+    );
+
+    let mut accepted = Vec::new();
+    for lane in lanes {
+        accepted.extend(lane.await.expect("producer"));
+    }
+    let refused = refused.lock().expect("lock").clone();
+    println!(
+        "{} events accepted; refused batches: {refused:?}",
+        accepted.len()
+    );
+    assert!(
+        !refused.is_empty(),
+        "the outage refused nothing: it did not happen under load"
+    );
+    assert!(
+        accepted.len() >= 1000,
+        "most batches were accepted: {}",
+        accepted.len()
+    );
+
+    wait_for("/readyz to answer 200 again", || async {
+        app.http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+    })
+    .await;
+    wait_for(
+        "every accepted event at the receiver and an empty queue",
+        || async {
+            let seen = receipts(&rx);
+            accepted.iter().all(|id| seen.contains_key(id)) && unfinished(&pool).await == Some(0)
+        },
+    )
+    .await;
+    let seen = receipts(&rx);
+    let dups = assert_all_received(&accepted, &seen);
+    let total: usize = seen.values().sum();
+    println!(
+        "{total} requests for {} events: {} duplicated: {dups:?}",
+        seen.len(),
+        dups.len()
+    );
+    assert!(
+        seen.keys().all(|id| id.starts_with("pg-")),
+        "only our events were sent"
+    );
+    // A batch is one transaction: the outage left none of them half stored.
+    let torn: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT substring(id from '^pg-[0-9]+-[0-9]+') AS batch, count(*) FROM events
+         GROUP BY 1 HAVING count(*) <> 20",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("query");
+    assert!(torn.is_empty(), "partly stored batches: {torn:?}");
+    let dead = app
+        .count("SELECT count(*) FROM deliveries WHERE state = 'dead'")
+        .await;
+    assert_eq!(dead, 0, "no delivery died of the outage");
+
+    app.stop().await;
+    pool.close().await;
+    println!("test took {:?}", t0.elapsed());
+    drop(pg);
+}
