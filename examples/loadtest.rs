@@ -41,12 +41,59 @@ struct Scenario {
 
 fn scenario(name: &str) -> anyhow::Result<Scenario> {
     Ok(match name {
-        "a" => Scenario { name: "a: 1 webhook, single events", webhooks: 1, events: 20_000, clients: 64, batch: 1, rate: 0 },
-        "b" => Scenario { name: "b: 10 webhooks (fan-out)", webhooks: 10, events: 5_000, clients: 64, batch: 1, rate: 0 },
-        "c" => Scenario { name: "c: 1 webhook, batches of 100", webhooks: 1, events: 20_000, clients: 8, batch: 100, rate: 0 },
-        "latency" => Scenario { name: "latency: 1 webhook, 1,000 events/s", webhooks: 1, events: 10_000, clients: 16, batch: 1, rate: 1000 },
+        "a" => Scenario {
+            name: "a: 1 webhook, single events",
+            webhooks: 1,
+            events: 20_000,
+            clients: 64,
+            batch: 1,
+            rate: 0,
+        },
+        "b" => Scenario {
+            name: "b: 10 webhooks (fan-out)",
+            webhooks: 10,
+            events: 5_000,
+            clients: 64,
+            batch: 1,
+            rate: 0,
+        },
+        "c" => Scenario {
+            name: "c: 1 webhook, batches of 100",
+            webhooks: 1,
+            events: 20_000,
+            clients: 8,
+            batch: 100,
+            rate: 0,
+        },
+        "latency" => Scenario {
+            name: "latency: 1 webhook, 1,000 events/s",
+            webhooks: 1,
+            events: 10_000,
+            clients: 16,
+            batch: 1,
+            rate: 1000,
+        },
         other => anyhow::bail!("unknown scenario {other:?}; use a, b, c or latency"),
     })
+}
+
+/// Engine settings the tool can vary (`--db-connections`, `--max-in-flight`, `--per-webhook`).
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    db_connections: u32,
+    max_in_flight: u32,
+    per_webhook: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        let engine = WorkerConfig::default();
+        Self {
+            db_connections: 16,
+            max_in_flight: engine.max_in_flight,
+            per_webhook: engine.max_in_flight_per_webhook,
+        }
+    }
 }
 
 /// Receive times by event id (one entry per delivery).
@@ -63,21 +110,43 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = pick("--clients") {
         sc.clients = n.parse()?;
     }
+    let mut tuning = Tuning::default();
+    if let Some(n) = pick("--db-connections") {
+        tuning.db_connections = n.parse()?;
+    }
+    if let Some(n) = pick("--max-in-flight") {
+        tuning.max_in_flight = n.parse()?;
+    }
+    if let Some(n) = pick("--per-webhook") {
+        tuning.per_webhook = n.parse()?;
+    }
 
-    let server = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let server = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let db = format!("aion_load_{}", std::process::id());
     let admin_url = server.clone();
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.context("connecting to DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut admin).await?;
-    let db_url = format!("{}/{db}", server.rsplit_once('/').map_or(server.as_str(), |(base, _)| base));
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .context("connecting to DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut admin)
+        .await?;
+    let db_url = format!(
+        "{}/{db}",
+        server
+            .rsplit_once('/')
+            .map_or(server.as_str(), |(base, _)| base)
+    );
 
-    let result = run(sc, &db_url).await;
+    let result = run(sc, tuning, &db_url).await;
 
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
     result
 }
 
-async fn run(sc: Scenario, db_url: &str) -> anyhow::Result<()> {
+async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
     let receipts: Receipts = Arc::default();
     let rx_url = start_receiver(receipts.clone()).await?;
 
@@ -91,15 +160,20 @@ async fn run(sc: Scenario, db_url: &str) -> anyhow::Result<()> {
         "auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
         hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
     ));
-    let policy = PolicySet::parse(&yaml, "loadtest", std::path::Path::new("."), &|_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = PolicySet::parse(&yaml, "loadtest", std::path::Path::new("."), &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = Config {
         database_url: db_url.into(),
         listen: "127.0.0.1:0".into(),
         policy_path: "loadtest".into(),
         limits: Limits::default(),
-        worker: WorkerConfig::default(),
+        worker: WorkerConfig {
+            max_in_flight: tuning.max_in_flight,
+            max_in_flight_per_webhook: tuning.per_webhook,
+            ..WorkerConfig::default()
+        },
         run_workers: true,
-        db_max_connections: 32,
+        db_max_connections: tuning.db_connections,
     };
     let store = Store::connect_lazy(db_url, config.db_max_connections)?;
     let app = App::build_with(config, store, policy).await?;
@@ -109,7 +183,9 @@ async fn run(sc: Scenario, db_url: &str) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(sc.clients).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(sc.clients)
+        .build()?;
     let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let per_client = sc.events / sc.clients;
     let started = Instant::now();
@@ -155,29 +231,57 @@ async fn run(sc: Scenario, db_url: &str) -> anyhow::Result<()> {
         if got >= expected {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {got} of {expected} deliveries arrived in 300 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {got} of {expected} deliveries arrived in 300 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let receipts = receipts.lock().expect("lock").clone();
-    let last = receipts.values().flatten().max().copied().unwrap_or(ingest_done);
+    let last = receipts
+        .values()
+        .flatten()
+        .max()
+        .copied()
+        .unwrap_or(ingest_done);
     let accepted = accepted.lock().expect("lock").clone();
     let mut latencies: Vec<f64> = receipts
         .iter()
         .flat_map(|(id, times)| {
             let acc = accepted.get(id).copied();
-            times.iter().filter_map(move |t| acc.map(|a| t.saturating_duration_since(a).as_secs_f64() * 1000.0))
+            times.iter().filter_map(move |t| {
+                acc.map(|a| t.saturating_duration_since(a).as_secs_f64() * 1000.0)
+            })
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
     let ingest_secs = (ingest_done - started).as_secs_f64();
     let e2e_secs = (last - started).as_secs_f64();
     println!("scenario        {}", sc.name);
-    println!("events          {total_events} ({} clients, batch {})", sc.clients, sc.batch);
+    println!(
+        "events          {total_events} ({} clients, batch {})",
+        sc.clients, sc.batch
+    );
     println!("deliveries      {expected}");
-    println!("ingest          {:.0} events/s ({ingest_secs:.2} s)", total_events as f64 / ingest_secs);
-    println!("end-to-end      {:.0} deliveries/s (first post to last receipt, {e2e_secs:.2} s)", expected as f64 / e2e_secs);
-    println!("accept→receive  p50 {:.1} ms, p99 {:.1} ms", pct(0.50), pct(0.99));
+    println!(
+        "ingest          {:.0} events/s ({ingest_secs:.2} s)",
+        total_events as f64 / ingest_secs
+    );
+    println!(
+        "end-to-end      {:.0} deliveries/s (first post to last receipt, {e2e_secs:.2} s)",
+        expected as f64 / e2e_secs
+    );
+    println!(
+        "accept→receive  p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.50),
+        pct(0.99)
+    );
     let _ = stop_tx.send(());
     engine.await??;
     Ok(())
@@ -189,13 +293,21 @@ async fn start_receiver(receipts: Receipts) -> anyhow::Result<String> {
         async move {
             let now = Instant::now();
             if let Some(id) = headers.get("x-aion-event-id").and_then(|v| v.to_str().ok()) {
-                receipts.lock().expect("lock").entry(id.to_owned()).or_default().push(now);
+                receipts
+                    .lock()
+                    .expect("lock")
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push(now);
             }
             "ok"
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/sink", listener.local_addr()?);
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(url)
 }

@@ -37,7 +37,11 @@ pub struct Config {
 
 impl Config {
     /// Defaults, overridden by `AION_WEBHOOKS_*` variables where set.
-    pub fn from_env(database_url: String, listen: String, policy_path: PathBuf) -> anyhow::Result<Self> {
+    pub fn from_env(
+        database_url: String,
+        listen: String,
+        policy_path: PathBuf,
+    ) -> anyhow::Result<Self> {
         let mut cfg = Self {
             database_url,
             listen,
@@ -48,7 +52,13 @@ impl Config {
             db_max_connections: 32,
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
-            std::env::var(name).ok().map(|v| v.parse::<u64>().with_context(|| format!("{name}={v:?} is not a number"))).transpose()
+            std::env::var(name)
+                .ok()
+                .map(|v| {
+                    v.parse::<u64>()
+                        .with_context(|| format!("{name}={v:?} is not a number"))
+                })
+                .transpose()
         };
         if let Some(n) = num("AION_WEBHOOKS_MAX_IN_FLIGHT")? {
             cfg.worker.max_in_flight = u32::try_from(n).unwrap_or(u32::MAX).max(1);
@@ -67,6 +77,9 @@ impl Config {
         }
         if let Some(n) = num("AION_WEBHOOKS_LEASE_MARGIN_SECS")? {
             cfg.worker.lease_margin = Duration::from_secs(n);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_RESCUE_INTERVAL_MS")? {
+            cfg.worker.rescue_interval = Duration::from_millis(n.max(10));
         }
         if let Some(n) = num("AION_WEBHOOKS_POLL_INTERVAL_MS")? {
             cfg.worker.poll_interval = Duration::from_millis(n.max(1));
@@ -89,16 +102,26 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let policy = PolicySet::load_file(&config.policy_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let policy =
+            PolicySet::load_file(&config.policy_path).map_err(|e| anyhow::anyhow!("{e}"))?;
         let store = Store::connect_lazy(&config.database_url, config.db_max_connections)
             .context("DATABASE_URL is not a valid PostgreSQL URL")?;
         Self::build_with(config, store, policy).await
     }
 
     /// Builds around an existing store and policy (tests: a fresh database each).
-    pub async fn build_with(config: Config, store: Store, policy: PolicySet) -> anyhow::Result<Self> {
-        store.migrate().await.context("running database migrations")?;
-        let guard = Arc::new(SsrfGuard::new(policy.network().allow_private_targets.clone()));
+    pub async fn build_with(
+        config: Config,
+        store: Store,
+        policy: PolicySet,
+    ) -> anyhow::Result<Self> {
+        store
+            .migrate()
+            .await
+            .context("running database migrations")?;
+        let guard = Arc::new(SsrfGuard::new(
+            policy.network().allow_private_targets.clone(),
+        ));
         let sender = Sender::new(guard).context("building the HTTP client")?;
         let listener = TcpListener::bind(&config.listen)
             .await
@@ -108,11 +131,18 @@ impl App {
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             limits: config.limits,
         };
-        Ok(Self { listener, state, sender, config })
+        Ok(Self {
+            listener,
+            state,
+            sender,
+            config,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The live policy handle (reload swaps what it points to).
@@ -122,7 +152,10 @@ impl App {
 
     /// Serves until `shutdown` resolves: stops accepting and claiming, lets
     /// in-flight requests and sends finish (grace period), then returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let trigger = cancel.clone();
         tokio::spawn(async move {
@@ -140,7 +173,12 @@ impl App {
         });
         let app = crate::http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
-        axum::serve(self.listener, app)
+        // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs
+        // add tens of milliseconds to every answer.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .await
             .context("HTTP server")?;
@@ -187,7 +225,9 @@ fn database_url() -> anyhow::Result<String> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn init_tracing() {
@@ -196,8 +236,14 @@ fn init_tracing() {
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("AION_WEBHOOKS_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn shutdown_signal() {

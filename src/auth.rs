@@ -94,9 +94,21 @@ mod tests {
     #[test]
     fn missing_malformed_and_unknown_credentials_are_refused() {
         assert_eq!(authenticate(&policy(), None), Err(AuthError::Missing));
-        assert_eq!(authenticate(&policy(), Some("Basic abc")), Err(AuthError::Missing));
-        assert_eq!(authenticate(&policy(), Some("Bearer ")), Err(AuthError::Missing));
-        assert_eq!(authenticate(&policy(), Some("Bearer k-124")), Err(AuthError::Invalid));
-        assert_eq!(authenticate(&policy(), Some("Bearer K-123")), Err(AuthError::Invalid));
+        assert_eq!(
+            authenticate(&policy(), Some("Basic abc")),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            authenticate(&policy(), Some("Bearer ")),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            authenticate(&policy(), Some("Bearer k-124")),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            authenticate(&policy(), Some("Bearer K-123")),
+            Err(AuthError::Invalid)
+        );
     }
 }

@@ -190,7 +190,10 @@ pub fn keygen(out: &mut dyn Write) -> anyhow::Result<()> {
     let key = format!("aionk_{}", hex::encode(raw));
     let digest = hex::encode(Sha256::digest(key.as_bytes()));
     writeln!(out, "key: {key}")?;
-    writeln!(out, "# paste into auth.api_keys in the policy; the key itself is never stored:")?;
+    writeln!(
+        out,
+        "# paste into auth.api_keys in the policy; the key itself is never stored:"
+    )?;
     writeln!(out, "sha256: \"{digest}\"")?;
     Ok(())
 }

@@ -87,10 +87,13 @@ pub async fn ingest(
             }
         }
     }
-    let outcomes = store.insert_events(&unique, now).await.map_err(|e| match e {
-        IngestError::Conflict { id, .. } => IngestFailure::Conflict { id },
-        IngestError::Store(s) => IngestFailure::Store(s),
-    })?;
+    let outcomes = store
+        .insert_events(&unique, now)
+        .await
+        .map_err(|e| match e {
+            IngestError::Conflict { id, .. } => IngestFailure::Conflict { id },
+            IngestError::Store(s) => IngestFailure::Store(s),
+        })?;
     let answers = events
         .iter()
         .zip(slot)
@@ -100,7 +103,12 @@ pub async fn ingest(
                 Some(InsertOutcome::Duplicate { deliveries }) => (deliveries, true),
                 None => (e.webhooks.len(), true),
             };
-            Accepted { id: e.id.clone(), topic: e.topic.clone(), deliveries, duplicate }
+            Accepted {
+                id: e.id.clone(),
+                topic: e.topic.clone(),
+                deliveries,
+                duplicate,
+            }
         })
         .collect();
     Ok((answers, batch))
@@ -121,7 +129,10 @@ fn parse(
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let (raws, batch): (Vec<&RawValue>, bool) = match first {
         Some(b'[') => (serde_json::from_slice(body).map_err(malformed)?, true),
-        Some(b'{') => (vec![serde_json::from_slice(body).map_err(malformed)?], false),
+        Some(b'{') => (
+            vec![serde_json::from_slice(body).map_err(malformed)?],
+            false,
+        ),
         Some(_) => {
             return Err(IngestFailure::Invalid {
                 field: String::new(),
@@ -139,7 +150,11 @@ fn parse(
     raws.iter()
         .enumerate()
         .map(|(i, raw)| {
-            let prefix = if batch { format!("[{i}].") } else { String::new() };
+            let prefix = if batch {
+                format!("[{i}].")
+            } else {
+                String::new()
+            };
             event(raw, &prefix, policy, max_event_bytes, now)
         })
         .collect::<Result<Vec<_>, _>>()
@@ -153,30 +168,47 @@ fn event(
     max_event_bytes: usize,
     now: DateTime<Utc>,
 ) -> Result<NewEvent, IngestFailure> {
-    let invalid = |field: &str, message: String| IngestFailure::Invalid { field: format!("{prefix}{field}"), message };
+    let invalid = |field: &str, message: String| IngestFailure::Invalid {
+        field: format!("{prefix}{field}"),
+        message,
+    };
     if raw.get().len() > max_event_bytes {
         return Err(IngestFailure::TooLarge {
-            message: format!("event {prefix}is {} bytes; the limit is {max_event_bytes}", raw.get().len()),
+            message: format!(
+                "event {prefix}is {} bytes; the limit is {max_event_bytes}",
+                raw.get().len()
+            ),
         });
     }
     if !raw.get().starts_with('{') {
         return Err(invalid("", "each event must be a JSON object".into()));
     }
-    let w: WireEvent<'_> = serde_json::from_str(raw.get()).map_err(|e| invalid("", format!("invalid event: {e}")))?;
-    let topic_text = w.topic.ok_or_else(|| invalid("topic", "`topic` is required".into()))?;
-    let topic = Topic::parse(&topic_text).map_err(|e| invalid("topic", format!("invalid topic {topic_text:?}: {e}")))?;
+    let w: WireEvent<'_> =
+        serde_json::from_str(raw.get()).map_err(|e| invalid("", format!("invalid event: {e}")))?;
+    let topic_text = w
+        .topic
+        .ok_or_else(|| invalid("topic", "`topic` is required".into()))?;
+    let topic = Topic::parse(&topic_text)
+        .map_err(|e| invalid("topic", format!("invalid topic {topic_text:?}: {e}")))?;
     let id = match w.id {
         Some(id) => EventId::parse(&id).map_err(|e| invalid("id", e.to_string()))?,
         None => EventId::generate(),
     };
-    let payload = w.payload.ok_or_else(|| invalid("payload", "`payload` is required (any JSON value)".into()))?;
+    let payload = w
+        .payload
+        .ok_or_else(|| invalid("payload", "`payload` is required (any JSON value)".into()))?;
     let occurred_at = match w.occurred_at {
         Some(t) => DateTime::parse_from_rfc3339(&t)
             .map_err(|e| invalid("occurred_at", format!("{t:?} is not an RFC 3339 time: {e}")))?
             .with_timezone(&Utc),
         None => now,
     };
-    for (name, value) in [("tenant_id", &w.tenant_id), ("source", &w.source), ("key", &w.key), ("trace_id", &w.trace_id)] {
+    for (name, value) in [
+        ("tenant_id", &w.tenant_id),
+        ("source", &w.source),
+        ("key", &w.key),
+        ("trace_id", &w.trace_id),
+    ] {
         if value.as_ref().is_some_and(|v| v.len() > 255) {
             return Err(invalid(name, format!("`{name}` is at most 255 bytes")));
         }
@@ -186,7 +218,16 @@ fn event(
         .iter()
         .map(|r| r.webhook.id.to_string())
         .collect();
-    let body = render_body(id.as_str(), topic.as_str(), occurred_at, &w.tenant_id, &w.source, &w.key, &w.trace_id, payload);
+    let body = render_body(
+        id.as_str(),
+        topic.as_str(),
+        occurred_at,
+        &w.tenant_id,
+        &w.source,
+        &w.key,
+        &w.trace_id,
+        payload,
+    );
     Ok(NewEvent {
         id: id.to_string(),
         topic: topic.to_string(),
@@ -222,7 +263,12 @@ fn render_body(
         s(topic),
         s(&occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     ));
-    for (name, value) in [("tenant_id", tenant_id), ("source", source), ("key", key), ("trace_id", trace_id)] {
+    for (name, value) in [
+        ("tenant_id", tenant_id),
+        ("source", source),
+        ("key", key),
+        ("trace_id", trace_id),
+    ] {
         if let Some(v) = value {
             out.push_str(&format!(",\"{name}\":{}", s(v)));
         }
@@ -240,8 +286,19 @@ mod tests {
     #[test]
     fn body_embeds_the_payload_bytes_exactly_and_omits_absent_fields() {
         let payload: &RawValue = serde_json::from_str(r#"{ "b" : 1.50, "a":[ ] }"#).expect("raw");
-        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z").expect("time").with_timezone(&Utc);
-        let body = render_body("e1", "a.b", at, &Some("t1".into()), &None, &None, &None, payload);
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let body = render_body(
+            "e1",
+            "a.b",
+            at,
+            &Some("t1".into()),
+            &None,
+            &None,
+            &None,
+            payload,
+        );
         assert_eq!(
             String::from_utf8(body).expect("utf8"),
             r#"{"id":"e1","topic":"a.b","occurred_at":"2026-01-02T03:04:05.500Z","tenant_id":"t1","payload":{ "b" : 1.50, "a":[ ] }}"#

@@ -120,7 +120,7 @@ impl Sender {
             // wherever it likes, bypassing the guard.
             .no_proxy()
             .user_agent(USER_AGENT)
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()
             .map_err(SenderError::Client)?;

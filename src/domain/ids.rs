@@ -183,7 +183,13 @@ mod tests {
         let text = id.to_string();
         assert!(text.starts_with("dlv_") && text.len() == 36, "{text}");
         assert_eq!(DeliveryId::parse(&text), Ok(id));
-        for bad in ["", "dlv_", "dlv_xyz", "evt_0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0", &text[4..]] {
+        for bad in [
+            "",
+            "dlv_",
+            "dlv_xyz",
+            "evt_0190a0a0a0a0a0a0a0a0a0a0a0a0a0a0",
+            &text[4..],
+        ] {
             assert!(DeliveryId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -65,11 +65,18 @@ pub async fn list_deliveries(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, "admin")?;
-    let invalid = |field: &str, message: String| ApiError::BadRequest { code: "invalid_query", message, field: Some(field.into()) };
+    let invalid = |field: &str, message: String| ApiError::BadRequest {
+        code: "invalid_query",
+        message,
+        field: Some(field.into()),
+    };
     let state_filter = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
-            invalid("status", format!("unknown status {s:?}; expected pending, in_flight, succeeded or dead"))
+            invalid(
+                "status",
+                format!("unknown status {s:?}; expected pending, in_flight, succeeded or dead"),
+            )
         })?),
     };
     let limit = match q.limit.as_deref() {
@@ -82,7 +89,11 @@ pub async fn list_deliveries(
     };
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(DeliveryId::parse(c).map_err(|e| invalid("cursor", e.to_string()))?.uuid()),
+        Some(c) => Some(
+            DeliveryId::parse(c)
+                .map_err(|e| invalid("cursor", e.to_string()))?
+                .uuid(),
+        ),
     };
     let filter = DeliveryFilter {
         state: state_filter,
@@ -130,11 +141,17 @@ pub async fn replay_delivery(
         None => Err(ApiError::NotFound(format!("no delivery {id}"))),
         Some(ReplayResult::NotFinished(s)) => Err(ApiError::Conflict {
             code: "not_replayable",
-            message: format!("delivery {id} is {}; only dead or succeeded deliveries can be replayed", s.as_str()),
+            message: format!(
+                "delivery {id} is {}; only dead or succeeded deliveries can be replayed",
+                s.as_str()
+            ),
         }),
         Some(ReplayResult::Replayed(previous)) => {
             tracing::info!(delivery = %id, actor = %principal.actor_id, previous = previous.as_str(), "delivery replayed");
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "status": "pending", "previous_status": previous }))))
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id, "status": "pending", "previous_status": previous })),
+            ))
         }
     }
 }
@@ -145,7 +162,11 @@ pub async fn get_event(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, "admin")?;
-    let e = state.store.get_event(&id).await?.ok_or_else(|| ApiError::NotFound("no such event".into()))?;
+    let e = state
+        .store
+        .get_event(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such event".into()))?;
     let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
     Ok(Json(json!({
         "id": e.id, "topic": e.topic, "occurred_at": e.occurred_at, "received_at": e.received_at,
@@ -165,7 +186,11 @@ pub async fn list_webhooks(
         .webhooks()
         .iter()
         .map(|w| {
-            let s = stats.iter().find(|s| s.webhook_id == w.id.as_str()).cloned().unwrap_or_default();
+            let s = stats
+                .iter()
+                .find(|s| s.webhook_id == w.id.as_str())
+                .cloned()
+                .unwrap_or_default();
             json!({
                 "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
                 "signature": w.signature.as_str(), "pending": s.pending, "dead": s.dead,

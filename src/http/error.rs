@@ -13,9 +13,17 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String, field: Option<String> },
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     #[error("{message}")]
-    Unprocessable { code: &'static str, message: String, field: Option<String> },
+    Unprocessable {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
     #[error("{0}")]
@@ -36,18 +44,32 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() { Self::Unavailable(e) } else { Self::Internal(e) }
+        if e.is_unavailable() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
     }
 }
 
 impl ApiError {
-    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Unprocessable { code, message: message.into(), field: Some(field.into()) }
+    pub fn invalid(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+            field: Some(field.into()),
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, Option<&str>) {
         match self {
-            Self::BadRequest { code, field, .. } => (StatusCode::BAD_REQUEST, code, field.as_deref()),
+            Self::BadRequest { code, field, .. } => {
+                (StatusCode::BAD_REQUEST, code, field.as_deref())
+            }
             Self::Unprocessable { code, field, .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, field.as_deref())
             }
@@ -56,9 +78,11 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, None),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-            Self::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", None)
-            }
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+            ),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
@@ -75,7 +99,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if status.is_server_error() {
             // The middleware logs the cause chain once; the client saw only the generic text.
-            response.extensions_mut().insert(ErrorDetail(error_chain(&self)));
+            response
+                .extensions_mut()
+                .insert(ErrorDetail(error_chain(&self)));
         }
         response
     }

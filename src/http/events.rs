@@ -20,21 +20,40 @@ pub async fn post_events(
     require(&principal, "publisher")?;
     let bytes = json_body(&headers, body, state.limits.max_body_bytes).await?;
     let policy = state.policy.load_full();
-    let (answers, batch) = ingest(&state.store, &policy, &bytes, state.limits.max_event_bytes, chrono::Utc::now())
-        .await
-        .map_err(|e| match e {
-            IngestFailure::MalformedJson(_) => {
-                ApiError::BadRequest { code: "malformed_json", message: e.to_string(), field: None }
+    let (answers, batch) = ingest(
+        &state.store,
+        &policy,
+        &bytes,
+        state.limits.max_event_bytes,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        IngestFailure::MalformedJson(_) => ApiError::BadRequest {
+            code: "malformed_json",
+            message: e.to_string(),
+            field: None,
+        },
+        IngestFailure::Invalid { ref field, .. } => {
+            let field = (!field.is_empty()).then(|| field.clone());
+            ApiError::Unprocessable {
+                code: "invalid_event",
+                message: e.to_string(),
+                field,
             }
-            IngestFailure::Invalid { ref field, .. } => {
-                let field = (!field.is_empty()).then(|| field.clone());
-                ApiError::Unprocessable { code: "invalid_event", message: e.to_string(), field }
-            }
-            IngestFailure::TooLarge { message } => ApiError::PayloadTooLarge(message),
-            IngestFailure::Conflict { .. } => ApiError::Conflict { code: "event_conflict", message: e.to_string() },
-            IngestFailure::Store(s) => s.into(),
-        })?;
-    let status = if answers.iter().all(|a| a.duplicate) { StatusCode::OK } else { StatusCode::ACCEPTED };
+        }
+        IngestFailure::TooLarge { message } => ApiError::PayloadTooLarge(message),
+        IngestFailure::Conflict { .. } => ApiError::Conflict {
+            code: "event_conflict",
+            message: e.to_string(),
+        },
+        IngestFailure::Store(s) => s.into(),
+    })?;
+    let status = if answers.iter().all(|a| a.duplicate) {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok(if batch {
         (status, Json(answers)).into_response()
     } else {

@@ -3,9 +3,9 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
 
 use super::{ApiError, AppState};
 use crate::auth::{Principal, authenticate};
@@ -14,7 +14,10 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let policy = state.policy.load();
         Ok(authenticate(policy.auth(), header)?)
     }
@@ -25,7 +28,9 @@ pub fn require(principal: &Principal, role: &str) -> Result<(), ApiError> {
     if principal.has_role(role) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!("this operation needs the `{role}` role")))
+        Err(ApiError::Forbidden(format!(
+            "this operation needs the `{role}` role"
+        )))
     }
 }
 
@@ -39,7 +44,7 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             )));
         }
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"))
-    })
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")))
 }

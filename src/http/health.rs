@@ -14,14 +14,16 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let policy = state.policy.load();
-    match state.store.ping().await {
+    match state.store.ping(std::time::Duration::from_secs(1)).await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "database": "ok", "policy_sha256": policy.sha256() })),
         ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "database": "unreachable", "policy_sha256": policy.sha256() })),
+            Json(
+                json!({ "status": "not_ready", "database": "unreachable", "policy_sha256": policy.sha256() }),
+            ),
         ),
     }
 }

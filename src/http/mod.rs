@@ -33,7 +33,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_event_bytes: 1024 * 1024, max_body_bytes: 16 * 1024 * 1024 }
+        Self {
+            max_event_bytes: 1024 * 1024,
+            max_body_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 

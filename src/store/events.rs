@@ -30,9 +30,13 @@ pub struct NewEvent {
 /// What happened to one event of an ingest call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
-    Created { deliveries: usize },
+    Created {
+        deliveries: usize,
+    },
     /// Same id, topic and payload as a stored event: nothing new written.
-    Duplicate { deliveries: usize },
+    Duplicate {
+        deliveries: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +130,11 @@ async fn check_existing<'c>(
     events: &[NewEvent],
     inserted: &HashSet<String>,
 ) -> Result<Vec<InsertOutcome>, IngestError> {
-    let existing: Vec<&str> = events.iter().map(|e| e.id.as_str()).filter(|id| !inserted.contains(*id)).collect();
+    let existing: Vec<&str> = events
+        .iter()
+        .map(|e| e.id.as_str())
+        .filter(|id| !inserted.contains(*id))
+        .collect();
     let stored: HashMap<String, (String, String, i64)> = if existing.is_empty() {
         HashMap::new()
     } else {
@@ -137,20 +145,29 @@ async fn check_existing<'c>(
         .bind(&existing)
         .fetch_all(db)
         .await?;
-        rows.into_iter().map(|(id, t, p, n)| (id, (t, p, n))).collect()
+        rows.into_iter()
+            .map(|(id, t, p, n)| (id, (t, p, n)))
+            .collect()
     };
     events
         .iter()
         .enumerate()
         .map(|(i, e)| {
             if inserted.contains(&e.id) {
-                return Ok(InsertOutcome::Created { deliveries: e.webhooks.len() });
+                return Ok(InsertOutcome::Created {
+                    deliveries: e.webhooks.len(),
+                });
             }
             match stored.get(&e.id) {
                 Some((topic, payload, n)) if same_content(topic, payload, e) => {
-                    Ok(InsertOutcome::Duplicate { deliveries: usize::try_from(*n).unwrap_or(0) })
+                    Ok(InsertOutcome::Duplicate {
+                        deliveries: usize::try_from(*n).unwrap_or(0),
+                    })
                 }
-                _ => Err(IngestError::Conflict { index: i, id: e.id.clone() }),
+                _ => Err(IngestError::Conflict {
+                    index: i,
+                    id: e.id.clone(),
+                }),
             }
         })
         .collect()
@@ -184,7 +201,10 @@ impl Store {
             tx.commit().await?;
             outcomes
         };
-        if outcomes.iter().any(|o| matches!(o, InsertOutcome::Created { deliveries } if *deliveries > 0)) {
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, InsertOutcome::Created { deliveries } if *deliveries > 0))
+        {
             self.local_wake.notify_one();
         }
         Ok(outcomes)
@@ -252,4 +272,3 @@ impl<'a> EventColumns<'a> {
         self.traces.push(e.trace_id.as_deref());
     }
 }
-

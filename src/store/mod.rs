@@ -13,8 +13,8 @@ mod queue;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
@@ -36,16 +36,21 @@ impl StoreError {
     /// True when the database could not be reached (as opposed to a query
     /// it refused): the caller answers 503 and retries later.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
                 sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::WorkerCrashed
-            )
-        )
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // 08xxx connection exception, 57P0x shutdown / cannot connect now
+            // (what a restarting server answers), 53xxx out of resources.
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
+            }),
+            _ => false,
+        }
     }
 }
 
@@ -98,12 +103,18 @@ impl Store {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy_with(options);
-        Ok(Self { pool, local_wake: Arc::default() })
+        Ok(Self {
+            pool,
+            local_wake: Arc::default(),
+        })
     }
 
     /// Wraps an existing pool (tests get one per fresh database).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool, local_wake: Arc::default() }
+        Self {
+            pool,
+            local_wake: Arc::default(),
+        }
     }
 
     /// Notified whenever this process stored new deliveries.
@@ -116,10 +127,13 @@ impl Store {
         Ok(())
     }
 
-    /// Reachability check for `/readyz`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// Reachability check for `/readyz`: a down database answers within
+    /// `within` instead of after the pool's acquire timeout.
+    pub async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(result) => result.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// A wake-up source for workers. Interest is registered before the
@@ -159,4 +173,3 @@ fn millis(d: Duration) -> i64 {
 fn clamp_i32(n: u64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
-

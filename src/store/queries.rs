@@ -55,11 +55,15 @@ pub struct WebhookStats {
     pub last_failure_at: Option<DateTime<Utc>>,
 }
 
-const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.webhook_id, e.topic, d.state, d.attempts, d.next_attempt_at,
+const DELIVERY_COLUMNS: &str =
+    "d.id, d.event_id, d.webhook_id, e.topic, d.state, d.attempts, d.next_attempt_at,
      d.last_status, d.last_error, d.created_at, d.updated_at, d.completed_at";
 
 impl Store {
-    pub async fn list_deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
+    pub async fn list_deliveries(
+        &self,
+        f: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE ($1::text IS NULL OR d.state = $1)
@@ -80,11 +84,18 @@ impl Store {
             .await?)
     }
 
-    pub async fn get_delivery(&self, id: Uuid) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>, StoreError> {
+    pub async fn get_delivery(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>, StoreError> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = $1"
         );
-        let Some(row) = sqlx::query_as::<_, DeliveryRow>(&sql).bind(id).fetch_optional(&self.pool).await? else {
+        let Some(row) = sqlx::query_as::<_, DeliveryRow>(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
             return Ok(None);
         };
         let attempts = sqlx::query_as(

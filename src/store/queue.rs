@@ -108,14 +108,14 @@ impl Store {
              FROM claimed c JOIN events e ON e.id = c.event_id"
         );
         let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
-        .bind(&ids)
-        .bind(&rooms)
-        .bind(&leases)
-        .bind(now)
-        .bind(i64::from(limit))
-        .bind(worker)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(&ids)
+            .bind(&rooms)
+            .bind(&leases)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(worker)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| Claimed {
@@ -134,7 +134,11 @@ impl Store {
     /// Records attempts and moves their deliveries on, in one transaction.
     /// A completion whose lease was lost (rescued, then claimed again) only
     /// leaves its attempt row: the delivery belongs to its new holder.
-    pub async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn complete(
+        &self,
+        done: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         if done.is_empty() {
             return Ok(());
         }
@@ -147,10 +151,16 @@ impl Store {
             .iter()
             .map(|c| clamp_i32(u64::try_from(millis(c.record.duration)).unwrap_or(0)))
             .collect();
-        let statuses: Vec<Option<i32>> = done.iter().map(|c| c.record.status.map(i32::from)).collect();
+        let statuses: Vec<Option<i32>> = done
+            .iter()
+            .map(|c| c.record.status.map(i32::from))
+            .collect();
         let kinds: Vec<Option<&str>> = done.iter().map(|c| c.record.error_kind).collect();
         let errors: Vec<Option<&str>> = done.iter().map(|c| c.record.error.as_deref()).collect();
-        let bodies: Vec<Option<&str>> = done.iter().map(|c| c.record.response_body.as_deref()).collect();
+        let bodies: Vec<Option<&str>> = done
+            .iter()
+            .map(|c| c.record.response_body.as_deref())
+            .collect();
 
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -236,12 +246,17 @@ impl Store {
     /// Puts a finished (`dead` or `succeeded`) delivery back to `pending`,
     /// due now, with a fresh retry budget and the same id. Returns the state
     /// it was in, or `None` if there is no such delivery.
-    pub async fn replay(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<ReplayResult>, StoreError> {
+    pub async fn replay(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReplayResult>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM deliveries WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM deliveries WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(state) = state.as_deref().and_then(DeliveryState::parse) else {
             return Ok(None);
         };
@@ -263,7 +278,10 @@ impl Store {
     }
 
     /// The earliest time a pending delivery of these webhooks falls due.
-    pub async fn next_due(&self, webhook_ids: &[&str]) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub async fn next_due(
+        &self,
+        webhook_ids: &[&str],
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND webhook_id = ANY($1)",
         )
@@ -283,7 +301,10 @@ pub enum ReplayResult {
 }
 
 async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')").bind(WAKE_CHANNEL).execute(&mut **tx).await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

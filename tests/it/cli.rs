@@ -17,7 +17,12 @@ fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn aion-webhooks");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
@@ -27,9 +32,16 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn policy_check_accepts_the_shipped_policy() {
-    let out = bin().args(["policy", "check", "policies/webhooks.yaml"]).output().expect("run");
+    let out = bin()
+        .args(["policy", "check", "policies/webhooks.yaml"])
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("ok (6 webhooks"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("ok (6 webhooks"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -41,35 +53,92 @@ fn policy_check_lists_every_problem_with_path_and_position() {
         "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: ${AION_TEST_UNSET_VAR}\n    topics: [\"kernel.*x\"]\n  - id: a\n    url: https://b.example.com\n    secret: s\n    topics: [y]\n",
     )
     .expect("write");
-    let out = bin().arg("policy").arg("check").arg(&file).output().expect("run");
+    let out = bin()
+        .arg("policy")
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains(":5:13: webhooks[0].secret: environment variable AION_TEST_UNSET_VAR is not set"), "{err}");
-    assert!(err.contains(":6:14: webhooks[0].topics[0]: invalid topic pattern"), "{err}");
+    assert!(
+        err.contains(
+            ":5:13: webhooks[0].secret: environment variable AION_TEST_UNSET_VAR is not set"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(":6:14: webhooks[0].topics[0]: invalid topic pattern"),
+        "{err}"
+    );
 
     std::fs::write(&file, "version: 1\nwebhooks:\n  - id: a\n    url: https://b.example.com\n    secret: s\n    topics: [y]\n  - id: a\n    url: https://b.example.com\n    secret: s\n    topics: [y]\n").expect("write");
-    let out = bin().arg("policy").arg("check").arg(&file).output().expect("run");
+    let out = bin()
+        .arg("policy")
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains(":7:9: webhooks[1].id: duplicate webhook id \"a\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(":7:9: webhooks[1].id: duplicate webhook id \"a\""),
+        "{}",
+        text(&out.stderr)
+    );
 
-    std::fs::write(&file, "version: 1\nwebhooks:\n  - id: a\n    ulr: https://b.example.com\n").expect("write");
-    let out = bin().arg("policy").arg("check").arg(&file).output().expect("run");
+    std::fs::write(
+        &file,
+        "version: 1\nwebhooks:\n  - id: a\n    ulr: https://b.example.com\n",
+    )
+    .expect("write");
+    let out = bin()
+        .arg("policy")
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains(":4:5: webhooks[0].ulr: unknown field `ulr`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(":4:5: webhooks[0].ulr: unknown field `ulr`"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn policy_match_shows_the_webhook_and_pattern() {
-    let out = bin().args(["policy", "match", "kernel.proposal.created", "--policy", "policies/webhooks.yaml"]).output().expect("run");
+    let out = bin()
+        .args([
+            "policy",
+            "match",
+            "kernel.proposal.created",
+            "--policy",
+            "policies/webhooks.yaml",
+        ])
+        .output()
+        .expect("run");
     assert!(out.status.success());
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("kernel-review-bot\tkernel.proposal.*"), "{stdout}");
+    assert!(
+        stdout.contains("kernel-review-bot\tkernel.proposal.*"),
+        "{stdout}"
+    );
 
-    let out = bin().args(["policy", "match", "kernel.proposal.a.b"]).output().expect("run");
+    let out = bin()
+        .args(["policy", "match", "kernel.proposal.a.b"])
+        .output()
+        .expect("run");
     assert!(out.status.success());
-    assert!(!text(&out.stdout).contains("kernel-review-bot"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("kernel-review-bot"),
+        "{}",
+        text(&out.stdout)
+    );
 
-    let out = bin().args(["policy", "match", "kernel.*"]).output().expect("run");
+    let out = bin()
+        .args(["policy", "match", "kernel.*"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1), "wildcards are not topics");
 }
 
@@ -87,7 +156,11 @@ fn sign_output_verifies_with_an_independent_hmac() {
     let mut py = Command::new("python3");
     py.args(["-c", script, &header]);
     let out = run_with_stdin(py, body);
-    assert!(out.status.success(), "python rejected {header}: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python rejected {header}: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -118,19 +191,44 @@ fn keygen_prints_a_key_and_the_matching_policy_line() {
     let out = bin().arg("keygen").output().expect("run");
     assert!(out.status.success());
     let stdout = text(&out.stdout);
-    let key = stdout.lines().find_map(|l| l.strip_prefix("key: ")).expect("key line").trim();
-    let line = stdout.lines().find(|l| l.trim_start().starts_with("sha256: ")).expect("sha256 line");
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .expect("key line")
+        .trim();
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("sha256: "))
+        .expect("sha256 line");
     assert!(key.len() >= 6 + 64, "at least 32 random bytes, hex: {key}");
 
     // The printed line pastes into a policy and authenticates that key.
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("p.yaml");
-    std::fs::write(&file, format!("version: 1\nauth:\n  api_keys:\n    - id: k\n      {}\n      roles: [publisher]\n", line.trim())).expect("write");
-    let out = bin().arg("policy").arg("check").arg(&file).output().expect("run");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nauth:\n  api_keys:\n    - id: k\n      {}\n      roles: [publisher]\n",
+            line.trim()
+        ),
+    )
+    .expect("write");
+    let out = bin()
+        .arg("policy")
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let script = format!("import hashlib;print(hashlib.sha256(b'{key}').hexdigest())");
-    let digest = text(&Command::new("python3").args(["-c", &script]).output().expect("python").stdout);
+    let digest = text(
+        &Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python")
+            .stdout,
+    );
     assert!(line.contains(digest.trim()), "{line} vs {digest}");
 
     let again = text(&bin().arg("keygen").output().expect("run").stdout);

@@ -20,17 +20,32 @@ fn independent_check(secret: &str, r: &Received) {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(format!("{t}.").as_bytes());
     mac.update(&r.body);
-    assert_eq!(hex::encode(mac.finalize().into_bytes()), v1, "signature mismatch");
+    assert_eq!(
+        hex::encode(mac.finalize().into_bytes()),
+        v1,
+        "signature mismatch"
+    );
 }
 
 fn retry(initial: &str, max_attempts: u32) -> String {
-    format!("retry: {{ initial_interval: {initial}, max_interval: 10s, max_attempts: {max_attempts} }}")
+    format!(
+        "retry: {{ initial_interval: {initial}, max_interval: 10s, max_attempts: {max_attempts} }}"
+    )
 }
 
 #[sqlx::test]
 async fn delivery_is_signed_and_carries_the_contract_headers(pool: PgPool) {
     let rx = Receiver::start().await;
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[\"kernel.proposal.*\"]", "headers: { X-Team: kernel }"))).await;
+    let app = TestApp::spawn(
+        pool,
+        &policy_yaml(&hook(
+            "h",
+            &rx.url,
+            "[\"kernel.proposal.*\"]",
+            "headers: { X-Team: kernel }",
+        )),
+    )
+    .await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let (status, _) = app
         .post_events(&json!({"id": "e-1", "topic": "kernel.proposal.created", "payload": {"z": 1, "a": [true]}, "tenant_id": "t", "key": "k1", "trace_id": trace}))
@@ -45,7 +60,10 @@ async fn delivery_is_signed_and_carries_the_contract_headers(pool: PgPool) {
     assert_eq!(body["tenant_id"], "t");
     assert_eq!(body["key"], "k1");
     assert_eq!(body["payload"], json!({"z": 1, "a": [true]}));
-    assert!(body.get("source").is_none(), "absent fields are omitted: {body}");
+    assert!(
+        body.get("source").is_none(),
+        "absent fields are omitted: {body}"
+    );
     assert_eq!(r.header("content-type"), "application/json");
     assert!(r.header("user-agent").starts_with("aion-webhooks/"));
     assert_eq!(r.header("x-aion-event"), "kernel.proposal.created");
@@ -54,23 +72,42 @@ async fn delivery_is_signed_and_carries_the_contract_headers(pool: PgPool) {
     assert!(r.header("idempotency-key").starts_with("dlv_"));
     assert_eq!(r.header("idempotency-key"), r.header("x-aion-delivery"));
     assert_eq!(r.header("x-team"), "kernel");
-    assert!(r.header("traceparent").starts_with(&format!("00-{trace}-")), "{}", r.header("traceparent"));
+    assert!(
+        r.header("traceparent").starts_with(&format!("00-{trace}-")),
+        "{}",
+        r.header("traceparent")
+    );
     app.drain().await;
-    let (_, list) = app.get("/v1/deliveries?status=succeeded&event_id=e-1").await;
+    let (_, list) = app
+        .get("/v1/deliveries?status=succeeded&event_id=e-1")
+        .await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
 }
 
 #[sqlx::test]
 async fn failures_are_retried_with_growing_gaps_and_the_same_key_and_body(pool: PgPool) {
     let rx = Receiver::start().await;
-    rx.script([Reply::status(500), Reply::status(502), Reply::status(500), Reply::status(200)]);
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("200ms", 5)))).await;
-    app.post_events(&json!({"id": "r-1", "topic": "a.b", "payload": 1})).await;
+    rx.script([
+        Reply::status(500),
+        Reply::status(502),
+        Reply::status(500),
+        Reply::status(200),
+    ]);
+    let app = TestApp::spawn(
+        pool,
+        &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("200ms", 5))),
+    )
+    .await;
+    app.post_events(&json!({"id": "r-1", "topic": "a.b", "payload": 1}))
+        .await;
     let got = rx.wait_for_count(4).await;
     app.drain().await;
     let keys: HashSet<&str> = got.iter().map(|r| r.header("idempotency-key")).collect();
     assert_eq!(keys.len(), 1, "one Idempotency-Key across attempts");
-    assert!(got.iter().all(|r| r.body == got[0].body), "identical body on every attempt");
+    assert!(
+        got.iter().all(|r| r.body == got[0].body),
+        "identical body on every attempt"
+    );
     let attempts: Vec<&str> = got.iter().map(|r| r.header("x-aion-attempt")).collect();
     assert_eq!(attempts, ["1", "2", "3", "4"]);
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
@@ -80,7 +117,12 @@ async fn failures_are_retried_with_growing_gaps_and_the_same_key_and_body(pool: 
     let id = got[0].header("idempotency-key");
     let (_, d) = app.get(&format!("/v1/deliveries/{id}")).await;
     assert_eq!(d["status"], "succeeded");
-    let codes: Vec<i64> = d["attempts_detail"].as_array().expect("attempts").iter().map(|a| a["status_code"].as_i64().unwrap_or(0)).collect();
+    let codes: Vec<i64> = d["attempts_detail"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap_or(0))
+        .collect();
     assert_eq!(codes, [500, 502, 500, 200]);
 }
 
@@ -88,8 +130,13 @@ async fn failures_are_retried_with_growing_gaps_and_the_same_key_and_body(pool: 
 async fn delivery_is_dead_after_max_attempts_and_replay_resends_it(pool: PgPool) {
     let rx = Receiver::start().await;
     rx.script([Reply::status(500), Reply::status(500), Reply::status(500)]);
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 3)))).await;
-    app.post_events(&json!({"id": "x-1", "topic": "a.b", "payload": 1})).await;
+    let app = TestApp::spawn(
+        pool,
+        &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 3))),
+    )
+    .await;
+    app.post_events(&json!({"id": "x-1", "topic": "a.b", "payload": 1}))
+        .await;
     rx.wait_for_count(3).await;
     app.drain().await;
     let (_, dead) = app.get("/v1/deliveries?status=dead&webhook=h").await;
@@ -98,16 +145,28 @@ async fn delivery_is_dead_after_max_attempts_and_replay_resends_it(pool: PgPool)
     assert_eq!(dead[0]["attempts"], 3);
     let id = dead[0]["id"].as_str().expect("id").to_owned();
 
-    let (status, body) = app.post_raw(&format!("/v1/deliveries/{id}/replay"), API_KEY, Vec::new()).await;
+    let (status, body) = app
+        .post_raw(&format!("/v1/deliveries/{id}/replay"), API_KEY, Vec::new())
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let got = rx.wait_for_count(4).await;
-    assert_eq!(got[3].header("idempotency-key"), id, "replay keeps the Idempotency-Key");
+    assert_eq!(
+        got[3].header("idempotency-key"),
+        id,
+        "replay keeps the Idempotency-Key"
+    );
     assert_eq!(got[3].header("x-aion-attempt"), "4");
     app.drain().await;
     let (_, d) = app.get(&format!("/v1/deliveries/{id}")).await;
     assert_eq!(d["status"], "succeeded");
     // Replaying a delivery that is not finished, or does not exist.
-    let (status, _) = app.post_raw("/v1/deliveries/dlv_00000000000000000000000000000000/replay", API_KEY, Vec::new()).await;
+    let (status, _) = app
+        .post_raw(
+            "/v1/deliveries/dlv_00000000000000000000000000000000/replay",
+            API_KEY,
+            Vec::new(),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(rx.received().len(), 4);
 }
@@ -116,21 +175,43 @@ async fn delivery_is_dead_after_max_attempts_and_replay_resends_it(pool: PgPool)
 async fn gone_is_not_retried(pool: PgPool) {
     let rx = Receiver::start().await;
     rx.script([Reply::status(410)]);
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 5)))).await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+    let app = TestApp::spawn(
+        pool,
+        &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 5))),
+    )
+    .await;
+    app.post_events(&json!({"topic": "a.b", "payload": 1}))
+        .await;
     app.drain().await;
     assert_eq!(rx.received().len(), 1);
-    assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE state = 'dead' AND attempts = 1").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM deliveries WHERE state = 'dead' AND attempts = 1")
+            .await,
+        1
+    );
 }
 
 #[sqlx::test]
 async fn retry_after_is_honoured(pool: PgPool) {
     let rx = Receiver::start().await;
-    rx.script([Reply { status: 503, headers: vec![("retry-after", "1".into())], delay: Duration::ZERO }]);
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 3)))).await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+    rx.script([Reply {
+        status: 503,
+        headers: vec![("retry-after", "1".into())],
+        delay: Duration::ZERO,
+    }]);
+    let app = TestApp::spawn(
+        pool,
+        &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 3))),
+    )
+    .await;
+    app.post_events(&json!({"topic": "a.b", "payload": 1}))
+        .await;
     let got = rx.wait_for_count(2).await;
-    assert!(got[1].at - got[0].at >= Duration::from_millis(950), "{:?}", got[1].at - got[0].at);
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(950),
+        "{:?}",
+        got[1].at - got[0].at
+    );
 }
 
 #[sqlx::test]
@@ -138,13 +219,18 @@ async fn disabled_webhook_keeps_deliveries_pending_until_enabled(pool: PgPool) {
     let rx = Receiver::start().await;
     let disabled = policy_yaml(&hook("h", &rx.url, "[a.b]", "enabled: false"));
     let app = TestApp::spawn(pool, &disabled).await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+    app.post_events(&json!({"topic": "a.b", "payload": 1}))
+        .await;
     // Let the worker run several claim rounds (poll interval is 50 ms).
     let rounds = app.count("SELECT count(*) FROM deliveries").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(rounds, 1);
     assert!(rx.received().is_empty(), "a disabled webhook sends nothing");
-    assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE state = 'pending' AND attempts = 0").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM deliveries WHERE state = 'pending' AND attempts = 0")
+            .await,
+        1
+    );
     app.set_policy(&policy_yaml(&hook("h", &rx.url, "[a.b]", "")));
     rx.wait_for_count(1).await;
     app.drain().await;
@@ -155,11 +241,16 @@ async fn removed_webhook_keeps_deliveries_until_it_returns(pool: PgPool) {
     let rx = Receiver::start().await;
     let with = policy_yaml(&hook("h", &rx.url, "[a.b]", "enabled: false"));
     let app = TestApp::spawn(pool, &with).await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+    app.post_events(&json!({"topic": "a.b", "payload": 1}))
+        .await;
     app.set_policy(&policy_yaml(&hook("other", &rx.url, "[c.d]", "")));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.received().is_empty());
-    assert_eq!(app.count("SELECT count(*) FROM deliveries WHERE webhook_id = 'h' AND state = 'pending'").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM deliveries WHERE webhook_id = 'h' AND state = 'pending'")
+            .await,
+        1
+    );
     app.set_policy(&policy_yaml(&hook("h", &rx.url, "[a.b]", "")));
     rx.wait_for_count(1).await;
     app.drain().await;
@@ -169,13 +260,26 @@ async fn removed_webhook_keeps_deliveries_until_it_returns(pool: PgPool) {
 async fn ssrf_guard_blocks_loopback_without_the_allow_list(pool: PgPool) {
     let rx = Receiver::start().await;
     let localhost = rx.url.replace("127.0.0.1", "localhost");
-    let policy = policy_yaml(&format!("{}{}", hook("ip", &rx.url, "[a.b]", &retry("50ms", 1)), hook("name", &localhost, "[a.b]", &retry("50ms", 1))))
-        .replace("allow_private_targets: [127.0.0.0/8]", "allow_private_targets: []");
+    let policy = policy_yaml(&format!(
+        "{}{}",
+        hook("ip", &rx.url, "[a.b]", &retry("50ms", 1)),
+        hook("name", &localhost, "[a.b]", &retry("50ms", 1))
+    ))
+    .replace(
+        "allow_private_targets: [127.0.0.0/8]",
+        "allow_private_targets: []",
+    );
     let app = TestApp::spawn(pool, &policy).await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+    app.post_events(&json!({"topic": "a.b", "payload": 1}))
+        .await;
     app.drain().await;
-    assert!(rx.received().is_empty(), "nothing reached the loopback receiver");
-    let blocked = app.count("SELECT count(*) FROM delivery_attempts WHERE error_kind = 'blocked_destination'").await;
+    assert!(
+        rx.received().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+    let blocked = app
+        .count("SELECT count(*) FROM delivery_attempts WHERE error_kind = 'blocked_destination'")
+        .await;
     assert_eq!(blocked, 2);
 }
 
@@ -186,9 +290,14 @@ async fn two_engines_on_one_database_deliver_each_event_once(pool: PgPool) {
     let a = TestApp::spawn(pool.clone(), &policy).await;
     let b = TestApp::spawn(pool, &policy).await;
     for chunk in 0..4 {
-        let batch: Vec<Value> = (0..100).map(|i| json!({"id": format!("e-{chunk}-{i}"), "topic": "a.b", "payload": i})).collect();
+        let batch: Vec<Value> = (0..100)
+            .map(|i| json!({"id": format!("e-{chunk}-{i}"), "topic": "a.b", "payload": i}))
+            .collect();
         let target = if chunk % 2 == 0 { &a } else { &b };
-        assert_eq!(target.post_events(&Value::Array(batch)).await.0, StatusCode::ACCEPTED);
+        assert_eq!(
+            target.post_events(&Value::Array(batch)).await.0,
+            StatusCode::ACCEPTED
+        );
     }
     a.drain().await;
     let got = rx.received();
@@ -202,11 +311,23 @@ async fn two_engines_on_one_database_deliver_each_event_once(pool: PgPool) {
 #[sqlx::test]
 async fn graceful_shutdown_lets_in_flight_sends_finish(pool: PgPool) {
     let rx = Receiver::start().await;
-    rx.script([Reply { status: 200, headers: Vec::new(), delay: Duration::from_millis(500) }]);
+    rx.script([Reply {
+        status: 200,
+        headers: Vec::new(),
+        delay: Duration::from_millis(500),
+    }]);
     let app = TestApp::spawn(pool.clone(), &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+    app.post_events(&json!({"topic": "a.b", "payload": 1}))
+        .await;
     rx.wait_for_count(1).await;
     app.stop().await;
-    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'succeeded'").fetch_one(&pool).await.expect("count");
-    assert_eq!(succeeded, 1, "the send in flight at shutdown finished and was recorded");
+    let succeeded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(
+        succeeded, 1,
+        "the send in flight at shutdown finished and was recorded"
+    );
 }

@@ -10,19 +10,37 @@ use crate::support::*;
 fn policy() -> String {
     policy_yaml(&format!(
         "{}{}",
-        hook("orders", "http://127.0.0.1:9/none", "[\"shop.order.*\"]", "enabled: false"),
-        hook("t1-only", "http://127.0.0.1:9/none", "[\"shop.**\"]", "enabled: false\ntenants: [t1]")
+        hook(
+            "orders",
+            "http://127.0.0.1:9/none",
+            "[\"shop.order.*\"]",
+            "enabled: false"
+        ),
+        hook(
+            "t1-only",
+            "http://127.0.0.1:9/none",
+            "[\"shop.**\"]",
+            "enabled: false\ntenants: [t1]"
+        )
     ))
 }
 
 async fn stored(app: &TestApp) -> (i64, i64) {
-    (app.count("SELECT count(*) FROM events").await, app.count("SELECT count(*) FROM deliveries").await)
+    (
+        app.count("SELECT count(*) FROM events").await,
+        app.count("SELECT count(*) FROM deliveries").await,
+    )
 }
 
 fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[sqlx::test]
@@ -30,11 +48,22 @@ async fn accepted_event_gets_one_delivery_per_matching_webhook(pool: PgPool) {
     let app = TestApp::spawn(pool, &policy()).await;
     let (status, body) = app.post_events(&json!({"id": "o-1", "topic": "shop.order.created", "payload": {"n": 1}, "tenant_id": "t1"})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body, json!({"id": "o-1", "topic": "shop.order.created", "deliveries": 2}));
-    let (status, body) = app.post_events(&json!({"topic": "shop.order.created", "payload": 1, "tenant_id": "t2"})).await;
+    assert_eq!(
+        body,
+        json!({"id": "o-1", "topic": "shop.order.created", "deliveries": 2})
+    );
+    let (status, body) = app
+        .post_events(&json!({"topic": "shop.order.created", "payload": 1, "tenant_id": "t2"}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(body["deliveries"], 1, "tenant t2 is filtered out of t1-only");
-    assert!(body["id"].as_str().is_some_and(|id| id.starts_with("evt_")), "{body}");
+    assert_eq!(
+        body["deliveries"], 1,
+        "tenant t2 is filtered out of t1-only"
+    );
+    assert!(
+        body["id"].as_str().is_some_and(|id| id.starts_with("evt_")),
+        "{body}"
+    );
     assert_eq!(stored(&app).await, (2, 3));
 }
 
@@ -50,7 +79,9 @@ async fn producer_field_aliases_are_accepted(pool: PgPool) {
     assert_eq!(event["payload"], Value::Null);
     assert_eq!(event["occurred_at"], "2025-12-31T22:00:00Z");
     for (alias, n) in [("type", 2), ("event_name", 3)] {
-        let (status, _) = app.post_events(&json!({"id": format!("a-{n}"), alias: "shop.order.paid", "payload": {}})).await;
+        let (status, _) = app
+            .post_events(&json!({"id": format!("a-{n}"), alias: "shop.order.paid", "payload": {}}))
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{alias}");
     }
 }
@@ -58,10 +89,13 @@ async fn producer_field_aliases_are_accepted(pool: PgPool) {
 #[sqlx::test]
 async fn duplicate_event_is_not_delivered_twice(pool: PgPool) {
     let app = TestApp::spawn(pool, &policy()).await;
-    let first = json!({"id": "d-1", "topic": "shop.order.created", "payload": {"a": 1, "b": [1, 2]}});
+    let first =
+        json!({"id": "d-1", "topic": "shop.order.created", "payload": {"a": 1, "b": [1, 2]}});
     assert_eq!(app.post_events(&first).await.0, StatusCode::ACCEPTED);
     // Same JSON value, different bytes (key order, whitespace).
-    let same = br#"{"payload": { "b": [1,2], "a": 1 }, "topic": "shop.order.created", "id": "d-1"}"#.to_vec();
+    let same =
+        br#"{"payload": { "b": [1,2], "a": 1 }, "topic": "shop.order.created", "id": "d-1"}"#
+            .to_vec();
     let (status, body) = app.post_raw("/v1/events", API_KEY, same).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["duplicate"], true);
@@ -72,10 +106,15 @@ async fn duplicate_event_is_not_delivered_twice(pool: PgPool) {
 #[sqlx::test]
 async fn same_id_with_other_content_is_a_conflict_and_changes_nothing(pool: PgPool) {
     let app = TestApp::spawn(pool, &policy()).await;
-    app.post_events(&json!({"id": "c-1", "topic": "shop.order.created", "payload": {"a": 1}})).await;
-    let (status, body) = app.post_events(&json!({"id": "c-1", "topic": "shop.order.created", "payload": {"a": 2}})).await;
+    app.post_events(&json!({"id": "c-1", "topic": "shop.order.created", "payload": {"a": 1}}))
+        .await;
+    let (status, body) = app
+        .post_events(&json!({"id": "c-1", "topic": "shop.order.created", "payload": {"a": 2}}))
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT, "event_conflict");
-    let (status, _) = app.post_events(&json!({"id": "c-1", "topic": "shop.order.paid", "payload": {"a": 1}})).await;
+    let (status, _) = app
+        .post_events(&json!({"id": "c-1", "topic": "shop.order.paid", "payload": {"a": 1}}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (_, event) = app.get("/v1/events/c-1").await;
     assert_eq!(event["payload"], json!({"a": 1}));
@@ -90,12 +129,18 @@ async fn batch_is_all_or_nothing(pool: PgPool) {
         {"id": "b-2", "topic": "shop.order.*", "payload": 2},
     ]);
     let (status, body) = app.post_events(&bad).await;
-    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_event");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_event",
+    );
     assert_eq!(body["error"]["field"], "[1].topic");
     assert_eq!(stored(&app).await, (0, 0));
 
     // A conflict in a batch rolls back the new events of that batch too.
-    app.post_events(&json!({"id": "b-9", "topic": "shop.order.created", "payload": 9})).await;
+    app.post_events(&json!({"id": "b-9", "topic": "shop.order.created", "payload": 9}))
+        .await;
     let conflicting = json!([
         {"id": "b-3", "topic": "shop.order.created", "payload": 3},
         {"id": "b-9", "topic": "shop.order.created", "payload": "changed"},
@@ -103,7 +148,9 @@ async fn batch_is_all_or_nothing(pool: PgPool) {
     assert_eq!(app.post_events(&conflicting).await.0, StatusCode::CONFLICT);
     assert_eq!(stored(&app).await, (1, 1));
 
-    let good: Vec<Value> = (0..100).map(|i| json!({"id": format!("g-{i}"), "topic": "shop.order.created", "payload": i})).collect();
+    let good: Vec<Value> = (0..100)
+        .map(|i| json!({"id": format!("g-{i}"), "topic": "shop.order.created", "payload": i}))
+        .collect();
     let (status, body) = app.post_events(&Value::Array(good)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(body.as_array().map(Vec::len), Some(100));
@@ -137,21 +184,77 @@ async fn every_bad_input_gets_a_json_4xx_and_stores_nothing(pool: PgPool) {
     let app = TestApp::spawn_with(pool, &policy(), config).await;
     let big = "x".repeat(4096);
     let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
-        (b"{not json".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+        (
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
         (b"".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
-        (b"\"a string\"".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (b"[]".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (b"[1]".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"payload": 1}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"topic": "a.b"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"topic": "a..b", "payload": 1}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"topic": "a.**", "payload": 1}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"topic": 5, "payload": 1}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"id": "has space", "topic": "a.b", "payload": 1}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"topic": "a.b", "payload": 1, "occurred_at": "yesterday"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (br#"{"topic": "a.b", "payload": 1, "tenant_id": 7}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-        (format!(r#"{{"topic": "a.b", "payload": "{big}"}}"#).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        (vec![b' '; 70 * 1024], StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        (
+            b"\"a string\"".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            b"[]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            b"[1]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"payload": 1}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"topic": "a.b"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"topic": "a..b", "payload": 1}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"topic": "a.**", "payload": 1}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"topic": 5, "payload": 1}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"id": "has space", "topic": "a.b", "payload": 1}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"topic": "a.b", "payload": 1, "occurred_at": "yesterday"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            br#"{"topic": "a.b", "payload": 1, "tenant_id": 7}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+        ),
+        (
+            format!(r#"{{"topic": "a.b", "payload": "{big}"}}"#).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            vec![b' '; 70 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
     ];
     for (body, expected, code) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
@@ -159,10 +262,26 @@ async fn every_bad_input_gets_a_json_4xx_and_stores_nothing(pool: PgPool) {
         assert_eq!(status, expected, "{shown}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{shown}: {answer}");
     }
-    let batch: Vec<Value> = (0..1001).map(|i| json!({"topic": "a.b", "payload": i})).collect();
-    let (status, _) = app.post_raw("/v1/events", API_KEY, Value::Array(batch).to_string().into_bytes()).await;
+    let batch: Vec<Value> = (0..1001)
+        .map(|i| json!({"topic": "a.b", "payload": i}))
+        .collect();
+    let (status, _) = app
+        .post_raw(
+            "/v1/events",
+            API_KEY,
+            Value::Array(batch).to_string().into_bytes(),
+        )
+        .await;
     assert!(status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::PAYLOAD_TOO_LARGE);
-    let r = app.http.post(format!("{}/v1/events", app.base)).bearer_auth(API_KEY).header("content-type", "text/plain").body("{}").send().await.expect("send");
+    let r = app
+        .http
+        .post(format!("{}/v1/events", app.base))
+        .bearer_auth(API_KEY)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 415);
     assert_eq!(stored(&app).await, (0, 0));
 }
@@ -170,8 +289,16 @@ async fn every_bad_input_gets_a_json_4xx_and_stores_nothing(pool: PgPool) {
 #[sqlx::test]
 async fn credentials_and_roles_are_enforced(pool: PgPool) {
     let app = TestApp::spawn(pool, &policy()).await;
-    let event = json!({"topic": "shop.order.created", "payload": 1}).to_string().into_bytes();
-    let r = app.http.post(format!("{}/v1/events", app.base)).body(event.clone()).send().await.expect("send");
+    let event = json!({"topic": "shop.order.created", "payload": 1})
+        .to_string()
+        .into_bytes();
+    let r = app
+        .http
+        .post(format!("{}/v1/events", app.base))
+        .body(event.clone())
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 401);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unauthorized");
@@ -179,7 +306,13 @@ async fn credentials_and_roles_are_enforced(pool: PgPool) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = app.post_raw("/v1/events", PUBLISHER_KEY, event).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let r = app.http.get(format!("{}/v1/deliveries", app.base)).bearer_auth(PUBLISHER_KEY).send().await.expect("send");
+    let r = app
+        .http
+        .get(format!("{}/v1/deliveries", app.base))
+        .bearer_auth(PUBLISHER_KEY)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 403, "listing deliveries needs admin");
     assert_eq!(stored(&app).await.0, 1);
 }
@@ -187,13 +320,28 @@ async fn credentials_and_roles_are_enforced(pool: PgPool) {
 #[sqlx::test]
 async fn health_and_readiness_probes_answer_without_auth(pool: PgPool) {
     let app = TestApp::spawn(pool, &policy()).await;
-    let r = app.http.get(format!("{}/healthz", app.base)).send().await.expect("send");
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 200);
-    let r = app.http.get(format!("{}/readyz", app.base)).send().await.expect("send");
+    let r = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["database"], "ok");
-    let r = app.http.get(format!("{}/nope", app.base)).send().await.expect("send");
+    let r = app
+        .http
+        .get(format!("{}/nope", app.base))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 404);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "not_found");

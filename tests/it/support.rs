@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aion_webhooks::app::{App, Config};
-use arc_swap::ArcSwap;
 use aion_webhooks::delivery::worker::WorkerConfig;
 use aion_webhooks::http::Limits;
 use aion_webhooks::policy::PolicySet;
 use aion_webhooks::store::Store;
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
@@ -41,7 +41,8 @@ pub fn policy_yaml(webhooks: &str) -> String {
 
 /// One webhook entry for [`policy_yaml`].
 pub fn hook(id: &str, url: &str, topics: &str, extra: &str) -> String {
-    let mut s = format!("  - id: {id}\n    url: {url}\n    secret: secret-{id}\n    topics: {topics}\n");
+    let mut s =
+        format!("  - id: {id}\n    url: {url}\n    secret: secret-{id}\n    topics: {topics}\n");
     for line in extra.lines().filter(|l| !l.trim().is_empty()) {
         s.push_str(&format!("    {}\n", line.trim()));
     }
@@ -82,14 +83,23 @@ impl TestApp {
     pub async fn spawn_with(pool: PgPool, policy: &str, config: Config) -> Self {
         let policy = PolicySet::parse(policy, "test-policy", std::path::Path::new("."), &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let app = App::build_with(config, Store::from_pool(pool.clone()), policy).await.expect("build app");
+        let app = App::build_with(config, Store::from_pool(pool.clone()), policy)
+            .await
+            .expect("build app");
         let base = format!("http://{}", app.local_addr());
         let policy = app.policy();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
         }));
-        Self { base, http: reqwest::Client::new(), pool, policy, stop: Some(stop), task: Some(task) }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            pool,
+            policy,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Swaps in a new policy, as a reload does.
@@ -110,7 +120,8 @@ impl TestApp {
     }
 
     pub async fn post_events(&self, body: &Value) -> (StatusCode, Value) {
-        self.post_raw("/v1/events", API_KEY, body.to_string().into_bytes()).await
+        self.post_raw("/v1/events", API_KEY, body.to_string().into_bytes())
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, key: &str, body: Vec<u8>) -> (StatusCode, Value) {
@@ -128,19 +139,30 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(API_KEY).send().await.expect("request");
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("request");
         let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query")
     }
 
     /// Waits until no delivery is pending or in flight (or panics after 30 s).
     pub async fn drain(&self) {
         wait_for("the queue to drain", || async {
-            self.count("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')").await == 0
+            self.count("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')")
+                .await
+                == 0
         })
         .await;
     }
@@ -154,7 +176,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -169,7 +194,10 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -183,7 +211,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), delay: Duration::ZERO }
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -210,7 +242,11 @@ impl Receiver {
             async move {
                 let reply = {
                     let mut st = s.lock().expect("lock");
-                    st.got.push(Received { headers, body, at: tokio::time::Instant::now() });
+                    st.got.push(Received {
+                        headers,
+                        body,
+                        at: tokio::time::Instant::now(),
+                    });
                     st.script.pop_front().unwrap_or_else(|| Reply::status(200))
                 };
                 tokio::time::sleep(reply.delay).await;
@@ -218,10 +254,13 @@ impl Receiver {
                 for (k, v) in &reply.headers {
                     resp = resp.header(*k, v);
                 }
-                resp.body(axum::body::Body::from(format!("reply {}", reply.status))).expect("response")
+                resp.body(axum::body::Body::from(format!("reply {}", reply.status)))
+                    .expect("response")
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, state }
@@ -236,7 +275,10 @@ impl Receiver {
     }
 
     pub async fn wait_for_count(&self, n: usize) -> Vec<Received> {
-        wait_for(&format!("{n} requests at the receiver"), || async { self.received().len() >= n }).await;
+        wait_for(&format!("{n} requests at the receiver"), || async {
+            self.received().len() >= n
+        })
+        .await;
         self.received()
     }
 }
