@@ -72,6 +72,9 @@ impl Config {
         if let Some(n) = num("AION_WEBHOOKS_MAX_EVENT_BYTES")? {
             cfg.limits.max_event_bytes = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        if let Some(n) = num("AION_WEBHOOKS_MAX_INBOUND_BYTES")? {
+            cfg.limits.max_inbound_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
         if let Some(n) = num("AION_WEBHOOKS_SHUTDOWN_GRACE_SECS")? {
             cfg.worker.shutdown_grace = Duration::from_secs(n);
         }
@@ -130,6 +133,7 @@ impl App {
             store,
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             limits: config.limits,
+            metrics: Arc::default(),
         };
         Ok(Self {
             listener,
@@ -143,6 +147,11 @@ impl App {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Counters the API keeps (inbound refusals by reason, …).
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.state.metrics.clone()
     }
 
     /// The live policy handle (reload swaps what it points to).
@@ -178,10 +187,13 @@ impl App {
         let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .await
-            .context("HTTP server")?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .await
+        .context("HTTP server")?;
         if let Some(w) = worker {
             w.await.context("delivery worker panicked")?;
         }

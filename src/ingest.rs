@@ -242,6 +242,48 @@ fn event(
     })
 }
 
+/// An event the engine itself emits (command dispatch, audit), routed
+/// through the policy like any producer's event.
+pub fn internal_event(
+    policy: &PolicySet,
+    topic: &Topic,
+    key: Option<String>,
+    payload: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> NewEvent {
+    let id = EventId::generate();
+    let payload_text = payload.to_string();
+    let raw: Box<RawValue> = RawValue::from_string(payload_text.clone())
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"));
+    let source = Some("aion-webhooks".to_owned());
+    let body = render_body(
+        id.as_str(),
+        topic.as_str(),
+        now,
+        &None,
+        &source,
+        &key,
+        &None,
+        &raw,
+    );
+    NewEvent {
+        id: id.to_string(),
+        topic: topic.to_string(),
+        payload: payload_text,
+        body,
+        occurred_at: now,
+        tenant_id: None,
+        source,
+        key,
+        trace_id: None,
+        webhooks: policy
+            .route(topic, None)
+            .iter()
+            .map(|r| r.webhook.id.to_string())
+            .collect(),
+    }
+}
+
 /// The delivery body (contract §3); absent optional fields are omitted and
 /// the payload is embedded byte for byte as the producer sent it.
 #[allow(clippy::too_many_arguments)]

@@ -5,12 +5,16 @@
 //! `signing`, `domain` (pure, no I/O).
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+pub mod inbound;
 pub mod ingest;
+pub mod metrics;
 pub mod policy;
+pub mod rbac;
 pub mod signing;
 pub mod store;

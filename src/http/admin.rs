@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::extract::require;
 use super::{ApiError, AppState};
+use crate::audit::{AuditEntry, Outcome};
 use crate::auth::Principal;
 use crate::domain::DeliveryId;
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, ReplayResult};
@@ -137,7 +138,23 @@ pub async fn replay_delivery(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require(&principal, "admin")?;
     let id = parse_id(&id)?;
-    match state.store.replay(id.uuid(), chrono::Utc::now()).await? {
+    let now = chrono::Utc::now();
+    let entry = AuditEntry {
+        at: now,
+        actor_id: principal.actor_id.clone(),
+        action: "replay_delivery".into(),
+        outcome: Outcome::Applied,
+        target: Some(id.to_string()),
+        request_id: None,
+        source_ip: None,
+    };
+    let policy = state.policy.load_full();
+    let (row, event) = (entry.row(), entry.event(&policy));
+    match state
+        .store
+        .replay(id.uuid(), Some((&row, &event)), now)
+        .await?
+    {
         None => Err(ApiError::NotFound(format!("no delivery {id}"))),
         Some(ReplayResult::NotFinished(s)) => Err(ApiError::Conflict {
             code: "not_replayable",
@@ -195,6 +212,56 @@ pub async fn list_webhooks(
                 "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
                 "signature": w.signature.as_str(), "pending": s.pending, "dead": s.dead,
                 "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    since: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list_audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    require(&principal, "admin")?;
+    let invalid = |field: &str, message: String| ApiError::BadRequest {
+        code: "invalid_query",
+        message,
+        field: Some(field.into()),
+    };
+    let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|e| invalid("since", format!("{s:?} is not an RFC 3339 time: {e}")))?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid("limit", format!("limit must be 1 to {MAX_LIMIT}")))?,
+    };
+    let rows = state
+        .store
+        .list_audit(q.actor.as_deref().filter(|s| !s.is_empty()), since, limit)
+        .await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "at": r.at, "actor_id": r.actor_id, "action": r.action, "outcome": r.outcome,
+                "target": r.target, "request_id": r.request_id, "source_ip": r.source_ip,
             })
         })
         .collect();

@@ -26,8 +26,13 @@ pub enum ApiError {
     },
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    /// 401 with a code of its own (signature problems).
+    #[error("{message}")]
+    UnauthorizedCode { code: &'static str, message: String },
     #[error("{0}")]
     Forbidden(String),
+    #[error("{message}")]
+    ForbiddenCode { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -65,6 +70,20 @@ impl ApiError {
         }
     }
 
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::UnauthorizedCode {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::ForbiddenCode {
+            code,
+            message: message.into(),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, Option<&str>) {
         match self {
             Self::BadRequest { code, field, .. } => {
@@ -74,7 +93,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, field.as_deref())
             }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            Self::UnauthorizedCode { code, .. } => (StatusCode::UNAUTHORIZED, code, None),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::ForbiddenCode { code, .. } => (StatusCode::FORBIDDEN, code, None),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, None),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),

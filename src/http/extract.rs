@@ -19,7 +19,11 @@ impl FromRequestParts<AppState> for Principal {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let policy = state.policy.load();
-        Ok(authenticate(policy.auth(), header)?)
+        Ok(authenticate(
+            policy.auth(),
+            header,
+            chrono::Utc::now().timestamp(),
+        )?)
     }
 }
 

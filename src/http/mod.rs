@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod inbound;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +20,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 
+use crate::metrics::Metrics;
 use crate::policy::PolicySet;
 use crate::store::Store;
 
@@ -29,6 +31,8 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// One request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// One inbound command body, in bytes (413 beyond).
+    pub max_inbound_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +40,7 @@ impl Default for Limits {
         Self {
             max_event_bytes: 1024 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
+            max_inbound_bytes: 256 * 1024,
         }
     }
 }
@@ -46,6 +51,7 @@ pub struct AppState {
     pub store: Store,
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deliveries/{id}", get(admin::get_delivery))
         .route("/v1/deliveries/{id}/replay", post(admin::replay_delivery))
         .route("/v1/webhooks", get(admin::list_webhooks))
+        .route("/v1/audit", get(admin::list_audit))
+        .route("/webhooks/inbound", post(inbound::post_inbound))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(health::not_found)

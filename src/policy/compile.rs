@@ -17,6 +17,7 @@ use super::model::{
 };
 use super::raw::{RawAuth, RawDefaults, RawInbound, RawNetwork, RawRetry, RawWebhook, Str};
 use crate::domain::{Secret, TopicPattern, WebhookId};
+use crate::rbac::InboundAction;
 use crate::signing::StandardSecret;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -456,22 +457,24 @@ impl Compiler<'_> {
         let mut actions = BTreeMap::new();
         for (name, action) in &r.actions {
             let p = format!("inbound.actions.{name}");
-            let valid = (1..=64).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !valid {
+            // Only actions the engine knows can be allow-listed; the roles
+            // of an unknown one are still checked so one pass lists all errors.
+            let known = InboundAction::parse(name).is_some();
+            if !known {
+                let names: Vec<&str> = InboundAction::ALL.iter().map(|a| a.as_str()).collect();
                 self.error(
                     &p,
                     action.referenced,
                     format!(
-                        "action name {name:?} is invalid; expected 1-64 characters of [a-z0-9_]"
+                        "unknown action {name:?}; known actions: {}",
+                        names.join(", ")
                     ),
                 );
-                continue;
             }
             let roles = self.roles(&action.value.roles, &format!("{p}.roles"));
-            actions.insert(name.clone(), roles);
+            if known {
+                actions.insert(name.clone(), roles);
+            }
         }
         Some(InboundPolicy {
             secrets: secrets?,

@@ -155,7 +155,7 @@ webhooks:
 inbound:
   tolerance: 5m
   actions:
-    approve: { roles: [] }
+    approve_kernel_proposal: { roles: [] }
 auth:
   api_keys:
     - { id: k, sha256: \"abc\", roles: [publisher] }
@@ -176,7 +176,7 @@ network:
     assert_error(&errs, "inbound", 27, "secret is required");
     assert_error(
         &errs,
-        "inbound.actions.approve.roles",
+        "inbound.actions.approve_kernel_proposal.roles",
         29,
         "at least one role",
     );
@@ -195,6 +195,36 @@ network:
         errs.windows(2)
             .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column))
     );
+}
+
+#[test]
+fn unknown_inbound_action_is_refused_with_the_known_names() {
+    let errs = errors(
+        "version: 1
+webhooks: []
+inbound:
+  secret: s
+  actions:
+    approve_kernel_proposal: { roles: [kernel-approver] }
+    approve: { roles: [kernel-approver] }
+    Install_Module: { roles: [] }
+",
+    );
+    assert_error(
+        &errs,
+        "inbound.actions.approve",
+        7,
+        "unknown action \"approve\"; known actions: approve_kernel_proposal, reject_kernel_proposal, install_module, ingest_dataset, update_memory_profile",
+    );
+    assert_error(&errs, "inbound.actions.Install_Module", 8, "unknown action");
+    // The roles of an unknown action are still checked, in the same pass.
+    assert_error(
+        &errs,
+        "inbound.actions.Install_Module.roles",
+        8,
+        "at least one role",
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
 }
 
 #[test]

@@ -70,7 +70,7 @@ pub struct StoredEvent {
 
 /// Inserts the events that are new, and the deliveries of exactly those,
 /// and notifies workers; returns the ids it inserted.
-async fn insert_statement<'c>(
+pub(super) async fn insert_statement<'c>(
     db: impl sqlx::PgExecutor<'c>,
     events: &[NewEvent],
     now: DateTime<Utc>,
@@ -130,6 +130,26 @@ async fn check_existing<'c>(
     events: &[NewEvent],
     inserted: &HashSet<String>,
 ) -> Result<Vec<InsertOutcome>, IngestError> {
+    existing_outcomes(db, events, inserted)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.ok_or_else(|| IngestError::Conflict {
+                index: i,
+                id: events[i].id.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Each event's outcome on its own: `None` where a stored event with that
+/// id has other content (a conflict).
+async fn existing_outcomes<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    events: &[NewEvent],
+    inserted: &HashSet<String>,
+) -> Result<Vec<Option<InsertOutcome>>, sqlx::Error> {
     let existing: Vec<&str> = events
         .iter()
         .map(|e| e.id.as_str())
@@ -149,28 +169,24 @@ async fn check_existing<'c>(
             .map(|(id, t, p, n)| (id, (t, p, n)))
             .collect()
     };
-    events
+    Ok(events
         .iter()
-        .enumerate()
-        .map(|(i, e)| {
+        .map(|e| {
             if inserted.contains(&e.id) {
-                return Ok(InsertOutcome::Created {
+                return Some(InsertOutcome::Created {
                     deliveries: e.webhooks.len(),
                 });
             }
             match stored.get(&e.id) {
                 Some((topic, payload, n)) if same_content(topic, payload, e) => {
-                    Ok(InsertOutcome::Duplicate {
+                    Some(InsertOutcome::Duplicate {
                         deliveries: usize::try_from(*n).unwrap_or(0),
                     })
                 }
-                _ => Err(IngestError::Conflict {
-                    index: i,
-                    id: e.id.clone(),
-                }),
+                _ => None,
             }
         })
-        .collect()
+        .collect())
 }
 
 fn same_content(topic: &str, payload: &str, new: &NewEvent) -> bool {
@@ -205,6 +221,22 @@ impl Store {
             .iter()
             .any(|o| matches!(o, InsertOutcome::Created { deliveries } if *deliveries > 0))
         {
+            self.local_wake.notify_one();
+        }
+        Ok(outcomes)
+    }
+
+    /// Inserts events of separate requests together — one statement, one
+    /// commit — each created, a duplicate or a conflict on its own (`None`).
+    /// Ids must be distinct within the call.
+    pub async fn insert_independent(
+        &self,
+        events: &[NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<InsertOutcome>>, StoreError> {
+        let inserted = insert_statement(&self.pool, events, now).await?;
+        let outcomes = existing_outcomes(&self.pool, events, &inserted).await?;
+        if !inserted.is_empty() {
             self.local_wake.notify_one();
         }
         Ok(outcomes)

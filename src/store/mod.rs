@@ -7,6 +7,7 @@
 //! then record the outcome in one short transaction.
 
 mod events;
+mod inbound;
 mod queries;
 mod queue;
 
@@ -18,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
+pub use inbound::{AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand};
 pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, WebhookStats};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayResult, WebhookSlot};
 

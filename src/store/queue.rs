@@ -246,9 +246,12 @@ impl Store {
     /// Puts a finished (`dead` or `succeeded`) delivery back to `pending`,
     /// due now, with a fresh retry budget and the same id. Returns the state
     /// it was in, or `None` if there is no such delivery.
+    /// The audit row and event, when given, are written in the same
+    /// transaction as the replay itself.
     pub async fn replay(
         &self,
         id: Uuid,
+        audit: Option<(&super::AuditRow, &super::NewEvent)>,
         now: DateTime<Utc>,
     ) -> Result<Option<ReplayResult>, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -272,8 +275,13 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some((row, event)) = audit {
+            super::events::insert_statement(&mut *tx, std::slice::from_ref(event), now).await?;
+            super::inbound::insert_audit(&mut tx, row, event).await?;
+        }
         notify(&mut tx).await?;
         tx.commit().await?;
+        self.local_wake.notify_one();
         Ok(Some(ReplayResult::Replayed(state)))
     }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod delivery;
+mod inbound;
 mod ingest;
 mod pgtmp;
 mod support;

@@ -1,0 +1,98 @@
+//! `POST /webhooks/inbound` (contract §4): reads the raw body under the
+//! inbound limit, hands bytes and headers to the use case, maps the result.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::extract::json_body;
+use super::{ApiError, AppState};
+use crate::inbound::{InboundError, InboundRequest, handle};
+use crate::metrics::InboundOutcome;
+
+pub async fn post_inbound(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let bytes = json_body(&headers, body, state.limits.max_inbound_bytes).await.map_err(|e| {
+            if matches!(e, ApiError::PayloadTooLarge(_)) {
+                state.metrics.count_inbound(InboundOutcome::TooLarge);
+            }
+            e
+        })?;
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let request = InboundRequest {
+            body: &bytes,
+            signature: text("x-aion-signature"),
+            authorization: text(AUTHORIZATION.as_str()),
+            idempotency_key: text("idempotency-key"),
+            request_id: text("x-request-id").map(|s| s.chars().take(128).collect()),
+            source_ip: Some(peer.ip().to_string()),
+        };
+        let policy = state.policy.load_full();
+        match handle(&state.store, &policy, &request, chrono::Utc::now()).await {
+            Ok(answer) => {
+                state.metrics.count_inbound(answer.outcome);
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::ACCEPTED);
+                Ok((status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
+            }
+            Err(e) => {
+                if let Some(outcome) = e.outcome() {
+                    state.metrics.count_inbound(outcome);
+                    let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+                    if state.metrics.should_log(outcome, now_ms) {
+                        tracing::warn!(reason = outcome.as_str(), peer = %peer.ip(), error = %e, "inbound request refused");
+                    } else {
+                        tracing::debug!(reason = outcome.as_str(), peer = %peer.ip(), "inbound request refused");
+                    }
+                }
+                Err(map_error(e))
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn map_error(e: InboundError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        InboundError::NotConfigured => ApiError::NotFound(message),
+        InboundError::SignatureMissing => ApiError::unauthorized("signature_missing", message),
+        InboundError::SignatureMalformed(_) => {
+            ApiError::unauthorized("signature_malformed", message)
+        }
+        InboundError::SignatureStale => ApiError::unauthorized("signature_stale", message),
+        InboundError::SignatureInvalid => ApiError::unauthorized("signature_invalid", message),
+        InboundError::Unauthenticated(a) => ApiError::Unauthorized(a),
+        InboundError::NotAllowed(_) => ApiError::forbidden("action_not_allowed", message),
+        InboundError::MissingRole { .. } => ApiError::forbidden("forbidden", message),
+        InboundError::MalformedJson(_) => ApiError::BadRequest {
+            code: "malformed_json",
+            message,
+            field: None,
+        },
+        InboundError::InvalidBody { field, .. } => ApiError::Unprocessable {
+            code: "invalid_command",
+            message,
+            field: Some(field.into()),
+        },
+        InboundError::InvalidIdempotencyKey => ApiError::BadRequest {
+            code: "invalid_idempotency_key",
+            message,
+            field: Some("Idempotency-Key".into()),
+        },
+        InboundError::KeyReused => ApiError::Conflict {
+            code: "idempotency_key_reused",
+            message,
+        },
+        InboundError::Store(s) => s.into(),
+    }
+}

@@ -1,0 +1,277 @@
+//! Inbound commands (contract §4): verify the signature over the raw bytes,
+//! authenticate, check the allow-list and roles, validate the body, then
+//! store the command with its dispatch event (`command.<action>`), its audit
+//! record and its idempotency answer in one transaction.
+//!
+//! The checks run in the contract's order and each refusal has no side
+//! effect, except that an authenticated caller denied by RBAC is audited.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::audit::{AuditEntry, Outcome};
+use crate::auth::{AuthError, Principal, authenticate};
+use crate::domain::Topic;
+use crate::ingest::internal_event;
+use crate::metrics::InboundOutcome;
+use crate::policy::PolicySet;
+use crate::rbac::{self, Action, InboundAction};
+use crate::signing::{VerifyError, aion_verify};
+use crate::store::{CommandStored, IdempotencyRecord, NewCommand, Store, StoreError};
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// What the HTTP layer hands over: raw bytes and the relevant headers.
+#[derive(Debug, Clone)]
+pub struct InboundRequest<'a> {
+    pub body: &'a [u8],
+    pub signature: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+/// The answer to send: status and JSON body (a replay sends the stored one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundAnswer {
+    pub status: u16,
+    pub body: String,
+    pub outcome: InboundOutcome,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    #[error("inbound commands are not configured on this engine")]
+    NotConfigured,
+    #[error("missing X-Aion-Signature header")]
+    SignatureMissing,
+    #[error("malformed X-Aion-Signature header: {0}")]
+    SignatureMalformed(&'static str),
+    #[error("the signature timestamp is outside the allowed tolerance")]
+    SignatureStale,
+    #[error("the signature does not match")]
+    SignatureInvalid,
+    #[error(transparent)]
+    Unauthenticated(AuthError),
+    #[error("action {0:?} is not allowed")]
+    NotAllowed(String),
+    #[error("action {action:?} needs one of the roles {needed:?}")]
+    MissingRole { action: String, needed: Vec<String> },
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{message}")]
+    InvalidBody {
+        field: &'static str,
+        message: String,
+    },
+    #[error("the Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was already used with a different body")]
+    KeyReused,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl InboundError {
+    pub fn outcome(&self) -> Option<InboundOutcome> {
+        Some(match self {
+            Self::NotConfigured => InboundOutcome::NotConfigured,
+            Self::SignatureMissing => InboundOutcome::SignatureMissing,
+            Self::SignatureMalformed(_) => InboundOutcome::SignatureMalformed,
+            Self::SignatureStale => InboundOutcome::SignatureStale,
+            Self::SignatureInvalid => InboundOutcome::SignatureInvalid,
+            Self::Unauthenticated(_) => InboundOutcome::Unauthenticated,
+            Self::NotAllowed(_) => InboundOutcome::NotAllowed,
+            Self::MissingRole { .. } => InboundOutcome::MissingRole,
+            Self::MalformedJson(_) | Self::InvalidBody { .. } | Self::InvalidIdempotencyKey => {
+                InboundOutcome::BadBody
+            }
+            Self::KeyReused => InboundOutcome::KeyReused,
+            Self::Store(_) => return None,
+        })
+    }
+}
+
+/// Runs one inbound request through every check and, if it passes, stores it.
+pub async fn handle(
+    store: &Store,
+    policy: &PolicySet,
+    req: &InboundRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<InboundAnswer, InboundError> {
+    let inbound = policy.inbound().ok_or(InboundError::NotConfigured)?;
+
+    // 1. Signature, over the raw bytes received.
+    let header = req.signature.ok_or(InboundError::SignatureMissing)?;
+    let secrets: Vec<&[u8]> = inbound
+        .secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    aion_verify(
+        header,
+        &secrets,
+        req.body,
+        now.timestamp(),
+        inbound.tolerance.as_secs(),
+    )
+    .map_err(|e| match e {
+        VerifyError::Malformed(why) => InboundError::SignatureMalformed(why),
+        VerifyError::Stale { .. } => InboundError::SignatureStale,
+        VerifyError::Mismatch => InboundError::SignatureInvalid,
+    })?;
+
+    // 2. Credentials.
+    let principal = authenticate(policy.auth(), req.authorization, now.timestamp())
+        .map_err(InboundError::Unauthenticated)?;
+
+    // 3. The action: allow-listed, and the caller holds a role it needs.
+    let body: Value =
+        serde_json::from_slice(req.body).map_err(|e| InboundError::MalformedJson(e.to_string()))?;
+    let action_name =
+        body.get("action")
+            .and_then(Value::as_str)
+            .ok_or_else(|| InboundError::InvalidBody {
+                field: "action",
+                message: "`action` is required and must be a string".into(),
+            })?;
+    let denied = match InboundAction::parse(action_name) {
+        None => Some(InboundError::NotAllowed(action_name.to_owned())),
+        Some(action) => match rbac::decide(&principal, Action::Inbound(action), Some(inbound)) {
+            rbac::Decision::Allow => None,
+            rbac::Decision::Deny {
+                reason: rbac::DenyReason::NotAllowListed,
+            } => Some(InboundError::NotAllowed(action_name.to_owned())),
+            rbac::Decision::Deny {
+                reason: rbac::DenyReason::MissingRole { needed },
+            } => Some(InboundError::MissingRole {
+                action: action_name.to_owned(),
+                needed,
+            }),
+        },
+    };
+    if let Some(denial) = denied {
+        audit_denial(store, policy, &principal, action_name, req, now).await?;
+        return Err(denial);
+    }
+
+    // 4. Body shape and the Idempotency-Key.
+    let params = match body.get("params") {
+        Some(p @ Value::Object(_)) => p.clone(),
+        Some(_) => {
+            return Err(InboundError::InvalidBody {
+                field: "params",
+                message: "`params` must be a JSON object".into(),
+            });
+        }
+        None => {
+            return Err(InboundError::InvalidBody {
+                field: "params",
+                message: "`params` is required (a JSON object)".into(),
+            });
+        }
+    };
+    let key = match req.idempotency_key {
+        None => None,
+        Some(k)
+            if !k.is_empty()
+                && k.len() <= MAX_IDEMPOTENCY_KEY
+                && k.bytes().all(|b| b.is_ascii_graphic() || b == b' ') =>
+        {
+            Some(k)
+        }
+        Some(_) => return Err(InboundError::InvalidIdempotencyKey),
+    };
+
+    // 5. Store and dispatch.
+    let command_id = uuid::Uuid::now_v7();
+    let command_ref = format!("cmd_{}", command_id.simple());
+    let topic =
+        Topic::parse(&format!("command.{action_name}")).expect("action names are topic segments");
+    let payload = json!({ "command_id": command_ref, "action": action_name, "params": params, "actor_id": principal.actor_id });
+    let event = internal_event(
+        policy,
+        &topic,
+        Some(principal.actor_id.clone()),
+        &payload,
+        now,
+    );
+    let answer = json!({ "command_id": command_ref, "action": action_name, "status": "accepted" })
+        .to_string();
+    let audit = AuditEntry {
+        at: now,
+        actor_id: principal.actor_id.clone(),
+        action: action_name.to_owned(),
+        outcome: Outcome::Accepted,
+        target: Some(command_ref.clone()),
+        request_id: req.request_id.clone(),
+        source_ip: req.source_ip.clone(),
+    };
+    let command = NewCommand {
+        id: command_id,
+        action: action_name.to_owned(),
+        params: params.to_string(),
+        actor_id: principal.actor_id.clone(),
+        idempotency_key: key.map(str::to_owned),
+        event,
+    };
+    let idempotency = key.map(|k| IdempotencyRecord {
+        actor_id: principal.actor_id.clone(),
+        key: k.to_owned(),
+        body_sha256: Sha256::digest(req.body).into(),
+        status: 202,
+        response: answer.clone(),
+        ttl: IDEMPOTENCY_TTL,
+    });
+    match store
+        .accept_command(
+            &command,
+            &audit.row(),
+            &audit.event(policy),
+            idempotency.as_ref(),
+            now,
+        )
+        .await?
+    {
+        CommandStored::Accepted => Ok(InboundAnswer {
+            status: 202,
+            body: answer,
+            outcome: InboundOutcome::Accepted,
+        }),
+        CommandStored::Replayed { status, response } => Ok(InboundAnswer {
+            status,
+            body: response,
+            outcome: InboundOutcome::Replayed,
+        }),
+        CommandStored::KeyReused => Err(InboundError::KeyReused),
+    }
+}
+
+async fn audit_denial(
+    store: &Store,
+    policy: &PolicySet,
+    principal: &Principal,
+    action: &str,
+    req: &InboundRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let entry = AuditEntry {
+        at: now,
+        actor_id: principal.actor_id.clone(),
+        // Bounded: the action string is the caller's and may be anything.
+        action: action.chars().take(64).collect(),
+        outcome: Outcome::Denied,
+        target: None,
+        request_id: req.request_id.clone(),
+        source_ip: req.source_ip.clone(),
+    };
+    store
+        .record_audit(&entry.row(), &entry.event(policy), now)
+        .await
+}

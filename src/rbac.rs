@@ -1,0 +1,496 @@
+//! Who may do what: one pure decision per [`Action`], for an authenticated
+//! [`Principal`] and the inbound allow-list of the policy in force. No I/O,
+//! no HTTP types; callers map a [`Decision::Deny`] to 403 and audit it.
+//!
+//! [`decide`] is one exhaustive `match` over [`Action`] with no `_` arm, so a
+//! new action — an admin route or an [`InboundAction`] — does not compile
+//! until someone writes down who may run it.
+
+use std::fmt;
+
+use crate::auth::Principal;
+use crate::policy::InboundPolicy;
+
+/// The role that may ingest events (contract §1).
+pub const PUBLISHER: &str = "publisher";
+/// The role that may use the admin API (contract §1).
+pub const ADMIN: &str = "admin";
+
+/// A command the inbound endpoint can run. The policy's `inbound.actions`
+/// allow-lists a subset of these and names the roles for each; a name that
+/// is not a variant here is refused when the policy is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InboundAction {
+    ApproveKernelProposal,
+    RejectKernelProposal,
+    InstallModule,
+    IngestDataset,
+    UpdateMemoryProfile,
+}
+
+impl InboundAction {
+    pub const ALL: [Self; 5] = [
+        Self::ApproveKernelProposal,
+        Self::RejectKernelProposal,
+        Self::InstallModule,
+        Self::IngestDataset,
+        Self::UpdateMemoryProfile,
+    ];
+
+    /// The wire and policy name, e.g. `approve_kernel_proposal`. Exact match only.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApproveKernelProposal => "approve_kernel_proposal",
+            Self::RejectKernelProposal => "reject_kernel_proposal",
+            Self::InstallModule => "install_module",
+            Self::IngestDataset => "ingest_dataset",
+            Self::UpdateMemoryProfile => "update_memory_profile",
+        }
+    }
+}
+
+impl fmt::Display for InboundAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything an authenticated caller can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `POST /v1/events`.
+    PublishEvents,
+    /// `GET /v1/webhooks`.
+    ListWebhooks,
+    /// `GET /v1/deliveries`.
+    ListDeliveries,
+    /// `GET /v1/deliveries/{id}`.
+    GetDelivery,
+    /// `POST /v1/deliveries/{id}/replay`.
+    ReplayDelivery,
+    /// `POST /v1/deliveries/replay`.
+    BulkReplay,
+    /// `GET /v1/events/{id}`.
+    GetEvent,
+    /// `GET /v1/audit`.
+    ListAudit,
+    /// `GET /v1/policy`.
+    GetPolicy,
+    /// `POST /v1/policy/reload`.
+    ReloadPolicy,
+    /// `POST /webhooks/inbound` with this action.
+    Inbound(InboundAction),
+}
+
+impl Action {
+    /// Every action, in declaration order (each inbound action once).
+    pub fn all() -> impl Iterator<Item = Self> {
+        [
+            Self::PublishEvents,
+            Self::ListWebhooks,
+            Self::ListDeliveries,
+            Self::GetDelivery,
+            Self::ReplayDelivery,
+            Self::BulkReplay,
+            Self::GetEvent,
+            Self::ListAudit,
+            Self::GetPolicy,
+            Self::ReloadPolicy,
+        ]
+        .into_iter()
+        .chain(InboundAction::ALL.into_iter().map(Self::Inbound))
+    }
+
+    /// A stable snake_case name, e.g. for the `action` of an audit record;
+    /// an inbound action is named as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PublishEvents => "publish_events",
+            Self::ListWebhooks => "list_webhooks",
+            Self::ListDeliveries => "list_deliveries",
+            Self::GetDelivery => "get_delivery",
+            Self::ReplayDelivery => "replay_delivery",
+            Self::BulkReplay => "bulk_replay",
+            Self::GetEvent => "get_event",
+            Self::ListAudit => "list_audit",
+            Self::GetPolicy => "get_policy",
+            Self::ReloadPolicy => "reload_policy",
+            Self::Inbound(a) => a.as_str(),
+        }
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny { reason: DenyReason },
+}
+
+impl Decision {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Self::Allow)
+    }
+}
+
+/// Why an authenticated caller was refused (both are 403, in the order of
+/// contract §4: allow-list first, then roles).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// An inbound action the policy does not allow-list (or no `inbound:`
+    /// section at all): nobody may run it.
+    NotAllowListed,
+    /// The caller has none of these roles; any one would do.
+    MissingRole { needed: Vec<String> },
+}
+
+impl fmt::Display for DenyReason {
+    /// Safe to show the caller: it names roles, never who holds them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAllowListed => f.write_str("this action is not in the inbound allow-list"),
+            Self::MissingRole { needed } => match needed.as_slice() {
+                [one] => write!(f, "this operation needs the `{one}` role"),
+                many => write!(
+                    f,
+                    "this operation needs one of the roles {}",
+                    many.iter()
+                        .map(|r| format!("`{r}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+        }
+    }
+}
+
+/// May `principal` run `action` under the inbound allow-list `inbound`?
+///
+/// `publisher` and `admin` have fixed meanings and imply nothing else: an
+/// admin cannot publish unless it also holds `publisher`. Inbound actions
+/// are governed only by the policy's allow-list.
+pub fn decide(principal: &Principal, action: Action, inbound: Option<&InboundPolicy>) -> Decision {
+    // No `_` arm, on purpose: see the module doc.
+    match action {
+        Action::PublishEvents => require_role(principal, PUBLISHER),
+        Action::ListWebhooks
+        | Action::ListDeliveries
+        | Action::GetDelivery
+        | Action::ReplayDelivery
+        | Action::BulkReplay
+        | Action::GetEvent
+        | Action::ListAudit
+        | Action::GetPolicy
+        | Action::ReloadPolicy => require_role(principal, ADMIN),
+        Action::Inbound(a) => match inbound.and_then(|p| p.actions.get(a.as_str())) {
+            None => Decision::Deny {
+                reason: DenyReason::NotAllowListed,
+            },
+            Some(roles) if roles.iter().any(|r| principal.has_role(r)) => Decision::Allow,
+            Some(roles) => Decision::Deny {
+                reason: DenyReason::MissingRole {
+                    needed: roles.clone(),
+                },
+            },
+        },
+    }
+}
+
+fn require_role(principal: &Principal, role: &str) -> Decision {
+    if principal.has_role(role) {
+        Decision::Allow
+    } else {
+        Decision::Deny {
+            reason: DenyReason::MissingRole {
+                needed: vec![role.to_owned()],
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::PrincipalKind;
+    use crate::policy::PolicySet;
+
+    fn principal(id: &str, roles: &[&str]) -> Principal {
+        Principal {
+            actor_id: id.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            kind: PrincipalKind::ApiKey,
+        }
+    }
+
+    /// What the table below expects, written out by hand.
+    #[derive(Debug, Clone, Copy)]
+    enum Want {
+        Allow,
+        Need(&'static [&'static str]),
+        NotListed,
+    }
+
+    impl Want {
+        fn decision(self) -> Decision {
+            match self {
+                Want::Allow => Decision::Allow,
+                Want::Need(roles) => Decision::Deny {
+                    reason: DenyReason::MissingRole {
+                        needed: roles.iter().map(|r| (*r).to_owned()).collect(),
+                    },
+                },
+                Want::NotListed => Decision::Deny {
+                    reason: DenyReason::NotAllowListed,
+                },
+            }
+        }
+    }
+
+    use InboundAction as I;
+    use Want::{Allow, Need, NotListed};
+
+    /// Every action, listed by hand (not via `Action::all`), in table order.
+    const ACTIONS: [Action; 15] = [
+        Action::PublishEvents,
+        Action::ListWebhooks,
+        Action::ListDeliveries,
+        Action::GetDelivery,
+        Action::ReplayDelivery,
+        Action::BulkReplay,
+        Action::GetEvent,
+        Action::ListAudit,
+        Action::GetPolicy,
+        Action::ReloadPolicy,
+        Action::Inbound(I::ApproveKernelProposal),
+        Action::Inbound(I::RejectKernelProposal),
+        Action::Inbound(I::InstallModule),
+        Action::Inbound(I::IngestDataset),
+        Action::Inbound(I::UpdateMemoryProfile),
+    ];
+
+    const ADMIN_ONLY: Want = Need(&["admin"]);
+    const PUBLISHER_ONLY: Want = Need(&["publisher"]);
+    const KERNEL: Want = Need(&["kernel-approver"]);
+
+    /// policies/webhooks.yaml: api key id → expected decision per `ACTIONS` entry.
+    const SHIPPED: [(&str, [Want; 15]); 3] = [
+        (
+            // roles: publisher, kernel-approver, module-admin
+            "control-plane",
+            [
+                Allow,      // publish_events
+                ADMIN_ONLY, // list_webhooks
+                ADMIN_ONLY, // list_deliveries
+                ADMIN_ONLY, // get_delivery
+                ADMIN_ONLY, // replay_delivery
+                ADMIN_ONLY, // bulk_replay
+                ADMIN_ONLY, // get_event
+                ADMIN_ONLY, // list_audit
+                ADMIN_ONLY, // get_policy
+                ADMIN_ONLY, // reload_policy
+                Allow,      // approve_kernel_proposal
+                Allow,      // reject_kernel_proposal
+                Allow,      // install_module
+                Need(&["data-engineer"]),
+                Need(&["memory-admin"]),
+            ],
+        ),
+        (
+            // roles: admin, kernel-approver
+            "ops",
+            [
+                PUBLISHER_ONLY,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Allow,
+                Need(&["module-admin"]),
+                Need(&["data-engineer"]),
+                Need(&["memory-admin"]),
+            ],
+        ),
+        (
+            // roles: publisher, data-engineer
+            "data-pipeline",
+            [
+                Allow,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                ADMIN_ONLY,
+                KERNEL,
+                KERNEL,
+                Need(&["module-admin"]),
+                Allow,
+                Need(&["memory-admin"]),
+            ],
+        ),
+    ];
+
+    fn shipped_policy() -> PolicySet {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/webhooks.yaml");
+        PolicySet::load_file_with_env(&path, &|_| None).expect("shipped policy is valid")
+    }
+
+    #[test]
+    fn the_table_lists_every_action_once() {
+        let listed: Vec<Action> = ACTIONS.to_vec();
+        let all: Vec<Action> = Action::all().collect();
+        assert_eq!(
+            listed, all,
+            "add the new action to ACTIONS and to every row"
+        );
+    }
+
+    #[test]
+    fn shipped_policy_grants_exactly_the_expected_table() {
+        let policy = shipped_policy();
+        let keys = &policy.auth().api_keys;
+        assert_eq!(
+            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            SHIPPED.map(|(id, _)| id),
+            "the table covers every api key of the shipped policy"
+        );
+        for key in keys {
+            let p = Principal {
+                actor_id: key.id.clone(),
+                roles: key.roles.clone(),
+                kind: PrincipalKind::ApiKey,
+            };
+            let (_, row) = SHIPPED
+                .iter()
+                .find(|(id, _)| *id == key.id)
+                .expect("row for key");
+            for (action, want) in ACTIONS.iter().zip(row) {
+                assert_eq!(
+                    decide(&p, *action, policy.inbound()),
+                    want.decision(),
+                    "{} × {}",
+                    key.id,
+                    action.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_principal_without_roles_may_do_nothing() {
+        let policy = shipped_policy();
+        let nobody = principal("nobody", &[]);
+        let want = [
+            PUBLISHER_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
+            KERNEL,
+            KERNEL,
+            Need(&["module-admin"]),
+            Need(&["data-engineer"]),
+            Need(&["memory-admin"]),
+        ];
+        for (action, want) in ACTIONS.iter().zip(want) {
+            assert_eq!(
+                decide(&nobody, *action, policy.inbound()),
+                want.decision(),
+                "{}",
+                action.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn without_an_inbound_section_no_inbound_action_is_allowed() {
+        let root = principal(
+            "root",
+            &[
+                "publisher",
+                "admin",
+                "kernel-approver",
+                "module-admin",
+                "data-engineer",
+                "memory-admin",
+            ],
+        );
+        let want = [
+            Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, NotListed,
+            NotListed, NotListed, NotListed, NotListed,
+        ];
+        for (action, want) in ACTIONS.iter().zip(want) {
+            assert_eq!(
+                decide(&root, *action, None),
+                want.decision(),
+                "{}",
+                action.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn an_action_missing_from_the_allow_list_is_refused_whatever_the_roles() {
+        let inbound = InboundPolicy {
+            secrets: Vec::new(),
+            tolerance: Duration::from_secs(300),
+            actions: BTreeMap::from([(
+                "install_module".to_owned(),
+                vec!["module-admin".to_owned(), "ops-lead".to_owned()],
+            )]),
+        };
+        let lead = principal("lead", &["ops-lead", "kernel-approver", "admin"]);
+        let install = Action::Inbound(I::InstallModule);
+        assert_eq!(decide(&lead, install, Some(&inbound)), Decision::Allow);
+        assert_eq!(
+            decide(
+                &lead,
+                Action::Inbound(I::ApproveKernelProposal),
+                Some(&inbound)
+            ),
+            NotListed.decision()
+        );
+        let deny = decide(&principal("x", &["admin"]), install, Some(&inbound));
+        assert_eq!(deny, Need(&["module-admin", "ops-lead"]).decision());
+        let Decision::Deny { reason } = deny else {
+            unreachable!()
+        };
+        assert_eq!(
+            reason.to_string(),
+            "this operation needs one of the roles `module-admin`, `ops-lead`"
+        );
+    }
+
+    #[test]
+    fn inbound_action_names_round_trip() {
+        for a in InboundAction::ALL {
+            assert_eq!(InboundAction::parse(a.as_str()), Some(a));
+            assert_eq!(Action::Inbound(a).as_str(), a.as_str());
+        }
+        assert_eq!(InboundAction::parse("Approve_Kernel_Proposal"), None);
+        assert_eq!(InboundAction::parse("approve"), None);
+        assert_eq!(InboundAction::parse(""), None);
+    }
+}

@@ -1,0 +1,208 @@
+//! Inbound commands and the audit log: a command, its dispatch event, its
+//! audit row and audit event, and its idempotency record are written in one
+//! transaction, so none exists without the others.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::events::insert_statement;
+use super::{NewEvent, Store, StoreError};
+
+/// An audit row as stored (the event that mirrors it is passed beside it).
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub at: DateTime<Utc>,
+    pub actor_id: String,
+    pub action: String,
+    pub outcome: &'static str,
+    pub target: Option<String>,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+/// An accepted command and the event that dispatches it.
+#[derive(Debug, Clone)]
+pub struct NewCommand {
+    pub id: Uuid,
+    pub action: String,
+    /// The params object as JSON text.
+    pub params: String,
+    pub actor_id: String,
+    pub idempotency_key: Option<String>,
+    pub event: NewEvent,
+}
+
+/// The first answer to remember for an `Idempotency-Key`.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRecord {
+    pub actor_id: String,
+    pub key: String,
+    pub body_sha256: [u8; 32],
+    pub status: u16,
+    pub response: String,
+    pub ttl: Duration,
+}
+
+/// What storing a command came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandStored {
+    Accepted,
+    /// The key was used before with the same body: the first answer, again.
+    Replayed {
+        status: u16,
+        response: String,
+    },
+    /// The key was used before with a different body.
+    KeyReused,
+}
+
+/// A stored audit record, for `GET /v1/audit`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditListRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: String,
+    pub action: String,
+    pub outcome: String,
+    pub target: Option<String>,
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+}
+
+impl Store {
+    pub async fn accept_command(
+        &self,
+        cmd: &NewCommand,
+        audit: &AuditRow,
+        audit_event: &NewEvent,
+        idempotency: Option<&IdempotencyRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<CommandStored, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = idempotency {
+            let expires =
+                now + chrono::Duration::from_std(idem.ttl).unwrap_or(chrono::Duration::days(1));
+            // A concurrent first request holds the key's row: this insert waits
+            // for it to commit, then finds the key taken and replays its answer.
+            let claimed: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO idempotency_keys (actor_id, key, body_sha256, status, response, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (actor_id, key) DO UPDATE
+                     SET body_sha256 = EXCLUDED.body_sha256, status = EXCLUDED.status, response = EXCLUDED.response,
+                         created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+                     WHERE idempotency_keys.expires_at <= $6
+                 RETURNING 1",
+            )
+            .bind(&idem.actor_id)
+            .bind(&idem.key)
+            .bind(&idem.body_sha256[..])
+            .bind(i32::from(idem.status))
+            .bind(&idem.response)
+            .bind(now)
+            .bind(expires)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if claimed.is_none() {
+                let (hash, status, response): (Vec<u8>, i32, String) = sqlx::query_as(
+                    "SELECT body_sha256, status, response FROM idempotency_keys WHERE actor_id = $1 AND key = $2",
+                )
+                .bind(&idem.actor_id)
+                .bind(&idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                return Ok(if hash == idem.body_sha256 {
+                    CommandStored::Replayed {
+                        status: u16::try_from(status).unwrap_or(202),
+                        response,
+                    }
+                } else {
+                    CommandStored::KeyReused
+                });
+            }
+        }
+        insert_statement(&mut *tx, &[cmd.event.clone(), audit_event.clone()], now).await?;
+        sqlx::query(
+            "INSERT INTO commands (id, action, params, actor_id, received_at, idempotency_key, event_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(cmd.id)
+        .bind(&cmd.action)
+        .bind(&cmd.params)
+        .bind(&cmd.actor_id)
+        .bind(now)
+        .bind(cmd.idempotency_key.as_deref())
+        .bind(&cmd.event.id)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit, audit_event).await?;
+        tx.commit().await?;
+        self.local_wake.notify_one();
+        Ok(CommandStored::Accepted)
+    }
+
+    /// Records an audit entry and emits its event, on their own (denials).
+    pub async fn record_audit(
+        &self,
+        audit: &AuditRow,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_statement(&mut *tx, std::slice::from_ref(event), now).await?;
+        insert_audit(&mut tx, audit, event).await?;
+        tx.commit().await?;
+        self.local_wake.notify_one();
+        Ok(())
+    }
+
+    /// Forgets idempotency keys past their 24 h.
+    pub async fn purge_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let r = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn list_audit(
+        &self,
+        actor: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditListRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor_id, action, outcome, target, request_id, source_ip FROM audit_log
+             WHERE ($1::text IS NULL OR actor_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(actor)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    audit: &AuditRow,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, action, outcome, target, request_id, source_ip, event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(audit.at)
+    .bind(&audit.actor_id)
+    .bind(&audit.action)
+    .bind(audit.outcome)
+    .bind(audit.target.as_deref())
+    .bind(audit.request_id.as_deref())
+    .bind(audit.source_ip.as_deref())
+    .bind(&event.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
