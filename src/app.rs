@@ -19,6 +19,7 @@ use crate::delivery::sender::Sender;
 use crate::delivery::ssrf::SsrfGuard;
 use crate::delivery::worker::{self, WorkerConfig};
 use crate::http::{AppState, Limits};
+use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
 use crate::store::Store;
 
@@ -130,10 +131,11 @@ impl App {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let state = AppState {
-            store,
+            store: store.clone(),
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             limits: config.limits,
             metrics: Arc::default(),
+            ingestor: Ingestor::start(store.clone(), 4),
         };
         Ok(Self {
             listener,

@@ -21,7 +21,7 @@ pub async fn post_events(
     let bytes = json_body(&headers, body, state.limits.max_body_bytes).await?;
     let policy = state.policy.load_full();
     let (answers, batch) = ingest(
-        &state.store,
+        &state.ingestor,
         &policy,
         &bytes,
         state.limits.max_event_bytes,

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 
+use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::policy::PolicySet;
 use crate::store::Store;
@@ -52,6 +53,7 @@ pub struct AppState {
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    pub ingestor: Ingestor,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -32,6 +32,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A shared write (group commit) failed; every caller in it gets this.
+    #[error("database error: {message}")]
+    Group { unavailable: bool, message: String },
 }
 
 impl StoreError {
@@ -51,6 +54,7 @@ impl StoreError {
             StoreError::Database(sqlx::Error::Database(e)) => e.code().is_some_and(|c| {
                 c.starts_with("08") || c.starts_with("57P") || c.starts_with("53")
             }),
+            StoreError::Group { unavailable, .. } => *unavailable,
             _ => false,
         }
     }

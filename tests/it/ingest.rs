@@ -346,3 +346,33 @@ async fn health_and_readiness_probes_answer_without_auth(pool: PgPool) {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+#[sqlx::test]
+async fn concurrent_single_posts_share_commits_but_not_outcomes(pool: PgPool) {
+    let app = std::sync::Arc::new(TestApp::spawn(pool, &policy()).await);
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let event = match i % 3 {
+                // Twenty posts of one event: stored once, the rest duplicates.
+                0 => json!({"id": "same", "topic": "shop.order.created", "payload": {"v": 1}}),
+                // Twenty posts of one id with different payloads: one wins, the rest conflict.
+                1 => json!({"id": "contested", "topic": "shop.order.created", "payload": {"v": i}}),
+                _ => json!({"id": format!("own-{i}"), "topic": "shop.order.created", "payload": i}),
+            };
+            (i % 3, app.post_events(&event).await.0)
+        }));
+    }
+    let mut by_kind = std::collections::HashMap::<(usize, u16), usize>::new();
+    for t in tasks {
+        let (kind, status) = t.await.expect("task");
+        *by_kind.entry((kind, status.as_u16())).or_default() += 1;
+    }
+    assert_eq!(by_kind.get(&(0, 202)), Some(&1), "{by_kind:?}");
+    assert_eq!(by_kind.get(&(0, 200)), Some(&19), "{by_kind:?}");
+    assert_eq!(by_kind.get(&(1, 202)), Some(&1), "{by_kind:?}");
+    assert_eq!(by_kind.get(&(1, 409)), Some(&19), "{by_kind:?}");
+    assert_eq!(by_kind.get(&(2, 202)), Some(&20), "{by_kind:?}");
+    assert_eq!(stored(&app).await, (22, 22));
+}
