@@ -73,39 +73,44 @@ impl Store {
         // When every webhook has room for the whole batch (the usual case) a
         // plain ordered claim does; otherwise rank per webhook and cap each.
         let capped = slots.iter().any(|s| s.room < limit);
-        let pick = if capped {
-            "SELECT id, lease_ms FROM (
-                 SELECT due.id, due.next_attempt_at, slot.room, slot.lease_ms,
-                        row_number() OVER (PARTITION BY due.webhook_id ORDER BY due.next_attempt_at) AS rn
-                 FROM (SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
-                       WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
-                       ORDER BY d.next_attempt_at LIMIT $5 * 4) AS due
-                 JOIN slot USING (webhook_id)
-             ) AS ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $5"
+        // Joins below go through `= ANY(ARRAY(…))` and LATERAL lookups so
+        // the planner uses the primary keys: a hash join against a CTE would
+        // scan the whole table on every claim.
+        let lock = if capped {
+            "SELECT d.id FROM deliveries d
+             WHERE d.id = ANY(ARRAY(
+                 SELECT id FROM (
+                     SELECT due.id, due.next_attempt_at, slot.room,
+                            row_number() OVER (PARTITION BY due.webhook_id ORDER BY due.next_attempt_at) AS rn
+                     FROM (SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
+                           WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
+                           ORDER BY d.next_attempt_at LIMIT $5 * 4) AS due
+                     JOIN slot USING (webhook_id)
+                 ) AS ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $5))
+               AND d.state = 'pending'
+             FOR UPDATE SKIP LOCKED"
         } else {
-            "SELECT d.id, slot.lease_ms FROM deliveries d JOIN slot USING (webhook_id)
+            "SELECT d.id FROM deliveries d
              WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
              ORDER BY d.next_attempt_at LIMIT $5
-             FOR UPDATE OF d SKIP LOCKED"
+             FOR UPDATE SKIP LOCKED"
         };
         let sql = format!(
             "WITH slot AS (
                  SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS s(webhook_id, room, lease_ms)
-             ), picked AS ({pick}
-             ), locked AS (
-                 SELECT d.id, picked.lease_ms FROM deliveries d JOIN picked USING (id)
-                 WHERE d.state = 'pending'
-                 FOR UPDATE OF d SKIP LOCKED
+             ), locked AS ({lock}
              ), claimed AS (
                  UPDATE deliveries d
                  SET state = 'in_flight', attempts = d.attempts + 1,
-                     lease_expires_at = $4 + locked.lease_ms * interval '1 millisecond',
+                     lease_expires_at = $4 + (SELECT s.lease_ms FROM slot s WHERE s.webhook_id = d.webhook_id)
+                                             * interval '1 millisecond',
                      leased_by = $6, updated_at = $4
-                 FROM locked WHERE d.id = locked.id
+                 WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
                  RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base
              )
              SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id
-             FROM claimed c JOIN events e ON e.id = c.event_id"
+             FROM claimed c
+             CROSS JOIN LATERAL (SELECT topic, body, trace_id FROM events WHERE events.id = c.event_id) AS e"
         );
         let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
             .bind(&ids)
@@ -189,7 +194,7 @@ impl Store {
                  completed_at = CASE WHEN u.state IN ('succeeded', 'dead') THEN $8 END
              FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::text[], $7::text[])
                   AS u(id, attempt, state, next_at, status, kind, error)
-             WHERE d.id = u.id AND d.state = 'in_flight' AND d.attempts = u.attempt",
+             WHERE d.id = ANY($1) AND d.id = u.id AND d.state = 'in_flight' AND d.attempts = u.attempt",
         )
         .bind(&ids)
         .bind(&attempts)
@@ -214,9 +219,9 @@ impl Store {
             "UPDATE deliveries
              SET state = 'pending', next_attempt_at = $1, lease_expires_at = NULL, leased_by = NULL,
                  last_error = 'lease_expired', updated_at = $1
-             WHERE id IN (SELECT id FROM deliveries
-                          WHERE state = 'in_flight' AND lease_expires_at < $1
-                          LIMIT 1000 FOR UPDATE SKIP LOCKED)
+             WHERE id = ANY(ARRAY(SELECT id FROM deliveries
+                                  WHERE state = 'in_flight' AND lease_expires_at < $1
+                                  LIMIT 1000 FOR UPDATE SKIP LOCKED))
              RETURNING id, attempts, updated_at",
         )
         .bind(now)
