@@ -50,7 +50,7 @@ impl Config {
             limits: Limits::default(),
             worker: WorkerConfig::default(),
             run_workers: true,
-            db_max_connections: 32,
+            db_max_connections: 16,
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
             std::env::var(name)

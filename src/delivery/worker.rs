@@ -55,8 +55,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             id: format!("engine-{}", uuid::Uuid::now_v7().simple()),
-            max_in_flight: 512,
-            max_in_flight_per_webhook: 128,
+            max_in_flight: 1024,
+            max_in_flight_per_webhook: 256,
             claim_batch: 256,
             poll_interval: Duration::from_secs(1),
             claim_debounce: Duration::from_millis(2),

@@ -1,10 +1,12 @@
 //! Pure value types shared by every layer: identifiers, topics, secrets.
 //! Nothing here does I/O or knows about HTTP or SQL.
 
+pub mod action;
 pub mod ids;
 pub mod secret;
 pub mod topic;
 
+pub use action::InboundAction;
 pub use ids::{DeliveryId, EventId, IdError, WebhookId};
 pub use secret::Secret;
 pub use topic::{Topic, TopicError, TopicPattern};

@@ -1,0 +1,131 @@
+//! Group commit for single-event ingest (see [`Ingestor`]).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
+
+/// Group commit for single-event requests: requests that arrive while a
+/// write is under way share the next statement and its one commit, so the
+/// database does one round trip and one WAL flush for many producers. Each
+/// event still succeeds, duplicates or conflicts on its own.
+///
+/// Events are sharded over the writers by id, so two writers never hold the
+/// same new id at once (their statements would wait on each other).
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    store: Store,
+    shards: Arc<[mpsc::Sender<Job>]>,
+}
+
+#[derive(Debug)]
+struct Job {
+    event: NewEvent,
+    now: DateTime<Utc>,
+    reply: oneshot::Sender<Result<Option<InsertOutcome>, StoreError>>,
+}
+
+/// Most events one group statement carries.
+const GROUP_MAX: usize = 256;
+
+impl Ingestor {
+    /// Starts `writers` writer tasks (more than one keeps the database busy
+    /// while a statement is in flight). Must run inside a Tokio runtime.
+    pub fn start(store: Store, writers: usize) -> Self {
+        let shards: Vec<mpsc::Sender<Job>> = (0..writers.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(1024);
+                tokio::spawn(write_groups(store.clone(), rx));
+                tx
+            })
+            .collect();
+        Self {
+            store,
+            shards: shards.into(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stores one event: `None` means a stored event has this id with other content.
+    pub async fn insert_one(
+        &self,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Option<InsertOutcome>, StoreError> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&event.id);
+        let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
+        let (reply, answer) = oneshot::channel();
+        if shard.send(Job { event, now, reply }).await.is_err() {
+            return Err(StoreError::Group {
+                unavailable: true,
+                message: "the ingest writers have stopped".into(),
+            });
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Group {
+                unavailable: true,
+                message: "the ingest writer stopped mid-write".into(),
+            })
+        })
+    }
+}
+
+async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
+    // Jobs whose id is already in the group wait for the next one: one
+    // statement must not insert the same id twice.
+    let mut carry: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+    loop {
+        let mut group: Vec<Job> = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        let mut waiting = std::collections::VecDeque::new();
+        for job in carry.drain(..) {
+            if group.len() < GROUP_MAX && ids.insert(job.event.id.clone()) {
+                group.push(job);
+            } else {
+                waiting.push_back(job);
+            }
+        }
+        carry = waiting;
+        if group.is_empty() {
+            match rx.recv().await {
+                Some(job) => {
+                    ids.insert(job.event.id.clone());
+                    group.push(job);
+                }
+                None => return,
+            }
+        }
+        while group.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) if ids.insert(job.event.id.clone()) => group.push(job),
+                Ok(job) => carry.push_back(job),
+                Err(_) => break,
+            }
+        }
+        let events: Vec<NewEvent> = group.iter().map(|j| j.event.clone()).collect();
+        let now = group.iter().map(|j| j.now).max().unwrap_or_else(Utc::now);
+        match store.insert_independent(&events, now).await {
+            Ok(outcomes) => {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let unavailable = e.is_unavailable();
+                let message = e.to_string();
+                for job in group {
+                    let _ = job.reply.send(Err(StoreError::Group {
+                        unavailable,
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
