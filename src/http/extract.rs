@@ -48,6 +48,12 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             )));
         }
     }
+    read_body(body, limit).await
+}
+
+/// Reads a request body of at most `limit` bytes, whatever its type (the
+/// inbound endpoint verifies the raw bytes; their parse decides the rest).
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")))

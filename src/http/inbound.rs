@@ -9,7 +9,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::json_body;
+use super::extract::read_body;
 use super::{ApiError, AppState};
 use crate::inbound::{InboundError, InboundRequest, handle};
 use crate::metrics::InboundOutcome;
@@ -21,7 +21,7 @@ pub async fn post_inbound(
     body: Body,
 ) -> Response {
     let result = async {
-        let bytes = json_body(&headers, body, state.limits.max_inbound_bytes).await.map_err(|e| {
+        let bytes = read_body(body, state.limits.max_inbound_bytes).await.map_err(|e| {
             if matches!(e, ApiError::PayloadTooLarge(_)) {
                 state.metrics.count_inbound(InboundOutcome::TooLarge);
             }

@@ -82,13 +82,13 @@ async fn log_requests(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if let Some(detail) = response.extensions().get::<error::ErrorDetail>() {
-        tracing::error!(%method, %path, status = status.as_u16(), ms, error = %detail.0, "request failed");
+        tracing::error!(%method, %path, status = status.as_u16(), us, error = %detail.0, "request failed");
     } else if status.is_client_error() {
-        tracing::info!(%method, %path, status = status.as_u16(), ms, "request refused");
+        tracing::info!(%method, %path, status = status.as_u16(), us, "request refused");
     } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), ms, "request");
+        tracing::debug!(%method, %path, status = status.as_u16(), us, "request");
     }
     response
 }
