@@ -56,6 +56,26 @@ fn attempt_json(a: &AttemptRow) -> Value {
     })
 }
 
+fn invalid(field: &str, message: String) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_query",
+        message,
+        field: Some(field.into()),
+    }
+}
+
+/// `limit=`: absent or empty means the default; otherwise 1 to MAX_LIMIT.
+fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit.filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| invalid("limit", format!("limit must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
 fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
     DeliveryId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))
 }
@@ -66,11 +86,6 @@ pub async fn list_deliveries(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, "admin")?;
-    let invalid = |field: &str, message: String| ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-        field: Some(field.into()),
-    };
     let state_filter = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
@@ -80,14 +95,7 @@ pub async fn list_deliveries(
             )
         })?),
     };
-    let limit = match q.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| invalid("limit", format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(
@@ -231,11 +239,6 @@ pub async fn list_audit(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     require(&principal, "admin")?;
-    let invalid = |field: &str, message: String| ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-        field: Some(field.into()),
-    };
     let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -244,14 +247,7 @@ pub async fn list_audit(
                 .with_timezone(&chrono::Utc),
         ),
     };
-    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| invalid("limit", format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let rows = state
         .store
         .list_audit(q.actor.as_deref().filter(|s| !s.is_empty()), since, limit)

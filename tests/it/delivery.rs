@@ -331,3 +331,28 @@ async fn graceful_shutdown_lets_in_flight_sends_finish(pool: PgPool) {
         "the send in flight at shutdown finished and was recorded"
     );
 }
+
+#[sqlx::test]
+async fn admin_queries_refuse_bad_parameters_with_json_errors(pool: PgPool) {
+    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", "http://127.0.0.1:9/x", "[a.b]", "enabled: false"))).await;
+    for path in [
+        "/v1/deliveries?limit=0",
+        "/v1/deliveries?limit=abc",
+        "/v1/deliveries?status=bogus",
+        "/v1/deliveries?cursor=nope",
+        "/v1/audit?since=yesterday",
+        "/v1/audit?limit=100000",
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{path}: {body}");
+    }
+    let (status, body) = app.get("/v1/deliveries/not-an-id").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app.get("/v1/deliveries?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.get("/v1/webhooks").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"][0]["id"], "h");
+    assert!(body["data"][0].get("secret").is_none() && !body.to_string().contains("secret-h"), "secrets are never returned: {body}");
+}
