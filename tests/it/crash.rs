@@ -247,11 +247,26 @@ async fn engine_killed_mid_flight_delivers_every_accepted_event_after_restart(po
     rx.wait_for_count(40).await;
     first.kill();
     let seen_at_kill = rx.received().len();
-    let in_flight: Vec<String> =
-        sqlx::query_scalar("SELECT id::text FROM deliveries WHERE state = 'in_flight'")
-            .fetch_all(&pool)
-            .await
-            .expect("query");
+    // A statement the engine sent just before it died still runs to its
+    // commit in PostgreSQL; read the in-flight set once it stops changing.
+    let in_flight_now = || async {
+        let mut ids: Vec<String> =
+            sqlx::query_scalar("SELECT id::text FROM deliveries WHERE state = 'in_flight'")
+                .fetch_all(&pool)
+                .await
+                .expect("query");
+        ids.sort();
+        ids
+    };
+    let mut in_flight = in_flight_now().await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let again = in_flight_now().await;
+        if again == in_flight {
+            break;
+        }
+        in_flight = again;
+    }
     let undelivered = unfinished(&pool).await.expect("count");
     println!(
         "killed after {:?}: receiver had seen {seen_at_kill}, {} in flight, {undelivered} pending or in flight",

@@ -334,7 +334,16 @@ async fn graceful_shutdown_lets_in_flight_sends_finish(pool: PgPool) {
 
 #[sqlx::test]
 async fn admin_queries_refuse_bad_parameters_with_json_errors(pool: PgPool) {
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", "http://127.0.0.1:9/x", "[a.b]", "enabled: false"))).await;
+    let app = TestApp::spawn(
+        pool,
+        &policy_yaml(&hook(
+            "h",
+            "http://127.0.0.1:9/x",
+            "[a.b]",
+            "enabled: false",
+        )),
+    )
+    .await;
     for path in [
         "/v1/deliveries?limit=0",
         "/v1/deliveries?limit=abc",
@@ -354,5 +363,8 @@ async fn admin_queries_refuse_bad_parameters_with_json_errors(pool: PgPool) {
     let (status, body) = app.get("/v1/webhooks").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"][0]["id"], "h");
-    assert!(body["data"][0].get("secret").is_none() && !body.to_string().contains("secret-h"), "secrets are never returned: {body}");
+    assert!(
+        body["data"][0].get("secret").is_none() && !body.to_string().contains("secret-h"),
+        "secrets are never returned: {body}"
+    );
 }
