@@ -83,6 +83,7 @@ struct Tuning {
     db_connections: u32,
     max_in_flight: u32,
     per_webhook: u32,
+    debounce_ms: u64,
 }
 
 impl Default for Tuning {
@@ -92,6 +93,7 @@ impl Default for Tuning {
             db_connections: 16,
             max_in_flight: engine.max_in_flight,
             per_webhook: engine.max_in_flight_per_webhook,
+            debounce_ms: u64::try_from(engine.claim_debounce.as_millis()).unwrap_or(2),
         }
     }
 }
@@ -116,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = pick("--max-in-flight") {
         tuning.max_in_flight = n.parse()?;
+    }
+    if let Some(n) = pick("--debounce-ms") {
+        tuning.debounce_ms = n.parse()?;
     }
     if let Some(n) = pick("--per-webhook") {
         tuning.per_webhook = n.parse()?;
@@ -170,6 +175,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         worker: WorkerConfig {
             max_in_flight: tuning.max_in_flight,
             max_in_flight_per_webhook: tuning.per_webhook,
+            claim_debounce: Duration::from_millis(tuning.debounce_ms),
             ..WorkerConfig::default()
         },
         run_workers: true,
