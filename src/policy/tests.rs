@@ -367,3 +367,17 @@ fn non_utf8_and_oversized_files_are_refused_by_load_file() {
     assert!(PolicySet::load_file_with_env(&big, &no_env).is_err());
     assert!(PolicySet::load_file_with_env(&dir.path().join("absent.yaml"), &no_env).is_err());
 }
+
+#[test]
+fn jwt_public_key_file_must_hold_a_public_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("garbage.pem"),
+        "-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----\n",
+    )
+    .expect("write");
+    let text = "version: 1\nauth:\n  jwt:\n    issuer: https://id.example.com\n    audience: aion\n    public_key_file: garbage.pem\n";
+    let err = PolicySet::parse(text, "t", dir.path(), &no_env).expect_err("garbage key");
+    assert_eq!(err.errors[0].path, "auth.jwt.public_key_file", "{err}");
+    assert!(err.errors[0].message.contains("RS256"), "{err}");
+}

@@ -155,11 +155,13 @@ impl Compiler<'_> {
             }
             (None, Some(f)) => {
                 let pem = self.read_file(f, "auth.jwt.public_key_file")?;
-                if !pem.contains("-----BEGIN") {
+                let usable = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).is_ok()
+                    || jsonwebtoken::DecodingKey::from_ec_pem(pem.as_bytes()).is_ok();
+                if !usable {
                     self.error(
                         "auth.jwt.public_key_file",
                         f.referenced,
-                        "expected a PEM public key (RS256 or ES256)",
+                        "expected a PEM public key: RSA (RS256) or EC P-256 (ES256)",
                     );
                     return None;
                 }
