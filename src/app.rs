@@ -34,6 +34,10 @@ pub struct Config {
     /// Run delivery workers in this process (false = API only).
     pub run_workers: bool,
     pub db_max_connections: u32,
+    /// Group-commit writers for single-event ingest. Few is better: each
+    /// writer's group waits for the statement before it, so groups grow and
+    /// commits shrink; two keep one statement in flight while the next fills.
+    pub ingest_writers: usize,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
             worker: WorkerConfig::default(),
             run_workers: true,
             db_max_connections: 16,
+            ingest_writers: 2,
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
             std::env::var(name)
@@ -69,6 +74,9 @@ impl Config {
         }
         if let Some(n) = num("AION_WEBHOOKS_DB_MAX_CONNECTIONS")? {
             cfg.db_max_connections = u32::try_from(n).unwrap_or(u32::MAX).max(2);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_INGEST_WRITERS")? {
+            cfg.ingest_writers = usize::try_from(n).unwrap_or(1).clamp(1, 64);
         }
         if let Some(n) = num("AION_WEBHOOKS_MAX_EVENT_BYTES")? {
             cfg.limits.max_event_bytes = usize::try_from(n).unwrap_or(usize::MAX);
@@ -135,7 +143,7 @@ impl App {
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             limits: config.limits,
             metrics: Arc::default(),
-            ingestor: Ingestor::start(store.clone(), 4),
+            ingestor: Ingestor::start(store.clone(), config.ingest_writers),
         };
         Ok(Self {
             listener,
