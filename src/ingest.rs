@@ -78,27 +78,40 @@ pub async fn ingest(
     let (events, batch) = parse(body, policy, max_event_bytes, now)?;
     // The same id twice in one call: identical → the second is a duplicate; different → conflict.
     let mut first_of: HashMap<&str, usize> = HashMap::new();
-    let mut unique = Vec::with_capacity(events.len());
     let mut slot = Vec::with_capacity(events.len());
+    let mut unique_count = 0;
     for (i, e) in events.iter().enumerate() {
         match first_of.get(e.id.as_str()) {
-            Some(&j) if same_event(&events[j], e) => slot.push(None),
+            Some(&j) if events[j].same_content(&e.topic, &e.payload) => slot.push(None),
             Some(_) => return Err(IngestFailure::Conflict { id: e.id.clone() }),
             None => {
                 first_of.insert(&e.id, i);
-                slot.push(Some(unique.len()));
-                unique.push(e.clone());
+                slot.push(Some(unique_count));
+                unique_count += 1;
             }
         }
     }
-    let outcomes = if let [single] = unique.as_slice() {
-        match ingestor.insert_one(single.clone(), now).await? {
+    // What the answers need, taken before the events move into the store.
+    let mut answers: Vec<Accepted> = events
+        .iter()
+        .map(|e| Accepted {
+            id: e.id.clone(),
+            topic: e.topic.clone(),
+            deliveries: e.webhooks.len(),
+            duplicate: true,
+        })
+        .collect();
+    let mut unique: Vec<NewEvent> = events
+        .into_iter()
+        .zip(&slot)
+        .filter_map(|(e, s)| s.map(|_| e))
+        .collect();
+    let outcomes = if unique.len() == 1 {
+        let single = unique.pop().expect("one event");
+        let id = single.id.clone();
+        match ingestor.insert_one(single, now).await? {
             Some(outcome) => vec![outcome],
-            None => {
-                return Err(IngestFailure::Conflict {
-                    id: single.id.clone(),
-                });
-            }
+            None => return Err(IngestFailure::Conflict { id }),
         }
     } else {
         ingestor
@@ -110,29 +123,18 @@ pub async fn ingest(
                 IngestError::Store(s) => IngestFailure::Store(s),
             })?
     };
-    let answers = events
-        .iter()
-        .zip(slot)
-        .map(|(e, slot)| {
-            let (deliveries, duplicate) = match slot.map(|k| outcomes[k]) {
-                Some(InsertOutcome::Created { deliveries }) => (deliveries, false),
-                Some(InsertOutcome::Duplicate { deliveries }) => (deliveries, true),
-                None => (e.webhooks.len(), true),
-            };
-            Accepted {
-                id: e.id.clone(),
-                topic: e.topic.clone(),
-                deliveries,
-                duplicate,
+    for (answer, slot) in answers.iter_mut().zip(slot) {
+        match slot.map(|k| outcomes[k]) {
+            Some(InsertOutcome::Created { deliveries }) => {
+                answer.deliveries = deliveries;
+                answer.duplicate = false;
             }
-        })
-        .collect();
+            Some(InsertOutcome::Duplicate { deliveries }) => answer.deliveries = deliveries,
+            // A repeat within this call: as many deliveries as its first copy got.
+            None => {}
+        }
+    }
     Ok((answers, batch))
-}
-
-fn same_event(a: &NewEvent, b: &NewEvent) -> bool {
-    let v = |s: &str| serde_json::from_str::<serde_json::Value>(s).ok();
-    a.topic == b.topic && v(&a.payload) == v(&b.payload)
 }
 
 fn parse(

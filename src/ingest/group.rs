@@ -108,19 +108,20 @@ async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let events: Vec<NewEvent> = group.iter().map(|j| j.event.clone()).collect();
         let now = group.iter().map(|j| j.now).max().unwrap_or_else(Utc::now);
+        let (events, replies): (Vec<NewEvent>, Vec<_>) =
+            group.into_iter().map(|j| (j.event, j.reply)).unzip();
         match store.insert_independent(&events, now).await {
             Ok(outcomes) => {
-                for (job, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
                 let unavailable = e.is_unavailable();
                 let message = e.to_string();
-                for job in group {
-                    let _ = job.reply.send(Err(StoreError::Group {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Group {
                         unavailable,
                         message: message.clone(),
                     }));

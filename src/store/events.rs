@@ -178,7 +178,7 @@ async fn existing_outcomes<'c>(
                 });
             }
             match stored.get(&e.id) {
-                Some((topic, payload, n)) if same_content(topic, payload, e) => {
+                Some((topic, payload, n)) if e.same_content(topic, payload) => {
                     Some(InsertOutcome::Duplicate {
                         deliveries: usize::try_from(*n).unwrap_or(0),
                     })
@@ -189,10 +189,13 @@ async fn existing_outcomes<'c>(
         .collect())
 }
 
-fn same_content(topic: &str, payload: &str, new: &NewEvent) -> bool {
-    // Compared as JSON values, so whitespace and key order do not matter.
-    let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
-    topic == new.topic && parse(payload).is_some() && parse(payload) == parse(&new.payload)
+impl NewEvent {
+    /// Whether `topic` and `payload` are this event's, the payload compared
+    /// as a JSON value (whitespace and key order do not matter).
+    pub fn same_content(&self, topic: &str, payload: &str) -> bool {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
+        topic == self.topic && parse(payload).is_some_and(|v| Some(v) == parse(&self.payload))
+    }
 }
 
 impl Store {

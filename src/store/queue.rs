@@ -154,7 +154,7 @@ impl Store {
         let started: Vec<DateTime<Utc>> = done.iter().map(|c| c.record.started_at).collect();
         let durations: Vec<i32> = done
             .iter()
-            .map(|c| clamp_i32(u64::try_from(millis(c.record.duration)).unwrap_or(0)))
+            .map(|c| clamp_i32(u64::try_from(c.record.duration.as_millis()).unwrap_or(u64::MAX)))
             .collect();
         let statuses: Vec<Option<i32>> = done
             .iter()

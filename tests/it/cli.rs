@@ -10,6 +10,16 @@ fn bin() -> Command {
     c
 }
 
+/// `aion-webhooks policy check FILE`.
+fn check(file: &std::path::Path) -> Output {
+    bin()
+        .arg("policy")
+        .arg("check")
+        .arg(file)
+        .output()
+        .expect("run")
+}
+
 fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -53,12 +63,7 @@ fn policy_check_lists_every_problem_with_path_and_position() {
         "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: ${AION_TEST_UNSET_VAR}\n    topics: [\"kernel.*x\"]\n  - id: a\n    url: https://b.example.com\n    secret: s\n    topics: [y]\n",
     )
     .expect("write");
-    let out = bin()
-        .arg("policy")
-        .arg("check")
-        .arg(&file)
-        .output()
-        .expect("run");
+    let out = check(&file);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
@@ -73,12 +78,7 @@ fn policy_check_lists_every_problem_with_path_and_position() {
     );
 
     std::fs::write(&file, "version: 1\nwebhooks:\n  - id: a\n    url: https://b.example.com\n    secret: s\n    topics: [y]\n  - id: a\n    url: https://b.example.com\n    secret: s\n    topics: [y]\n").expect("write");
-    let out = bin()
-        .arg("policy")
-        .arg("check")
-        .arg(&file)
-        .output()
-        .expect("run");
+    let out = check(&file);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains(":7:9: webhooks[1].id: duplicate webhook id \"a\""),
@@ -91,12 +91,7 @@ fn policy_check_lists_every_problem_with_path_and_position() {
         "version: 1\nwebhooks:\n  - id: a\n    ulr: https://b.example.com\n",
     )
     .expect("write");
-    let out = bin()
-        .arg("policy")
-        .arg("check")
-        .arg(&file)
-        .output()
-        .expect("run");
+    let out = check(&file);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains(":4:5: webhooks[0].ulr: unknown field `ulr`"),
@@ -213,12 +208,7 @@ fn keygen_prints_a_key_and_the_matching_policy_line() {
         ),
     )
     .expect("write");
-    let out = bin()
-        .arg("policy")
-        .arg("check")
-        .arg(&file)
-        .output()
-        .expect("run");
+    let out = check(&file);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let script = format!("import hashlib;print(hashlib.sha256(b'{key}').hexdigest())");
