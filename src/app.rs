@@ -131,16 +131,16 @@ impl App {
             .migrate()
             .await
             .context("running database migrations")?;
-        let guard = Arc::new(SsrfGuard::new(
-            policy.network().allow_private_targets.clone(),
-        ));
+        let policy = Arc::new(ArcSwap::from_pointee(policy));
+        // The guard reads the allow-list of whatever policy is in force.
+        let guard = Arc::new(SsrfGuard::following(policy.clone()));
         let sender = Sender::new(guard).context("building the HTTP client")?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let state = AppState {
             store: store.clone(),
-            policy: Arc::new(ArcSwap::from_pointee(policy)),
+            policy,
             limits: config.limits,
             metrics: Arc::default(),
             ingestor: Ingestor::start(store.clone(), config.ingest_writers),

@@ -87,8 +87,13 @@ pub enum InvalidReason {
     NotYetValid,
     /// `iss`, `aud`, `exp` or `sub` is absent.
     MissingClaim,
-    /// A claim has the wrong type (e.g. the roles claim is not an array of strings).
+    /// A claim has the wrong type (e.g. the roles claim is not an array of
+    /// strings) or `sub` holds control characters.
     InvalidClaim,
+    /// The token's `sub` is the id of a configured API key: accepting it
+    /// would let the token act as that key in audit records and share its
+    /// idempotency keys.
+    SubjectIsApiKey,
 }
 
 impl InvalidReason {
@@ -106,6 +111,7 @@ impl InvalidReason {
             Self::NotYetValid => "not_yet_valid",
             Self::MissingClaim => "missing_claim",
             Self::InvalidClaim => "invalid_claim",
+            Self::SubjectIsApiKey => "subject_is_api_key",
         }
     }
 }
@@ -131,7 +137,12 @@ pub fn authenticate(
         .ok_or(AuthError::Missing)?;
     if looks_like_jwt(token) {
         let config = policy.jwt.as_ref().ok_or(InvalidReason::JwtNotConfigured)?;
-        Ok(verify_jwt(config, token, now)?)
+        let principal = verify_jwt(config, token, now)?;
+        // One identity space: a token may not speak as an API key.
+        if policy.api_keys.iter().any(|k| k.id == principal.actor_id) {
+            return Err(InvalidReason::SubjectIsApiKey.into());
+        }
+        Ok(principal)
     } else {
         api_key(policy, token)
     }
@@ -317,7 +328,11 @@ fn check_claims(
     }
     let actor_id = match claims.get("sub") {
         None => return Err(R::MissingClaim),
-        Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+        Some(Value::String(sub))
+            if !sub.is_empty() && sub.len() <= 255 && !sub.chars().any(char::is_control) =>
+        {
+            sub.clone()
+        }
         Some(_) => return Err(R::InvalidClaim),
     };
     let roles = match claims.get(&config.roles_claim) {

@@ -5,6 +5,8 @@
 //!
 //! The checks run in the contract's order and each refusal has no side
 //! effect, except that an authenticated caller denied by RBAC is audited.
+//! An accepted signature is remembered for the tolerance window: the same
+//! signed request sent again gets the first answer and dispatches nothing.
 
 use std::time::Duration;
 
@@ -20,7 +22,9 @@ use crate::metrics::InboundOutcome;
 use crate::policy::PolicySet;
 use crate::rbac::{self, Action, InboundAction};
 use crate::signing::{VerifyError, aion_verify};
-use crate::store::{CommandStored, IdempotencyRecord, NewCommand, Store, StoreError};
+use crate::store::{
+    CommandStored, IdempotencyRecord, NewCommand, SignatureRecord, Store, StoreError,
+};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -114,7 +118,7 @@ pub async fn handle(
         .iter()
         .map(|s| s.expose().as_bytes())
         .collect();
-    aion_verify(
+    let signed_at = aion_verify(
         header,
         &secrets,
         req.body,
@@ -221,6 +225,22 @@ pub async fn handle(
         idempotency_key: key.map(str::to_owned),
         event,
     };
+    // Remembered for twice the tolerance: a signature made at `t` is fresh
+    // until `t + tolerance`, and `t` is at most `tolerance` behind now.
+    let signature = SignatureRecord {
+        actor_id: principal.actor_id.clone(),
+        digest: Sha256::new()
+            .chain_update(format!("{signed_at}."))
+            .chain_update(req.body)
+            .finalize()
+            .into(),
+        status: 202,
+        response: answer.clone(),
+        ttl: inbound
+            .tolerance
+            .saturating_mul(2)
+            .max(Duration::from_secs(1)),
+    };
     let idempotency = key.map(|k| IdempotencyRecord {
         actor_id: principal.actor_id.clone(),
         key: k.to_owned(),
@@ -234,6 +254,7 @@ pub async fn handle(
             &command,
             &audit.row(),
             &audit.event(policy),
+            &signature,
             idempotency.as_ref(),
             now,
         )

@@ -8,7 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{EventId, Topic};
+use crate::domain::reserved::claims_engine_source;
+use crate::domain::{ENGINE_SOURCE, EventId, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
 use crate::store::{IngestError, InsertOutcome, NewEvent, StoreError};
 
@@ -28,6 +29,12 @@ pub enum IngestFailure {
     Invalid { field: String, message: String },
     #[error("{message}")]
     TooLarge { message: String },
+    /// A topic in a namespace only the engine writes (contract §1).
+    #[error("{message}")]
+    ReservedTopic { field: String, message: String },
+    /// `source` claims to be the engine (contract §1).
+    #[error("{message}")]
+    ReservedSource { field: String, message: String },
     #[error("event {id:?} already exists with a different topic or payload")]
     Conflict { id: String },
     #[error(transparent)]
@@ -208,6 +215,21 @@ fn event(
         .ok_or_else(|| invalid("topic", "`topic` is required".into()))?;
     let topic = Topic::parse(&topic_text)
         .map_err(|e| invalid("topic", format!("invalid topic {topic_text:?}: {e}")))?;
+    if let Some(ns) = ReservedNamespace::of(&topic) {
+        return Err(IngestFailure::ReservedTopic {
+            field: format!("{prefix}topic"),
+            message: format!(
+                "topic {topic} is in the reserved namespace `{}`: only the engine writes it",
+                ns.pattern()
+            ),
+        });
+    }
+    if w.source.as_deref().is_some_and(claims_engine_source) {
+        return Err(IngestFailure::ReservedSource {
+            field: format!("{prefix}source"),
+            message: format!("`source: {ENGINE_SOURCE}` is reserved for the engine's own events"),
+        });
+    }
     let id = match w.id {
         Some(id) => EventId::parse(&id).map_err(|e| invalid("id", e.to_string()))?,
         None => EventId::generate(),
@@ -229,6 +251,17 @@ fn event(
     ] {
         if value.as_ref().is_some_and(|v| v.len() > 255) {
             return Err(invalid(name, format!("`{name}` is at most 255 bytes")));
+        }
+        // NUL cannot be stored (and would fail every event sharing the
+        // write); other control characters have no business in an id.
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                name,
+                format!("`{name}` must not contain control characters (NUL, newline, …)"),
+            ));
         }
     }
     let webhooks = policy
@@ -273,7 +306,7 @@ pub fn internal_event(
     let payload_text = payload.to_string();
     let raw: Box<RawValue> = RawValue::from_string(payload_text.clone())
         .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"));
-    let source = Some("aion-webhooks".to_owned());
+    let source = Some(ENGINE_SOURCE.to_owned());
     let body = render_body(
         id.as_str(),
         topic.as_str(),

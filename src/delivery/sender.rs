@@ -161,7 +161,12 @@ impl Sender {
             Some(Host::Ipv4(v4)) => Some(v4.into()),
             Some(Host::Ipv6(v6)) => Some(v6.into()),
             Some(Host::Domain(_)) => None,
-            None => return Err((ErrorKind::Other, format!("{url} has no host"))),
+            None => {
+                return Err((
+                    ErrorKind::Other,
+                    format!("{} has no host", redacted(url.as_str())),
+                ));
+            }
         };
         if let Some(ip) = literal.filter(|&ip| !self.guard.permits(ip)) {
             return Err((
@@ -202,7 +207,7 @@ impl Sender {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(redacted);
 
         // The status is the receiver's answer; the body is only diagnostics.
         // So a body that is slow or breaks off does not change the outcome —
@@ -261,7 +266,11 @@ fn lossy_capped(bytes: &[u8]) -> String {
 
 /// Maps a transport error to a kind and a message with its whole cause
 /// chain (reqwest's top-level text alone is just "error sending request").
-fn classify(err: reqwest::Error) -> (ErrorKind, String) {
+fn classify(mut err: reqwest::Error) -> (ErrorKind, String) {
+    // reqwest names the URL in its text; its query may carry a token.
+    if let Some(url) = err.url_mut() {
+        redact_query(url);
+    }
     let kind = if err.is_timeout() {
         ErrorKind::Timeout
     } else if is_blocked_destination(&err) {
@@ -281,6 +290,29 @@ fn classify(err: reqwest::Error) -> (ErrorKind, String) {
         source = cause.source();
     }
     (kind, message)
+}
+
+/// Replaces a URL's query string (which may carry a credential) with
+/// `redacted`, so the URL can appear in attempt records and logs.
+fn redact_query(url: &mut url::Url) {
+    if url.query().is_some() {
+        url.set_query(Some("redacted"));
+    }
+}
+
+/// `text` as a URL with its query redacted; text that is no absolute URL
+/// loses everything from its first `?`.
+fn redacted(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) => {
+            redact_query(&mut url);
+            url.to_string()
+        }
+        Err(_) => match text.split_once('?') {
+            Some((head, _)) => format!("{head}?redacted"),
+            None => text.to_owned(),
+        },
+    }
 }
 
 /// All request headers of contract §3. Static headers go in first so the

@@ -20,6 +20,8 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+use crate::policy::PolicySet;
+
 /// IPv4 ranges no webhook may reach by default: (network, prefix length).
 const FORBIDDEN_V4: &[(u32, u8)] = &[
     (0x0000_0000, 8),  // 0.0.0.0/8 "this network", incl. the unspecified address
@@ -112,24 +114,42 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-/// The forbidden-range check plus the policy's allow-list, which is swapped
-/// whole on every policy reload.
+/// The forbidden-range check plus the policy's allow-list. In the engine
+/// the list is read from the live policy on every check
+/// ([`SsrfGuard::following`]), so a reload that changes
+/// `network.allow_private_targets` applies to the next connection.
 #[derive(Debug)]
 pub struct SsrfGuard {
-    allow: ArcSwap<Vec<IpNet>>,
+    allow: AllowList,
+}
+
+#[derive(Debug)]
+enum AllowList {
+    Fixed(ArcSwap<Vec<IpNet>>),
+    Policy(Arc<ArcSwap<PolicySet>>),
 }
 
 impl SsrfGuard {
+    /// A guard with a fixed allow-list (replaceable with [`Self::set_allow`]).
     pub fn new(allow: Vec<IpNet>) -> Self {
         Self {
-            allow: ArcSwap::from_pointee(allow),
+            allow: AllowList::Fixed(ArcSwap::from_pointee(allow)),
         }
     }
 
-    /// Replaces the allow-list (policy reload); in-flight checks finish
-    /// against the list they started with.
+    /// A guard that always uses the allow-list of the policy in force.
+    pub fn following(policy: Arc<ArcSwap<PolicySet>>) -> Self {
+        Self {
+            allow: AllowList::Policy(policy),
+        }
+    }
+
+    /// Replaces a fixed allow-list; in-flight checks finish against the list
+    /// they started with. A guard that follows the policy ignores this.
     pub fn set_allow(&self, allow: Vec<IpNet>) {
-        self.allow.store(Arc::new(allow));
+        if let AllowList::Fixed(list) = &self.allow {
+            list.store(Arc::new(allow));
+        }
     }
 
     /// Whether a delivery may connect to `ip`.
@@ -137,16 +157,20 @@ impl SsrfGuard {
         if !is_forbidden(ip) {
             return true;
         }
-        let allow = self.allow.load();
         // An admin who allows 127.0.0.0/8 means the host, however spelled:
         // a v4-mapped v6 address is also matched against the v4 entries.
         let mapped = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        allow
-            .iter()
-            .any(|net| net.contains(&ip) || mapped.is_some_and(|v4| net.contains(&v4)))
+        let allowed = |list: &[IpNet]| {
+            list.iter()
+                .any(|net| net.contains(&ip) || mapped.is_some_and(|v4| net.contains(&v4)))
+        };
+        match &self.allow {
+            AllowList::Fixed(list) => allowed(&list.load()),
+            AllowList::Policy(policy) => allowed(&policy.load().network().allow_private_targets),
+        }
     }
 }
 

@@ -49,6 +49,17 @@ pub struct WorkerConfig {
     pub rescue_interval: Duration,
     /// How long in-flight sends may finish after shutdown starts.
     pub shutdown_grace: Duration,
+    /// Added to this engine's clock. Zero in production; tests set it to
+    /// show that leases and due times follow the database's clock, so an
+    /// engine whose clock is off cannot take another engine's work.
+    pub clock_offset: chrono::TimeDelta,
+}
+
+impl WorkerConfig {
+    /// This engine's idea of now (attempt times, retry decisions).
+    pub fn now(&self) -> chrono::DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
 }
 
 impl Default for WorkerConfig {
@@ -63,6 +74,7 @@ impl Default for WorkerConfig {
             lease_margin: Duration::from_secs(30),
             rescue_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            clock_offset: chrono::TimeDelta::zero(),
         }
     }
 }
@@ -156,11 +168,7 @@ async fn claim_loop(
         let policy = shared.policy.load_full();
         let slots = slots(shared, &policy);
         let limit = free.min(shared.cfg.claim_batch);
-        let claimed = match shared
-            .store
-            .claim(&slots, limit, &shared.cfg.id, Utc::now())
-            .await
-        {
+        let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
                 c
@@ -259,10 +267,7 @@ async fn next_wait(shared: &Shared, slots: &[WebhookSlot]) -> Duration {
     let poll = shared.cfg.poll_interval;
     let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
     match shared.store.next_due(&ids).await {
-        Ok(Some(at)) => (at - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .clamp(Duration::from_millis(5), poll),
+        Ok(Some(wait)) => wait.clamp(Duration::from_millis(5), poll),
         _ => poll,
     }
 }
@@ -270,26 +275,18 @@ async fn next_wait(shared: &Shared, slots: &[WebhookSlot]) -> Duration {
 /// One attempt of one claimed delivery, start to recorded outcome.
 async fn deliver(shared: &Shared, c: Claimed) {
     let policy = shared.policy.load_full();
-    let now = Utc::now();
+    let now = shared.cfg.now();
     let Some(webhook) = policy.webhook(&c.webhook_id).filter(|w| w.enabled) else {
-        // Removed or disabled between claim and send: give it back untouched.
-        let _ = shared.done.send(Completion {
-            id: c.id,
-            attempt: c.attempt,
-            state: DeliveryState::Pending,
-            next_attempt_at: Some(now + shared.cfg.poll_interval),
-            record: AttemptRecord {
-                started_at: now,
-                duration: Duration::ZERO,
-                status: None,
-                error_kind: Some("webhook_unavailable"),
-                error: Some(
-                    "the webhook was disabled or removed before this attempt; nothing was sent"
-                        .into(),
-                ),
-                response_body: None,
-            },
-        });
+        // Removed or disabled between claim and send: nothing was sent, so
+        // the delivery goes back untouched, its budget intact. If this
+        // fails, the lease expires and the rescuer returns it.
+        if let Err(e) = shared
+            .store
+            .release(c.id, c.attempt, shared.cfg.poll_interval)
+            .await
+        {
+            tracing::debug!(delivery = %c.id, error = %e, "release failed; the lease will expire");
+        }
         return;
     };
     let delivery_id = crate::domain::DeliveryId::from_uuid(c.id).to_string();
@@ -308,24 +305,29 @@ async fn deliver(shared: &Shared, c: Claimed) {
         .await;
     let budget_used = u32::try_from(c.attempt - c.replay_base).unwrap_or(1).max(1);
     let jitter = rand::rng().random_range(-1.0..=1.0);
+    let decided_at = shared.cfg.now();
     let decision = retry::decide(
         &webhook.retry,
         budget_used,
         report.result(),
         report.retry_after,
-        Utc::now(),
+        decided_at,
         jitter,
     );
-    let (state, next_attempt_at) = match decision {
+    // The store anchors the delay to the database's clock.
+    let (state, retry_in) = match decision {
         Decision::Succeeded => (DeliveryState::Succeeded, None),
-        Decision::Retry { at } => (DeliveryState::Pending, Some(at)),
+        Decision::Retry { at } => (
+            DeliveryState::Pending,
+            Some((at - decided_at).to_std().unwrap_or(Duration::ZERO)),
+        ),
         Decision::Dead => (DeliveryState::Dead, None),
     };
     let _ = shared.done.send(Completion {
         id: c.id,
         attempt: c.attempt,
         state,
-        next_attempt_at,
+        retry_in,
         record: AttemptRecord {
             started_at: report.started_at,
             duration: report.duration,
@@ -351,33 +353,101 @@ async fn complete_loop(
                 Err(_) => break,
             }
         }
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match store.complete(&batch, Utc::now()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, pending = batch.len(), "recording outcomes failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        // Unrecorded attempts stay in_flight and are rescued: sent again, not lost.
-                        () = hard_stop.cancelled() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
+        if !record_outcomes(&store, &batch, &hard_stop).await {
+            return;
         }
     }
 }
 
-async fn rescue_loop(store: Store, every: Duration, shutdown: CancellationToken) {
+/// Records a batch of outcomes. A transient failure (database unreachable,
+/// deadlock) is retried with backoff; any other failure is a property of
+/// some row, so the batch is split and written row by row, and a row that
+/// still fails is written with its details replaced by the error — one
+/// outcome's bad data never holds up the others, and nothing is retried
+/// forever. Returns false only when `hard_stop` cut it short (unrecorded
+/// attempts stay `in_flight` and are rescued: sent again, not lost).
+pub async fn record_outcomes(
+    store: &Store,
+    batch: &[Completion],
+    hard_stop: &CancellationToken,
+) -> bool {
+    match write_retrying(store, batch, hard_stop).await {
+        Written::Yes => return true,
+        Written::Stopped => return false,
+        Written::Refused(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, rows = batch.len(), "recording outcomes failed; writing them one by one");
+        }
+        Written::Refused(_) => {}
+    }
+    for c in batch {
+        let e = match write_retrying(store, std::slice::from_ref(c), hard_stop).await {
+            Written::Yes => continue,
+            Written::Stopped => return false,
+            Written::Refused(e) => e,
+        };
+        let placeholder = c.without_details(&e);
+        match write_retrying(store, std::slice::from_ref(&placeholder), hard_stop).await {
+            Written::Yes => tracing::warn!(
+                delivery = %c.id, attempt = c.attempt, error = %e,
+                "an outcome's details could not be stored; recorded without them"
+            ),
+            Written::Stopped => return false,
+            Written::Refused(e) => tracing::error!(
+                delivery = %c.id, attempt = c.attempt, error = %e,
+                "an outcome could not be recorded; the delivery is rescued when its lease expires"
+            ),
+        }
+    }
+    true
+}
+
+enum Written {
+    Yes,
+    Refused(crate::store::StoreError),
+    Stopped,
+}
+
+async fn write_retrying(
+    store: &Store,
+    batch: &[Completion],
+    hard_stop: &CancellationToken,
+) -> Written {
+    let mut backoff = Duration::from_millis(50);
     loop {
-        match store.rescue_expired(Utc::now()).await {
+        match store.complete(batch, Utc::now()).await {
+            Ok(()) => return Written::Yes,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, pending = batch.len(), "recording outcomes failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = hard_stop.cancelled() => return Written::Stopped,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Written::Refused(e),
+        }
+    }
+}
+
+/// Expired leases back to pending (by the database's clock), and now and
+/// then the inbound replay records past their window.
+async fn rescue_loop(store: Store, every: Duration, shutdown: CancellationToken) {
+    const PURGE_EVERY: Duration = Duration::from_secs(60);
+    let mut last_purge: Option<tokio::time::Instant> = None;
+    loop {
+        match store.rescue_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 rescued = n,
                 "returned deliveries with expired leases to pending"
             ),
             Err(e) => tracing::debug!(error = %e, "rescue pass failed"),
+        }
+        if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(tokio::time::Instant::now());
+            if let Err(e) = store.purge_idempotency_keys(Utc::now()).await {
+                tracing::debug!(error = %e, "purging expired idempotency records failed");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}

@@ -3,10 +3,12 @@
 
 pub mod action;
 pub mod ids;
+pub mod reserved;
 pub mod secret;
 pub mod topic;
 
 pub use action::InboundAction;
 pub use ids::{DeliveryId, EventId, IdError, WebhookId};
+pub use reserved::{ENGINE_SOURCE, ReservedNamespace};
 pub use secret::Secret;
 pub use topic::{Topic, TopicError, TopicPattern};

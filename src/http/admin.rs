@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::require;
+use super::extract::authorize;
 use super::{ApiError, AppState};
 use crate::audit::{AuditEntry, Outcome};
 use crate::auth::Principal;
 use crate::domain::DeliveryId;
+use crate::rbac::Action;
 use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, ReplayResult};
 
 const DEFAULT_LIMIT: u32 = 50;
@@ -53,6 +54,7 @@ fn attempt_json(a: &AttemptRow) -> Value {
         "error_kind": a.error_kind,
         "error": a.error,
         "response_body": a.response_body,
+        "recorded_by": a.recorded_by,
     })
 }
 
@@ -85,7 +87,7 @@ pub async fn list_deliveries(
     principal: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require(&principal, "admin")?;
+    authorize(&state, &principal, Action::ListDeliveries).await?;
     let state_filter = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
@@ -127,7 +129,7 @@ pub async fn get_delivery(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require(&principal, "admin")?;
+    authorize(&state, &principal, Action::GetDelivery).await?;
     let id = parse_id(&id)?;
     let (row, attempts) = state
         .store
@@ -144,7 +146,7 @@ pub async fn replay_delivery(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require(&principal, "admin")?;
+    authorize(&state, &principal, Action::ReplayDelivery).await?;
     let id = parse_id(&id)?;
     let now = chrono::Utc::now();
     let entry = AuditEntry {
@@ -186,7 +188,7 @@ pub async fn get_event(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require(&principal, "admin")?;
+    authorize(&state, &principal, Action::GetEvent).await?;
     let e = state
         .store
         .get_event(&id)
@@ -204,7 +206,7 @@ pub async fn list_webhooks(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    require(&principal, "admin")?;
+    authorize(&state, &principal, Action::ListWebhooks).await?;
     let policy = state.policy.load_full();
     let stats = state.store.webhook_stats().await?;
     let data: Vec<Value> = policy
@@ -238,7 +240,7 @@ pub async fn list_audit(
     principal: Principal,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    require(&principal, "admin")?;
+    authorize(&state, &principal, Action::ListAudit).await?;
     let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(

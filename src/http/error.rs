@@ -32,7 +32,11 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
-    ForbiddenCode { code: &'static str, message: String },
+    ForbiddenCode {
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -81,6 +85,7 @@ impl ApiError {
         Self::ForbiddenCode {
             code,
             message: message.into(),
+            field: None,
         }
     }
 
@@ -95,7 +100,9 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             Self::UnauthorizedCode { code, .. } => (StatusCode::UNAUTHORIZED, code, None),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            Self::ForbiddenCode { code, .. } => (StatusCode::FORBIDDEN, code, None),
+            Self::ForbiddenCode { code, field, .. } => {
+                (StatusCode::FORBIDDEN, code, field.as_deref())
+            }
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, None),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),

@@ -6,10 +6,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{json_body, require};
+use super::extract::{authorize, json_body};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::ingest::{IngestFailure, ingest};
+use crate::rbac::Action;
 
 pub async fn post_events(
     State(state): State<AppState>,
@@ -17,7 +18,7 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require(&principal, "publisher")?;
+    authorize(&state, &principal, Action::PublishEvents).await?;
     let bytes = json_body(&headers, body, state.limits.max_body_bytes).await?;
     let policy = state.policy.load_full();
     let (answers, batch) = ingest(
@@ -43,6 +44,16 @@ pub async fn post_events(
             }
         }
         IngestFailure::TooLarge { message } => ApiError::PayloadTooLarge(message),
+        IngestFailure::ReservedTopic { field, message } => ApiError::ForbiddenCode {
+            code: "reserved_topic",
+            message,
+            field: Some(field),
+        },
+        IngestFailure::ReservedSource { field, message } => ApiError::ForbiddenCode {
+            code: "reserved_source",
+            message,
+            field: Some(field),
+        },
         IngestFailure::Conflict { .. } => ApiError::Conflict {
             code: "event_conflict",
             message: e.to_string(),

@@ -8,7 +8,9 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
+use crate::audit::{AuditEntry, Outcome};
 use crate::auth::{Principal, authenticate};
+use crate::rbac::{self, Action};
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
@@ -27,15 +29,38 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// Requires `role`, or answers 403.
-pub fn require(principal: &Principal, role: &str) -> Result<(), ApiError> {
-    if principal.has_role(role) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
-            "this operation needs the `{role}` role"
-        )))
+/// Lets `principal` run `action`, or answers 403 — after writing the
+/// denial to the audit log (contract §5: every RBAC denial of an
+/// authenticated caller). A denial that cannot be audited (database down)
+/// is still a denial: it is logged and answered 403.
+pub async fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    action: Action,
+) -> Result<(), ApiError> {
+    let reason = match rbac::decide(principal, action, None) {
+        rbac::Decision::Allow => return Ok(()),
+        rbac::Decision::Deny { reason } => reason,
+    };
+    let now = chrono::Utc::now();
+    let entry = AuditEntry {
+        at: now,
+        actor_id: principal.actor_id.clone(),
+        action: action.as_str().to_owned(),
+        outcome: Outcome::Denied,
+        target: None,
+        request_id: None,
+        source_ip: None,
+    };
+    let policy = state.policy.load_full();
+    if let Err(e) = state
+        .store
+        .record_audit(&entry.row(), &entry.event(&policy), now)
+        .await
+    {
+        tracing::error!(error = %e, actor = %principal.actor_id, action = action.as_str(), "could not audit a denial");
     }
+    Err(ApiError::Forbidden(reason.to_string()))
 }
 
 /// Reads a JSON request body of at most `limit` bytes.

@@ -117,6 +117,21 @@ async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
+            // Not the database but some row: each event is written on its
+            // own, so one request's data can only fail that request.
+            Err(e) if !e.is_transient() && events.len() > 1 => {
+                tracing::warn!(error = %e, events = events.len(), "group insert refused; writing its events one by one");
+                for (event, reply) in events.into_iter().zip(replies) {
+                    let one = store
+                        .insert_independent(std::slice::from_ref(&event), now)
+                        .await
+                        .map(|mut o| o.pop().flatten());
+                    let _ = reply.send(one.map_err(|e| StoreError::Group {
+                        unavailable: e.is_unavailable(),
+                        message: e.to_string(),
+                    }));
+                }
+            }
             Err(e) => {
                 let unavailable = e.is_unavailable();
                 let message = e.to_string();

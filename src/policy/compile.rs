@@ -137,7 +137,13 @@ impl Compiler<'_> {
                 return None;
             }
             for (i, s) in list.value.iter().enumerate() {
-                out.push(self.string(s, &format!("{path}.secrets[{i}]"))?);
+                // Every entry is checked, so each missing variable is reported.
+                if let Some(v) = self.string(s, &format!("{path}.secrets[{i}]")) {
+                    out.push(v);
+                }
+            }
+            if out.len() < list.value.len() {
+                return None;
             }
         } else if let Some(f) = secret_file {
             out.push(self.read_file(f, &format!("{path}.secret_file"))?);
@@ -332,6 +338,7 @@ impl Compiler<'_> {
             headers,
             signature,
             tenants,
+            include_untenanted: w.include_untenanted.unwrap_or(false),
             enabled: w.enabled.unwrap_or(true),
         })
     }

@@ -246,4 +246,4 @@ fn yaml_error(text: &str, e: &serde_saphyr::Error) -> PolicyError {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

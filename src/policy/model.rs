@@ -74,16 +74,21 @@ pub struct Webhook {
     pub signature: SignatureMode,
     /// `None` = events of every tenant (and of none).
     pub tenants: Option<Vec<String>>,
+    /// With `tenants`: whether events that carry no tenant (the engine's own
+    /// audit and command events among them) pass the filter too.
+    pub include_untenanted: bool,
     pub enabled: bool,
 }
 
 impl Webhook {
-    /// Whether an event of `tenant` may go to this webhook.
+    /// Whether an event of `tenant` may go to this webhook. A tenant filter
+    /// admits the listed tenants; an event with no tenant only when the
+    /// webhook says `include_untenanted: true`.
     pub fn permits_tenant(&self, tenant: Option<&str>) -> bool {
         match (&self.tenants, tenant) {
             (None, _) => true,
             (Some(allowed), Some(t)) => allowed.iter().any(|a| a == t),
-            (Some(_), None) => false,
+            (Some(_), None) => self.include_untenanted,
         }
     }
 }

@@ -57,6 +57,7 @@ pub(crate) struct RawWebhook {
     pub headers: BTreeMap<String, Str>,
     pub signature: Option<Str>,
     pub tenants: Option<Spanned<Vec<Str>>>,
+    pub include_untenanted: Option<bool>,
     pub enabled: Option<bool>,
 }
 

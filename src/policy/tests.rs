@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use super::*;
 
+/// An environment that sets every variable the production policy names, as
+/// a deployment must (the Standard Webhooks secret in its `whsec_` form).
+pub(crate) fn production_env(name: &str) -> Option<String> {
+    Some(match name {
+        "TASK_DASHBOARD_SECRET" => "whsec_dGFzay1kYXNoYm9hcmQtc2VjcmV0LWZvci10ZXN0cw==".to_owned(),
+        other => format!("test-value-of-{other}"),
+    })
+}
+
 fn no_env(_: &str) -> Option<String> {
     None
 }
@@ -39,7 +48,7 @@ fn every_shipped_policy_loads() {
         let path = entry.expect("dir entry").path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             seen += 1;
-            if let Err(e) = PolicySet::load_file_with_env(&path, &no_env) {
+            if let Err(e) = PolicySet::load_file_with_env(&path, &production_env) {
                 panic!("{e}");
             }
         }
@@ -50,7 +59,7 @@ fn every_shipped_policy_loads() {
 #[test]
 fn shipped_policy_routes_the_platform_topics() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/webhooks.yaml");
-    let p = PolicySet::load_file_with_env(&path, &no_env).expect("valid");
+    let p = PolicySet::load_file_with_env(&path, &production_env).expect("valid");
     let ids = |topic: &str, tenant: Option<&str>| -> Vec<String> {
         p.route(&Topic::parse(topic).expect("topic"), tenant)
             .iter()
@@ -65,6 +74,8 @@ fn shipped_policy_routes_the_platform_topics() {
         ["siem-audit"]
     );
     assert!(ids("aion.audit.activity", Some("tenant-002")).is_empty());
+    // The engine's own audit events carry no tenant: the SIEM gets them.
+    assert_eq!(ids("aion.audit.activity", None), ["siem-audit"]);
     assert_eq!(ids("command.install_module", None), ["control-plane"]);
     let inbound = p.inbound().expect("inbound section");
     assert_eq!(inbound.actions.len(), 5);
@@ -72,12 +83,57 @@ fn shipped_policy_routes_the_platform_topics() {
 }
 
 #[test]
-fn environment_variables_replace_dev_defaults() {
+fn environment_variables_fill_the_production_policy() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/webhooks.yaml");
-    let env = |n: &str| (n == "KERNEL_REVIEW_SECRET").then(|| "from-env".to_owned());
+    let env = |n: &str| {
+        if n == "KERNEL_REVIEW_SECRET" {
+            Some("from-env".to_owned())
+        } else {
+            production_env(n)
+        }
+    };
     let p = PolicySet::load_file_with_env(&path, &env).expect("valid");
     let hook = p.webhook("kernel-review-bot").expect("present");
     assert_eq!(hook.secrets[0].expose(), "from-env");
+}
+
+#[test]
+fn production_policy_without_its_variables_names_every_missing_one() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/webhooks.yaml");
+    let err = PolicySet::load_file_with_env(&path, &no_env).expect_err("secrets are required");
+    let text = err.to_string();
+    for name in [
+        "ROUTER_ANALYTICS_SECRET",
+        "TASK_DASHBOARD_SECRET",
+        "CAPACITY_METRICS_SECRET",
+        "CAPACITY_METRICS_SECRET_OLD",
+        "SIEM_AUDIT_SECRET",
+        "KERNEL_REVIEW_SECRET",
+        "CONTROL_PLANE_SECRET",
+        "AION_INBOUND_SECRET",
+    ] {
+        assert!(
+            text.contains(&format!("environment variable {name} is not set")),
+            "{name} missing from:\n{text}"
+        );
+    }
+    // No development fallback is left in the production file.
+    let source = std::fs::read_to_string(&path).expect("read");
+    assert!(!source.contains(":-"), "a ${{X:-fallback}} remains");
+}
+
+#[test]
+fn a_tenant_filter_admits_untenanted_events_only_when_asked() {
+    let p = parse("version: 1\nwebhooks:\n  - id: strict\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    tenants: [t1]\n  - id: open\n    url: https://b.example.com\n    secret: s\n    topics: [x]\n    tenants: [t1]\n    include_untenanted: true\n").expect("valid");
+    let ids = |tenant: Option<&str>| -> Vec<String> {
+        p.route(&Topic::parse("x").expect("topic"), tenant)
+            .iter()
+            .map(|r| r.webhook.id.to_string())
+            .collect()
+    };
+    assert_eq!(ids(Some("t1")), ["strict", "open"]);
+    assert!(ids(Some("t2")).is_empty());
+    assert_eq!(ids(None), ["open"]);
 }
 
 #[test]

@@ -77,7 +77,11 @@ pub(super) async fn insert_statement<'c>(
 ) -> Result<HashSet<String>, sqlx::Error> {
     let mut cols = EventColumns::default();
     let (mut d_ids, mut d_events, mut d_hooks) = (Vec::new(), Vec::new(), Vec::new());
-    for e in events {
+    // Rows in id order: two calls holding the same ids in another order
+    // would otherwise wait on each other's uncommitted rows (a deadlock).
+    let mut sorted: Vec<&NewEvent> = events.iter().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    for e in sorted {
         cols.push(e);
         for hook in &e.webhooks {
             d_ids.push(DeliveryId::generate().uuid());
@@ -95,7 +99,7 @@ pub(super) async fn insert_statement<'c>(
              RETURNING id
          ), dl AS (
              INSERT INTO deliveries (id, event_id, webhook_id, state, next_attempt_at, created_at, updated_at)
-             SELECT d.id, d.event_id, d.webhook_id, 'pending', $7, $7, $7
+             SELECT d.id, d.event_id, d.webhook_id, 'pending', now(), $7, $7
              FROM unnest($11::uuid[], $12::text[], $13::text[]) AS d(id, event_id, webhook_id)
              WHERE d.event_id IN (SELECT id FROM ins)
              RETURNING 1

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::events::insert_statement;
-use super::{NewEvent, Store, StoreError};
+use super::{NewEvent, Store, StoreError, storable};
 
 /// An audit row as stored (the event that mirrors it is passed beside it).
 #[derive(Debug, Clone)]
@@ -45,6 +45,19 @@ pub struct IdempotencyRecord {
     pub ttl: Duration,
 }
 
+/// An accepted inbound signature, remembered for the tolerance window so
+/// that the same signed request sent again dispatches nothing.
+#[derive(Debug, Clone)]
+pub struct SignatureRecord {
+    pub actor_id: String,
+    /// SHA-256 of `<t>.<body>`, the message the signature covers.
+    pub digest: [u8; 32],
+    /// The answer to give a replay.
+    pub status: u16,
+    pub response: String,
+    pub ttl: Duration,
+}
+
 /// What storing a command came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandStored {
@@ -72,15 +85,52 @@ pub struct AuditListRow {
 }
 
 impl Store {
+    /// Stores an accepted command with everything that goes with it, unless
+    /// its signature was accepted before (a replayed request: the first
+    /// answer, again) or its `Idempotency-Key` was used before.
     pub async fn accept_command(
         &self,
         cmd: &NewCommand,
         audit: &AuditRow,
         audit_event: &NewEvent,
+        signature: &SignatureRecord,
         idempotency: Option<&IdempotencyRecord>,
         now: DateTime<Utc>,
     ) -> Result<CommandStored, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let expires =
+            now + chrono::Duration::from_std(signature.ttl).unwrap_or(chrono::Duration::hours(1));
+        // Like the idempotency key below: a concurrent copy waits on this row.
+        let fresh: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO inbound_signatures (actor_id, digest, status, response, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (actor_id, digest) DO UPDATE
+                 SET status = EXCLUDED.status, response = EXCLUDED.response,
+                     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
+                 WHERE inbound_signatures.expires_at <= $5
+             RETURNING 1",
+        )
+        .bind(storable(&signature.actor_id))
+        .bind(&signature.digest[..])
+        .bind(i32::from(signature.status))
+        .bind(&signature.response)
+        .bind(now)
+        .bind(expires)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if fresh.is_none() {
+            let (status, response): (i32, String) = sqlx::query_as(
+                "SELECT status, response FROM inbound_signatures WHERE actor_id = $1 AND digest = $2",
+            )
+            .bind(storable(&signature.actor_id))
+            .bind(&signature.digest[..])
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(CommandStored::Replayed {
+                status: u16::try_from(status).unwrap_or(202),
+                response,
+            });
+        }
         if let Some(idem) = idempotency {
             let expires =
                 now + chrono::Duration::from_std(idem.ttl).unwrap_or(chrono::Duration::days(1));
@@ -130,7 +180,7 @@ impl Store {
         .bind(cmd.id)
         .bind(&cmd.action)
         .bind(&cmd.params)
-        .bind(&cmd.actor_id)
+        .bind(storable(&cmd.actor_id))
         .bind(now)
         .bind(cmd.idempotency_key.as_deref())
         .bind(&cmd.event.id)
@@ -157,13 +207,18 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets idempotency keys past their 24 h.
+    /// Forgets idempotency keys past their 24 h and inbound signatures past
+    /// their tolerance window.
     pub async fn purge_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let r = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+        let keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?;
-        Ok(r.rows_affected())
+        let signatures = sqlx::query("DELETE FROM inbound_signatures WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(keys.rows_affected() + signatures.rows_affected())
     }
 
     pub async fn list_audit(
@@ -195,12 +250,12 @@ pub(super) async fn insert_audit(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(audit.at)
-    .bind(&audit.actor_id)
-    .bind(&audit.action)
+    .bind(storable(&audit.actor_id))
+    .bind(storable(&audit.action))
     .bind(audit.outcome)
-    .bind(audit.target.as_deref())
-    .bind(audit.request_id.as_deref())
-    .bind(audit.source_ip.as_deref())
+    .bind(audit.target.as_deref().map(storable))
+    .bind(audit.request_id.as_deref().map(storable))
+    .bind(audit.source_ip.as_deref().map(storable))
     .bind(&event.id)
     .execute(&mut **tx)
     .await?;

@@ -19,7 +19,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
-pub use inbound::{AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand};
+pub use inbound::{
+    AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
+};
 pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, WebhookStats};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayResult, WebhookSlot};
 
@@ -58,9 +60,53 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when the same write may succeed if simply tried again: the
+    /// database is unreachable, or the statement lost a deadlock or a
+    /// serialization race. Anything else is a property of the data, and
+    /// retrying the same rows would fail the same way forever.
+    pub fn is_transient(&self) -> bool {
+        if self.is_unavailable() {
+            return true;
+        }
+        match self {
+            // 40001 serialization failure, 40P01 deadlock, 55P03 lock not available.
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "55P03")),
+            _ => false,
+        }
+    }
 }
 
-/// Where a delivery is in its life (see the migration for who moves it).
+/// Text from outside, made storable: PostgreSQL `text` cannot hold U+0000,
+/// so each NUL becomes U+FFFD. Everything else is kept as it is.
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// Where a delivery is in its life. The one state machine of the queue;
+/// who moves a row, and when:
+///
+/// ```text
+/// (ingest)  -> pending     one row per matching webhook, in the event's transaction
+/// pending   -> in_flight   claim: due by the database clock, lease set, attempts + 1
+/// in_flight -> succeeded   the lease holder records a 2xx
+/// in_flight -> pending     the lease holder records a failure with budget left
+///                          (due after retry_in); or release: nothing was sent,
+///                          attempts - 1, no attempt row; or the rescuer, once
+///                          the lease expired (attempt row `lease_expired`)
+/// in_flight -> dead        the lease holder records 410 or the last attempt
+/// pending   -> any         a late real outcome of the attempt the rescuer gave
+///                          up, if nobody claimed the delivery since
+/// dead | succeeded -> pending   manual replay (budget restarts at replay_base)
+/// ```
+///
+/// Attempts are append-only rows; a row is never rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {

@@ -43,6 +43,9 @@ pub struct AttemptRow {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub response_body: Option<String>,
+    /// `worker` (the engine that made the attempt) or `rescuer` (its lease
+    /// expired before an outcome was recorded).
+    pub recorded_by: String,
 }
 
 /// Per-webhook counts for `GET /v1/webhooks`.
@@ -99,8 +102,8 @@ impl Store {
             return Ok(None);
         };
         let attempts = sqlx::query_as(
-            "SELECT attempt, started_at, duration_ms, status_code, error_kind, error, response_body
-             FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt",
+            "SELECT attempt, started_at, duration_ms, status_code, error_kind, error, response_body, recorded_by
+             FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, started_at",
         )
         .bind(id)
         .fetch_all(&self.pool)

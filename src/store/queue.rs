@@ -1,11 +1,17 @@
-//! The delivery queue's state transitions: claim, complete, rescue, replay.
-//! `now` is always a parameter, so tests and several engines agree on time
-//! only through what they pass in.
+//! The delivery queue's state transitions: claim, complete, release,
+//! rescue, replay (the state machine is documented on [`DeliveryState`]).
+//!
+//! Due times and leases are read and written against the database's clock
+//! (`now()` in the statements), never an engine's: engines whose clocks
+//! disagree must still agree on when a lease has expired, or one of them
+//! would rescue another's live lease and send the delivery twice. Engines
+//! pass relative delays (`retry_in`, lease lengths) and the database anchors
+//! them.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{DeliveryState, Store, StoreError, WAKE_CHANNEL, clamp_i32, millis};
+use super::{DeliveryState, Store, StoreError, WAKE_CHANNEL, clamp_i32, millis, storable};
 
 /// A webhook the claim may take deliveries for: its id, how many more it may
 /// have in flight on this engine, and how long its lease lasts.
@@ -47,10 +53,41 @@ pub struct AttemptRecord {
 pub struct Completion {
     pub id: Uuid,
     pub attempt: i32,
-    /// `Succeeded`, `Pending` (retry at `next_attempt_at`) or `Dead`.
+    /// `Succeeded`, `Pending` (retry after `retry_in`) or `Dead`.
     pub state: DeliveryState,
-    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// With `Pending`: how long from the database's now until the retry.
+    pub retry_in: Option<std::time::Duration>,
     pub record: AttemptRecord,
+}
+
+impl Completion {
+    /// The same outcome with the details from outside (error text, response
+    /// body) replaced by why they could not be stored: the fallback when a
+    /// row is refused, so the outcome itself is never lost.
+    pub fn without_details(&self, why: &StoreError) -> Self {
+        let mut text = String::from("the attempt's details could not be stored: ");
+        let mut cause: Option<&dyn std::error::Error> = Some(why);
+        while let Some(c) = cause {
+            text.push_str(&c.to_string());
+            cause = c.source();
+            if cause.is_some() {
+                text.push_str(": ");
+            }
+        }
+        let mut end = text.len().min(500);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        Self {
+            record: AttemptRecord {
+                error: Some(storable(&text).into_owned()),
+                response_body: None,
+                ..self.record.clone()
+            },
+            ..self.clone()
+        }
+    }
 }
 
 impl Store {
@@ -62,7 +99,6 @@ impl Store {
         slots: &[WebhookSlot],
         limit: u32,
         worker: &str,
-        now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>, StoreError> {
         if slots.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -83,16 +119,16 @@ impl Store {
                      SELECT due.id, due.next_attempt_at, slot.room,
                             row_number() OVER (PARTITION BY due.webhook_id ORDER BY due.next_attempt_at) AS rn
                      FROM (SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
-                           WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
-                           ORDER BY d.next_attempt_at LIMIT $5 * 4) AS due
+                           WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND d.webhook_id = ANY($1)
+                           ORDER BY d.next_attempt_at LIMIT $4 * 4) AS due
                      JOIN slot USING (webhook_id)
-                 ) AS ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $5))
+                 ) AS ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $4))
                AND d.state = 'pending'
              FOR UPDATE SKIP LOCKED"
         } else {
             "SELECT d.id FROM deliveries d
-             WHERE d.state = 'pending' AND d.next_attempt_at <= $4 AND d.webhook_id = ANY($1)
-             ORDER BY d.next_attempt_at LIMIT $5
+             WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND d.webhook_id = ANY($1)
+             ORDER BY d.next_attempt_at LIMIT $4
              FOR UPDATE SKIP LOCKED"
         };
         let sql = format!(
@@ -102,9 +138,9 @@ impl Store {
              ), claimed AS (
                  UPDATE deliveries d
                  SET state = 'in_flight', attempts = d.attempts + 1,
-                     lease_expires_at = $4 + (SELECT s.lease_ms FROM slot s WHERE s.webhook_id = d.webhook_id)
-                                             * interval '1 millisecond',
-                     leased_by = $6, updated_at = $4
+                     lease_expires_at = now() + (SELECT s.lease_ms FROM slot s WHERE s.webhook_id = d.webhook_id)
+                                                * interval '1 millisecond',
+                     leased_by = $5, updated_at = now()
                  WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
                  RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base
              )
@@ -116,7 +152,6 @@ impl Store {
             .bind(&ids)
             .bind(&rooms)
             .bind(&leases)
-            .bind(now)
             .bind(i64::from(limit))
             .bind(worker)
             .fetch_all(&self.pool)
@@ -137,8 +172,15 @@ impl Store {
     }
 
     /// Records attempts and moves their deliveries on, in one transaction.
-    /// A completion whose lease was lost (rescued, then claimed again) only
-    /// leaves its attempt row: the delivery belongs to its new holder.
+    ///
+    /// A completion moves its delivery only if the delivery is still at that
+    /// attempt: `in_flight` under it, or `pending` because the rescuer gave
+    /// the lease up meanwhile (nobody has claimed it since, so the real
+    /// outcome replaces the rescuer's guess). Otherwise — rescued and claimed
+    /// again — only the attempt row is left: the delivery has a new holder.
+    ///
+    /// Text from outside (error details, response bodies) is made storable
+    /// here ([`storable`]), so no receiver's bytes can fail the batch.
     pub async fn complete(
         &self,
         done: &[Completion],
@@ -147,10 +189,13 @@ impl Store {
         if done.is_empty() {
             return Ok(());
         }
+        // Rows are locked in id order, so two batches never wait on each other in a cycle.
+        let mut done: Vec<&Completion> = done.iter().collect();
+        done.sort_by_key(|c| (c.id, c.attempt));
         let ids: Vec<Uuid> = done.iter().map(|c| c.id).collect();
         let attempts: Vec<i32> = done.iter().map(|c| c.attempt).collect();
         let states: Vec<&str> = done.iter().map(|c| c.state.as_str()).collect();
-        let next: Vec<Option<DateTime<Utc>>> = done.iter().map(|c| c.next_attempt_at).collect();
+        let retry_ms: Vec<Option<i64>> = done.iter().map(|c| c.retry_in.map(millis)).collect();
         let started: Vec<DateTime<Utc>> = done.iter().map(|c| c.record.started_at).collect();
         let durations: Vec<i32> = done
             .iter()
@@ -161,10 +206,13 @@ impl Store {
             .map(|c| c.record.status.map(i32::from))
             .collect();
         let kinds: Vec<Option<&str>> = done.iter().map(|c| c.record.error_kind).collect();
-        let errors: Vec<Option<&str>> = done.iter().map(|c| c.record.error.as_deref()).collect();
-        let bodies: Vec<Option<&str>> = done
+        let errors: Vec<Option<std::borrow::Cow<'_, str>>> = done
             .iter()
-            .map(|c| c.record.response_body.as_deref())
+            .map(|c| c.record.error.as_deref().map(storable))
+            .collect();
+        let bodies: Vec<Option<std::borrow::Cow<'_, str>>> = done
+            .iter()
+            .map(|c| c.record.response_body.as_deref().map(storable))
             .collect();
 
         let mut tx = self.pool.begin().await?;
@@ -186,20 +234,22 @@ impl Store {
         sqlx::query(
             "UPDATE deliveries d
              SET state = u.state,
-                 next_attempt_at = COALESCE(u.next_at, d.next_attempt_at),
+                 next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN d.next_attempt_at
+                                        ELSE now() + u.retry_ms * interval '1 millisecond' END,
                  lease_expires_at = NULL, leased_by = NULL,
                  last_status = u.status,
                  last_error = COALESCE(u.kind || COALESCE(': ' || u.error, ''), NULL),
                  updated_at = $8,
                  completed_at = CASE WHEN u.state IN ('succeeded', 'dead') THEN $8 END
-             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::text[], $7::text[])
-                  AS u(id, attempt, state, next_at, status, kind, error)
-             WHERE d.id = ANY($1) AND d.id = u.id AND d.state = 'in_flight' AND d.attempts = u.attempt",
+             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::text[])
+                  AS u(id, attempt, state, retry_ms, status, kind, error)
+             WHERE d.id = ANY($1) AND d.id = u.id AND d.attempts = u.attempt
+               AND (d.state = 'in_flight' OR (d.state = 'pending' AND d.leased_by IS NULL))",
         )
         .bind(&ids)
         .bind(&attempts)
         .bind(&states)
-        .bind(&next)
+        .bind(&retry_ms)
         .bind(&statuses)
         .bind(&kinds)
         .bind(&errors)
@@ -210,21 +260,44 @@ impl Store {
         Ok(())
     }
 
+    /// Gives a claimed delivery back untouched: nothing was sent (its webhook
+    /// was disabled or removed between claim and send), so no attempt is
+    /// recorded and none of its budget is used. Due again after `retry_in`.
+    pub async fn release(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        retry_in: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries
+             SET state = 'pending', attempts = attempts - 1, lease_expires_at = NULL, leased_by = NULL,
+                 next_attempt_at = now() + $3 * interval '1 millisecond', updated_at = now()
+             WHERE id = $1 AND state = 'in_flight' AND attempts = $2",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(millis(retry_in))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Returns deliveries whose lease expired (their engine died or hung) to
-    /// `pending`, due now, recording the lost attempt as `lease_expired`:
-    /// it may or may not have reached the receiver.
-    pub async fn rescue_expired(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    /// `pending`, due now, recording the lost attempt as `lease_expired`
+    /// (`recorded_by = rescuer`): it may or may not have reached the
+    /// receiver. Expiry is judged by the database's clock.
+    pub async fn rescue_expired(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rescued: Vec<(Uuid, i32, DateTime<Utc>)> = sqlx::query_as(
             "UPDATE deliveries
-             SET state = 'pending', next_attempt_at = $1, lease_expires_at = NULL, leased_by = NULL,
-                 last_error = 'lease_expired', updated_at = $1
+             SET state = 'pending', next_attempt_at = now(), lease_expires_at = NULL, leased_by = NULL,
+                 last_error = 'lease_expired', updated_at = now()
              WHERE id = ANY(ARRAY(SELECT id FROM deliveries
-                                  WHERE state = 'in_flight' AND lease_expires_at < $1
-                                  LIMIT 1000 FOR UPDATE SKIP LOCKED))
+                                  WHERE state = 'in_flight' AND lease_expires_at < now()
+                                  ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED))
              RETURNING id, attempts, updated_at",
         )
-        .bind(now)
         .fetch_all(&mut *tx)
         .await?;
         if rescued.is_empty() {
@@ -233,14 +306,13 @@ impl Store {
         let ids: Vec<Uuid> = rescued.iter().map(|r| r.0).collect();
         let attempts: Vec<i32> = rescued.iter().map(|r| r.1).collect();
         sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, error_kind, error)
-             SELECT id, attempt, $3, 0, 'lease_expired', 'the engine holding this attempt stopped before recording it'
+            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, error_kind, error, recorded_by)
+             SELECT id, attempt, now(), 0, 'lease_expired', 'the engine holding this attempt stopped before recording it', 'rescuer'
              FROM unnest($1::uuid[], $2::int[]) AS t(id, attempt)
              ON CONFLICT DO NOTHING",
         )
         .bind(&ids)
         .bind(&attempts)
-        .bind(now)
         .execute(&mut *tx)
         .await?;
         notify(&mut tx).await?;
@@ -272,7 +344,7 @@ impl Store {
             return Ok(Some(ReplayResult::NotFinished(state)));
         }
         sqlx::query(
-            "UPDATE deliveries SET state = 'pending', replay_base = attempts, next_attempt_at = $2,
+            "UPDATE deliveries SET state = 'pending', replay_base = attempts, next_attempt_at = now(),
                     completed_at = NULL, updated_at = $2
              WHERE id = $1",
         )
@@ -290,17 +362,20 @@ impl Store {
         Ok(Some(ReplayResult::Replayed(state)))
     }
 
-    /// The earliest time a pending delivery of these webhooks falls due.
+    /// How long until the earliest pending delivery of these webhooks falls
+    /// due (zero if one is due already), by the database's clock.
     pub async fn next_due(
         &self,
         webhook_ids: &[&str],
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND webhook_id = ANY($1)",
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        let ms: Option<f64> = sqlx::query_scalar(
+            "SELECT (EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) * 1000)::float8
+             FROM deliveries WHERE state = 'pending' AND webhook_id = ANY($1)",
         )
         .bind(webhook_ids)
         .fetch_one(&self.pool)
-        .await?)
+        .await?;
+        Ok(ms.map(|ms| std::time::Duration::from_millis(ms.max(0.0) as u64)))
     }
 }
 

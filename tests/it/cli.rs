@@ -10,6 +10,26 @@ fn bin() -> Command {
     c
 }
 
+/// Every variable the production policy names, set as a deployment sets them.
+fn with_production_env(mut c: Command) -> Command {
+    for name in [
+        "ROUTER_ANALYTICS_SECRET",
+        "CAPACITY_METRICS_SECRET",
+        "CAPACITY_METRICS_SECRET_OLD",
+        "SIEM_AUDIT_SECRET",
+        "KERNEL_REVIEW_SECRET",
+        "CONTROL_PLANE_SECRET",
+        "AION_INBOUND_SECRET",
+    ] {
+        c.env(name, format!("test-value-of-{name}"));
+    }
+    c.env(
+        "TASK_DASHBOARD_SECRET",
+        "whsec_dGFzay1kYXNoYm9hcmQtc2VjcmV0LWZvci10ZXN0cw==",
+    );
+    c
+}
+
 /// `aion-webhooks policy check FILE`.
 fn check(file: &std::path::Path) -> Output {
     bin()
@@ -41,8 +61,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn policy_check_accepts_the_shipped_policy() {
-    let out = bin()
+fn policy_check_accepts_the_shipped_policy_with_its_variables_set() {
+    let out = with_production_env(bin())
         .args(["policy", "check", "policies/webhooks.yaml"])
         .output()
         .expect("run");
@@ -51,6 +71,25 @@ fn policy_check_accepts_the_shipped_policy() {
         text(&out.stdout).contains("ok (6 webhooks"),
         "{}",
         text(&out.stdout)
+    );
+}
+
+#[test]
+fn policy_check_refuses_the_shipped_policy_when_a_secret_variable_is_unset() {
+    let mut cmd = with_production_env(bin());
+    cmd.env_remove("AION_INBOUND_SECRET")
+        .env_remove("SIEM_AUDIT_SECRET")
+        .args(["policy", "check", "policies/webhooks.yaml"]);
+    let out = cmd.output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("inbound.secret: environment variable AION_INBOUND_SECRET is not set"),
+        "{err}"
+    );
+    assert!(
+        err.contains("environment variable SIEM_AUDIT_SECRET is not set"),
+        "{err}"
     );
 }
 
@@ -102,7 +141,7 @@ fn policy_check_lists_every_problem_with_path_and_position() {
 
 #[test]
 fn policy_match_shows_the_webhook_and_pattern() {
-    let out = bin()
+    let out = with_production_env(bin())
         .args([
             "policy",
             "match",
@@ -119,7 +158,7 @@ fn policy_match_shows_the_webhook_and_pattern() {
         "{stdout}"
     );
 
-    let out = bin()
+    let out = with_production_env(bin())
         .args(["policy", "match", "kernel.proposal.a.b"])
         .output()
         .expect("run");
@@ -130,7 +169,7 @@ fn policy_match_shows_the_webhook_and_pattern() {
         text(&out.stdout)
     );
 
-    let out = bin()
+    let out = with_production_env(bin())
         .args(["policy", "match", "kernel.*"])
         .output()
         .expect("run");

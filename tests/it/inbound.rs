@@ -13,13 +13,13 @@ use sqlx::PgPool;
 
 use crate::support::*;
 
-const NEW_SECRET: &str = "inbound-secret-new-0123456789";
-const OLD_SECRET: &str = "inbound-secret-old-9876543210";
-const JWT_SECRET: &str = "jwt-secret-for-tests-0123456789abcdef";
-const APPROVER_KEY: &str = "approver-key-31337";
-const NOBODY_KEY: &str = "key-without-inbound-roles";
+pub(crate) const NEW_SECRET: &str = "inbound-secret-new-0123456789";
+pub(crate) const OLD_SECRET: &str = "inbound-secret-old-9876543210";
+pub(crate) const JWT_SECRET: &str = "jwt-secret-for-tests-0123456789abcdef";
+pub(crate) const APPROVER_KEY: &str = "approver-key-31337";
+pub(crate) const NOBODY_KEY: &str = "key-without-inbound-roles";
 
-fn policy(control_plane: &str, audit: &str) -> String {
+pub(crate) fn policy(control_plane: &str, audit: &str) -> String {
     format!(
         "version: 1
 webhooks:
@@ -55,18 +55,18 @@ network:
     )
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-fn sign(secret: &str, t: i64, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, t: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn jwt(claims: Value, secret: &str) -> String {
+pub(crate) fn jwt(claims: Value, secret: &str) -> String {
     encode(
         &Header::default(),
         &claims,
@@ -75,22 +75,22 @@ fn jwt(claims: Value, secret: &str) -> String {
     .expect("jwt")
 }
 
-fn good_claims() -> Value {
+pub(crate) fn good_claims() -> Value {
     json!({"iss": "https://id.example.com", "aud": "aion-webhooks", "sub": "svc-deployer", "exp": now() + 300, "roles": ["kernel-approver"]})
 }
 
-const APPROVE: &[u8] =
+pub(crate) const APPROVE: &[u8] =
     br#"{"action": "approve_kernel_proposal", "params": {"proposal_id": "kp-42"}}"#;
 
-struct Call {
-    body: Vec<u8>,
-    signature: Option<String>,
-    bearer: Option<String>,
-    idempotency_key: Option<String>,
+pub(crate) struct Call {
+    pub body: Vec<u8>,
+    pub signature: Option<String>,
+    pub bearer: Option<String>,
+    pub idempotency_key: Option<String>,
 }
 
 impl Call {
-    fn signed(body: &[u8]) -> Self {
+    pub fn signed(body: &[u8]) -> Self {
         Self {
             body: body.to_vec(),
             signature: Some(sign(NEW_SECRET, now(), body)),
@@ -100,7 +100,7 @@ impl Call {
     }
 }
 
-async fn send(app: &TestApp, call: &Call) -> (StatusCode, Value) {
+pub(crate) async fn send(app: &TestApp, call: &Call) -> (StatusCode, Value) {
     let mut req = app
         .http
         .post(format!("{}/webhooks/inbound", app.base))
@@ -120,7 +120,7 @@ async fn send(app: &TestApp, call: &Call) -> (StatusCode, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn counts(app: &TestApp) -> (i64, i64, i64) {
+pub(crate) async fn counts(app: &TestApp) -> (i64, i64, i64) {
     (
         app.count("SELECT count(*) FROM commands").await,
         app.count("SELECT count(*) FROM audit_log").await,
@@ -467,9 +467,10 @@ async fn both_inbound_secrets_are_accepted_during_rotation(pool: PgPool) {
         &policy("http://127.0.0.1:9/cp", "http://127.0.0.1:9/audit"),
     )
     .await;
-    for secret in [NEW_SECRET, OLD_SECRET] {
+    // Two requests (an identical `t` and body would be one request sent twice).
+    for (secret, t) in [(NEW_SECRET, now()), (OLD_SECRET, now() - 1)] {
         let call = Call {
-            signature: Some(sign(secret, now(), APPROVE)),
+            signature: Some(sign(secret, t, APPROVE)),
             ..Call::signed(APPROVE)
         };
         let (status, answer) = send(&app, &call).await;

@@ -314,7 +314,14 @@ async fn credentials_and_roles_are_enforced(pool: PgPool) {
         .await
         .expect("send");
     assert_eq!(r.status().as_u16(), 403, "listing deliveries needs admin");
-    assert_eq!(stored(&app).await.0, 1);
+    let published = app
+        .count("SELECT count(*) FROM events WHERE topic <> 'aion.audit.activity'")
+        .await;
+    assert_eq!(published, 1);
+    let denials = app
+        .count("SELECT count(*) FROM audit_log WHERE actor_id = 'producer' AND action = 'list_deliveries' AND outcome = 'denied'")
+        .await;
+    assert_eq!(denials, 1, "the denial is audited");
 }
 
 #[sqlx::test]

@@ -65,6 +65,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         headers: vec![("X-Team".into(), "analytics".into())],
         signature: mode,
         tenants: None,
+        include_untenanted: false,
         enabled: true,
     }
 }
@@ -379,4 +380,39 @@ fn error_kinds_have_stable_names() {
             "other"
         ]
     );
+}
+
+#[tokio::test]
+async fn query_strings_never_reach_the_attempt_record() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let webhook = hook(
+        &format!("http://{addr}/hook?token=s3cr3t-token"),
+        SignatureMode::Aion,
+    );
+    let report = loopback_sender().send(&outbound(&webhook)).await;
+    let error = report.error.unwrap();
+    assert_eq!(report.error_kind, Some(ErrorKind::Connect), "{error}");
+    assert!(!error.contains("s3cr3t"), "{error}");
+
+    let (addr, _) = receiver(|| async {
+        (
+            StatusCode::FOUND,
+            [("location", "https://elsewhere.example.com/cb?sig=abc123")],
+        )
+            .into_response()
+    })
+    .await;
+    let webhook = hook(&format!("http://{addr}/"), SignatureMode::Aion);
+    let error = loopback_sender()
+        .send(&outbound(&webhook))
+        .await
+        .error
+        .unwrap();
+    assert!(
+        error.contains("https://elsewhere.example.com/cb?redacted"),
+        "{error}"
+    );
+    assert!(!error.contains("abc123"), "{error}");
 }

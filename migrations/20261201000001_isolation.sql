@@ -1,0 +1,26 @@
+-- Security and correctness fixes (issue 7).
+
+-- A late real outcome and the rescuer's `lease_expired` guess for the same
+-- attempt are both kept: the attempt happened, and the rescuer could not know
+-- how it ended. `recorded_by` tells them apart.
+ALTER TABLE delivery_attempts
+    ADD COLUMN recorded_by TEXT NOT NULL DEFAULT 'worker'
+        CHECK (recorded_by IN ('worker', 'rescuer'));
+UPDATE delivery_attempts SET recorded_by = 'rescuer' WHERE error_kind = 'lease_expired';
+ALTER TABLE delivery_attempts DROP CONSTRAINT delivery_attempts_pkey;
+ALTER TABLE delivery_attempts ADD PRIMARY KEY (delivery_id, attempt, recorded_by);
+
+-- Inbound signatures accepted within the tolerance window, per caller: a
+-- captured request sent again gets the first answer and dispatches nothing,
+-- with or without an Idempotency-Key. `digest` is SHA-256 of `<t>.<body>`,
+-- the message the signature covers.
+CREATE TABLE inbound_signatures (
+    actor_id   TEXT NOT NULL,
+    digest     BYTEA NOT NULL,
+    status     INTEGER NOT NULL,
+    response   TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (actor_id, digest)
+);
+CREATE INDEX inbound_signatures_expiry ON inbound_signatures (expires_at);

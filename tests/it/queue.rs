@@ -1,0 +1,183 @@
+//! The queue's transitions against the real store: outcomes that cannot be
+//! stored, late outcomes after a rescue, releases that use no budget.
+
+use std::time::Duration;
+
+use aion_webhooks::delivery::worker::record_outcomes;
+use aion_webhooks::store::{
+    AttemptRecord, Claimed, Completion, DeliveryState, NewEvent, Store, WebhookSlot,
+};
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+async fn store_with_deliveries(pool: PgPool, n: usize) -> Store {
+    let store = Store::from_pool(pool);
+    store.migrate().await.expect("migrate");
+    let now = Utc::now();
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| NewEvent {
+            id: format!("e{i}"),
+            topic: "a.b".into(),
+            payload: i.to_string(),
+            body: format!("{{\"payload\":{i}}}").into_bytes(),
+            occurred_at: now,
+            tenant_id: None,
+            source: None,
+            key: None,
+            trace_id: None,
+            webhooks: vec!["h".into()],
+        })
+        .collect();
+    store.insert_events(&events, now).await.expect("insert");
+    store
+}
+
+async fn claim(store: &Store, lease: Duration) -> Vec<Claimed> {
+    let slot = WebhookSlot {
+        webhook_id: "h".into(),
+        room: 100,
+        lease,
+    };
+    store.claim(&[slot], 100, "engine-a").await.expect("claim")
+}
+
+fn outcome(id: Uuid, attempt: i32, state: DeliveryState, body: &str) -> Completion {
+    Completion {
+        id,
+        attempt,
+        state,
+        retry_in: (state == DeliveryState::Pending).then_some(Duration::from_secs(60)),
+        record: AttemptRecord {
+            started_at: Utc::now(),
+            duration: Duration::from_millis(3),
+            status: Some(if state == DeliveryState::Succeeded {
+                200
+            } else {
+                500
+            }),
+            error_kind: (state != DeliveryState::Succeeded).then_some("http_status"),
+            error: (state != DeliveryState::Succeeded).then(|| "HTTP 500".to_owned()),
+            response_body: Some(body.to_owned()),
+        },
+    }
+}
+
+async fn state_of(store_pool: &PgPool, id: Uuid) -> (String, i32) {
+    sqlx::query_as("SELECT state, attempts FROM deliveries WHERE id = $1")
+        .bind(id)
+        .fetch_one(store_pool)
+        .await
+        .expect("delivery")
+}
+
+#[sqlx::test]
+async fn a_row_that_cannot_be_stored_never_blocks_the_rest_of_its_batch(pool: PgPool) {
+    let store = store_with_deliveries(pool.clone(), 3).await;
+    let claimed = claim(&store, Duration::from_secs(60)).await;
+    assert_eq!(claimed.len(), 3);
+    let mut batch: Vec<Completion> = claimed
+        .iter()
+        .map(|c| outcome(c.id, c.attempt, DeliveryState::Succeeded, "ok\0with NUL"))
+        .collect();
+    // An outcome whose delivery does not exist: its attempt row violates
+    // the foreign key however often it is tried.
+    batch.insert(
+        1,
+        outcome(Uuid::now_v7(), 1, DeliveryState::Succeeded, "orphan"),
+    );
+    let finished = tokio::time::timeout(
+        Duration::from_secs(30),
+        record_outcomes(&store, &batch, &CancellationToken::new()),
+    )
+    .await
+    .expect("record_outcomes gives up on the bad row instead of retrying it forever");
+    assert!(finished);
+    for c in &claimed {
+        assert_eq!(state_of(&pool, c.id).await.0, "succeeded");
+    }
+    let bodies: Vec<String> =
+        sqlx::query_scalar("SELECT response_body FROM delivery_attempts ORDER BY delivery_id")
+            .fetch_all(&pool)
+            .await
+            .expect("attempts");
+    assert_eq!(bodies, vec!["ok\u{FFFD}with NUL"; 3]);
+}
+
+#[sqlx::test]
+async fn a_late_outcome_after_a_rescue_is_kept_beside_the_rescuers_row(pool: PgPool) {
+    let store = store_with_deliveries(pool.clone(), 2).await;
+    let claimed = claim(&store, Duration::from_millis(1)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(store.rescue_expired().await.expect("rescue"), 2);
+    let (first, second) = (&claimed[0], &claimed[1]);
+
+    // The second delivery is claimed again before its first outcome arrives.
+    let again = claim(&store, Duration::from_secs(60)).await;
+    assert_eq!(again.len(), 2, "both were due again");
+    let second_again = again.iter().find(|c| c.id == second.id).expect("second");
+    assert_eq!(second_again.attempt, 2);
+    // Put the first back as the rescuer left it (pending, nobody's), so
+    // only the second is held by a new claim.
+    let first_again = again.iter().find(|c| c.id == first.id).expect("first");
+    store
+        .release(first_again.id, first_again.attempt, Duration::ZERO)
+        .await
+        .expect("release");
+
+    let late = [
+        outcome(first.id, 1, DeliveryState::Succeeded, "late but fine"),
+        outcome(second.id, 1, DeliveryState::Succeeded, "late, superseded"),
+    ];
+    store.complete(&late, Utc::now()).await.expect("complete");
+
+    let rows: Vec<(Uuid, i32, String, Option<String>)> = sqlx::query_as(
+        "SELECT delivery_id, attempt, recorded_by, error_kind FROM delivery_attempts
+         ORDER BY delivery_id, attempt, recorded_by",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("attempts");
+    for id in [first.id, second.id] {
+        let mine: Vec<(i32, &str, Option<&str>)> = rows
+            .iter()
+            .filter(|r| r.0 == id)
+            .map(|r| (r.1, r.2.as_str(), r.3.as_deref()))
+            .collect();
+        assert_eq!(
+            mine,
+            [(1, "rescuer", Some("lease_expired")), (1, "worker", None)],
+            "both records of attempt 1 are kept"
+        );
+    }
+    assert_eq!(
+        state_of(&pool, first.id).await,
+        ("succeeded".into(), 1),
+        "nobody claimed it since the rescue: the real outcome stands"
+    );
+    assert_eq!(
+        state_of(&pool, second.id).await,
+        ("in_flight".into(), 2),
+        "the new holder keeps it"
+    );
+}
+
+#[sqlx::test]
+async fn a_release_gives_the_delivery_back_with_its_budget_intact(pool: PgPool) {
+    let store = store_with_deliveries(pool.clone(), 1).await;
+    let claimed = claim(&store, Duration::from_secs(60)).await;
+    assert_eq!(claimed[0].attempt, 1);
+    store
+        .release(claimed[0].id, claimed[0].attempt, Duration::ZERO)
+        .await
+        .expect("release");
+    assert_eq!(state_of(&pool, claimed[0].id).await, ("pending".into(), 0));
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(attempts, 0, "nothing was sent, so nothing is recorded");
+    let again = claim(&store, Duration::from_secs(60)).await;
+    assert_eq!(again[0].attempt, 1, "the next attempt is still the first");
+}
