@@ -1,5 +1,7 @@
 # Placeholder until the embedded-store issue: builds the binary; a PostgreSQL
-# is still needed at run time (DATABASE_URL).
+# is still needed at run time (DATABASE_URL). The default policy is the
+# production one: it starts only once every secret variable it names is set
+# (see README, "Production secrets").
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .

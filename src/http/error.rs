@@ -52,8 +52,10 @@ pub enum ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// Unreachable, or a lost deadlock or serialization race: the same
+    /// request may succeed later, so 503 rather than 500.
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
+        if e.is_transient() {
             Self::Unavailable(e)
         } else {
             Self::Internal(e)

@@ -268,8 +268,8 @@ async fn batches_with_the_same_ids_in_opposite_orders_do_not_deadlock(pool: PgPo
     )
     .await;
     for round in 0..5 {
-        let forward: Vec<Value> = (0..200)
-            .map(|i| json!({"id": format!("r{round}-{i:03}"), "topic": "a.b", "payload": i}))
+        let forward: Vec<Value> = (0..1000)
+            .map(|i| json!({"id": format!("r{round}-{i:04}"), "topic": "a.b", "payload": i}))
             .collect();
         let backward: Vec<Value> = forward.iter().rev().cloned().collect();
         let (a, b) = futures::future::join(
@@ -284,8 +284,8 @@ async fn batches_with_the_same_ids_in_opposite_orders_do_not_deadlock(pool: PgPo
             );
         }
     }
-    assert_eq!(app.count("SELECT count(*) FROM events").await, 1000);
-    assert_eq!(app.count("SELECT count(*) FROM deliveries").await, 1000);
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 5000);
+    assert_eq!(app.count("SELECT count(*) FROM deliveries").await, 5000);
 }
 
 #[sqlx::test]
