@@ -24,3 +24,10 @@ CREATE TABLE inbound_signatures (
     PRIMARY KEY (actor_id, digest)
 );
 CREATE INDEX inbound_signatures_expiry ON inbound_signatures (expires_at);
+
+-- The fair claim takes each webhook's oldest due rows separately (one short
+-- index range per webhook, round-robin across them), so a webhook's backlog
+-- never sits in front of another webhook's due deliveries. This index serves
+-- it and the per-webhook "next due" lookup; the global due index goes.
+CREATE INDEX deliveries_due_by_webhook ON deliveries (webhook_id, next_attempt_at) WHERE state = 'pending';
+DROP INDEX deliveries_due;

@@ -3,12 +3,12 @@
 //! engines that died. Several engines may run it on one database: the claim
 //! (`FOR UPDATE SKIP LOCKED`) gives each delivery to one of them.
 //!
-//! Concurrency is bounded globally and per webhook (the claim asks for at
-//! most the room each webhook has left here), so one slow receiver cannot
-//! take every slot.
+//! What may be sent is decided by the [`Scheduler`] (per-webhook rooms, a
+//! fair share of the engine's slots); the claim shares each batch across
+//! those webhooks round-robin, so one failing, slow or hanging receiver
+//! cannot delay another webhook's due deliveries.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::retry::{self, Decision};
+use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::{AttemptReport, Outbound, Sender};
 use crate::policy::PolicySet;
 use crate::store::{
@@ -86,7 +87,7 @@ struct Shared {
     sender: Sender,
     cfg: WorkerConfig,
     global: Arc<Semaphore>,
-    per_webhook: Mutex<HashMap<String, u32>>,
+    scheduler: Scheduler,
     slot_freed: Notify,
     done: mpsc::UnboundedSender<Completion>,
 }
@@ -114,8 +115,12 @@ pub async fn run(
         store,
         policy,
         sender,
+        scheduler: Scheduler::new(SchedulerLimits {
+            max_in_flight: cfg.max_in_flight,
+            max_in_flight_per_webhook: cfg.max_in_flight_per_webhook,
+            lease_margin: cfg.lease_margin,
+        }),
         cfg,
-        per_webhook: Mutex::new(HashMap::new()),
         slot_freed: Notify::new(),
         done: done_tx,
     });
@@ -166,7 +171,7 @@ async fn claim_loop(
             continue;
         }
         let policy = shared.policy.load_full();
-        let slots = slots(shared, &policy);
+        let slots = shared.scheduler.slots(&policy, free);
         let limit = free.min(shared.cfg.claim_batch);
         let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id).await {
             Ok(c) => {
@@ -191,12 +196,7 @@ async fn claim_loop(
                 tracing::error!(delivery = %c.id, "no send slot for a claimed delivery; it will be rescued");
                 continue;
             };
-            *shared
-                .per_webhook
-                .lock()
-                .expect("lock")
-                .entry(c.webhook_id.clone())
-                .or_insert(0) += 1;
+            shared.scheduler.started(&c.webhook_id);
             let shared = shared.clone();
             let hard_stop = hard_stop.clone();
             tracker.spawn(async move {
@@ -205,14 +205,7 @@ async fn claim_loop(
                     () = deliver(&shared, c) => {}
                     () = hard_stop.cancelled() => {}
                 }
-                if let Some(n) = shared
-                    .per_webhook
-                    .lock()
-                    .expect("lock")
-                    .get_mut(&webhook_id)
-                {
-                    *n = n.saturating_sub(1);
-                }
+                shared.scheduler.finished(&webhook_id);
                 drop(permit);
                 shared.slot_freed.notify_one();
             });
@@ -241,25 +234,6 @@ async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {
 
 fn enabled_count(policy: &PolicySet) -> usize {
     policy.webhooks().iter().filter(|w| w.enabled).count()
-}
-
-/// Webhooks the claim may serve now: enabled, in the policy, with room.
-fn slots(shared: &Shared, policy: &PolicySet) -> Vec<WebhookSlot> {
-    let busy = shared.per_webhook.lock().expect("lock");
-    policy
-        .webhooks()
-        .iter()
-        .filter(|w| w.enabled)
-        .filter_map(|w| {
-            let used = busy.get(w.id.as_str()).copied().unwrap_or(0);
-            let room = shared.cfg.max_in_flight_per_webhook.saturating_sub(used);
-            (room > 0).then(|| WebhookSlot {
-                webhook_id: w.id.to_string(),
-                room,
-                lease: w.timeout + shared.cfg.lease_margin,
-            })
-        })
-        .collect()
 }
 
 /// Sleep until the next scheduled retry, but no longer than the poll interval.

@@ -94,6 +94,12 @@ impl Store {
     /// Claims up to `limit` due deliveries of the given webhooks, at most
     /// `room` per webhook, and leases them to `worker`. Deliveries of
     /// webhooks not listed (disabled, or gone from the policy) stay pending.
+    ///
+    /// Fair by construction: each webhook's oldest due rows are read on
+    /// their own (an index range per webhook, at most its room), then taken
+    /// round-robin — every webhook's first due row, then every second, … —
+    /// so however many due retries one webhook has piled up, the others'
+    /// due deliveries are in the same batch.
     pub async fn claim(
         &self,
         slots: &[WebhookSlot],
@@ -104,37 +110,30 @@ impl Store {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
-        let rooms: Vec<i32> = slots.iter().map(|s| clamp_i32(u64::from(s.room))).collect();
+        let rooms: Vec<i32> = slots
+            .iter()
+            .map(|s| clamp_i32(u64::from(s.room.min(limit))))
+            .collect();
         let leases: Vec<i64> = slots.iter().map(|s| millis(s.lease)).collect();
-        // When every webhook has room for the whole batch (the usual case) a
-        // plain ordered claim does; otherwise rank per webhook and cap each.
-        let capped = slots.iter().any(|s| s.room < limit);
-        // Joins below go through `= ANY(ARRAY(…))` and LATERAL lookups so
-        // the planner uses the primary keys: a hash join against a CTE would
-        // scan the whole table on every claim.
-        let lock = if capped {
-            "SELECT d.id FROM deliveries d
-             WHERE d.id = ANY(ARRAY(
-                 SELECT id FROM (
-                     SELECT due.id, due.next_attempt_at, slot.room,
-                            row_number() OVER (PARTITION BY due.webhook_id ORDER BY due.next_attempt_at) AS rn
-                     FROM (SELECT d.id, d.webhook_id, d.next_attempt_at FROM deliveries d
-                           WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND d.webhook_id = ANY($1)
-                           ORDER BY d.next_attempt_at LIMIT $4 * 4) AS due
-                     JOIN slot USING (webhook_id)
-                 ) AS ranked WHERE rn <= room ORDER BY next_attempt_at LIMIT $4))
-               AND d.state = 'pending'
-             FOR UPDATE SKIP LOCKED"
-        } else {
-            "SELECT d.id FROM deliveries d
-             WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND d.webhook_id = ANY($1)
-             ORDER BY d.next_attempt_at LIMIT $4
-             FOR UPDATE SKIP LOCKED"
-        };
-        let sql = format!(
-            "WITH slot AS (
+        // Candidates are read without locks; only the chosen ones are locked
+        // (SKIP LOCKED: another engine's pick is skipped, not waited for).
+        // Joins go through `= ANY(ARRAY(…))` and LATERAL lookups so the
+        // planner uses the indexes instead of hashing whole tables.
+        let sql = "WITH slot AS (
                  SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) AS s(webhook_id, room, lease_ms)
-             ), locked AS ({lock}
+             ), candidate AS (
+                 SELECT c.id, c.next_attempt_at, row_number() OVER (PARTITION BY s.webhook_id ORDER BY c.next_attempt_at) AS rn
+                 FROM slot s
+                 CROSS JOIN LATERAL (
+                     SELECT d.id, d.next_attempt_at FROM deliveries d
+                     WHERE d.state = 'pending' AND d.webhook_id = s.webhook_id AND d.next_attempt_at <= now()
+                     ORDER BY d.next_attempt_at LIMIT s.room
+                 ) AS c
+             ), locked AS (
+                 SELECT d.id FROM deliveries d
+                 WHERE d.id = ANY(ARRAY(SELECT id FROM candidate ORDER BY rn, next_attempt_at LIMIT $4))
+                   AND d.state = 'pending'
+                 FOR UPDATE SKIP LOCKED
              ), claimed AS (
                  UPDATE deliveries d
                  SET state = 'in_flight', attempts = d.attempts + 1,
@@ -146,9 +145,8 @@ impl Store {
              )
              SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id
              FROM claimed c
-             CROSS JOIN LATERAL (SELECT topic, body, trace_id FROM events WHERE events.id = c.event_id) AS e"
-        );
-        let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
+             CROSS JOIN LATERAL (SELECT topic, body, trace_id FROM events WHERE events.id = c.event_id) AS e";
+        let rows: Vec<ClaimRow> = sqlx::query_as(sql)
             .bind(&ids)
             .bind(&rooms)
             .bind(&leases)
@@ -363,14 +361,20 @@ impl Store {
     }
 
     /// How long until the earliest pending delivery of these webhooks falls
-    /// due (zero if one is due already), by the database's clock.
+    /// due (zero if one is due already), by the database's clock. One index
+    /// probe per webhook, however long the queue.
     pub async fn next_due(
         &self,
         webhook_ids: &[&str],
     ) -> Result<Option<std::time::Duration>, StoreError> {
         let ms: Option<f64> = sqlx::query_scalar(
-            "SELECT (EXTRACT(EPOCH FROM (min(next_attempt_at) - now())) * 1000)::float8
-             FROM deliveries WHERE state = 'pending' AND webhook_id = ANY($1)",
+            "SELECT (EXTRACT(EPOCH FROM (min(n.at) - now())) * 1000)::float8
+             FROM unnest($1::text[]) AS w(id)
+             CROSS JOIN LATERAL (
+                 SELECT next_attempt_at AS at FROM deliveries
+                 WHERE state = 'pending' AND webhook_id = w.id
+                 ORDER BY next_attempt_at LIMIT 1
+             ) AS n",
         )
         .bind(webhook_ids)
         .fetch_one(&self.pool)

@@ -1,0 +1,166 @@
+//! What may be sent now: the one place that turns this engine's limits into
+//! the "webhook → room" list the claim asks for. The claim loop stays claim
+//! → spawn → record; a new limit (adaptive concurrency, rate budgets,
+//! endpoint state, ordering) is a new input here, not another map beside the
+//! loop.
+//!
+//! Today's limits:
+//! - per webhook: at most `max_in_flight_per_webhook` sends at once;
+//! - fair share of the engine's slots: a webhook already holding its equal
+//!   share (`max_in_flight / enabled webhooks`) may take more only while a
+//!   quarter of the engine's slots stays free. However many webhooks hang or
+//!   fail, the others always find free slots.
+//!
+//! Sharing one claim's rows between webhooks is the store's job (the claim
+//! takes due rows round-robin across the listed webhooks), so a webhook's
+//! backlog can never sit in front of another's due deliveries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::policy::PolicySet;
+use crate::store::WebhookSlot;
+
+/// The limits the scheduler applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Sends in flight at once, all webhooks together.
+    pub max_in_flight: u32,
+    /// Sends in flight at once to one webhook.
+    pub max_in_flight_per_webhook: u32,
+    /// Added to a webhook's timeout to make a delivery's lease.
+    pub lease_margin: Duration,
+}
+
+/// Per-webhook sends in flight on this engine, and the rooms they leave.
+#[derive(Debug)]
+pub struct Scheduler {
+    limits: Limits,
+    in_flight: Mutex<HashMap<String, u32>>,
+}
+
+impl Scheduler {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Webhooks the claim may serve now, each with its room, given `free`
+    /// engine-wide slots. Disabled webhooks and those without room are left
+    /// out: their deliveries stay pending.
+    pub fn slots(&self, policy: &PolicySet, free: u32) -> Vec<WebhookSlot> {
+        let busy = self.in_flight.lock().expect("lock");
+        let enabled = policy.webhooks().iter().filter(|w| w.enabled).count();
+        let l = self.limits;
+        let share = (l.max_in_flight / u32::try_from(enabled.max(1)).unwrap_or(u32::MAX)).max(1);
+        let reserve = l.max_in_flight / 4;
+        policy
+            .webhooks()
+            .iter()
+            .filter(|w| w.enabled)
+            .filter_map(|w| {
+                let used = busy.get(w.id.as_str()).copied().unwrap_or(0);
+                let mut room = l.max_in_flight_per_webhook.saturating_sub(used);
+                if used >= share {
+                    room = room.min(free.saturating_sub(reserve));
+                }
+                (room > 0).then(|| WebhookSlot {
+                    webhook_id: w.id.to_string(),
+                    room,
+                    lease: w.timeout + l.lease_margin,
+                })
+            })
+            .collect()
+    }
+
+    /// A send to `webhook` started.
+    pub fn started(&self, webhook: &str) {
+        *self
+            .in_flight
+            .lock()
+            .expect("lock")
+            .entry(webhook.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// A send to `webhook` ended, however it ended.
+    pub fn finished(&self, webhook: &str) {
+        if let Some(n) = self.in_flight.lock().expect("lock").get_mut(webhook) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(ids: &[&str]) -> PolicySet {
+        let mut yaml = String::from("version: 1\nwebhooks:\n");
+        for id in ids {
+            yaml.push_str(&format!(
+                "  - id: {id}\n    url: https://{id}.example.com\n    secret: s\n    topics: [x]\n    timeout: 2s\n"
+            ));
+        }
+        PolicySet::parse(&yaml, "t", std::path::Path::new("."), &|_| None).expect("policy")
+    }
+
+    fn limits(max: u32, per: u32) -> Limits {
+        Limits {
+            max_in_flight: max,
+            max_in_flight_per_webhook: per,
+            lease_margin: Duration::from_secs(5),
+        }
+    }
+
+    fn rooms(s: &Scheduler, p: &PolicySet, free: u32) -> Vec<(String, u32)> {
+        s.slots(p, free)
+            .into_iter()
+            .map(|w| (w.webhook_id, w.room))
+            .collect()
+    }
+
+    #[test]
+    fn an_idle_engine_offers_every_webhook_its_full_room() {
+        let p = policy(&["a", "b"]);
+        let s = Scheduler::new(limits(100, 40));
+        assert_eq!(rooms(&s, &p, 100), [("a".into(), 40), ("b".into(), 40)]);
+        assert_eq!(s.slots(&p, 100)[0].lease, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_webhook_over_its_share_stops_growing_before_the_reserve() {
+        let p = policy(&["hang1", "hang2", "ok"]);
+        let s = Scheduler::new(limits(64, 64));
+        // Two hanging webhooks hold 24 each: over their share of 21.
+        for _ in 0..24 {
+            s.started("hang1");
+            s.started("hang2");
+        }
+        // 16 free = the reserve: only the webhook under its share may grow.
+        assert_eq!(rooms(&s, &p, 16), [("ok".into(), 64)]);
+        // More free than the reserve: the over-share ones may use the excess.
+        assert_eq!(
+            rooms(&s, &p, 20),
+            [("hang1".into(), 4), ("hang2".into(), 4), ("ok".into(), 64)]
+        );
+        for _ in 0..24 {
+            s.finished("hang1");
+        }
+        assert_eq!(rooms(&s, &p, 40)[0], ("hang1".into(), 64));
+    }
+
+    #[test]
+    fn a_full_webhook_gets_no_slot() {
+        let p = policy(&["a"]);
+        let s = Scheduler::new(limits(100, 2));
+        s.started("a");
+        s.started("a");
+        assert!(s.slots(&p, 98).is_empty());
+        s.finished("a");
+        assert_eq!(rooms(&s, &p, 99), [("a".into(), 1)]);
+    }
+}
