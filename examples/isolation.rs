@@ -12,6 +12,9 @@
 //! cargo run --release --example isolation -- --busy 429    # busy answers 429 after 20 ms
 //! cargo run --release --example isolation -- --busy hang   # busy never answers (1 s timeout)
 //! cargo run --release --example isolation -- --busy 500 --busy-events 5000   # a deeper backlog
+//! # the integration tests' shapes: a slow failing backlog, hanging webhooks filling the engine
+//! cargo run --release --example isolation -- --busy slow500 --busy-events 3000 --per-webhook 16
+//! cargo run --release --example isolation -- --busy hang --busy-webhooks 2 --max-in-flight 32 --per-webhook 32
 //! ```
 //! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a database `aion_iso_<pid>` is created there and dropped at the end.
@@ -41,6 +44,7 @@ const CLIENTS: usize = 16;
 enum Busy {
     None,
     Fail500,
+    Slow500,
     Throttle429,
     Hang,
 }
@@ -59,13 +63,23 @@ async fn main() -> anyhow::Result<()> {
     let busy = match pick("--busy").as_deref().unwrap_or("500") {
         "none" => Busy::None,
         "500" => Busy::Fail500,
+        "slow500" => Busy::Slow500,
         "429" => Busy::Throttle429,
         "hang" => Busy::Hang,
-        other => anyhow::bail!("unknown --busy {other:?}; use none, 500, 429 or hang"),
+        other => anyhow::bail!("unknown --busy {other:?}; use none, 500, slow500, 429 or hang"),
     };
-    let busy_events: usize = match pick("--busy-events") {
-        Some(n) => n.parse().context("--busy-events")?,
-        None => BUSY_EVENTS,
+    let num = |flag: &str, default: usize| -> anyhow::Result<usize> {
+        pick(flag).map_or(Ok(default), |n| n.parse().context(flag.to_owned()))
+    };
+    let engine = WorkerConfig::default();
+    let knobs = Knobs {
+        busy_events: num("--busy-events", BUSY_EVENTS)?,
+        busy_webhooks: num("--busy-webhooks", 1)?,
+        max_in_flight: u32::try_from(num("--max-in-flight", engine.max_in_flight as usize)?)?,
+        per_webhook: u32::try_from(num(
+            "--per-webhook",
+            engine.max_in_flight_per_webhook as usize,
+        )?)?,
     };
     let server = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -82,14 +96,24 @@ async fn main() -> anyhow::Result<()> {
             .rsplit_once('/')
             .map_or(server.as_str(), |(base, _)| base)
     );
-    let result = run(busy, busy_events, &db_url).await;
+    let result = run(busy, knobs, &db_url).await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
     result
 }
 
-async fn run(busy: Busy, busy_events: usize, db_url: &str) -> anyhow::Result<()> {
+/// What the command line can vary.
+#[derive(Debug, Clone, Copy)]
+struct Knobs {
+    busy_events: usize,
+    busy_webhooks: usize,
+    max_in_flight: u32,
+    per_webhook: u32,
+}
+
+async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
+    let busy_events = knobs.busy_events;
     let ok = Arc::new(Counters::default());
     let bad = Arc::new(Counters::default());
     let ok_url = receiver(ok.clone(), Busy::None).await?;
@@ -99,10 +123,12 @@ async fn run(busy: Busy, busy_events: usize, db_url: &str) -> anyhow::Result<()>
             "  - id: {id}\n    url: {url}\n    secret: s-{id}\n    topics: [{topic}]\n    timeout: 1s\n    retry: {{ initial_interval: 100ms, max_interval: 300ms, max_attempts: 60 }}\n"
         )
     };
+    let busy_hooks: String = (0..knobs.busy_webhooks)
+        .map(|i| hook(&format!("busy-{i}"), &bad_url, "busy.event"))
+        .collect();
     let yaml = format!(
-        "version: 1\nwebhooks:\n{}{}auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
+        "version: 1\nwebhooks:\n{}{busy_hooks}auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
         hook("ok", &ok_url, "ok.event"),
-        hook("busy", &bad_url, "busy.event"),
         hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
     );
     let policy = PolicySet::parse(&yaml, "isolation", std::path::Path::new("."), &|_| None)
@@ -112,7 +138,11 @@ async fn run(busy: Busy, busy_events: usize, db_url: &str) -> anyhow::Result<()>
         listen: "127.0.0.1:0".into(),
         policy_path: "isolation".into(),
         limits: Limits::default(),
-        worker: WorkerConfig::default(),
+        worker: WorkerConfig {
+            max_in_flight: knobs.max_in_flight,
+            max_in_flight_per_webhook: knobs.per_webhook,
+            ..WorkerConfig::default()
+        },
         run_workers: true,
         db_max_connections: 16,
         ingest_writers: 2,
@@ -177,7 +207,8 @@ async fn run(busy: Busy, busy_events: usize, db_url: &str) -> anyhow::Result<()>
     }
     let took = started.elapsed();
     println!(
-        "busy={busy:?}  ok: {EVENTS} received in {:.2} s  busy: {} attempts meanwhile, at most {} open at once",
+        "busy={busy:?} x{}  ok: {EVENTS} received in {:.2} s  busy: {} attempts meanwhile, at most {} open at once",
+        knobs.busy_webhooks,
         took.as_secs_f64(),
         bad.requests.load(Ordering::Relaxed) - busy_before,
         bad.max_open.load(Ordering::Relaxed)
@@ -207,6 +238,10 @@ async fn receiver(counters: Arc<Counters>, behaviour: Busy) -> anyhow::Result<St
             match behaviour {
                 Busy::None => StatusCode::OK,
                 Busy::Fail500 => StatusCode::INTERNAL_SERVER_ERROR,
+                Busy::Slow500 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
                 Busy::Throttle429 => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     StatusCode::TOO_MANY_REQUESTS

@@ -6,10 +6,11 @@
 //!
 //! Today's limits:
 //! - per webhook: at most `max_in_flight_per_webhook` sends at once;
-//! - fair share of the engine's slots: a webhook already holding its equal
-//!   share (`max_in_flight / enabled webhooks`) may take more only while a
-//!   quarter of the engine's slots stays free. However many webhooks hang or
-//!   fail, the others always find free slots.
+//! - fair share of the engine's slots: every webhook may grow to its equal
+//!   share (`max_in_flight / enabled webhooks`); beyond it, webhooks take
+//!   only what exceeds a reserve of a quarter of the engine's slots, split
+//!   between them. However many webhooks hang or fail, the others always
+//!   find free slots.
 //!
 //! Sharing one claim's rows between webhooks is the store's job (the claim
 //! takes due rows round-robin across the listed webhooks), so a webhook's
@@ -53,20 +54,28 @@ impl Scheduler {
     /// out: their deliveries stay pending.
     pub fn slots(&self, policy: &PolicySet, free: u32) -> Vec<WebhookSlot> {
         let busy = self.in_flight.lock().expect("lock");
-        let enabled = policy.webhooks().iter().filter(|w| w.enabled).count();
         let l = self.limits;
-        let share = (l.max_in_flight / u32::try_from(enabled.max(1)).unwrap_or(u32::MAX)).max(1);
-        let reserve = l.max_in_flight / 4;
-        policy
+        let enabled: Vec<_> = policy
             .webhooks()
             .iter()
             .filter(|w| w.enabled)
-            .filter_map(|w| {
-                let used = busy.get(w.id.as_str()).copied().unwrap_or(0);
-                let mut room = l.max_in_flight_per_webhook.saturating_sub(used);
-                if used >= share {
-                    room = room.min(free.saturating_sub(reserve));
-                }
+            .map(|w| (w, busy.get(w.id.as_str()).copied().unwrap_or(0)))
+            .collect();
+        let share =
+            (l.max_in_flight / u32::try_from(enabled.len().max(1)).unwrap_or(u32::MAX)).max(1);
+        let over_share = enabled.iter().filter(|(_, used)| *used >= share).count();
+        // What the webhooks past their share may take between them, this claim.
+        let excess = free.saturating_sub(l.max_in_flight / 4)
+            / u32::try_from(over_share.max(1)).unwrap_or(u32::MAX);
+        enabled
+            .into_iter()
+            .filter_map(|(w, used)| {
+                let cap = l.max_in_flight_per_webhook.saturating_sub(used);
+                let room = if used < share {
+                    cap.min(share - used)
+                } else {
+                    cap.min(excess)
+                };
                 (room > 0).then(|| WebhookSlot {
                     webhook_id: w.id.to_string(),
                     room,
@@ -124,15 +133,17 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_engine_offers_every_webhook_its_full_room() {
+    fn an_idle_engine_offers_every_webhook_its_share() {
         let p = policy(&["a", "b"]);
         let s = Scheduler::new(limits(100, 40));
         assert_eq!(rooms(&s, &p, 100), [("a".into(), 40), ("b".into(), 40)]);
         assert_eq!(s.slots(&p, 100)[0].lease, Duration::from_secs(7));
+        let s = Scheduler::new(limits(64, 64));
+        assert_eq!(rooms(&s, &p, 64), [("a".into(), 32), ("b".into(), 32)]);
     }
 
     #[test]
-    fn a_webhook_over_its_share_stops_growing_before_the_reserve() {
+    fn webhooks_past_their_share_split_only_what_exceeds_the_reserve() {
         let p = policy(&["hang1", "hang2", "ok"]);
         let s = Scheduler::new(limits(64, 64));
         // Two hanging webhooks hold 24 each: over their share of 21.
@@ -141,16 +152,16 @@ mod tests {
             s.started("hang2");
         }
         // 16 free = the reserve: only the webhook under its share may grow.
-        assert_eq!(rooms(&s, &p, 16), [("ok".into(), 64)]);
-        // More free than the reserve: the over-share ones may use the excess.
+        assert_eq!(rooms(&s, &p, 16), [("ok".into(), 21)]);
+        // 20 free: the 4 above the reserve are split between the two.
         assert_eq!(
             rooms(&s, &p, 20),
-            [("hang1".into(), 4), ("hang2".into(), 4), ("ok".into(), 64)]
+            [("hang1".into(), 2), ("hang2".into(), 2), ("ok".into(), 21)]
         );
         for _ in 0..24 {
             s.finished("hang1");
         }
-        assert_eq!(rooms(&s, &p, 40)[0], ("hang1".into(), 64));
+        assert_eq!(rooms(&s, &p, 40)[0], ("hang1".into(), 21));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod delivery;
 mod inbound;
 mod inbound_replay;
 mod ingest;
+mod isolation;
 mod pgtmp;
 mod queue;
 mod security;

@@ -15,10 +15,15 @@ use uuid::Uuid;
 async fn store_with_deliveries(pool: PgPool, n: usize) -> Store {
     let store = Store::from_pool(pool);
     store.migrate().await.expect("migrate");
+    add_deliveries(&store, "e", "h", n).await;
+    store
+}
+
+async fn add_deliveries(store: &Store, prefix: &str, webhook: &str, n: usize) {
     let now = Utc::now();
     let events: Vec<NewEvent> = (0..n)
         .map(|i| NewEvent {
-            id: format!("e{i}"),
+            id: format!("{prefix}{i}"),
             topic: "a.b".into(),
             payload: i.to_string(),
             body: format!("{{\"payload\":{i}}}").into_bytes(),
@@ -27,11 +32,10 @@ async fn store_with_deliveries(pool: PgPool, n: usize) -> Store {
             source: None,
             key: None,
             trace_id: None,
-            webhooks: vec!["h".into()],
+            webhooks: vec![webhook.into()],
         })
         .collect();
     store.insert_events(&events, now).await.expect("insert");
-    store
 }
 
 async fn claim(store: &Store, lease: Duration) -> Vec<Claimed> {
@@ -180,4 +184,34 @@ async fn a_release_gives_the_delivery_back_with_its_budget_intact(pool: PgPool) 
     assert_eq!(attempts, 0, "nothing was sent, so nothing is recorded");
     let again = claim(&store, Duration::from_secs(60)).await;
     assert_eq!(again[0].attempt, 1, "the next attempt is still the first");
+}
+
+#[sqlx::test]
+async fn a_claim_shares_its_batch_round_robin_across_webhooks(pool: PgPool) {
+    let store = Store::from_pool(pool);
+    store.migrate().await.expect("migrate");
+    // busy's 100 due deliveries are all older than ok's 5.
+    add_deliveries(&store, "busy-", "busy", 100).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    add_deliveries(&store, "ok-", "ok", 5).await;
+    let slot = |id: &str| WebhookSlot {
+        webhook_id: id.into(),
+        room: 100,
+        lease: Duration::from_secs(60),
+    };
+    let claimed = store
+        .claim(&[slot("busy"), slot("ok")], 10, "engine-a")
+        .await
+        .expect("claim");
+    let ok = claimed.iter().filter(|c| c.webhook_id == "ok").count();
+    assert_eq!(claimed.len(), 10);
+    assert_eq!(ok, 5, "every due delivery of ok is in the first batch");
+    // Within a webhook, the oldest due go first.
+    let mut busy: Vec<&str> = claimed
+        .iter()
+        .filter(|c| c.webhook_id == "busy")
+        .map(|c| c.event_id.as_str())
+        .collect();
+    busy.sort_unstable();
+    assert_eq!(busy.len(), 5);
 }
