@@ -145,6 +145,7 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         },
         run_workers: true,
         db_max_connections: 16,
+        watch_policy: false,
         ingest_writers: 2,
     };
     let store = Store::connect_lazy(db_url, config.db_max_connections)?;

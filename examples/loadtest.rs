@@ -180,6 +180,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         },
         run_workers: true,
         db_max_connections: tuning.db_connections,
+        watch_policy: false,
         ingest_writers: 2,
     };
     let store = Store::connect_lazy(db_url, config.db_max_connections)?;

@@ -21,6 +21,7 @@ use crate::delivery::worker::{self, WorkerConfig};
 use crate::http::{AppState, Limits};
 use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
+use crate::reload::{Reloader, Trigger};
 use crate::store::Store;
 
 /// Everything `serve` needs.
@@ -34,6 +35,9 @@ pub struct Config {
     /// Run delivery workers in this process (false = API only).
     pub run_workers: bool,
     pub db_max_connections: u32,
+    /// Reload the policy when its file changes (SIGHUP and the API reload
+    /// it whatever this says).
+    pub watch_policy: bool,
     /// Group-commit writers for single-event ingest. Few is better: each
     /// writer's group waits for the statement before it, so groups grow and
     /// commits shrink; two keep one statement in flight while the next fills.
@@ -55,6 +59,7 @@ impl Config {
             worker: WorkerConfig::default(),
             run_workers: true,
             db_max_connections: 16,
+            watch_policy: true,
             ingest_writers: 2,
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
@@ -95,6 +100,9 @@ impl Config {
         }
         if let Some(n) = num("AION_WEBHOOKS_POLL_INTERVAL_MS")? {
             cfg.worker.poll_interval = Duration::from_millis(n.max(1));
+        }
+        if let Ok(v) = std::env::var("AION_WEBHOOKS_WATCH_POLICY") {
+            cfg.watch_policy = !matches!(v.as_str(), "0" | "false" | "off");
         }
         if let Ok(v) = std::env::var("AION_WEBHOOKS_WORKERS") {
             cfg.run_workers = !matches!(v.as_str(), "0" | "false" | "off");
@@ -138,8 +146,14 @@ impl App {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let reloader = Arc::new(Reloader::new(
+            config.policy_path.clone(),
+            policy.clone(),
+            store.clone(),
+        ));
         let state = AppState {
             store: store.clone(),
+            reloader,
             policy,
             limits: config.limits,
             metrics: Arc::default(),
@@ -190,6 +204,13 @@ impl App {
                 cancel.clone(),
             ))
         });
+        tokio::spawn(reload_on_signal(
+            self.state.reloader.clone(),
+            cancel.clone(),
+        ));
+        if self.config.watch_policy {
+            watch_policy_file(self.state.reloader.clone(), cancel.clone());
+        }
         let app = crate::http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs
@@ -212,6 +233,82 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Reloads the policy on every SIGHUP until `cancel`.
+async fn reload_on_signal(reloader: Arc<Reloader>, cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload through the file or the API");
+        return;
+    };
+    loop {
+        tokio::select! {
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading the policy");
+                let _ = reloader.reload(Trigger::Signal).await;
+            }
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Watches the policy file's directory (an editor that writes a new file and
+/// renames it over the old one is seen too) and reloads 200 ms after the
+/// last change, until `cancel`.
+fn watch_policy_file(reloader: Arc<Reloader>, cancel: CancellationToken) {
+    use notify::Watcher;
+    let path = reloader.path().to_path_buf();
+    let Some(name) = path.file_name().map(std::ffi::OsStr::to_os_string) else {
+        return;
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let handler = move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !event.kind.is_access()
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+        {
+            let _ = tx.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy file; reload with SIGHUP or the API");
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP or the API");
+        return;
+    }
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                got = rx.recv() => if got.is_none() { return; },
+                () = cancel.cancelled() => return,
+            }
+            // Debounce: an editor's save is several events.
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => break,
+                    got = rx.recv() => if got.is_none() { return; },
+                }
+            }
+            let _ = reloader.reload(Trigger::File).await;
+        }
+    });
 }
 
 /// `aion-webhooks serve`: runs until SIGTERM or SIGINT, then exits 0.

@@ -60,8 +60,18 @@ impl AuditEntry {
 
     /// The `aion.audit.activity` event for this record.
     pub fn event(&self, policy: &PolicySet) -> NewEvent {
+        self.event_with(policy, serde_json::Map::new())
+    }
+
+    /// The event, with `extra` fields added to its payload (e.g. a policy
+    /// reload's old hash and diff).
+    pub fn event_with(
+        &self,
+        policy: &PolicySet,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> NewEvent {
         let topic = Topic::parse(AUDIT_TOPIC).expect("the audit topic is a valid topic");
-        let payload = json!({
+        let mut payload = json!({
             "actor_id": self.actor_id,
             "action": self.action,
             "outcome": self.outcome.as_str(),
@@ -70,6 +80,9 @@ impl AuditEntry {
             "request_id": self.request_id,
             "source_ip": self.source_ip,
         });
+        if let Some(fields) = payload.as_object_mut() {
+            fields.extend(extra);
+        }
         internal_event(
             policy,
             &topic,

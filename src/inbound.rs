@@ -225,8 +225,8 @@ pub async fn handle(
         idempotency_key: key.map(str::to_owned),
         event,
     };
-    // Remembered for twice the tolerance: a signature made at `t` is fresh
-    // until `t + tolerance`, and `t` is at most `tolerance` behind now.
+    // Remembered until `t + tolerance` (plus a second of slack), when no
+    // engine would accept it any more.
     let signature = SignatureRecord {
         actor_id: principal.actor_id.clone(),
         digest: Sha256::new()
@@ -236,10 +236,8 @@ pub async fn handle(
             .into(),
         status: 202,
         response: answer.clone(),
-        ttl: inbound
-            .tolerance
-            .saturating_mul(2)
-            .max(Duration::from_secs(1)),
+        signed_at,
+        ttl: inbound.tolerance + Duration::from_secs(1),
     };
     let idempotency = key.map(|k| IdempotencyRecord {
         actor_id: principal.actor_id.clone(),

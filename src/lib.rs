@@ -16,5 +16,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod policy;
 pub mod rbac;
+pub mod reload;
 pub mod signing;
 pub mod store;

@@ -43,6 +43,12 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A policy reload refused; `errors` lists every problem.
+    #[error("{message}")]
+    PolicyInvalid {
+        message: String,
+        errors: Vec<String>,
+    },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("the database is unavailable; retry later")]
@@ -108,6 +114,9 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, None),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            Self::PolicyInvalid { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", None)
+            }
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -125,6 +134,9 @@ impl IntoResponse for ApiError {
         let mut error = json!({ "code": code, "message": self.to_string() });
         if let Some(field) = field {
             error["field"] = json!(field);
+        }
+        if let Self::PolicyInvalid { errors, .. } = &self {
+            error["errors"] = json!(errors);
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if status.is_server_error() {

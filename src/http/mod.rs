@@ -7,6 +7,7 @@ mod events;
 mod extract;
 mod health;
 mod inbound;
+mod policy;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,7 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: Store,
+    pub reloader: Arc<crate::reload::Reloader>,
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
@@ -65,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deliveries/{id}/replay", post(admin::replay_delivery))
         .route("/v1/webhooks", get(admin::list_webhooks))
         .route("/v1/audit", get(admin::list_audit))
+        .route("/v1/policy", get(policy::get_policy))
+        .route("/v1/policy/reload", post(policy::reload_policy))
         .route("/webhooks/inbound", post(inbound::post_inbound))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -64,12 +64,14 @@ impl Ingestor {
         if shard.send(Job { event, now, reply }).await.is_err() {
             return Err(StoreError::Group {
                 unavailable: true,
+                transient: true,
                 message: "the ingest writers have stopped".into(),
             });
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Group {
                 unavailable: true,
+                transient: true,
                 message: "the ingest writer stopped mid-write".into(),
             })
         })
@@ -128,16 +130,19 @@ async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
                         .map(|mut o| o.pop().flatten());
                     let _ = reply.send(one.map_err(|e| StoreError::Group {
                         unavailable: e.is_unavailable(),
+                        transient: e.is_transient(),
                         message: e.to_string(),
                     }));
                 }
             }
             Err(e) => {
                 let unavailable = e.is_unavailable();
+                let transient = e.is_transient();
                 let message = e.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Group {
                         unavailable,
+                        transient,
                         message: message.clone(),
                     }));
                 }

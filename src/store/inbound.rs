@@ -52,6 +52,9 @@ pub struct SignatureRecord {
     pub actor_id: String,
     /// SHA-256 of `<t>.<body>`, the message the signature covers.
     pub digest: [u8; 32],
+    /// The signature's `t` (unix seconds): it is remembered until `t + ttl`,
+    /// by the database's clock, after which no engine accepts it anyway.
+    pub signed_at: i64,
     /// The answer to give a replay.
     pub status: u16,
     pub response: String,
@@ -98,16 +101,16 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<CommandStored, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let expires =
-            now + chrono::Duration::from_std(signature.ttl).unwrap_or(chrono::Duration::hours(1));
         // Like the idempotency key below: a concurrent copy waits on this row.
+        // Expiry is by the database's clock, so an engine whose clock runs
+        // ahead cannot forget a signature another engine still accepts.
         let fresh: Option<i32> = sqlx::query_scalar(
             "INSERT INTO inbound_signatures (actor_id, digest, status, response, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+             VALUES ($1, $2, $3, $4, $5, to_timestamp($6) + $7 * interval '1 millisecond')
              ON CONFLICT (actor_id, digest) DO UPDATE
                  SET status = EXCLUDED.status, response = EXCLUDED.response,
                      created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
-                 WHERE inbound_signatures.expires_at <= $5
+                 WHERE inbound_signatures.expires_at <= now()
              RETURNING 1",
         )
         .bind(storable(&signature.actor_id))
@@ -115,7 +118,8 @@ impl Store {
         .bind(i32::from(signature.status))
         .bind(&signature.response)
         .bind(now)
-        .bind(expires)
+        .bind(signature.signed_at as f64)
+        .bind(super::millis(signature.ttl))
         .fetch_optional(&mut *tx)
         .await?;
         if fresh.is_none() {
@@ -214,8 +218,7 @@ impl Store {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        let signatures = sqlx::query("DELETE FROM inbound_signatures WHERE expires_at <= $1")
-            .bind(now)
+        let signatures = sqlx::query("DELETE FROM inbound_signatures WHERE expires_at <= now()")
             .execute(&self.pool)
             .await?;
         Ok(keys.rows_affected() + signatures.rows_affected())

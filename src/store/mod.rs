@@ -36,7 +36,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A shared write (group commit) failed; every caller in it gets this.
     #[error("database error: {message}")]
-    Group { unavailable: bool, message: String },
+    Group {
+        unavailable: bool,
+        /// A lost deadlock or serialization race: worth trying again.
+        transient: bool,
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -70,6 +75,7 @@ impl StoreError {
             return true;
         }
         match self {
+            StoreError::Group { transient, .. } => *transient,
             // 40001 serialization failure, 40P01 deadlock, 55P03 lock not available.
             StoreError::Database(sqlx::Error::Database(e)) => e
                 .code()

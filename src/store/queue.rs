@@ -116,7 +116,11 @@ impl Store {
             .collect();
         let leases: Vec<i64> = slots.iter().map(|s| millis(s.lease)).collect();
         // Candidates are read without locks; only the chosen ones are locked
-        // (SKIP LOCKED: another engine's pick is skipped, not waited for).
+        // (SKIP LOCKED: another engine's pick is skipped, not waited for) and
+        // re-checked on their latest version, so a row another engine has
+        // just completed or released is not taken early. Two engines picking
+        // the same candidates at once: the loser gets fewer rows this claim
+        // and claims again at once (a short batch means "more may be due").
         // Joins go through `= ANY(ARRAY(…))` and LATERAL lookups so the
         // planner uses the indexes instead of hashing whole tables.
         let sql = "WITH slot AS (
@@ -132,7 +136,7 @@ impl Store {
              ), locked AS (
                  SELECT d.id FROM deliveries d
                  WHERE d.id = ANY(ARRAY(SELECT id FROM candidate ORDER BY rn, next_attempt_at LIMIT $4))
-                   AND d.state = 'pending'
+                   AND d.state = 'pending' AND d.next_attempt_at <= now()
                  FOR UPDATE SKIP LOCKED
              ), claimed AS (
                  UPDATE deliveries d

@@ -19,14 +19,14 @@ use crate::support::*;
 /// The real `aion-webhooks serve` in a child process, logging to a file.
 /// Dropping it SIGKILLs a still-running child (and, if the test is failing,
 /// prints its log).
-struct Engine {
+pub(crate) struct Engine {
     child: Child,
-    base: String,
+    pub base: String,
     log: PathBuf,
 }
 
 impl Engine {
-    fn spawn(database_url: &str, policy: &Path, log: PathBuf) -> Self {
+    pub fn spawn(database_url: &str, policy: &Path, log: PathBuf) -> Self {
         let listen = format!("127.0.0.1:{}", free_port());
         let log_file = std::fs::File::create(&log).expect("engine log file");
         let child = Command::new(env!("CARGO_BIN_EXE_aion-webhooks"))
@@ -40,6 +40,7 @@ impl Engine {
             // Few sends at a time, so the kill lands with most still to do.
             .env("AION_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK", "32")
             .env("AION_WEBHOOKS_DB_MAX_CONNECTIONS", "8")
+            .env("AION_WEBHOOKS_WATCH_POLICY", "0")
             .env_remove("AION_WEBHOOKS_POLICY")
             .env_remove("AION_WEBHOOKS_LISTEN")
             .stdin(Stdio::null())
@@ -55,7 +56,7 @@ impl Engine {
     }
 
     /// Waits for `/readyz` to answer 200; fails at once if the process exits.
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
+    pub async fn wait_ready(&mut self, http: &reqwest::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -75,6 +76,15 @@ impl Engine {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to the engine.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} failed");
     }
 
     /// SIGKILL: no shutdown code runs, nothing in flight is recorded.
@@ -127,7 +137,7 @@ impl Drop for Engine {
 }
 
 /// The URL of the fresh database `#[sqlx::test]` made (trust auth, no password).
-fn database_url(pool: &PgPool) -> String {
+pub(crate) fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();
     let db = o.get_database().expect("the test pool names its database");
     format!(

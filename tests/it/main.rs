@@ -10,5 +10,6 @@ mod ingest;
 mod isolation;
 mod pgtmp;
 mod queue;
+mod reload;
 mod security;
 mod support;

@@ -310,6 +310,25 @@ async fn engines_with_skewed_clocks_never_take_each_others_leases(pool: PgPool) 
         b.post_events(&Value::Array(batch)).await.0,
         StatusCode::ACCEPTED
     );
+    // Leases and due times are on the database's clock, whatever either
+    // engine's clock says (10 s lease = 5 s timeout + 5 s margin).
+    wait_for("sends in flight", || async {
+        a.count("SELECT count(*) FROM deliveries WHERE state = 'in_flight'")
+            .await
+            > 0
+    })
+    .await;
+    let off_clock = a
+        .count(
+            "SELECT count(*) FROM deliveries
+             WHERE lease_expires_at NOT BETWEEN now() AND now() + interval '11 seconds'
+                OR next_attempt_at > now() + interval '1 minute'",
+        )
+        .await;
+    assert_eq!(
+        off_clock, 0,
+        "no lease or due time follows an engine's clock"
+    );
     a.drain().await;
     let got = rx.received();
     assert_eq!(got.len(), 60, "every event was sent exactly once");

@@ -63,6 +63,7 @@ pub fn test_config() -> Config {
         },
         run_workers: true,
         db_max_connections: 10,
+        watch_policy: false,
         ingest_writers: 2,
     }
 }
