@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod inbound;
 mod policy;
+mod replay;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", post(events::post_events))
         .route("/v1/events/{id}", get(admin::get_event))
         .route("/v1/deliveries", get(admin::list_deliveries))
+        .route("/v1/deliveries/replay", post(replay::bulk_replay))
         .route("/v1/deliveries/{id}", get(admin::get_delivery))
         .route("/v1/deliveries/{id}/replay", post(admin::replay_delivery))
         .route("/v1/webhooks", get(admin::list_webhooks))

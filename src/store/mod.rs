@@ -23,7 +23,7 @@ pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
 };
 pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, WebhookStats};
-pub use queue::{AttemptRecord, Claimed, Completion, ReplayResult, WebhookSlot};
+pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, WebhookSlot};
 
 /// Channel the ingest transaction notifies on commit; workers LISTEN on it.
 const WAKE_CHANNEL: &str = "aion_deliveries";

@@ -387,6 +387,65 @@ impl Store {
     }
 }
 
+/// Which finished deliveries a bulk replay takes.
+#[derive(Debug, Clone)]
+pub struct ReplayFilter {
+    pub webhook_id: Option<String>,
+    /// `Dead` or `Succeeded`.
+    pub state: DeliveryState,
+    /// Finished at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Finished before.
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+impl Store {
+    /// Puts every delivery `filter` names (at most `limit`, oldest first) back
+    /// to `pending` with the same id and a fresh budget, in one transaction
+    /// with the audit row and event `audit` makes from the count.
+    pub async fn replay_matching(
+        &self,
+        filter: &ReplayFilter,
+        audit: impl FnOnce(u64) -> (super::AuditRow, super::NewEvent),
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let replayed: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE deliveries SET state = 'pending', replay_base = attempts, next_attempt_at = now(),
+                    completed_at = NULL, updated_at = $6
+             WHERE id = ANY(ARRAY(
+                 SELECT id FROM deliveries
+                 WHERE state = $1 AND ($2::text IS NULL OR webhook_id = $2)
+                   AND ($3::timestamptz IS NULL OR completed_at >= $3)
+                   AND ($4::timestamptz IS NULL OR completed_at < $4)
+                 ORDER BY id LIMIT $5
+                 FOR UPDATE SKIP LOCKED))
+             RETURNING id",
+        )
+        .bind(filter.state.as_str())
+        .bind(filter.webhook_id.as_deref())
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(i64::from(filter.limit))
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let count = replayed.len() as u64;
+        let (row, event) = audit(count);
+        super::events::insert_statement(&mut *tx, std::slice::from_ref(&event), now).await?;
+        super::inbound::insert_audit(&mut tx, &row, &event).await?;
+        if count > 0 {
+            notify(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if count > 0 {
+            self.local_wake.notify_one();
+        }
+        Ok(count)
+    }
+}
+
 /// What a replay request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayResult {

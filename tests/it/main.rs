@@ -11,5 +11,6 @@ mod isolation;
 mod pgtmp;
 mod queue;
 mod reload;
+mod replay;
 mod security;
 mod support;
