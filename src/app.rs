@@ -146,17 +146,20 @@ impl App {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let reloader = Arc::new(Reloader::new(
             config.policy_path.clone(),
             policy.clone(),
             store.clone(),
+            metrics.clone(),
         ));
         let state = AppState {
             store: store.clone(),
             reloader,
             policy,
             limits: config.limits,
-            metrics: Arc::default(),
+            metrics,
+            depth_cache: Arc::default(),
             ingestor: Ingestor::start(store.clone(), config.ingest_writers),
         };
         Ok(Self {
@@ -200,6 +203,7 @@ impl App {
                 self.state.store.clone(),
                 self.state.policy.clone(),
                 self.sender.clone(),
+                self.state.metrics.clone(),
                 self.config.worker.clone(),
                 cancel.clone(),
             ))

@@ -1,9 +1,19 @@
-//! In-process counters, ready for the Prometheus endpoint: refusals of the
-//! inbound endpoint by reason, accepted and replayed commands. Unauthenticated
-//! garbage is counted here and logged at a rate-limited level, never audited
-//! (that would let anyone flood the audit log).
+//! The engine's metrics, exposed as Prometheus text on `/metrics` (names
+//! prefixed `aion_webhooks_`). Labels are bounded: webhook ids from the
+//! policy, fixed outcome and state names — never URLs, topics, event ids or
+//! tenants. Unauthenticated inbound garbage is counted here and logged at a
+//! rate-limited level, never audited (that would let anyone flood the
+//! audit log).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
 /// Why an inbound request ended the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,21 +73,208 @@ impl InboundOutcome {
     }
 }
 
-/// Counters shared by every request handler.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookOutcome {
+    webhook: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabel {
+    webhook: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+type HistogramFamily = Family<WebhookLabel, Histogram, fn() -> Histogram>;
+
+fn attempt_histogram() -> Histogram {
+    // 5 ms to ~41 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// Where an accepted event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// `POST /v1/events`.
+    Api,
+    /// A dispatched inbound command.
+    Inbound,
+    /// An event the engine made itself (audit, operations).
+    Engine,
+}
+
+/// How one attempt ended, as counted in `deliveries_finished_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Succeeded,
+    Retry,
+    Dead,
+    Blocked,
+}
+
+/// Queue sizes, read from the store (cached for a few seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    pub pending_due: i64,
+    pub pending_scheduled: i64,
+    pub in_flight: i64,
+    pub dead: i64,
+    /// Seconds the oldest due delivery has been waiting (0 if none).
+    pub oldest_due_seconds: f64,
+}
+
+/// Everything the engine counts; one per process, shared by all tasks.
+#[derive(Debug)]
 pub struct Metrics {
-    inbound: [AtomicU64; 13],
+    registry: Registry,
+    inbound: Family<OutcomeLabel, Counter>,
     /// Unix milliseconds of the last warn-level log per outcome.
     last_logged_ms: [AtomicU64; 13],
+    events: Family<SourceLabel, Counter>,
+    finished: Family<WebhookOutcome, Counter>,
+    attempt_seconds: HistogramFamily,
+    reloads: Family<OutcomeLabel, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success: Gauge<f64, AtomicU64>,
+    depth: Family<StateLabel, Gauge>,
+    oldest_due: Gauge<f64, AtomicU64>,
+    rss: Gauge,
+    open_fds: Gauge,
+    cpu_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("aion_webhooks");
+        let m = Self {
+            inbound: Family::default(),
+            last_logged_ms: Default::default(),
+            events: Family::default(),
+            finished: Family::default(),
+            attempt_seconds: Family::new_with_constructor(attempt_histogram),
+            reloads: Family::default(),
+            last_reload_ok: Gauge::default(),
+            last_reload_success: Gauge::default(),
+            depth: Family::default(),
+            oldest_due: Gauge::default(),
+            rss: Gauge::default(),
+            open_fds: Gauge::default(),
+            cpu_seconds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "inbound_requests",
+            "Inbound command requests by outcome (refusals by reason)",
+            m.inbound.clone(),
+        );
+        registry.register(
+            "events_accepted",
+            "Events stored, by where they came from",
+            m.events.clone(),
+        );
+        registry.register(
+            "deliveries_finished",
+            "Delivery attempts by webhook and outcome (succeeded, retry, dead, blocked)",
+            m.finished.clone(),
+        );
+        registry.register(
+            "attempt_duration_seconds",
+            "Duration of delivery attempts, by webhook",
+            m.attempt_seconds.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by outcome",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "policy_last_reload_successful",
+            "1 if the last policy reload succeeded (or none was tried), 0 if it was refused",
+            m.last_reload_ok.clone(),
+        );
+        registry.register(
+            "policy_last_reload_success_timestamp_seconds",
+            "Unix time the policy in force was loaded",
+            m.last_reload_success.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Deliveries by state (pending_due, pending_scheduled, in_flight, dead)",
+            m.depth.clone(),
+        );
+        registry.register(
+            "oldest_due_delivery_age_seconds",
+            "How long the oldest due delivery has waited",
+            m.oldest_due.clone(),
+        );
+        let build = Family::<VersionLabel, Gauge>::default();
+        build
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The running version", build);
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory",
+            m.rss.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            m.open_fds.clone(),
+        );
+        registry.register(
+            "process_cpu_seconds",
+            "CPU time used (user + system)",
+            m.cpu_seconds.clone(),
+        );
+        m.last_reload_ok.set(1);
+        m.last_reload_success.set(unix_now());
+        Self { registry, ..m }
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Metrics {
     pub fn count_inbound(&self, outcome: InboundOutcome) {
-        self.inbound[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.inbound
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     pub fn inbound(&self, outcome: InboundOutcome) -> u64 {
-        self.inbound[outcome.index()].load(Ordering::Relaxed)
+        self.inbound
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .get()
     }
 
     /// True at most once a second per outcome: callers log at warn when it
@@ -89,6 +286,106 @@ impl Metrics {
             && slot
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    pub fn events_accepted(&self, source: EventSource, n: u64) {
+        let source = match source {
+            EventSource::Api => "api",
+            EventSource::Inbound => "inbound",
+            EventSource::Engine => "engine",
+        };
+        self.events.get_or_create(&SourceLabel { source }).inc_by(n);
+    }
+
+    /// One attempt to `webhook` ended.
+    pub fn attempt(&self, webhook: &str, outcome: AttemptOutcome, took: Duration) {
+        let outcome = match outcome {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Dead => "dead",
+            AttemptOutcome::Blocked => "blocked",
+        };
+        self.finished
+            .get_or_create(&WebhookOutcome {
+                webhook: webhook.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.attempt_seconds
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A policy reload ended: `applied`, `unchanged` or `invalid`.
+    pub fn reload(&self, outcome: &'static str) {
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+        match outcome {
+            "invalid" => {
+                self.last_reload_ok.set(0);
+            }
+            "applied" => {
+                self.last_reload_ok.set(1);
+                self.last_reload_success.set(unix_now());
+            }
+            _ => {
+                self.last_reload_ok.set(1);
+            }
+        }
+    }
+
+    pub fn set_queue_depth(&self, d: QueueDepth) {
+        for (state, n) in [
+            ("pending_due", d.pending_due),
+            ("pending_scheduled", d.pending_scheduled),
+            ("in_flight", d.in_flight),
+            ("dead", d.dead),
+        ] {
+            self.depth.get_or_create(&StateLabel { state }).set(n);
+        }
+        self.oldest_due.set(d.oldest_due_seconds);
+    }
+
+    /// The Prometheus text of every metric, process figures read now.
+    pub fn render(&self) -> String {
+        self.read_process();
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// RSS, open descriptors and CPU time from `/proc/self` (Linux); left
+    /// at their last value elsewhere.
+    fn read_process(&self) {
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+            && let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        {
+            self.rss.set(kb * 1024);
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds
+                .set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        }
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest)
+        {
+            // Fields after the command: state is the 1st, utime the 12th, stime the 13th.
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            // USER_HZ is 100 on every Linux this runs on.
+            self.cpu_seconds.set((ticks(11) + ticks(12)) / 100.0);
+        }
     }
 }
 

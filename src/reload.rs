@@ -17,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditEntry, Outcome};
+use crate::metrics::Metrics;
 use crate::policy::{PolicyErrors, PolicySet, Webhook};
 use crate::store::Store;
 
@@ -92,17 +93,24 @@ pub struct Reloader {
     path: PathBuf,
     live: Arc<ArcSwap<PolicySet>>,
     store: Store,
+    metrics: Arc<Metrics>,
     state: Mutex<State>,
     /// One reload at a time: two triggers must not interleave read and swap.
     serial: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, live: Arc<ArcSwap<PolicySet>>, store: Store) -> Self {
+    pub fn new(
+        path: PathBuf,
+        live: Arc<ArcSwap<PolicySet>>,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             path,
             live,
             store,
+            metrics,
             state: Mutex::new(State {
                 loaded_at: Utc::now(),
                 last: None,
@@ -141,12 +149,14 @@ impl Reloader {
                     "policy reload refused; the policy in force stays:\n{errors}"
                 );
                 self.remember(now, "invalid", error_lines(&errors));
+                self.metrics.reload("invalid");
                 return Err(errors);
             }
         };
         let old = self.live.load_full();
         if old.sha256() == new.sha256() {
             self.remember(now, "unchanged", Vec::new());
+            self.metrics.reload("unchanged");
             return Ok(Reloaded::Unchanged {
                 sha256: new.sha256().to_owned(),
             });
@@ -154,6 +164,7 @@ impl Reloader {
         let diff = diff(&old, &new);
         let new = Arc::new(new);
         self.live.store(new.clone());
+        self.metrics.reload("applied");
         {
             let mut s = self.state.lock().expect("lock");
             s.loaded_at = now;

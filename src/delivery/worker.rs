@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use super::retry::{self, Decision};
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
-use super::sender::{AttemptReport, Outbound, Sender};
+use super::sender::{AttemptReport, ErrorKind, Outbound, Sender};
+use crate::metrics::{AttemptOutcome, Metrics};
 use crate::policy::PolicySet;
 use crate::store::{
     AttemptRecord, Claimed, Completion, DeliveryState, Store, Wakeups, WebhookSlot,
@@ -85,6 +86,7 @@ struct Shared {
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
     sender: Sender,
+    metrics: Arc<Metrics>,
     cfg: WorkerConfig,
     global: Arc<Semaphore>,
     scheduler: Scheduler,
@@ -99,6 +101,7 @@ pub async fn run(
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
     sender: Sender,
+    metrics: Arc<Metrics>,
     cfg: WorkerConfig,
     shutdown: CancellationToken,
 ) {
@@ -115,6 +118,7 @@ pub async fn run(
         store,
         policy,
         sender,
+        metrics,
         scheduler: Scheduler::new(SchedulerLimits {
             max_in_flight: cfg.max_in_flight,
             max_in_flight_per_webhook: cfg.max_in_flight_per_webhook,
@@ -289,6 +293,17 @@ async fn deliver(shared: &Shared, c: Claimed) {
         jitter,
     );
     // The store anchors the delay to the database's clock.
+    let outcome = match decision {
+        Decision::Succeeded => AttemptOutcome::Succeeded,
+        Decision::Retry { .. } if report.error_kind == Some(ErrorKind::BlockedDestination) => {
+            AttemptOutcome::Blocked
+        }
+        Decision::Retry { .. } => AttemptOutcome::Retry,
+        Decision::Dead => AttemptOutcome::Dead,
+    };
+    shared
+        .metrics
+        .attempt(&c.webhook_id, outcome, report.duration);
     let (state, retry_in) = match decision {
         Decision::Succeeded => (DeliveryState::Succeeded, None),
         Decision::Retry { at } => (

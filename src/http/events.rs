@@ -10,6 +10,7 @@ use super::extract::{authorize, json_body};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::ingest::{IngestFailure, ingest};
+use crate::metrics::EventSource;
 use crate::rbac::Action;
 
 pub async fn post_events(
@@ -60,6 +61,8 @@ pub async fn post_events(
         },
         IngestFailure::Store(s) => s.into(),
     })?;
+    let created = answers.iter().filter(|a| !a.duplicate).count() as u64;
+    state.metrics.events_accepted(EventSource::Api, created);
     let status = if answers.iter().all(|a| a.duplicate) {
         StatusCode::OK
     } else {

@@ -40,6 +40,9 @@ pub async fn post_inbound(
         match handle(&state.store, &policy, &request, chrono::Utc::now()).await {
             Ok(answer) => {
                 state.metrics.count_inbound(answer.outcome);
+                if answer.outcome == InboundOutcome::Accepted {
+                    state.metrics.events_accepted(crate::metrics::EventSource::Inbound, 1);
+                }
                 let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::ACCEPTED);
                 Ok((status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
             }

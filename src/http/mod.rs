@@ -56,6 +56,8 @@ pub struct AppState {
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// When the queue depth for `/metrics` was last read.
+    pub depth_cache: Arc<std::sync::Mutex<Option<Instant>>>,
     pub ingestor: Ingestor,
 }
 
@@ -74,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/inbound", post(inbound::post_inbound))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(health::not_found)
         // Bodies are read with our own limit so a 413 is JSON like every error.
         .layer(DefaultBodyLimit::disable())

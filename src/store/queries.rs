@@ -111,6 +111,30 @@ impl Store {
         Ok(Some((row, attempts)))
     }
 
+    /// Deliveries by state for `/metrics`, each count read through its
+    /// partial index, and the age of the oldest due delivery.
+    pub async fn queue_depth(&self) -> Result<crate::metrics::QueueDepth, StoreError> {
+        let (due, scheduled, in_flight, dead, oldest): (i64, i64, i64, i64, Option<f64>) =
+            sqlx::query_as(
+                "SELECT
+                   (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()),
+                   (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at > now()),
+                   (SELECT count(*) FROM deliveries WHERE state = 'in_flight'),
+                   (SELECT count(*) FROM deliveries WHERE state = 'dead'),
+                   (SELECT EXTRACT(EPOCH FROM (now() - min(next_attempt_at)))::float8
+                    FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now())",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(crate::metrics::QueueDepth {
+            pending_due: due,
+            pending_scheduled: scheduled,
+            in_flight,
+            dead,
+            oldest_due_seconds: oldest.unwrap_or(0.0).max(0.0),
+        })
+    }
+
     pub async fn webhook_stats(&self) -> Result<Vec<WebhookStats>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT webhook_id,

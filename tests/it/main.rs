@@ -8,6 +8,7 @@ mod inbound;
 mod inbound_replay;
 mod ingest;
 mod isolation;
+mod metrics;
 mod pgtmp;
 mod queue;
 mod reload;

@@ -88,6 +88,19 @@ async fn edits_to_the_policy_file_are_reloaded_and_bad_ones_refused(pool: PgPool
         errors.contains(":4:5: webhooks[0].ulr: unknown field"),
         "{errors}"
     );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("aion_webhooks_policy_last_reload_successful 0"),
+        "{metrics}"
+    );
     app.post_events(&json!({"id": "while-broken", "topic": "t.x", "payload": 2}))
         .await;
     b.wait_for_count(2).await;
