@@ -31,3 +31,9 @@ CREATE INDEX inbound_signatures_expiry ON inbound_signatures (expires_at);
 -- it and the per-webhook "next due" lookup; the global due index goes.
 CREATE INDEX deliveries_due_by_webhook ON deliveries (webhook_id, next_attempt_at) WHERE state = 'pending';
 DROP INDEX deliveries_due;
+
+-- Retention: finished deliveries are found by when they finished; events
+-- are deleted only when nothing references them any more.
+CREATE INDEX deliveries_finished ON deliveries (completed_at) WHERE state IN ('succeeded', 'dead');
+CREATE INDEX audit_log_event ON audit_log (event_id);
+CREATE INDEX commands_event ON commands (event_id);

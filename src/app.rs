@@ -215,6 +215,14 @@ impl App {
         if self.config.watch_policy {
             watch_policy_file(self.state.reloader.clone(), cancel.clone());
         }
+        if self.config.run_workers {
+            tokio::spawn(crate::retention::run(
+                self.state.store.clone(),
+                self.state.policy.clone(),
+                self.state.metrics.clone(),
+                cancel.clone(),
+            ));
+        }
         let app = crate::http::router(self.state);
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod policy;
 pub mod rbac;
 pub mod reload;
+pub mod retention;
 pub mod signing;
 pub mod store;

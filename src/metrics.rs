@@ -100,6 +100,11 @@ struct StateLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
 }
@@ -157,6 +162,7 @@ pub struct Metrics {
     last_reload_success: Gauge<f64, AtomicU64>,
     depth: Family<StateLabel, Gauge>,
     oldest_due: Gauge<f64, AtomicU64>,
+    retention: Family<KindLabel, Counter>,
     rss: Gauge,
     open_fds: Gauge,
     cpu_seconds: Gauge<f64, AtomicU64>,
@@ -176,6 +182,7 @@ impl Default for Metrics {
             last_reload_success: Gauge::default(),
             depth: Family::default(),
             oldest_due: Gauge::default(),
+            retention: Family::default(),
             rss: Gauge::default(),
             open_fds: Gauge::default(),
             cpu_seconds: Gauge::default(),
@@ -233,6 +240,11 @@ impl Default for Metrics {
             })
             .set(1);
         registry.register("build_info", "The running version", build);
+        registry.register(
+            "retention_deleted",
+            "Rows the retention task deleted (deliveries, attempts, events)",
+            m.retention.clone(),
+        );
         registry.register(
             "process_resident_memory_bytes",
             "Resident memory",
@@ -332,6 +344,16 @@ impl Metrics {
             _ => {
                 self.last_reload_ok.set(1);
             }
+        }
+    }
+
+    pub fn retention_deleted(&self, p: crate::store::Purged) {
+        for (kind, n) in [
+            ("deliveries", p.deliveries),
+            ("attempts", p.attempts),
+            ("events", p.events),
+        ] {
+            self.retention.get_or_create(&KindLabel { kind }).inc_by(n);
         }
     }
 

@@ -18,7 +18,12 @@ pub async fn get_policy(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::GetPolicy).await?;
     let s = state.reloader.status();
+    let retention = state.policy.load().retention();
     Ok(Json(json!({
+        "retention": {
+            "succeeded_seconds": retention.succeeded.as_secs(),
+            "dead_seconds": retention.dead.as_secs(),
+        },
         "sha256": s.sha256,
         "loaded_at": s.loaded_at,
         "source": s.source.display().to_string(),

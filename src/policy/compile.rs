@@ -17,6 +17,7 @@ use crate::domain::{Secret, TopicPattern, WebhookId};
 use crate::signing::StandardSecret;
 
 mod access;
+mod retention;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_RETRY: RetryPolicy = RetryPolicy {

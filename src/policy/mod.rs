@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 pub use duration::parse_duration;
 pub use error::{PolicyError, PolicyErrors};
 pub use model::{
-    ApiKey, AuthPolicy, InboundPolicy, JwtConfig, JwtKey, NetworkPolicy, RetryPolicy,
-    SignatureMode, Webhook,
+    ApiKey, AuthPolicy, InboundPolicy, JwtConfig, JwtKey, NetworkPolicy, RetentionPolicy,
+    RetryPolicy, SignatureMode, Webhook,
 };
 use router::{Router, RouterBuilder};
 
@@ -50,6 +50,7 @@ pub struct PolicySet {
     inbound: Option<InboundPolicy>,
     auth: AuthPolicy,
     network: NetworkPolicy,
+    retention: RetentionPolicy,
     sha256: String,
 }
 
@@ -132,6 +133,7 @@ impl PolicySet {
         let inbound = c.inbound(&raw.inbound);
         let auth = c.auth(&raw.auth);
         let network = c.network(&raw.network);
+        let retention = c.retention(&raw.retention);
         if !c.errors.is_empty() {
             c.errors.sort_by_key(|e| (e.line, e.column));
             return Err(PolicyErrors {
@@ -156,6 +158,7 @@ impl PolicySet {
             inbound,
             auth,
             network,
+            retention,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         })
     }
@@ -178,6 +181,10 @@ impl PolicySet {
 
     pub fn network(&self) -> &NetworkPolicy {
         &self.network
+    }
+
+    pub fn retention(&self) -> RetentionPolicy {
+        self.retention
     }
 
     /// Lowercase hex SHA-256 of the policy text, to tell versions apart.

@@ -134,6 +134,25 @@ pub enum JwtKey {
     PublicKeyPem(String),
 }
 
+/// `retention:` — how long finished deliveries are kept before the
+/// background purge deletes them (audit records are never deleted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Succeeded deliveries and their attempts.
+    pub succeeded: Duration,
+    /// Dead deliveries and their attempts.
+    pub dead: Duration,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            succeeded: Duration::from_secs(7 * 24 * 3600),
+            dead: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
 /// `network:` — exceptions to the SSRF guard.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkPolicy {

@@ -24,6 +24,15 @@ pub(crate) struct RawPolicy {
     pub auth: Option<RawAuth>,
     #[serde(default)]
     pub network: Option<RawNetwork>,
+    #[serde(default)]
+    pub retention: Option<RawRetention>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    pub succeeded: Option<Str>,
+    pub dead: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -440,3 +440,23 @@ fn jwt_public_key_file_must_hold_a_public_key() {
     assert_eq!(err.errors[0].path, "auth.jwt.public_key_file", "{err}");
     assert!(err.errors[0].message.contains("RS256"), "{err}");
 }
+
+#[test]
+fn retention_is_read_with_defaults_and_bad_values_are_named() {
+    let p = parse(MINIMAL).expect("valid");
+    assert_eq!(p.retention(), crate::policy::RetentionPolicy::default());
+    let p = parse(&format!("{MINIMAL}retention:\n  succeeded: 2d\n")).expect("valid");
+    assert_eq!(p.retention().succeeded, Duration::from_secs(2 * 86_400));
+    assert_eq!(p.retention().dead, Duration::from_secs(30 * 86_400));
+    let errs = parse(&format!(
+        "{MINIMAL}retention:\n  succeeded: forever\n  dead: 0s\n"
+    ))
+    .expect_err("invalid")
+    .errors;
+    assert_error(&errs, "retention.succeeded", 8, "");
+    assert_error(&errs, "retention.dead", 9, "greater than zero");
+    let errs = parse(&format!("{MINIMAL}retention:\n  keep: 1d\n"))
+        .expect_err("unknown key")
+        .errors;
+    assert!(errs[0].message.contains("unknown field"), "{errs:?}");
+}

@@ -22,7 +22,7 @@ pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
 };
-pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, WebhookStats};
+pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, Purged, WebhookStats};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, WebhookSlot};
 
 /// Channel the ingest transaction notifies on commit; workers LISTEN on it.

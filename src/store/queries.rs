@@ -48,6 +48,14 @@ pub struct AttemptRow {
     pub recorded_by: String,
 }
 
+/// What one retention batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub deliveries: u64,
+    pub attempts: u64,
+    pub events: u64,
+}
+
 /// Per-webhook counts for `GET /v1/webhooks`.
 #[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct WebhookStats {
@@ -109,6 +117,59 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(Some((row, attempts)))
+    }
+
+    /// Deletes up to `batch` deliveries that finished before their cut-off
+    /// (`succeeded` before `succeeded_before`, `dead` before `dead_before`),
+    /// their attempts, and the events they leave with no delivery, no
+    /// command and no audit record. Pending and in-flight rows are never
+    /// touched; audit records are never deleted. Short: one batch, one
+    /// transaction, rows other transactions hold are skipped.
+    pub async fn purge_finished(
+        &self,
+        succeeded_before: DateTime<Utc>,
+        dead_before: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<Purged, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (deliveries, attempts, event_ids): (i64, i64, Vec<String>) = sqlx::query_as(
+            "WITH doomed AS (
+                 SELECT id FROM deliveries
+                 WHERE state IN ('succeeded', 'dead')
+                   AND completed_at < GREATEST($1::timestamptz, $2::timestamptz)
+                   AND ((state = 'succeeded' AND completed_at < $1) OR (state = 'dead' AND completed_at < $2))
+                 ORDER BY completed_at LIMIT $3
+                 FOR UPDATE SKIP LOCKED
+             ), att AS (
+                 DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM doomed) RETURNING 1
+             ), del AS (
+                 DELETE FROM deliveries WHERE id IN (SELECT id FROM doomed) RETURNING event_id
+             )
+             SELECT (SELECT count(*) FROM del), (SELECT count(*) FROM att),
+                    COALESCE((SELECT array_agg(DISTINCT event_id) FROM del), '{}')",
+        )
+        .bind(succeeded_before)
+        .bind(dead_before)
+        .bind(i64::from(batch))
+        .fetch_one(&mut *tx)
+        .await?;
+        // A second statement: it must see the deliveries deleted above.
+        let events = sqlx::query(
+            "DELETE FROM events e WHERE e.id = ANY($1)
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+               AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.event_id = e.id)
+               AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.event_id = e.id)",
+        )
+        .bind(&event_ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(Purged {
+            deliveries: u64::try_from(deliveries).unwrap_or(0),
+            attempts: u64::try_from(attempts).unwrap_or(0),
+            events,
+        })
     }
 
     /// Deliveries by state for `/metrics`, each count read through its

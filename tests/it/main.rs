@@ -13,5 +13,6 @@ mod pgtmp;
 mod queue;
 mod reload;
 mod replay;
+mod retention;
 mod security;
 mod support;

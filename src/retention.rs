@@ -1,0 +1,75 @@
+//! Retention (contract §1 `retention:`): a background task that deletes
+//! finished deliveries past their age, with their attempts and the events
+//! they leave behind, in small batches with a pause between them so the
+//! queue is never held up. Audit records are never deleted. Settings come
+//! from the policy in force, so a reload changes them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::policy::PolicySet;
+use crate::store::{Purged, Store, StoreError};
+
+/// Rows per transaction.
+pub const BATCH: u32 = 1000;
+/// Pause between two batches of one pass.
+const PAUSE: Duration = Duration::from_millis(100);
+/// Time between passes.
+const EVERY: Duration = Duration::from_secs(60);
+
+/// One pass: batches until one comes back short. Returns what it deleted.
+pub async fn run_once(
+    store: &Store,
+    policy: &PolicySet,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<Purged, StoreError> {
+    let r = policy.retention();
+    let now = Utc::now();
+    let cut = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let mut total = Purged::default();
+    loop {
+        let p = store
+            .purge_finished(cut(r.succeeded), cut(r.dead), BATCH)
+            .await?;
+        metrics.retention_deleted(p);
+        total.deliveries += p.deliveries;
+        total.attempts += p.attempts;
+        total.events += p.events;
+        if p.deliveries < u64::from(BATCH) || shutdown.is_cancelled() {
+            return Ok(total);
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
+/// Runs a pass every minute until `shutdown`.
+pub async fn run(
+    store: Store,
+    policy: Arc<ArcSwap<PolicySet>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let current = policy.load_full();
+        match run_once(&store, &current, &metrics, &shutdown).await {
+            Ok(p) if p.deliveries > 0 => tracing::info!(
+                deliveries = p.deliveries,
+                attempts = p.attempts,
+                events = p.events,
+                "retention deleted finished deliveries"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "retention pass failed; next pass in a minute"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
