@@ -15,6 +15,10 @@ use crate::domain::Topic;
 use crate::policy::{PolicySet, parse_duration};
 use crate::signing::{aion_sign, aion_verify};
 
+mod operator;
+
+use operator::{DeliveriesCommand, Request, Target, View};
+
 const DEFAULT_POLICY: &str = "policies/webhooks.yaml";
 
 #[derive(Debug, Parser)]
@@ -64,6 +68,18 @@ pub enum Command {
     },
     /// Generate a new API key and the `sha256:` line for the policy file.
     Keygen,
+    /// List, show and replay deliveries (a client of the admin API).
+    Deliveries {
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The health of each webhook (a client of the admin API).
+    Webhooks {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +98,16 @@ pub enum PolicyCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// The policy a running engine has in force, and its last reload.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Ask a running engine to reload its policy file now.
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Runs one command. Errors that are the user's (bad file, bad signature)
@@ -91,6 +117,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { policy, listen } => crate::app::serve_blocking(policy, listen),
         Command::Migrate => crate::app::migrate_blocking(),
         Command::Policy(PolicyCommand::Check { file }) => Ok(policy_check(&file)),
+        Command::Policy(PolicyCommand::Status { target }) => {
+            operator::call(&target, Request::Get("/v1/policy".into()), View::Policy)
+        }
+        Command::Policy(PolicyCommand::Reload { target }) => operator::call(
+            &target,
+            Request::Post("/v1/policy/reload".into(), serde_json::json!({})),
+            View::Policy,
+        ),
+        Command::Deliveries { command, target } => match operator::deliveries(command) {
+            Ok((request, view)) => operator::call(&target, request, view),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Webhooks { target } => {
+            operator::call(&target, Request::Get("/v1/webhooks".into()), View::Webhooks)
+        }
         Command::Policy(PolicyCommand::Match {
             topic,
             policy,

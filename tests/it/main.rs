@@ -9,6 +9,7 @@ mod inbound_replay;
 mod ingest;
 mod isolation;
 mod metrics;
+mod operator;
 mod pgtmp;
 mod queue;
 mod reload;

@@ -1,0 +1,362 @@
+//! Operator commands (contract §8): thin clients of the admin API. Human
+//! tables by default, the API's JSON with `--json`; a refusal prints the
+//! API's error code and message and exits 1. The key comes from
+//! `AION_WEBHOOKS_API_KEY` and is never printed.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where the engine is and how to print.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The engine's API.
+    #[arg(
+        long,
+        global = true,
+        env = "AION_WEBHOOKS_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// Newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        webhook: Option<String>,
+        #[arg(long)]
+        event_id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One delivery with every attempt.
+    Show { id: String },
+    /// Replay one delivery by id, or many with --webhook / --since / --until.
+    Replay {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        webhook: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        since: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        until: Option<String>,
+        /// `dead` (default) or `succeeded`, with --webhook / --since / --until.
+        #[arg(long, conflicts_with = "id")]
+        status: Option<String>,
+    },
+}
+
+/// What to ask the API.
+#[derive(Debug)]
+pub enum Request {
+    Get(String),
+    Post(String, Value),
+}
+
+/// How to print the answer.
+#[derive(Debug, Clone, Copy)]
+pub enum View {
+    Deliveries,
+    Delivery,
+    Webhooks,
+    Policy,
+    Plain,
+}
+
+pub fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<(Request, View)> {
+    Ok(match cmd {
+        DeliveriesCommand::List {
+            status,
+            webhook,
+            event_id,
+            limit,
+        } => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("limit", &limit.to_string());
+            for (k, v) in [
+                ("status", status),
+                ("webhook", webhook),
+                ("event_id", event_id),
+            ] {
+                if let Some(v) = v {
+                    query.append_pair(k, &v);
+                }
+            }
+            (
+                Request::Get(format!("/v1/deliveries?{}", query.finish())),
+                View::Deliveries,
+            )
+        }
+        DeliveriesCommand::Show { id } => (
+            Request::Get(format!("/v1/deliveries/{}", path(&id))),
+            View::Delivery,
+        ),
+        DeliveriesCommand::Replay { id: Some(id), .. } => (
+            Request::Post(format!("/v1/deliveries/{}/replay", path(&id)), json!({})),
+            View::Plain,
+        ),
+        DeliveriesCommand::Replay {
+            id: None,
+            webhook,
+            since,
+            until,
+            status,
+        } => {
+            if webhook.is_none() && since.is_none() && until.is_none() {
+                anyhow::bail!("give a delivery id, or --webhook and/or --since / --until");
+            }
+            let mut body = serde_json::Map::new();
+            for (k, v) in [
+                ("webhook", webhook),
+                ("since", since),
+                ("until", until),
+                ("status", status),
+            ] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            (
+                Request::Post("/v1/deliveries/replay".into(), Value::Object(body)),
+                View::Plain,
+            )
+        }
+    })
+}
+
+/// A path segment, percent-encoded.
+fn path(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+/// Sends `request`, prints the answer, and returns the exit code.
+pub fn call(target: &Target, request: Request, view: View) -> anyhow::Result<ExitCode> {
+    let key = std::env::var("AION_WEBHOOKS_API_KEY")
+        .context("AION_WEBHOOKS_API_KEY is not set: the operator commands need an admin API key")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let base = target.url.trim_end_matches('/');
+    let (status, body) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        let builder = match &request {
+            Request::Get(p) => client.get(format!("{base}{p}")),
+            Request::Post(p, body) => client.post(format!("{base}{p}")).json(body),
+        };
+        let response = builder
+            .bearer_auth(&key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the engine at {base}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        anyhow::Ok((status, text))
+    })?;
+    let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    if !status.is_success() {
+        let code = value["error"]["code"].as_str().unwrap_or("error");
+        let message = value["error"]["message"].as_str().unwrap_or("");
+        eprintln!("error: {status}: {code}: {message}");
+        if let Some(errors) = value["error"]["errors"].as_array() {
+            for e in errors {
+                eprintln!("  {}", e.as_str().unwrap_or_default());
+            }
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    if target.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", render(view, &value));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn rows(value: &Value, fields: &[&str]) -> Vec<Vec<String>> {
+    value["data"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| fields.iter().map(|f| text(&item[*f])).collect())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The human view of an answer.
+pub fn render(view: View, value: &Value) -> String {
+    match view {
+        View::Deliveries => {
+            let fields = [
+                "id",
+                "webhook_id",
+                "topic",
+                "status",
+                "attempts",
+                "last_status_code",
+                "last_error",
+            ];
+            table(
+                &[
+                    "ID", "WEBHOOK", "TOPIC", "STATUS", "ATTEMPTS", "LAST", "ERROR",
+                ],
+                &rows(value, &fields),
+            )
+        }
+        View::Delivery => {
+            let mut out = String::new();
+            for f in [
+                "id",
+                "event_id",
+                "webhook_id",
+                "topic",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "last_error",
+            ] {
+                out.push_str(&format!("{f:<16}{}\n", text(&value[f])));
+            }
+            let attempts = json!({ "data": value["attempts_detail"] });
+            out.push('\n');
+            out.push_str(&table(
+                &["ATTEMPT", "STARTED", "MS", "STATUS", "ERROR"],
+                &rows(
+                    &attempts,
+                    &[
+                        "attempt",
+                        "started_at",
+                        "duration_ms",
+                        "status_code",
+                        "error_kind",
+                    ],
+                ),
+            ));
+            out
+        }
+        View::Webhooks => table(
+            &[
+                "ID",
+                "ENABLED",
+                "PENDING",
+                "DEAD",
+                "LAST SUCCESS",
+                "LAST FAILURE",
+                "URL",
+            ],
+            &rows(
+                value,
+                &[
+                    "id",
+                    "enabled",
+                    "pending",
+                    "dead",
+                    "last_success_at",
+                    "last_failure_at",
+                    "url",
+                ],
+            ),
+        ),
+        View::Policy => {
+            let mut out = String::new();
+            for f in ["sha256", "loaded_at", "source", "webhooks", "outcome"] {
+                if !value[f].is_null() {
+                    out.push_str(&format!("{f:<12}{}\n", text(&value[f])));
+                }
+            }
+            if let Some(last) = value.get("last_reload").filter(|l| !l.is_null()) {
+                out.push_str(&format!(
+                    "{:<12}{} at {}\n",
+                    "last reload",
+                    text(&last["outcome"]),
+                    text(&last["at"])
+                ));
+                for e in last["errors"].as_array().into_iter().flatten() {
+                    out.push_str(&format!("  {}\n", text(e)));
+                }
+            }
+            out
+        }
+        View::Plain => {
+            let mut out = String::new();
+            if let Some(map) = value.as_object() {
+                for (k, v) in map {
+                    out.push_str(&format!("{k}: {}\n", text(v)));
+                }
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_their_columns() {
+        let t = table(
+            &["ID", "STATUS"],
+            &[
+                vec!["a".into(), "dead".into()],
+                vec!["long-id".into(), "ok".into()],
+            ],
+        );
+        assert_eq!(t, "ID       STATUS\na        dead\nlong-id  ok\n");
+    }
+
+    #[test]
+    fn bulk_replay_needs_a_filter() {
+        let none = DeliveriesCommand::Replay {
+            id: None,
+            webhook: None,
+            since: None,
+            until: None,
+            status: None,
+        };
+        assert!(deliveries(none).is_err());
+    }
+}
