@@ -37,3 +37,26 @@ DROP INDEX deliveries_due;
 CREATE INDEX deliveries_finished ON deliveries (completed_at) WHERE state IN ('succeeded', 'dead');
 CREATE INDEX audit_log_event ON audit_log (event_id);
 CREATE INDEX commands_event ON commands (event_id);
+
+-- Webhook health, maintained by the completion that records each outcome,
+-- so `GET /v1/webhooks` never scans the deliveries table.
+CREATE TABLE webhook_health (
+    webhook_id      TEXT PRIMARY KEY,
+    last_success_at TIMESTAMPTZ,
+    last_failure_at TIMESTAMPTZ,
+    last_error_kind TEXT
+);
+INSERT INTO webhook_health (webhook_id, last_success_at, last_failure_at)
+SELECT webhook_id,
+       max(completed_at) FILTER (WHERE state = 'succeeded'),
+       max(updated_at) FILTER (WHERE last_error IS NOT NULL)
+FROM deliveries GROUP BY webhook_id;
+-- Outcomes per webhook and minute, for the success rate of the last hour;
+-- retention deletes minutes older than a day.
+CREATE TABLE webhook_minutes (
+    webhook_id TEXT NOT NULL,
+    minute     TIMESTAMPTZ NOT NULL,
+    succeeded  INTEGER NOT NULL DEFAULT 0,
+    failed     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (webhook_id, minute)
+);

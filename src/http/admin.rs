@@ -208,20 +208,22 @@ pub async fn list_webhooks(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ListWebhooks).await?;
     let policy = state.policy.load_full();
-    let stats = state.store.webhook_stats().await?;
+    let ids: Vec<&str> = policy.webhooks().iter().map(|w| w.id.as_str()).collect();
+    let stats = state.store.webhook_stats(&ids).await?;
     let data: Vec<Value> = policy
         .webhooks()
         .iter()
-        .map(|w| {
-            let s = stats
-                .iter()
-                .find(|s| s.webhook_id == w.id.as_str())
-                .cloned()
-                .unwrap_or_default();
+        .zip(stats)
+        .map(|(w, s)| {
+            let attempts = s.succeeded_last_hour + s.failed_last_hour;
+            let rate = (attempts > 0).then(|| s.succeeded_last_hour as f64 / attempts as f64);
             json!({
                 "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
-                "signature": w.signature.as_str(), "pending": s.pending, "dead": s.dead,
+                "signature": w.signature.as_str(),
+                "pending": s.pending, "in_flight": s.in_flight, "dead": s.dead,
                 "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,
+                "last_error_kind": s.last_error_kind,
+                "attempts_last_hour": attempts, "success_rate_last_hour": rate,
             })
         })
         .collect();

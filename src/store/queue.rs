@@ -233,8 +233,11 @@ impl Store {
         .bind(&bodies)
         .execute(&mut *tx)
         .await?;
+        // The outcomes that moved a delivery also move its webhook's health
+        // (last success / failure, per-minute counts), in the same statement.
         sqlx::query(
-            "UPDATE deliveries d
+            "WITH moved AS (
+             UPDATE deliveries d
              SET state = u.state,
                  next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN d.next_attempt_at
                                         ELSE now() + u.retry_ms * interval '1 millisecond' END,
@@ -246,7 +249,30 @@ impl Store {
              FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::text[])
                   AS u(id, attempt, state, retry_ms, status, kind, error)
              WHERE d.id = ANY($1) AND d.id = u.id AND d.attempts = u.attempt
-               AND (d.state = 'in_flight' OR (d.state = 'pending' AND d.leased_by IS NULL))",
+               AND (d.state = 'in_flight' OR (d.state = 'pending' AND d.leased_by IS NULL))
+             RETURNING d.webhook_id, u.kind
+             ), health AS (
+                 INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind)
+                 SELECT webhook_id,
+                        CASE WHEN bool_or(kind IS NULL) THEN $8::timestamptz END,
+                        CASE WHEN bool_or(kind IS NOT NULL) THEN $8::timestamptz END,
+                        max(kind)
+                 FROM moved GROUP BY webhook_id ORDER BY webhook_id
+                 ON CONFLICT (webhook_id) DO UPDATE SET
+                     last_success_at = COALESCE(EXCLUDED.last_success_at, h.last_success_at),
+                     last_failure_at = COALESCE(EXCLUDED.last_failure_at, h.last_failure_at),
+                     last_error_kind = COALESCE(EXCLUDED.last_error_kind, h.last_error_kind)
+                 RETURNING 1
+             ), minutes AS (
+                 INSERT INTO webhook_minutes AS m (webhook_id, minute, succeeded, failed)
+                 SELECT webhook_id, date_trunc('minute', $8::timestamptz),
+                        count(*) FILTER (WHERE kind IS NULL), count(*) FILTER (WHERE kind IS NOT NULL)
+                 FROM moved GROUP BY webhook_id ORDER BY webhook_id
+                 ON CONFLICT (webhook_id, minute) DO UPDATE SET
+                     succeeded = m.succeeded + EXCLUDED.succeeded, failed = m.failed + EXCLUDED.failed
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM health) + (SELECT count(*) FROM minutes)",
         )
         .bind(&ids)
         .bind(&attempts)

@@ -368,3 +368,38 @@ async fn admin_queries_refuse_bad_parameters_with_json_errors(pool: PgPool) {
         "secrets are never returned: {body}"
     );
 }
+
+#[sqlx::test]
+async fn webhook_health_comes_from_maintained_counts(pool: PgPool) {
+    let rx = Receiver::start().await;
+    rx.script([Reply::status(503)]);
+    let policy = policy_yaml(&format!(
+        "{}{}",
+        hook("h", &rx.url, "[a.b]", &retry("10ms", 1)),
+        hook("idle", &rx.url, "[never.used]", "")
+    ));
+    let app = TestApp::spawn(pool, &policy).await;
+    for i in 0..3 {
+        app.post_events(&json!({"id": format!("e{i}"), "topic": "a.b", "payload": i}))
+            .await;
+    }
+    app.drain().await;
+    let (status, body) = app.get("/v1/webhooks").await;
+    assert_eq!(status, StatusCode::OK);
+    let h = &body["data"][0];
+    assert_eq!(h["id"], "h");
+    assert_eq!(
+        (&h["pending"], &h["in_flight"], &h["dead"]),
+        (&json!(0), &json!(0), &json!(1))
+    );
+    assert_eq!(h["last_error_kind"], "http_status");
+    assert_eq!(h["attempts_last_hour"], 3);
+    let rate = h["success_rate_last_hour"].as_f64().expect("rate");
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
+    assert!(h["last_success_at"].is_string() && h["last_failure_at"].is_string());
+    let idle = &body["data"][1];
+    assert_eq!(idle["id"], "idle");
+    assert_eq!(idle["attempts_last_hour"], 0);
+    assert!(idle["success_rate_last_hour"].is_null());
+    assert!(idle["last_success_at"].is_null());
+}
