@@ -250,8 +250,21 @@ async fn next_wait(shared: &Shared, slots: &[WebhookSlot]) -> Duration {
     }
 }
 
-/// One attempt of one claimed delivery, start to recorded outcome.
+/// One attempt of one claimed delivery, start to recorded outcome, in a
+/// span naming the delivery, event, webhook and attempt.
 async fn deliver(shared: &Shared, c: Claimed) {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "attempt",
+        delivery = %crate::domain::DeliveryId::from_uuid(c.id),
+        event = %c.event_id,
+        webhook = %c.webhook_id,
+        attempt = c.attempt,
+    );
+    attempt(shared, c).instrument(span).await;
+}
+
+async fn attempt(shared: &Shared, c: Claimed) {
     let policy = shared.policy.load_full();
     let now = shared.cfg.now();
     let Some(webhook) = policy.webhook(&c.webhook_id).filter(|w| w.enabled) else {
@@ -304,6 +317,13 @@ async fn deliver(shared: &Shared, c: Claimed) {
     shared
         .metrics
         .attempt(&c.webhook_id, outcome, report.duration);
+    tracing::debug!(
+        status = report.status,
+        duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+        error_kind = report.error_kind.map(|k| k.as_str()),
+        outcome = ?outcome,
+        "attempt finished"
+    );
     let (state, retry_in) = match decision {
         Decision::Succeeded => (DeliveryState::Succeeded, None),
         Decision::Retry { at } => (

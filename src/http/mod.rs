@@ -84,12 +84,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One log line per request; the cause chain of a 5xx is logged here, once.
+/// One span and one log line per request; the cause chain of a 5xx is
+/// logged here, once. The path is logged, never the query string (it may
+/// carry anything) nor any header.
 async fn log_requests(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(128).collect::<String>());
+    let span = tracing::info_span!("request", %method, %path, request_id);
     let started = Instant::now();
-    let response = next.run(req).await;
+    let response = next.run(req).instrument(span.clone()).await;
+    let _entered = span.enter();
     let status = response.status();
     let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if let Some(detail) = response.extensions().get::<error::ErrorDetail>() {

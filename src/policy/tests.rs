@@ -460,3 +460,14 @@ fn retention_is_read_with_defaults_and_bad_values_are_named() {
         .errors;
     assert!(errs[0].message.contains("unknown field"), "{errs:?}");
 }
+
+#[test]
+fn policy_errors_never_echo_a_secret() {
+    let secret = "super-secret-value-4711";
+    let text = format!(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: {secret}\n    signature: standard\n    topics: [x]\ninbound:\n  secret: {secret}\n  tolerance: soon\nauth:\n  jwt:\n    issuer: i\n    audience: a\n    hs256_secret: {secret}\n"
+    );
+    let err = parse(&text).expect_err("invalid");
+    assert!(err.errors.len() >= 2, "{err}");
+    assert!(!err.to_string().contains(secret), "{err}");
+}

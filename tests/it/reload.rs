@@ -245,3 +245,61 @@ async fn sighup_reloads_the_running_binary(pool: PgPool) {
             .expect("audit");
     assert_eq!(actors, ["signal"]);
 }
+
+#[sqlx::test]
+async fn reloading_under_load_loses_and_duplicates_nothing(pool: PgPool) {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("webhooks.yaml");
+    let version = |n: u32| {
+        policy_yaml(&hook(
+            "h",
+            &rx.url,
+            "[t.x]",
+            &format!("headers: {{ X-Version: v{n} }}"),
+        ))
+    };
+    let app = spawn_watching(pool, &file, &version(0), false).await;
+    let app = &app;
+    let producer = async {
+        for i in 0..400 {
+            let (status, body) = app
+                .post_events(&json!({"id": format!("e{i}"), "topic": "t.x", "payload": i}))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+    };
+    let reloader = async {
+        for n in 1..=20 {
+            std::fs::write(&file, version(n)).expect("write");
+            let (status, body) = app.post_raw("/v1/policy/reload", API_KEY, Vec::new()).await;
+            assert_eq!(
+                (status, &body["outcome"]),
+                (StatusCode::OK, &json!("applied")),
+                "{body}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    futures::future::join(producer, reloader).await;
+    app.drain().await;
+    let got = rx.received();
+    let mut ids: Vec<&str> = got.iter().map(|r| r.header("x-aion-event-id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 400, "every event arrived");
+    assert_eq!(got.len(), 400, "none twice");
+    app.post_events(&json!({"id": "last", "topic": "t.x", "payload": 0}))
+        .await;
+    let last = rx.wait_for_count(401).await;
+    assert_eq!(
+        last[400].header("x-version"),
+        "v20",
+        "the last policy is in force"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'policy.reload'")
+            .await,
+        20
+    );
+}
