@@ -60,3 +60,8 @@ CREATE TABLE webhook_minutes (
     failed     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (webhook_id, minute)
 );
+
+-- Events that matched no webhook have no delivery to be purged with; this
+-- flag (set at ingest) and its small partial index let retention find them.
+ALTER TABLE events ADD COLUMN undelivered BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX events_undelivered ON events (received_at) WHERE undelivered;

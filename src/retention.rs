@@ -1,6 +1,7 @@
 //! Retention (contract §1 `retention:`): a background task that deletes
 //! finished deliveries past their age, with their attempts and the events
-//! they leave behind, in small batches with a pause between them so the
+//! they leave behind (and, after `succeeded`, events that matched no
+//! webhook), in small batches with a pause between them so the
 //! queue is never held up. Audit records are never deleted. Settings come
 //! from the policy in force, so a reload changes them.
 
@@ -41,7 +42,8 @@ pub async fn run_once(
         total.deliveries += p.deliveries;
         total.attempts += p.attempts;
         total.events += p.events;
-        if p.deliveries < u64::from(BATCH) || shutdown.is_cancelled() {
+        let more = p.deliveries >= u64::from(BATCH) || p.events >= u64::from(BATCH);
+        if !more || shutdown.is_cancelled() {
             return Ok(total);
         }
         tokio::time::sleep(PAUSE).await;

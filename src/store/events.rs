@@ -91,10 +91,10 @@ pub(super) async fn insert_statement<'c>(
     }
     let inserted: Vec<String> = sqlx::query_scalar(
         "WITH ins AS (
-             INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id)
-             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[])
-                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id)
+             INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered)
+             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id, undelivered
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[], $15::bool[])
+                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id, undelivered)
              ON CONFLICT (id) DO NOTHING
              RETURNING id
          ), dl AS (
@@ -122,6 +122,7 @@ pub(super) async fn insert_statement<'c>(
     .bind(&d_events)
     .bind(&d_hooks)
     .bind(WAKE_CHANNEL)
+    .bind(&cols.undelivered)
     .fetch_all(db)
     .await?;
     Ok(inserted.into_iter().collect())
@@ -296,6 +297,7 @@ struct EventColumns<'a> {
     sources: Vec<Option<&'a str>>,
     keys: Vec<Option<&'a str>>,
     traces: Vec<Option<&'a str>>,
+    undelivered: Vec<bool>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -309,5 +311,6 @@ impl<'a> EventColumns<'a> {
         self.sources.push(e.source.as_deref());
         self.keys.push(e.key.as_deref());
         self.traces.push(e.trace_id.as_deref());
+        self.undelivered.push(e.webhooks.is_empty());
     }
 }

@@ -173,11 +173,25 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        // Events that matched no webhook at all, as old as `succeeded`.
+        let undelivered = sqlx::query(
+            "DELETE FROM events WHERE id = ANY(ARRAY(
+                 SELECT e.id FROM events e WHERE e.undelivered AND e.received_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                   AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.event_id = e.id)
+                   AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.event_id = e.id)
+                 ORDER BY e.received_at LIMIT $2))",
+        )
+        .bind(succeeded_before)
+        .bind(i64::from(batch))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(Purged {
             deliveries: u64::try_from(deliveries).unwrap_or(0),
             attempts: u64::try_from(attempts).unwrap_or(0),
-            events,
+            events: events + undelivered,
         })
     }
 

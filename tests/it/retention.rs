@@ -22,7 +22,7 @@ async fn retention_deletes_only_old_finished_work_and_never_audit_records(pool: 
         hook("off", &ok.url, "[p.x]", "enabled: false")
     )) + "retention:\n  succeeded: 1h\n  dead: 2h\n";
     let app = TestApp::spawn(pool.clone(), &yaml).await;
-    for topic in ["s.x", "s.x", "d.x", "p.x"] {
+    for topic in ["s.x", "s.x", "d.x", "p.x", "none.x"] {
         app.post_events(&json!({"topic": topic, "payload": 1}))
             .await;
     }
@@ -55,10 +55,22 @@ async fn retention_deletes_only_old_finished_work_and_never_audit_records(pool: 
     .execute(&pool)
     .await
     .expect("backdate");
+    sqlx::query("UPDATE events SET received_at = now() - interval '90 minutes'")
+        .execute(&pool)
+        .await
+        .expect("backdate events");
     let purged = pass().await.expect("pass");
     assert_eq!(purged.deliveries, 2, "the two old successes");
     assert_eq!(purged.attempts, 2);
-    assert_eq!(purged.events, 2, "their events had nothing else");
+    assert_eq!(
+        purged.events, 3,
+        "their events had nothing else, and the one that matched no webhook"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM events WHERE topic = 'none.x'")
+            .await,
+        0
+    );
     let left: Vec<(String, String)> =
         sqlx::query_as("SELECT webhook_id, state FROM deliveries ORDER BY webhook_id")
             .fetch_all(&pool)
@@ -98,7 +110,7 @@ async fn retention_deletes_only_old_finished_work_and_never_audit_records(pool: 
     );
     let text = metrics.render();
     assert!(
-        text.contains("aion_webhooks_retention_deleted_total{kind=\"deliveries\"} 3"),
+        text.contains("aion_webhooks_retention_deleted_total{kind=\"events\"} 4"),
         "{text}"
     );
 }
