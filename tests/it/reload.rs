@@ -303,3 +303,36 @@ async fn reloading_under_load_loses_and_duplicates_nothing(pool: PgPool) {
         20
     );
 }
+
+#[sqlx::test]
+async fn a_webhook_removed_by_reload_keeps_its_deliveries_until_it_returns(pool: PgPool) {
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("webhooks.yaml");
+    let paused = policy_yaml(&hook("h", &rx.url, "[t.x]", "enabled: false"));
+    let app = spawn_watching(pool, &file, &paused, false).await;
+    for i in 0..3 {
+        app.post_events(&json!({"topic": "t.x", "payload": i}))
+            .await;
+    }
+    let reload_to = |yaml: String| {
+        let (app, file) = (&app, &file);
+        async move {
+            std::fs::write(file, yaml).expect("write");
+            let (status, body) = app.post_raw("/v1/policy/reload", API_KEY, Vec::new()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    reload_to(policy_yaml(&hook("other", &rx.url, "[o.x]", ""))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM deliveries WHERE webhook_id = 'h' AND state = 'pending'")
+            .await,
+        3,
+        "kept, not sent, not lost"
+    );
+    assert!(rx.received().is_empty());
+    reload_to(policy_yaml(&hook("h", &rx.url, "[t.x]", ""))).await;
+    rx.wait_for_count(3).await;
+    app.drain().await;
+}
