@@ -20,6 +20,8 @@
 //! a database `aion_iso_<pid>` is created there and dropped at the end.
 //! Everything stays on loopback; every loop is bounded.
 
+#[path = "common/mod.rs"]
+mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +34,6 @@ use aion_webhooks::store::Store;
 use anyhow::Context;
 use axum::http::StatusCode;
 use sha2::Digest;
-use sqlx::Connection;
 
 const KEY: &str = "isolation-key";
 const EVENTS: usize = 300;
@@ -81,26 +82,10 @@ async fn main() -> anyhow::Result<()> {
             engine.max_in_flight_per_webhook as usize,
         )?)?,
     };
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = format!("aion_iso_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&server)
-        .await
-        .context("connecting to DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await?;
-    let db_url = format!(
-        "{}/{db}",
-        server
-            .rsplit_once('/')
-            .map_or(server.as_str(), |(base, _)| base)
-    );
-    let result = run(busy, knobs, &db_url).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    result
+    common::with_fresh_database("aion_iso", |db_url| async move {
+        run(busy, knobs, &db_url).await
+    })
+    .await
 }
 
 /// What the command line can vary.

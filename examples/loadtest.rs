@@ -12,6 +12,8 @@
 //! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a database `aion_load_<pid>` is created there and dropped at the end.
 
+#[path = "common/mod.rs"]
+mod common;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,10 +23,8 @@ use aion_webhooks::delivery::worker::WorkerConfig;
 use aion_webhooks::http::Limits;
 use aion_webhooks::policy::PolicySet;
 use aion_webhooks::store::Store;
-use anyhow::Context;
 use axum::http::HeaderMap;
 use sha2::Digest;
-use sqlx::Connection;
 
 const KEY: &str = "loadtest-key";
 
@@ -126,29 +126,10 @@ async fn main() -> anyhow::Result<()> {
         tuning.per_webhook = n.parse()?;
     }
 
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = format!("aion_load_{}", std::process::id());
-    let admin_url = server.clone();
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .context("connecting to DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut admin)
-        .await?;
-    let db_url = format!(
-        "{}/{db}",
-        server
-            .rsplit_once('/')
-            .map_or(server.as_str(), |(base, _)| base)
-    );
-
-    let result = run(sc, tuning, &db_url).await;
-
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    result
+    common::with_fresh_database("aion_load", |db_url| async move {
+        run(sc, tuning, &db_url).await
+    })
+    .await
 }
 
 async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {

@@ -11,20 +11,6 @@ use sqlx::PgPool;
 
 use crate::support::*;
 
-/// A receiver that answers every request with `status` after `delay`.
-async fn misbehaving(status: StatusCode, delay: Duration) -> String {
-    let app = axum::Router::new().fallback(move || async move {
-        tokio::time::sleep(delay).await;
-        status
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 async fn post_many(app: &TestApp, topic: &str, n: usize) {
     for start in (0..n).step_by(1000) {
         let batch: Vec<Value> = (start..n.min(start + 1000))
@@ -51,7 +37,7 @@ async fn time_healthy(app: &TestApp, ok: &Receiver, n: usize) -> Duration {
 #[sqlx::test]
 async fn a_failing_webhooks_backlog_of_due_retries_does_not_delay_a_healthy_one(pool: PgPool) {
     let ok = Receiver::start().await;
-    let busy = misbehaving(StatusCode::INTERNAL_SERVER_ERROR, Duration::ZERO).await;
+    let busy = fixed_receiver(StatusCode::INTERNAL_SERVER_ERROR, b"", Duration::ZERO).await;
     let retry = "retry: { initial_interval: 50ms, max_interval: 100ms, max_attempts: 1000 }";
     let policy = policy_yaml(&format!(
         "{}{}",
@@ -79,7 +65,7 @@ async fn a_failing_webhooks_backlog_of_due_retries_does_not_delay_a_healthy_one(
 #[sqlx::test]
 async fn hanging_webhooks_cannot_take_every_slot_of_the_engine(pool: PgPool) {
     let ok = Receiver::start().await;
-    let hang = misbehaving(StatusCode::OK, Duration::from_secs(60)).await;
+    let hang = fixed_receiver(StatusCode::OK, b"", Duration::from_secs(60)).await;
     let slow =
         "timeout: 5s\n    retry: { initial_interval: 10ms, max_interval: 20ms, max_attempts: 100 }";
     let policy = policy_yaml(&format!(

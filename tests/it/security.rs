@@ -82,22 +82,15 @@ async fn publishers_cannot_write_the_engines_topics_or_claim_its_source(pool: Pg
     assert_eq!(got[0].header("x-aion-event"), "kernel.proposal.created");
 }
 
-/// A receiver that answers 500 with a body holding NUL bytes.
-async fn nul_receiver() -> String {
-    let app = axum::Router::new()
-        .fallback(|| async { (StatusCode::INTERNAL_SERVER_ERROR, b"bad\0body\0".to_vec()) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 #[sqlx::test]
 async fn a_receiver_answering_nul_bytes_does_not_hold_up_other_outcomes(pool: PgPool) {
     let ok = Receiver::start().await;
-    let nul = nul_receiver().await;
+    let nul = fixed_receiver(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        b"bad\0body\0",
+        Duration::ZERO,
+    )
+    .await;
     let policy = policy_yaml(&format!(
         "{}{}",
         hook("nul", &nul, "[a.b]", &retry(2)),

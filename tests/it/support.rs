@@ -186,6 +186,25 @@ where
     }
 }
 
+/// A receiver that answers every request with `status` and `body` after
+/// `delay` (a hostile or failing endpoint) and records nothing.
+pub async fn fixed_receiver(
+    status: axum::http::StatusCode,
+    body: &'static [u8],
+    delay: Duration,
+) -> String {
+    let app = axum::Router::new().fallback(move || async move {
+        tokio::time::sleep(delay).await;
+        (status, body)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 /// A request the receiver got.
 #[derive(Debug, Clone)]
 pub struct Received {
