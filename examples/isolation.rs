@@ -26,11 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aion_webhooks::app::{App, Config};
+use aion_webhooks::app::Config;
 use aion_webhooks::delivery::worker::WorkerConfig;
 use aion_webhooks::http::Limits;
 use aion_webhooks::policy::PolicySet;
-use aion_webhooks::store::Store;
 use anyhow::Context;
 use axum::http::StatusCode;
 use sha2::Digest;
@@ -133,13 +132,8 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         watch_policy: false,
         ingest_writers: 2,
     };
-    let store = Store::connect_lazy(db_url, config.db_max_connections)?;
-    let app = App::build_with(config, store, policy).await?;
-    let base = format!("http://{}", app.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = tokio::spawn(app.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let engine = common::Engine::start(config, policy).await?;
+    let base = engine.base.clone();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CLIENTS)
         .build()?;
@@ -199,8 +193,7 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         bad.requests.load(Ordering::Relaxed) - busy_before,
         bad.max_open.load(Ordering::Relaxed)
     );
-    let _ = stop_tx.send(());
-    engine.await??;
+    engine.stop().await?;
     Ok(())
 }
 

@@ -18,11 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aion_webhooks::app::{App, Config};
+use aion_webhooks::app::Config;
 use aion_webhooks::delivery::worker::WorkerConfig;
 use aion_webhooks::http::Limits;
 use aion_webhooks::policy::PolicySet;
-use aion_webhooks::store::Store;
 use axum::http::HeaderMap;
 use sha2::Digest;
 
@@ -164,13 +163,8 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         watch_policy: false,
         ingest_writers: 2,
     };
-    let store = Store::connect_lazy(db_url, config.db_max_connections)?;
-    let app = App::build_with(config, store, policy).await?;
-    let base = format!("http://{}", app.local_addr());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = tokio::spawn(app.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let engine = common::Engine::start(config, policy).await?;
+    let base = engine.base.clone();
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(sc.clients)
@@ -271,8 +265,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         pct(0.50),
         pct(0.99)
     );
-    let _ = stop_tx.send(());
-    engine.await??;
+    engine.stop().await?;
     Ok(())
 }
 
