@@ -237,6 +237,10 @@ fn event(
     let payload = w
         .payload
         .ok_or_else(|| invalid("payload", "`payload` is required (any JSON value)".into()))?;
+    // Duplicate member names and exponents beyond exact comparison are
+    // refused here; everything else is stored and sent byte for byte.
+    crate::domain::payload::check(payload.get())
+        .map_err(|e| invalid("payload", format!("invalid payload: {e}")))?;
     let occurred_at = match w.occurred_at {
         Some(t) => DateTime::parse_from_rfc3339(&t)
             .map_err(|e| invalid("occurred_at", format!("{t:?} is not an RFC 3339 time: {e}")))?

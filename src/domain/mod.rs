@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod ids;
+pub mod payload;
 pub mod reserved;
 pub mod secret;
 pub mod topic;

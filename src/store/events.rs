@@ -2,7 +2,6 @@
 //! is stored without its deliveries, and no delivery without its event.
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use std::collections::{HashMap, HashSet};
 
@@ -196,10 +195,10 @@ async fn existing_outcomes<'c>(
 
 impl NewEvent {
     /// Whether `topic` and `payload` are this event's, the payload compared
-    /// as a JSON value (whitespace and key order do not matter).
+    /// as a JSON value at any depth (`domain::payload`: whitespace, member
+    /// order and number spelling do not matter).
     pub fn same_content(&self, topic: &str, payload: &str) -> bool {
-        let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
-        topic == self.topic && parse(payload).is_some_and(|v| Some(v) == parse(&self.payload))
+        topic == self.topic && crate::domain::payload::same_value(payload, &self.payload)
     }
 }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod delivery;
+mod edge_input;
 mod inbound;
 mod inbound_replay;
 mod ingest;
