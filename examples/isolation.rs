@@ -122,6 +122,7 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         listen: "127.0.0.1:0".into(),
         policy_path: "isolation".into(),
         limits: Limits::default(),
+        server: aion_webhooks::http::serve::ServerLimits::default(),
         worker: WorkerConfig {
             max_in_flight: knobs.max_in_flight,
             max_in_flight_per_webhook: knobs.per_webhook,

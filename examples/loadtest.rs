@@ -152,6 +152,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         listen: "127.0.0.1:0".into(),
         policy_path: "loadtest".into(),
         limits: Limits::default(),
+        server: aion_webhooks::http::serve::ServerLimits::default(),
         worker: WorkerConfig {
             max_in_flight: tuning.max_in_flight,
             max_in_flight_per_webhook: tuning.per_webhook,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::sender::Sender;
 use crate::delivery::ssrf::SsrfGuard;
 use crate::delivery::worker::{self, WorkerConfig};
+use crate::http::serve::{ServerLimits, connection_cap, raise_descriptor_limit};
 use crate::http::{AppState, Limits};
 use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
@@ -31,6 +32,8 @@ pub struct Config {
     pub listen: String,
     pub policy_path: PathBuf,
     pub limits: Limits,
+    /// Connection limits of the API listener.
+    pub server: ServerLimits,
     pub worker: WorkerConfig,
     /// Run delivery workers in this process (false = API only).
     pub run_workers: bool,
@@ -56,6 +59,7 @@ impl Config {
             listen,
             policy_path,
             limits: Limits::default(),
+            server: ServerLimits::default(),
             worker: WorkerConfig::default(),
             run_workers: true,
             db_max_connections: 16,
@@ -88,6 +92,23 @@ impl Config {
         }
         if let Some(n) = num("AION_WEBHOOKS_MAX_INBOUND_BYTES")? {
             cfg.limits.max_inbound_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_HTTP_HEADER_TIMEOUT_SECS")? {
+            cfg.server.header_timeout = Duration::from_secs(n.max(1));
+        }
+        if let Some(n) = num("AION_WEBHOOKS_HTTP_BODY_TIMEOUT_SECS")? {
+            cfg.limits.body_timeout = Duration::from_secs(n.max(1));
+        }
+        if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_CONNECTIONS")? {
+            cfg.server.max_connections = usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_HEADERS")? {
+            cfg.server.max_headers = usize::try_from(n).unwrap_or(usize::MAX).clamp(8, 1024);
+        }
+        if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_HEADER_BYTES")? {
+            cfg.server.max_header_bytes = usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .clamp(1024, 1024 * 1024);
         }
         if let Some(n) = num("AION_WEBHOOKS_SHUTDOWN_GRACE_SECS")? {
             cfg.worker.shutdown_grace = Duration::from_secs(n);
@@ -223,20 +244,36 @@ impl App {
                 cancel.clone(),
             ));
         }
+        // Descriptors for everything that is not an API connection: the
+        // database pool, outbound sends and their idle keep-alives, files.
+        let nofile = raise_descriptor_limit();
+        let reserved = u64::from(self.config.db_max_connections)
+            + if self.config.run_workers {
+                2 * u64::from(self.config.worker.max_in_flight)
+            } else {
+                0
+            }
+            + 256;
+        let limits = ServerLimits {
+            max_connections: connection_cap(self.config.server.max_connections, nofile, reserved),
+            ..self.config.server
+        };
+        let metrics = self.state.metrics.clone();
         let app = crate::http::router(self.state);
-        tracing::info!(addr = %self.listener.local_addr()?, "serving");
-        // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs
-        // add tens of milliseconds to every answer.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+        tracing::info!(
+            addr = %self.listener.local_addr()?,
+            max_connections = limits.max_connections,
+            "serving"
+        );
+        crate::http::serve::serve(
+            self.listener,
+            app,
+            limits,
+            metrics,
+            cancel.clone(),
+            self.config.worker.shutdown_grace,
         )
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .await
-        .context("HTTP server")?;
+        .await;
         if let Some(w) = worker {
             w.await.context("delivery worker panicked")?;
         }

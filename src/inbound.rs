@@ -102,13 +102,38 @@ impl InboundError {
     }
 }
 
-/// Runs one inbound request through every check and, if it passes, stores it.
-pub async fn handle(
-    store: &Store,
+/// A request that passed every check, ready to store.
+#[derive(Debug)]
+pub struct Checked<'a> {
+    pub principal: Principal,
+    pub action: String,
+    pub params: Value,
+    pub idempotency_key: Option<&'a str>,
+    /// The signature's `t`.
+    pub signed_at: i64,
+}
+
+/// What the checks decided.
+#[derive(Debug)]
+pub enum Verdict<'a> {
+    Accept(Checked<'a>),
+    /// An authenticated caller refused by RBAC: audited, then answered.
+    Deny {
+        principal: Principal,
+        action: String,
+        error: InboundError,
+    },
+}
+
+/// Every check of contract §4, in its order, with no I/O: signature,
+/// credentials, allow-list and roles, body shape, `Idempotency-Key`.
+/// Refusals before authentication are plain errors; an RBAC denial is a
+/// [`Verdict::Deny`] so the caller can audit it.
+pub fn check<'a>(
     policy: &PolicySet,
-    req: &InboundRequest<'_>,
+    req: &InboundRequest<'a>,
     now: DateTime<Utc>,
-) -> Result<InboundAnswer, InboundError> {
+) -> Result<Verdict<'a>, InboundError> {
     let inbound = policy.inbound().ok_or(InboundError::NotConfigured)?;
 
     // 1. Signature, over the raw bytes received.
@@ -136,38 +161,42 @@ pub async fn handle(
         .map_err(InboundError::Unauthenticated)?;
 
     // 3. The action: allow-listed, and the caller holds a role it needs.
-    let body: Value =
+    let mut body: Value =
         serde_json::from_slice(req.body).map_err(|e| InboundError::MalformedJson(e.to_string()))?;
-    let action_name =
-        body.get("action")
-            .and_then(Value::as_str)
-            .ok_or_else(|| InboundError::InvalidBody {
-                field: "action",
-                message: "`action` is required and must be a string".into(),
-            })?;
-    let denied = match InboundAction::parse(action_name) {
-        None => Some(InboundError::NotAllowed(action_name.to_owned())),
+    let action_name = body
+        .get("action")
+        .and_then(Value::as_str)
+        .ok_or_else(|| InboundError::InvalidBody {
+            field: "action",
+            message: "`action` is required and must be a string".into(),
+        })?
+        .to_owned();
+    let denied = match InboundAction::parse(&action_name) {
+        None => Some(InboundError::NotAllowed(action_name.clone())),
         Some(action) => match rbac::decide(&principal, Action::Inbound(action), Some(inbound)) {
             rbac::Decision::Allow => None,
             rbac::Decision::Deny {
                 reason: rbac::DenyReason::NotAllowListed,
-            } => Some(InboundError::NotAllowed(action_name.to_owned())),
+            } => Some(InboundError::NotAllowed(action_name.clone())),
             rbac::Decision::Deny {
                 reason: rbac::DenyReason::MissingRole { needed },
             } => Some(InboundError::MissingRole {
-                action: action_name.to_owned(),
+                action: action_name.clone(),
                 needed,
             }),
         },
     };
-    if let Some(denial) = denied {
-        audit_denial(store, policy, &principal, action_name, req, now).await?;
-        return Err(denial);
+    if let Some(error) = denied {
+        return Ok(Verdict::Deny {
+            principal,
+            action: action_name,
+            error,
+        });
     }
 
     // 4. Body shape and the Idempotency-Key.
-    let params = match body.get("params") {
-        Some(p @ Value::Object(_)) => p.clone(),
+    let params = match body.get_mut("params") {
+        Some(p @ Value::Object(_)) => p.take(),
         Some(_) => {
             return Err(InboundError::InvalidBody {
                 field: "params",
@@ -181,7 +210,7 @@ pub async fn handle(
             });
         }
     };
-    let key = match req.idempotency_key {
+    let idempotency_key = match req.idempotency_key {
         None => None,
         Some(k)
             if !k.is_empty()
@@ -192,6 +221,41 @@ pub async fn handle(
         }
         Some(_) => return Err(InboundError::InvalidIdempotencyKey),
     };
+    Ok(Verdict::Accept(Checked {
+        principal,
+        action: action_name,
+        params,
+        idempotency_key,
+        signed_at,
+    }))
+}
+
+/// Runs one inbound request through every check and, if it passes, stores it.
+pub async fn handle(
+    store: &Store,
+    policy: &PolicySet,
+    req: &InboundRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<InboundAnswer, InboundError> {
+    let Checked {
+        principal,
+        action,
+        params,
+        idempotency_key: key,
+        signed_at,
+    } = match check(policy, req, now)? {
+        Verdict::Accept(checked) => checked,
+        Verdict::Deny {
+            principal,
+            action,
+            error,
+        } => {
+            audit_denial(store, policy, &principal, &action, req, now).await?;
+            return Err(error);
+        }
+    };
+    let inbound = policy.inbound().ok_or(InboundError::NotConfigured)?;
+    let action_name = action.as_str();
 
     // 5. Store and dispatch.
     let command_id = uuid::Uuid::now_v7();

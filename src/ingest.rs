@@ -144,7 +144,9 @@ pub async fn ingest(
     Ok((answers, batch))
 }
 
-fn parse(
+/// Parses and validates a body into events routed through `policy`, and
+/// whether it was a batch. Pure: no I/O (the fuzz target drives it).
+pub fn parse(
     body: &[u8],
     policy: &PolicySet,
     max_event_bytes: usize,

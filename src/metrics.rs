@@ -136,6 +136,49 @@ pub enum AttemptOutcome {
     Blocked,
 }
 
+/// What happened to an API connection; counted in
+/// `http_connections_total{event}` (open ones in `http_connections_open`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    Opened,
+    Closed,
+    /// Over the connection cap: answered 503 and closed at once.
+    Refused,
+    /// `accept` failed (e.g. out of descriptors).
+    AcceptFailed,
+    /// The request head did not arrive in time (also idle keep-alives).
+    HeaderTimeout,
+    /// Too many or too large headers: answered 431.
+    HeaderTooLarge,
+    /// Not HTTP/1.1.
+    Malformed,
+    /// The body did not arrive in time: answered 408.
+    BodyTimeout,
+    /// Reset or closed by the client mid-request.
+    Aborted,
+}
+
+impl ConnectionEvent {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Closed => "closed",
+            Self::Refused => "refused",
+            Self::AcceptFailed => "accept_failed",
+            Self::HeaderTimeout => "header_timeout",
+            Self::HeaderTooLarge => "header_too_large",
+            Self::Malformed => "malformed",
+            Self::BodyTimeout => "body_timeout",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
 /// Queue sizes, read from the store (cached for a few seconds).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueDepth {
@@ -166,6 +209,8 @@ pub struct Metrics {
     rss: Gauge,
     open_fds: Gauge,
     cpu_seconds: Gauge<f64, AtomicU64>,
+    connections: Family<EventLabel, Counter>,
+    connections_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -186,6 +231,8 @@ impl Default for Metrics {
             rss: Gauge::default(),
             open_fds: Gauge::default(),
             cpu_seconds: Gauge::default(),
+            connections: Family::default(),
+            connections_open: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -260,6 +307,16 @@ impl Default for Metrics {
             "CPU time used (user + system)",
             m.cpu_seconds.clone(),
         );
+        registry.register(
+            "http_connections",
+            "API connections by event: opened, closed, refused (over the cap), header_timeout, body_timeout, header_too_large, malformed, aborted, accept_failed",
+            m.connections.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "API connections open now",
+            m.connections_open.clone(),
+        );
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_now());
         Self { registry, ..m }
@@ -328,6 +385,34 @@ impl Metrics {
                 webhook: webhook.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Something happened to an API connection.
+    pub fn connection(&self, event: ConnectionEvent) {
+        match event {
+            ConnectionEvent::Opened => {
+                self.connections_open.inc();
+            }
+            ConnectionEvent::Closed => {
+                self.connections_open.dec();
+                return;
+            }
+            _ => {}
+        }
+        self.connections
+            .get_or_create(&EventLabel {
+                event: event.as_str(),
+            })
+            .inc();
+    }
+
+    /// How many times `event` happened (tests and diagnostics).
+    pub fn connections(&self, event: ConnectionEvent) -> u64 {
+        self.connections
+            .get_or_create(&EventLabel {
+                event: event.as_str(),
+            })
+            .get()
     }
 
     /// A policy reload ended: `applied`, `unchanged` or `invalid`.

@@ -43,6 +43,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A policy reload refused; `errors` lists every problem.
     #[error("{message}")]
     PolicyInvalid {
@@ -114,6 +117,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, None),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", None),
             Self::PolicyInvalid { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", None)
             }

@@ -20,7 +20,13 @@ pub async fn post_events(
     body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&state, &principal, Action::PublishEvents).await?;
-    let bytes = json_body(&headers, body, state.limits.max_body_bytes).await?;
+    let bytes = json_body(
+        &headers,
+        body,
+        state.limits.max_body_bytes,
+        state.limits.body_timeout,
+    )
+    .await?;
     let policy = state.policy.load_full();
     let (answers, batch) = ingest(
         &state.ingestor,

@@ -1,6 +1,8 @@
 //! Extractors: the authenticated [`Principal`], and a JSON body read under
 //! our own size limit so oversized bodies get a JSON 413.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
@@ -63,8 +65,13 @@ pub async fn authorize(
     Err(ApiError::Forbidden(reason.to_string()))
 }
 
-/// Reads a JSON request body of at most `limit` bytes.
-pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a JSON request body of at most `limit` bytes within `timeout`.
+pub async fn json_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     if let Some(ct) = headers.get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         if !ct.starts_with("application/json") && !ct.contains("+json") {
@@ -73,13 +80,40 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             )));
         }
     }
-    read_body(body, limit).await
+    read_body(body, limit, timeout).await
 }
 
 /// Reads a request body of at most `limit` bytes, whatever its type (the
 /// inbound endpoint verifies the raw bytes; their parse decides the rest).
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")))
+/// The whole body must arrive within `timeout`, so a client trickling bytes
+/// cannot hold a connection (and the request's memory) indefinitely.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_too_large(&e) => Err(ApiError::PayloadTooLarge(format!(
+            "the request body exceeds {limit} bytes"
+        ))),
+        // The client reset or closed the connection mid-body: nobody reads
+        // the answer, but it must not be a 5xx.
+        Ok(Err(_)) => Err(ApiError::BadRequest {
+            code: "incomplete_body",
+            message: "the request body ended before its declared length".into(),
+            field: None,
+        }),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }

@@ -21,7 +21,11 @@ pub async fn post_inbound(
     body: Body,
 ) -> Response {
     let result = async {
-        let bytes = read_body(body, state.limits.max_inbound_bytes).await.map_err(|e| {
+        let bytes = read_body(
+            body,
+            state.limits.max_inbound_bytes,
+            state.limits.body_timeout,
+        ).await.map_err(|e| {
             if matches!(e, ApiError::PayloadTooLarge(_)) {
                 state.metrics.count_inbound(InboundOutcome::TooLarge);
             }

@@ -9,9 +9,10 @@ mod health;
 mod inbound;
 mod policy;
 mod replay;
+pub mod serve;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -36,6 +37,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// One inbound command body, in bytes (413 beyond).
     pub max_inbound_bytes: usize,
+    /// A whole request body must arrive within this (408 beyond).
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -44,6 +47,7 @@ impl Default for Limits {
             max_event_bytes: 1024 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
             max_inbound_bytes: 256 * 1024,
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -80,14 +84,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(health::not_found)
         // Bodies are read with our own limit so a 413 is JSON like every error.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn(log_requests))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            log_requests,
+        ))
         .with_state(state)
 }
 
 /// One span and one log line per request; the cause chain of a 5xx is
 /// logged here, once. The path is logged, never the query string (it may
-/// carry anything) nor any header.
-async fn log_requests(req: Request, next: Next) -> Response {
+/// carry anything) nor any header. A body that did not arrive in time is
+/// counted, not logged: slow clients come in floods.
+async fn log_requests(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     use tracing::Instrument;
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -102,7 +114,10 @@ async fn log_requests(req: Request, next: Next) -> Response {
     let _entered = span.enter();
     let status = response.status();
     let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    if let Some(detail) = response.extensions().get::<error::ErrorDetail>() {
+    if status == axum::http::StatusCode::REQUEST_TIMEOUT {
+        metrics.connection(crate::metrics::ConnectionEvent::BodyTimeout);
+        tracing::debug!(%method, %path, status = status.as_u16(), us, "request body too slow");
+    } else if let Some(detail) = response.extensions().get::<error::ErrorDetail>() {
         tracing::error!(%method, %path, status = status.as_u16(), us, error = %detail.0, "request failed");
     } else if status.is_client_error() {
         tracing::info!(%method, %path, status = status.as_u16(), us, "request refused");

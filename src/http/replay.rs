@@ -51,7 +51,7 @@ pub async fn bulk_replay(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::BulkReplay).await?;
-    let bytes = json_body(&headers, body, 64 * 1024).await?;
+    let bytes = json_body(&headers, body, 64 * 1024, state.limits.body_timeout).await?;
     let req: BulkReplay = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
         code: "malformed_json",
         message: format!("invalid replay request: {e}"),

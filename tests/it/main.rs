@@ -17,4 +17,5 @@ mod reload;
 mod replay;
 mod retention;
 mod security;
+mod slow_clients;
 mod support;

@@ -55,6 +55,7 @@ pub fn test_config() -> Config {
         listen: "127.0.0.1:0".into(),
         policy_path: "unused".into(),
         limits: Limits::default(),
+        server: aion_webhooks::http::serve::ServerLimits::default(),
         worker: WorkerConfig {
             poll_interval: Duration::from_millis(50),
             rescue_interval: Duration::from_millis(200),
@@ -73,6 +74,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: PgPool,
     pub policy: Arc<ArcSwap<PolicySet>>,
+    pub metrics: Arc<aion_webhooks::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -90,6 +92,7 @@ impl TestApp {
             .expect("build app");
         let base = format!("http://{}", app.local_addr());
         let policy = app.policy();
+        let metrics = app.metrics();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
@@ -99,6 +102,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             pool,
             policy,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         }

@@ -1,0 +1,213 @@
+//! The listener: accepts connections under a cap and serves each with
+//! HTTP/1.1 limits a public deployment can keep, so slow, stalled or
+//! oversized clients are closed and counted instead of holding descriptors
+//! forever (and starving the database pool and outbound sends of them).
+//!
+//! It owns connection-level limits only; body size and body read time are
+//! the extractors' (`extract::read_body`), so their refusals are JSON like
+//! every other error. HTTP/2 is not enabled.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower_http::add_extension::AddExtension;
+
+use crate::metrics::{ConnectionEvent, Metrics};
+
+/// Connection limits of the API listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// The request line and headers must arrive within this, counted from
+    /// the connection's start or from the end of the previous response — so
+    /// it is also the keep-alive idle timeout.
+    pub header_timeout: Duration,
+    /// Connections served at once; more are answered `503` and closed.
+    pub max_connections: usize,
+    /// Header lines per request (`431` beyond).
+    pub max_headers: usize,
+    /// Bytes of request line plus headers (`431` beyond).
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            max_headers: 64,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Descriptors the process may hold. Raises the soft limit to the hard one
+/// first (the usual soft default, 1024, is far below what a listener plus a
+/// delivery engine needs); returns the limit in force.
+pub fn raise_descriptor_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
+}
+
+/// The connection cap that leaves `reserved` descriptors to everything else
+/// (database pool, outbound sends, files) under a limit of `nofile`.
+pub fn connection_cap(wanted: usize, nofile: u64, reserved: u64) -> usize {
+    let room = usize::try_from(nofile.saturating_sub(reserved)).unwrap_or(usize::MAX);
+    let cap = wanted.min(room).max(16);
+    if cap < wanted {
+        tracing::warn!(
+            wanted,
+            cap,
+            nofile,
+            reserved,
+            "API connections capped so the database pool and deliveries keep their descriptors; raise the open-file limit (ulimit -n) for more"
+        );
+    }
+    cap
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets open requests
+/// finish for up to `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .max_header_size(limits.max_header_bytes)
+        // The read buffer bounds what a pipelining client can queue.
+        .max_buf_size(limits.max_header_bytes.max(8192) * 2);
+    let mut refusals = LogBudget::default();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors (EMFILE/ENFILE) or a connection reset
+                // before accept: back off briefly instead of spinning.
+                metrics.connection(ConnectionEvent::AcceptFailed);
+                if refusals.allow() {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.connection(ConnectionEvent::Refused);
+            if refusals.allow() {
+                tracing::warn!(
+                    max = limits.max_connections,
+                    "connection limit reached: refusing new connections (counted in aion_webhooks_http_connections_total)"
+                );
+            }
+            refuse(&stream);
+            continue;
+        };
+        // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs
+        // add tens of milliseconds to every answer.
+        let _ = stream.set_nodelay(true);
+        metrics.connection(ConnectionEvent::Opened);
+        let service = TowerToHyperService::new(AddExtension::new(
+            router.clone(),
+            ConnectInfo::<SocketAddr>(peer),
+        ));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let ended = conn.await;
+            drop(slot);
+            metrics.connection(ConnectionEvent::Closed);
+            if let Err(e) = ended {
+                metrics.connection(classify(&e));
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("HTTP connections still open after the grace period; closing them");
+        }
+    }
+}
+
+/// Why hyper ended a connection with an error, as counted in metrics.
+fn classify(e: &hyper::Error) -> ConnectionEvent {
+    if e.is_timeout() {
+        ConnectionEvent::HeaderTimeout
+    } else if e.is_parse_too_large() {
+        ConnectionEvent::HeaderTooLarge
+    } else if e.is_parse() {
+        ConnectionEvent::Malformed
+    } else {
+        ConnectionEvent::Aborted
+    }
+}
+
+/// Answers a connection over the cap with `503` without reading from it,
+/// and closes it. Best effort: a full send buffer just means a plain close.
+fn refuse(stream: &TcpStream) {
+    const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the server is at its connection limit; retry later"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.try_write(response.as_bytes());
+}
+
+/// At most one warning every ten seconds.
+#[derive(Default)]
+struct LogBudget {
+    last: Option<Instant>,
+}
+
+impl LogBudget {
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(10))
+        {
+            return false;
+        }
+        self.last = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_the_reserve_and_never_drops_below_a_floor() {
+        assert_eq!(connection_cap(4096, 20_000, 2_320), 4096);
+        assert_eq!(connection_cap(4096, 4_096, 2_320), 1_776);
+        assert_eq!(connection_cap(4096, 1_024, 2_320), 16);
+    }
+}
