@@ -60,6 +60,12 @@ pub enum ErrorKind {
     Redirect,
     /// Any other non-2xx.
     HttpStatus,
+    /// The answer was not HTTP, or its head broke a limit (too many or too
+    /// large headers).
+    Protocol,
+    /// The receiver closed or reset the connection before a whole response
+    /// head arrived.
+    ConnectionClosed,
     Other,
 }
 
@@ -71,6 +77,8 @@ impl ErrorKind {
             Self::BlockedDestination => "blocked_destination",
             Self::Redirect => "redirect",
             Self::HttpStatus => "http_status",
+            Self::Protocol => "protocol",
+            Self::ConnectionClosed => "connection_closed",
             Self::Other => "other",
         }
     }
@@ -280,7 +288,7 @@ fn classify(mut err: reqwest::Error) -> (ErrorKind, String) {
     } else if err.is_connect() {
         ErrorKind::Connect
     } else {
-        ErrorKind::Other
+        response_error_kind(&err)
     };
     let mut message = err.to_string();
     let mut source = err.source();
@@ -290,6 +298,35 @@ fn classify(mut err: reqwest::Error) -> (ErrorKind, String) {
         source = cause.source();
     }
     (kind, message)
+}
+
+/// What broke a response after the connection was made, from the cause
+/// chain: a malformed or oversized head, or a close or reset.
+fn response_error_kind(err: &reqwest::Error) -> ErrorKind {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(h) = cause.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_too_large() || h.is_parse_status() {
+                return ErrorKind::Protocol;
+            }
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return ErrorKind::ConnectionClosed;
+            }
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        {
+            return ErrorKind::ConnectionClosed;
+        }
+        source = cause.source();
+    }
+    ErrorKind::Other
 }
 
 /// Replaces a URL's query string (which may carry a credential) with

@@ -366,6 +366,8 @@ fn error_kinds_have_stable_names() {
         ErrorKind::BlockedDestination,
         ErrorKind::Redirect,
         ErrorKind::HttpStatus,
+        ErrorKind::Protocol,
+        ErrorKind::ConnectionClosed,
         ErrorKind::Other,
     ];
     let names: Vec<_> = all.iter().map(ErrorKind::as_str).collect();
@@ -377,6 +379,8 @@ fn error_kinds_have_stable_names() {
             "blocked_destination",
             "redirect",
             "http_status",
+            "protocol",
+            "connection_closed",
             "other"
         ]
     );
