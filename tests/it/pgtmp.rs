@@ -86,6 +86,13 @@ impl PrivatePg {
         check(self.pg_ctl_stop("fast"), "pg_ctl stop -m fast");
     }
 
+    /// Stops the server as a crash would: no checkpoint, clients cut off;
+    /// the next start replays the WAL.
+    #[allow(dead_code)] // Used by the crash soak (examples/soak), not by every test.
+    pub fn stop_immediate(&self) {
+        check(self.pg_ctl_stop("immediate"), "pg_ctl stop -m immediate");
+    }
+
     /// The server log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
