@@ -60,8 +60,9 @@ impl PrivatePg {
     }
 
     /// Starts the server and waits until it accepts connections. `fsync=off`
-    /// is safe here: the tests stop PostgreSQL cleanly (or throw it away);
-    /// they never crash the machine under it.
+    /// is safe here: a stop, even an immediate one (a crash of PostgreSQL,
+    /// replayed from the WAL at the next start), leaves the written pages in
+    /// the OS page cache; only a crash of the machine would lose them.
     pub fn start(&self) {
         let opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
