@@ -38,14 +38,16 @@ pub enum PayloadError {
 pub fn check(text: &str) -> Result<(), PayloadError> {
     let mut lexer = Lexer::new(text);
     let mut path = Path::default();
-    // Member names of each open object, innermost last.
-    let mut objects: Vec<Vec<Cow<'_, [u8]>>> = Vec::new();
+    // Member names of every open object in one vector (no allocation per
+    // object); each open object remembers where its names start.
+    let mut names: Vec<Cow<'_, [u8]>> = Vec::new();
+    let mut starts: Vec<usize> = Vec::new();
     while let Some(token) = lexer.next()? {
         match token {
             Token::BeginObject => {
                 path.value();
                 path.push(Seg::Object);
-                objects.push(Vec::new());
+                starts.push(names.len());
             }
             Token::BeginArray => {
                 path.value();
@@ -53,26 +55,29 @@ pub fn check(text: &str) -> Result<(), PayloadError> {
             }
             Token::EndObject => {
                 path.pop();
-                let mut names = objects.pop().unwrap_or_default();
-                names.sort_unstable();
-                if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                    // Re-walk to name where the object is; rare, so not tracked.
-                    return Err(PayloadError::DuplicateKey {
-                        pointer: pointer_of_object_ending_at(text, lexer.offset()),
-                        name: shown(&w[0]),
-                    });
+                let start = starts.pop().unwrap_or(0);
+                let own = &mut names[start..];
+                if own.len() > 1 {
+                    own.sort_unstable();
+                    if let Some(w) = own.windows(2).find(|w| w[0] == w[1]) {
+                        // Re-walk to name where the object is; rare, so not tracked.
+                        return Err(PayloadError::DuplicateKey {
+                            pointer: pointer_of_object_ending_at(text, lexer.offset()),
+                            name: shown(&w[0]),
+                        });
+                    }
                 }
+                names.truncate(start);
             }
             Token::EndArray => path.pop(),
             Token::Key(name) => {
                 path.key(name);
-                if let Some(names) = objects.last_mut() {
-                    names.push(name.decode());
-                }
+                names.push(name.decode());
             }
             Token::Number(n) => {
                 path.value();
-                if canonical_number(n).is_none() {
+                // Only a long exponent can overflow; most numbers have none.
+                if n.len() > 32 && n.contains(['e', 'E']) && canonical_number(n).is_none() {
                     return Err(PayloadError::ExponentOutOfRange {
                         pointer: path.pointer(),
                     });

@@ -93,6 +93,22 @@ fn exponents_beyond_exact_comparison_are_refused() {
     assert_eq!(check(&format!("1e{}1", "0".repeat(100))), Ok(()));
 }
 
+/// Found by the `ingest_body` fuzz target: serde_json reads a 30-digit
+/// integer as an `f64` and prints it rounded, so a comparison through
+/// serde_json would call these equal; exact decimals do not.
+#[test]
+fn integers_beyond_f64_precision_are_compared_exactly() {
+    let text = r#"{")topic":"x","payload":{"a":0,"dataa":288888888888888888888888888888}}"#;
+    let rounded = serde_json::from_str::<serde_json::Value>(text)
+        .expect("json")
+        .to_string();
+    assert!(!same_value(text, &rounded), "{rounded}");
+    assert!(same_value(
+        "288888888888888888888888888888",
+        "2.88888888888888888888888888888e29"
+    ));
+}
+
 #[test]
 fn nul_lone_surrogates_and_big_numbers_are_values_like_any_other() {
     for text in [
