@@ -99,6 +99,9 @@ impl Config {
         if let Some(n) = num("AION_WEBHOOKS_HTTP_BODY_TIMEOUT_SECS")? {
             cfg.limits.body_timeout = Duration::from_secs(n.max(1));
         }
+        if let Some(n) = num("AION_WEBHOOKS_HTTP_WRITE_TIMEOUT_SECS")? {
+            cfg.server.write_timeout = Duration::from_secs(n.max(1));
+        }
         if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_CONNECTIONS")? {
             cfg.server.max_connections = usize::try_from(n).unwrap_or(usize::MAX).max(1);
         }

@@ -154,6 +154,8 @@ pub enum ConnectionEvent {
     Malformed,
     /// The body did not arrive in time: answered 408.
     BodyTimeout,
+    /// The client stopped reading its response.
+    WriteTimeout,
     /// Reset or closed by the client mid-request.
     Aborted,
 }
@@ -169,6 +171,7 @@ impl ConnectionEvent {
             Self::HeaderTooLarge => "header_too_large",
             Self::Malformed => "malformed",
             Self::BodyTimeout => "body_timeout",
+            Self::WriteTimeout => "write_timeout",
             Self::Aborted => "aborted",
         }
     }
@@ -309,7 +312,7 @@ impl Default for Metrics {
         );
         registry.register(
             "http_connections",
-            "API connections by event: opened, closed, refused (over the cap), header_timeout, body_timeout, header_too_large, malformed, aborted, accept_failed",
+            "API connections by event: opened, closed, refused (over the cap), header_timeout, body_timeout, write_timeout, header_too_large, malformed, aborted, accept_failed",
             m.connections.clone(),
         );
         registry.register(

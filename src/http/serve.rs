@@ -7,8 +7,12 @@
 //! the extractors' (`extract::read_body`), so their refusals are JSON like
 //! every other error. HTTP/2 is not enabled.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -16,6 +20,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +41,9 @@ pub struct ServerLimits {
     pub max_headers: usize,
     /// Bytes of request line plus headers (`431` beyond).
     pub max_header_bytes: usize,
+    /// How long a response write may make no progress (a client that stops
+    /// reading) before the connection is closed.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -45,6 +53,7 @@ impl Default for ServerLimits {
             max_connections: 4096,
             max_headers: 64,
             max_header_bytes: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -136,7 +145,8 @@ pub async fn serve(
             router.clone(),
             ConnectInfo::<SocketAddr>(peer),
         ));
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(WriteStallGuard::new(stream, limits.write_timeout));
+        let conn = graceful.watch(http.serve_connection(io, service));
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let ended = conn.await;
@@ -164,6 +174,11 @@ fn classify(e: &hyper::Error) -> ConnectionEvent {
         ConnectionEvent::HeaderTooLarge
     } else if e.is_parse() {
         ConnectionEvent::Malformed
+    } else if std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+    {
+        ConnectionEvent::WriteTimeout
     } else {
         ConnectionEvent::Aborted
     }
@@ -200,6 +215,99 @@ impl LogBudget {
     }
 }
 
+/// A connection whose writes may stall for at most `timeout`: a client
+/// that stops reading its response (its receive window full) would
+/// otherwise hold the connection, its task and its response forever.
+/// Reads are bounded by hyper's header timeout and the body timeout.
+struct WriteStallGuard<T> {
+    inner: T,
+    timeout: Duration,
+    /// Running while a write or flush is pending.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteStallGuard<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stall: None,
+        }
+    }
+
+    /// Turns a pending write into an error once it has been pending for
+    /// `timeout`; any progress disarms the timer.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.stall = None;
+            return polled;
+        }
+        let timeout = self.timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading its response",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteStallGuard<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStallGuard<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(cx, polled)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +317,41 @@ mod tests {
         assert_eq!(connection_cap(4096, 20_000, 2_320), 4096);
         assert_eq!(connection_cap(4096, 4_096, 2_320), 1_776);
         assert_eq!(connection_cap(4096, 1_024, 2_320), 16);
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_reads_fails_after_the_stall_timeout() {
+        use tokio::io::AsyncWriteExt;
+        // A pipe with room for 1 KiB that nobody reads.
+        let (near, _far) = tokio::io::duplex(1024);
+        let mut guarded = WriteStallGuard::new(near, Duration::from_millis(200));
+        let started = Instant::now();
+        let err = guarded
+            .write_all(&[0u8; 64 * 1024])
+            .await
+            .expect_err("the write stalls");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_slow_but_steady_reader_is_not_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(1024);
+        let mut guarded = WriteStallGuard::new(near, Duration::from_millis(300));
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let mut total = 0;
+            while total < 8 * 1024 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                total += far.read(&mut buf).await.expect("read");
+            }
+            total
+        });
+        guarded
+            .write_all(&[1u8; 8 * 1024])
+            .await
+            .expect("steady progress");
+        assert_eq!(reader.await.expect("reader"), 8 * 1024);
     }
 }
