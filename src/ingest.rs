@@ -86,17 +86,41 @@ pub async fn ingest(
     // The same id twice in one call: identical → the second is a duplicate; different → conflict.
     let mut first_of: HashMap<&str, usize> = HashMap::new();
     let mut slot = Vec::with_capacity(events.len());
+    let mut repeats = Vec::new();
     let mut unique_count = 0;
     for (i, e) in events.iter().enumerate() {
         match first_of.get(e.id.as_str()) {
-            Some(&j) if events[j].same_content(&e.topic, &e.payload) => slot.push(None),
-            Some(_) => return Err(IngestFailure::Conflict { id: e.id.clone() }),
+            Some(&j) if events[j].topic != e.topic => {
+                return Err(IngestFailure::Conflict { id: e.id.clone() });
+            }
+            Some(&j) => {
+                if events[j].payload != e.payload {
+                    repeats.push((i, j));
+                }
+                slot.push(None);
+            }
             None => {
                 first_of.insert(&e.id, i);
                 slot.push(Some(unique_count));
                 unique_count += 1;
             }
         }
+    }
+    // Repeats spelled differently are compared off the async workers.
+    let pairs = repeats
+        .iter()
+        .map(|&(i, j)| (events[i].payload.clone(), events[j].payload.clone()))
+        .collect();
+    let verdicts = crate::store::same_payloads(pairs).await;
+    if let Some(&(i, _)) = repeats
+        .iter()
+        .zip(&verdicts)
+        .find(|(_, same)| !**same)
+        .map(|(r, _)| r)
+    {
+        return Err(IngestFailure::Conflict {
+            id: events[i].id.clone(),
+        });
     }
     // What the answers need, taken before the events move into the store.
     let mut answers: Vec<Accepted> = events

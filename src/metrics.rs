@@ -312,7 +312,7 @@ impl Default for Metrics {
         );
         registry.register(
             "http_connections",
-            "API connections by event: opened, closed, refused (over the cap), header_timeout, body_timeout, write_timeout, header_too_large, malformed, aborted, accept_failed",
+            "API connections by event: opened, refused (over the cap), header_timeout, body_timeout, write_timeout, header_too_large, malformed, aborted, accept_failed",
             m.connections.clone(),
         );
         registry.register(

@@ -183,23 +183,48 @@ pub async fn replay_delivery(
     }
 }
 
+/// A stored event as `GET /v1/events/{id}` shows it.
+#[derive(serde::Serialize)]
+pub struct EventView {
+    id: String,
+    topic: String,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    received_at: chrono::DateTime<chrono::Utc>,
+    tenant_id: Option<String>,
+    source: Option<String>,
+    key: Option<String>,
+    trace_id: Option<String>,
+    /// Embedded as stored, byte for byte: a payload nested deeper than a
+    /// parser's recursion limit, or holding `1e400`, reads back as posted.
+    payload: Box<serde_json::value::RawValue>,
+}
+
 pub async fn get_event(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventView>, ApiError> {
     authorize(&state, &principal, Action::GetEvent).await?;
     let e = state
         .store
         .get_event(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such event".into()))?;
-    let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-    Ok(Json(json!({
-        "id": e.id, "topic": e.topic, "occurred_at": e.occurred_at, "received_at": e.received_at,
-        "tenant_id": e.tenant_id, "source": e.source, "key": e.key, "trace_id": e.trace_id,
-        "payload": payload,
-    })))
+    // Ingest stores only valid JSON; anything else is shown as a string.
+    let payload = serde_json::value::RawValue::from_string(e.payload).unwrap_or_else(|err| {
+        serde_json::value::to_raw_value(&err.to_string()).unwrap_or_default()
+    });
+    Ok(Json(EventView {
+        id: e.id,
+        topic: e.topic,
+        occurred_at: e.occurred_at,
+        received_at: e.received_at,
+        tenant_id: e.tenant_id,
+        source: e.source,
+        key: e.key,
+        trace_id: e.trace_id,
+        payload,
+    }))
 }
 
 pub async fn list_webhooks(

@@ -23,6 +23,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::add_extension::AddExtension;
 
@@ -99,6 +100,9 @@ pub async fn serve(
     grace: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Refusals answer on their own small budget: a flood over the cap must
+    // not turn into a flood of tasks.
+    let refusing = Arc::new(Semaphore::new(64));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -107,8 +111,11 @@ pub async fn serve(
         .max_header_size(limits.max_header_bytes)
         // The read buffer bounds what a pipelining client can queue.
         .max_buf_size(limits.max_header_bytes.max(8192) * 2);
-    let mut refusals = LogBudget::default();
+    let mut connections = JoinSet::new();
+    let mut warnings = LogBudget::default();
     loop {
+        // Reap finished connections so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = shutdown.cancelled() => break,
@@ -116,25 +123,33 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                // Out of descriptors (EMFILE/ENFILE) or a connection reset
-                // before accept: back off briefly instead of spinning.
                 metrics.connection(ConnectionEvent::AcceptFailed);
-                if refusals.allow() {
+                if warnings.allow() {
                     tracing::warn!(error = %e, "accepting a connection failed");
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of descriptors or memory: back off briefly instead of
+                // spinning. A connection aborted before accept is not a
+                // reason to slow down the others.
+                if is_resource_exhaustion(&e) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 continue;
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.connection(ConnectionEvent::Refused);
-            if refusals.allow() {
+            if warnings.allow() {
                 tracing::warn!(
                     max = limits.max_connections,
                     "connection limit reached: refusing new connections (counted in aion_webhooks_http_connections_total)"
                 );
             }
-            refuse(&stream);
+            if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(permit);
+                });
+            }
             continue;
         };
         // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs
@@ -148,7 +163,7 @@ pub async fn serve(
         let io = TokioIo::new(WriteStallGuard::new(stream, limits.write_timeout));
         let conn = graceful.watch(http.serve_connection(io, service));
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let ended = conn.await;
             drop(slot);
             metrics.connection(ConnectionEvent::Closed);
@@ -161,9 +176,20 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
-            tracing::warn!("HTTP connections still open after the grace period; closing them");
+            tracing::warn!(
+                open = connections.len(),
+                "HTTP connections still open after the grace period; closing them"
+            );
         }
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
+}
+
+/// EMFILE, ENFILE, ENOBUFS, ENOMEM (Linux numbers): the process or the
+/// machine is out of something, and accepting again at once would spin.
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
 /// Why hyper ended a connection with an error, as counted in metrics.
@@ -184,15 +210,31 @@ fn classify(e: &hyper::Error) -> ConnectionEvent {
     }
 }
 
-/// Answers a connection over the cap with `503` without reading from it,
-/// and closes it. Best effort: a full send buffer just means a plain close.
-fn refuse(stream: &TcpStream) {
+/// Answers a connection over the cap with `503` and closes it, spending at
+/// most a second on it. The request is not parsed; what the client sent is
+/// read and discarded after the answer, so closing does not reset the
+/// connection (a reset can make the client lose the answer).
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const BODY: &str = r#"{"error":{"code":"too_many_connections","message":"the server is at its connection limit; retry later"}}"#;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
         BODY.len()
     );
-    let _ = stream.try_write(response.as_bytes());
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        io::Result::Ok(())
+    })
+    .await;
 }
 
 /// At most one warning every ten seconds.
@@ -338,7 +380,7 @@ mod tests {
     async fn a_slow_but_steady_reader_is_not_cut_off() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (near, mut far) = tokio::io::duplex(1024);
-        let mut guarded = WriteStallGuard::new(near, Duration::from_millis(300));
+        let mut guarded = WriteStallGuard::new(near, Duration::from_secs(1));
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let mut total = 0;

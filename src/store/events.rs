@@ -173,24 +173,65 @@ async fn existing_outcomes<'c>(
             .map(|(id, t, p, n)| (id, (t, p, n)))
             .collect()
     };
+    // Which stored events have this event's content. Equal bytes (the usual
+    // re-send) are decided here; other spellings go to `same_payloads`.
+    let mut deep = Vec::new();
+    let mut same: Vec<Option<bool>> = events
+        .iter()
+        .map(|e| match stored.get(&e.id) {
+            _ if inserted.contains(&e.id) => Some(false),
+            Some((topic, payload, _)) if *topic == e.topic => {
+                if *payload == e.payload {
+                    Some(true)
+                } else {
+                    deep.push((e.payload.clone(), payload.clone()));
+                    None
+                }
+            }
+            _ => Some(false),
+        })
+        .collect();
+    let mut verdicts = same_payloads(deep).await.into_iter();
+    for s in same.iter_mut().filter(|s| s.is_none()) {
+        *s = verdicts.next();
+    }
     Ok(events
         .iter()
-        .map(|e| {
+        .zip(same)
+        .map(|(e, same)| {
             if inserted.contains(&e.id) {
                 return Some(InsertOutcome::Created {
                     deliveries: e.webhooks.len(),
                 });
             }
             match stored.get(&e.id) {
-                Some((topic, payload, n)) if e.same_content(topic, payload) => {
-                    Some(InsertOutcome::Duplicate {
-                        deliveries: usize::try_from(*n).unwrap_or(0),
-                    })
-                }
+                Some((_, _, n)) if same == Some(true) => Some(InsertOutcome::Duplicate {
+                    deliveries: usize::try_from(*n).unwrap_or(0),
+                }),
                 _ => None,
             }
         })
         .collect())
+}
+
+/// Whether each pair of payload texts is the same JSON value, off the async
+/// workers: a comparison of differently spelled payloads walks both (a few
+/// milliseconds per MiB), and a hostile re-send must not stall other
+/// requests. Equal texts should be decided by the caller first.
+pub async fn same_payloads(pairs: Vec<(String, String)>) -> Vec<bool> {
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let n = pairs.len();
+    tokio::task::spawn_blocking(move || {
+        pairs
+            .iter()
+            .map(|(a, b)| crate::domain::payload::same_value(a, b))
+            .collect()
+    })
+    .await
+    // A panic in the comparison (a bug) counts as "different": a 409, never a lost event.
+    .unwrap_or_else(|_| vec![false; n])
 }
 
 impl NewEvent {

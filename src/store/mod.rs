@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
-pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent};
+pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent, same_payloads};
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
 };

@@ -50,6 +50,22 @@ async fn a_duplicate_of_a_deeply_nested_payload_is_a_duplicate_at_any_depth(pool
     assert_eq!(body["error"]["code"], "event_conflict");
     let got = rx.wait_for_count(1).await;
     assert_eq!(delivered_payload(&got[0].body), deep("1").as_bytes());
+    // And it reads back as posted, past any parser's recursion limit.
+    let text = app
+        .http
+        .get(format!("{}/v1/events/deep-1", app.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(&format!("\"payload\":{}", deep("1"))),
+        "{}",
+        &text[..200]
+    );
     app.drain().await;
     assert_eq!(rx.received().len(), 1, "delivered once");
 }

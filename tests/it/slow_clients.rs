@@ -173,10 +173,8 @@ async fn connections_over_the_cap_are_refused_at_once_and_service_resumes(pool: 
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), extra.read_to_end(&mut answer)).await;
     let text = String::from_utf8_lossy(&answer);
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 503"),
-        "over the cap: {text}"
-    );
+    assert!(text.starts_with("HTTP/1.1 503"), "over the cap: {text:?}");
+    assert!(text.contains("too_many_connections"), "{text}");
     assert!(
         started.elapsed() < HEADER_TIMEOUT,
         "refused early, not after a timeout"
@@ -190,10 +188,11 @@ async fn connections_over_the_cap_are_refused_at_once_and_service_resumes(pool: 
 #[sqlx::test]
 async fn too_many_or_too_large_headers_get_431(pool: PgPool) {
     let app = spawn(pool, 4096).await;
+    // 80 headers: under hyper's own default (100), over our limit (64).
     for head in [
         format!(
             "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
-            "X-A: b\r\n".repeat(200)
+            "X-A: b\r\n".repeat(80)
         ),
         format!(
             "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
