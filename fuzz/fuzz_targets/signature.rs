@@ -1,0 +1,39 @@
+//! The signature header parsers: `X-Aion-Signature` and the Standard
+//! Webhooks headers. Any header is a verdict, never a panic; what we sign
+//! always verifies; a changed body never does.
+#![no_main]
+
+use aion_webhooks::signing::{
+    StandardSecret, aion_sign, aion_verify, standard_sign, standard_verify,
+};
+use libfuzzer_sys::fuzz_target;
+
+const NOW: i64 = 1_800_000_000;
+
+fuzz_target!(|data: &[u8]| {
+    let mut parts = data.splitn(3, |b| *b == 0xff);
+    let header = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let secret = parts.next().unwrap_or_default();
+    let body = parts.next().unwrap_or_default();
+
+    let _ = aion_verify(&header, &[secret, b"other"], body, NOW, 300);
+    let signed = aion_sign(&[secret], NOW, body);
+    assert_eq!(aion_verify(&signed, &[secret], body, NOW, 300), Ok(NOW));
+    let mut tampered = body.to_vec();
+    tampered.push(b'x');
+    assert!(aion_verify(&signed, &[secret], &tampered, NOW, 300).is_err());
+
+    let std_secret = StandardSecret::parse(&String::from_utf8_lossy(secret)).ok();
+    let fallback = StandardSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("secret");
+    let key = std_secret.as_ref().unwrap_or(&fallback);
+    let (id, rest) = header.split_once(' ').unwrap_or((&header, ""));
+    let (timestamp, signature) = rest.split_once(' ').unwrap_or((rest, ""));
+    let _ = standard_verify(id, timestamp, signature, &[key], body, NOW, 300);
+    if !id.is_empty() {
+        let sig = standard_sign(&[key], id, NOW, body);
+        assert_eq!(
+            standard_verify(id, &NOW.to_string(), &sig, &[key], body, NOW, 300),
+            Ok(NOW)
+        );
+    }
+});
