@@ -75,11 +75,22 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// The health of each webhook (a client of the admin API).
+    /// The health and state of each webhook; `disable ID` / `enable ID`
+    /// stop or resume sending to one (a client of the admin API).
     Webhooks {
+        #[command(subcommand)]
+        command: Option<WebhooksCommand>,
         #[command(flatten)]
         target: Target,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Stop sending to a webhook: its deliveries stay pending until enabled.
+    Disable { id: String },
+    /// Resume sending to a webhook disabled at runtime.
+    Enable { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +143,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Webhooks { target } => {
-            operator::call(&target, Request::Get("/v1/webhooks".into()), View::Webhooks)
+        Command::Webhooks { command, target } => {
+            let (request, view) = match command {
+                None => (Request::Get("/v1/webhooks".into()), View::Webhooks),
+                Some(WebhooksCommand::Disable { id }) => (
+                    Request::Post(
+                        format!("/v1/webhooks/{}/disable", operator::path(&id)),
+                        serde_json::json!({}),
+                    ),
+                    View::Plain,
+                ),
+                Some(WebhooksCommand::Enable { id }) => (
+                    Request::Post(
+                        format!("/v1/webhooks/{}/enable", operator::path(&id)),
+                        serde_json::json!({}),
+                    ),
+                    View::Plain,
+                ),
+            };
+            operator::call(&target, request, view)
         }
         Command::Policy(PolicyCommand::Match {
             topic,

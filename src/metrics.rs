@@ -178,6 +178,12 @@ impl ConnectionEvent {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabel {
+    webhook: String,
+    to: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabel {
     event: &'static str,
 }
@@ -214,6 +220,7 @@ pub struct Metrics {
     cpu_seconds: Gauge<f64, AtomicU64>,
     connections: Family<EventLabel, Counter>,
     connections_open: Gauge,
+    endpoint_transitions: Family<TransitionLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -236,6 +243,7 @@ impl Default for Metrics {
             cpu_seconds: Gauge::default(),
             connections: Family::default(),
             connections_open: Gauge::default(),
+            endpoint_transitions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -319,6 +327,11 @@ impl Default for Metrics {
             "http_connections_open",
             "API connections open now",
             m.connections_open.clone(),
+        );
+        registry.register(
+            "endpoint_transitions",
+            "Runtime endpoint state changes, by webhook and new state (disabled, enabled)",
+            m.endpoint_transitions.clone(),
         );
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_now());
@@ -416,6 +429,16 @@ impl Metrics {
                 event: event.as_str(),
             })
             .get()
+    }
+
+    /// `webhook`'s runtime state changed to `to` (`disabled`, `enabled`).
+    pub fn endpoint_transition(&self, webhook: &str, to: &'static str) {
+        self.endpoint_transitions
+            .get_or_create(&TransitionLabel {
+                webhook: webhook.to_owned(),
+                to,
+            })
+            .inc();
     }
 
     /// A policy reload ended: `applied`, `unchanged` or `invalid`.

@@ -40,6 +40,10 @@ pub enum Action {
     GetPolicy,
     /// `POST /v1/policy/reload`.
     ReloadPolicy,
+    /// `POST /v1/webhooks/{id}/disable`.
+    DisableWebhook,
+    /// `POST /v1/webhooks/{id}/enable`.
+    EnableWebhook,
     /// `POST /webhooks/inbound` with this action.
     Inbound(InboundAction),
 }
@@ -58,6 +62,8 @@ impl Action {
             Self::ListAudit,
             Self::GetPolicy,
             Self::ReloadPolicy,
+            Self::DisableWebhook,
+            Self::EnableWebhook,
         ]
         .into_iter()
         .chain(InboundAction::ALL.into_iter().map(Self::Inbound))
@@ -77,6 +83,8 @@ impl Action {
             Self::ListAudit => "list_audit",
             Self::GetPolicy => "get_policy",
             Self::ReloadPolicy => "reload_policy",
+            Self::DisableWebhook => "disable_webhook",
+            Self::EnableWebhook => "enable_webhook",
             Self::Inbound(a) => a.as_str(),
         }
     }
@@ -143,7 +151,9 @@ pub fn decide(principal: &Principal, action: Action, inbound: Option<&InboundPol
         | Action::GetEvent
         | Action::ListAudit
         | Action::GetPolicy
-        | Action::ReloadPolicy => require_role(principal, ADMIN),
+        | Action::ReloadPolicy
+        | Action::DisableWebhook
+        | Action::EnableWebhook => require_role(principal, ADMIN),
         Action::Inbound(a) => match inbound.and_then(|p| p.actions.get(a.as_str())) {
             None => Decision::Deny {
                 reason: DenyReason::NotAllowListed,

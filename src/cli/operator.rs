@@ -134,7 +134,7 @@ pub fn deliveries(cmd: DeliveriesCommand) -> anyhow::Result<(Request, View)> {
 }
 
 /// A path segment, percent-encoded.
-fn path(segment: &str) -> String {
+pub fn path(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
@@ -280,7 +280,8 @@ pub fn render(view: View, value: &Value) -> String {
         View::Webhooks => table(
             &[
                 "ID",
-                "ENABLED",
+                "STATE",
+                "REASON",
                 "PENDING",
                 "DEAD",
                 "LAST SUCCESS",
@@ -291,7 +292,8 @@ pub fn render(view: View, value: &Value) -> String {
                 value,
                 &[
                     "id",
-                    "enabled",
+                    "state",
+                    "state_reason",
                     "pending",
                     "dead",
                     "last_success_at",

@@ -12,11 +12,14 @@
 //!   between them. However many webhooks hang or fail, the others always
 //!   find free slots.
 //!
+//! - runtime endpoint state: a webhook disabled at runtime (stored, see
+//!   `store::EndpointState`) gets no room, so its deliveries stay pending.
+//!
 //! Sharing one claim's rows between webhooks is the store's job (the claim
 //! takes due rows round-robin across the listed webhooks), so a webhook's
 //! backlog can never sit in front of another's due deliveries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,6 +42,8 @@ pub struct Limits {
 pub struct Scheduler {
     limits: Limits,
     in_flight: Mutex<HashMap<String, u32>>,
+    /// Webhooks disabled at runtime, as last read from the store.
+    disabled: Mutex<HashSet<String>>,
 }
 
 impl Scheduler {
@@ -46,7 +51,30 @@ impl Scheduler {
         Self {
             limits,
             in_flight: Mutex::new(HashMap::new()),
+            disabled: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// The webhooks disabled at runtime (replaces the previous set).
+    pub fn set_disabled(&self, ids: HashSet<String>) {
+        *self.disabled.lock().expect("lock") = ids;
+    }
+
+    /// Whether `webhook` may be sent to: enabled in the policy and not
+    /// disabled at runtime.
+    pub fn is_sendable(&self, policy: &PolicySet, webhook: &str) -> bool {
+        policy.webhook(webhook).is_some_and(|w| w.enabled)
+            && !self.disabled.lock().expect("lock").contains(webhook)
+    }
+
+    /// How many webhooks may be sent to at all.
+    pub fn sendable_count(&self, policy: &PolicySet) -> usize {
+        let disabled = self.disabled.lock().expect("lock");
+        policy
+            .webhooks()
+            .iter()
+            .filter(|w| w.enabled && !disabled.contains(w.id.as_str()))
+            .count()
     }
 
     /// Webhooks the claim may serve now, each with its room, given `free`
@@ -54,11 +82,12 @@ impl Scheduler {
     /// out: their deliveries stay pending.
     pub fn slots(&self, policy: &PolicySet, free: u32) -> Vec<WebhookSlot> {
         let busy = self.in_flight.lock().expect("lock");
+        let disabled = self.disabled.lock().expect("lock");
         let l = self.limits;
         let enabled: Vec<_> = policy
             .webhooks()
             .iter()
-            .filter(|w| w.enabled)
+            .filter(|w| w.enabled && !disabled.contains(w.id.as_str()))
             .map(|w| (w, busy.get(w.id.as_str()).copied().unwrap_or(0)))
             .collect();
         let share =
@@ -106,6 +135,20 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_disabled_at_runtime_gets_no_room() {
+        let p = policy(&["a", "b"]);
+        let s = Scheduler::new(limits(64, 32));
+        s.set_disabled(HashSet::from(["a".to_owned()]));
+        let ids: Vec<String> = s.slots(&p, 64).into_iter().map(|w| w.webhook_id).collect();
+        assert_eq!(ids, ["b"]);
+        assert!(!s.is_sendable(&p, "a"));
+        assert!(s.is_sendable(&p, "b"));
+        assert_eq!(s.sendable_count(&p), 1);
+        s.set_disabled(HashSet::new());
+        assert_eq!(s.slots(&p, 64).len(), 2);
+    }
 
     fn policy(ids: &[&str]) -> PolicySet {
         let mut yaml = String::from("version: 1\nwebhooks:\n");

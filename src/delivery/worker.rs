@@ -160,7 +160,9 @@ async fn claim_loop(
     let mut wakeups: Option<Wakeups> = None;
     let local = shared.store.local_wakeups();
     let mut backoff = Duration::from_millis(100);
+    let mut states = StateRefresh::default();
     while !shutdown.is_cancelled() {
+        states.refresh(shared).await;
         if wakeups.is_none() {
             // Interest is registered before the claim, so no notify is missed.
             wakeups = shared.store.wakeups().await.ok();
@@ -222,7 +224,7 @@ async fn claim_loop(
             r = recv(&mut wakeups) => if r.is_err() { wakeups = None; },
             () = local.notified() => {}
             () = tokio::time::sleep(wait) => {}
-            () = shared.slot_freed.notified(), if slots.len() < enabled_count(&policy) => {}
+            () = shared.slot_freed.notified(), if slots.len() < shared.scheduler.sendable_count(&policy) => {}
             () = shutdown.cancelled() => break,
         }
         tokio::time::sleep(shared.cfg.claim_debounce).await;
@@ -236,8 +238,41 @@ async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {
     }
 }
 
-fn enabled_count(policy: &PolicySet) -> usize {
-    policy.webhooks().iter().filter(|w| w.enabled).count()
+/// Keeps the scheduler's view of runtime endpoint state fresh: at once
+/// after a change made through this process, and every poll interval for
+/// changes made through other engines.
+#[derive(Default)]
+struct StateRefresh {
+    version: Option<u64>,
+    at: Option<tokio::time::Instant>,
+}
+
+impl StateRefresh {
+    async fn refresh(&mut self, shared: &Shared) {
+        let version = shared.store.endpoint_version();
+        let stale = self
+            .at
+            .is_none_or(|at| at.elapsed() >= shared.cfg.poll_interval);
+        if self.version == Some(version) && !stale {
+            return;
+        }
+        match shared.store.endpoint_states().await {
+            Ok(states) => {
+                shared.scheduler.set_disabled(
+                    states
+                        .into_iter()
+                        .filter(|(_, s)| s.status == crate::store::EndpointStatus::Disabled)
+                        .map(|(id, _)| id)
+                        .collect(),
+                );
+                self.version = Some(version);
+                self.at = Some(tokio::time::Instant::now());
+            }
+            // Keep the last known states; the claim's own error handling
+            // deals with an unreachable database.
+            Err(e) => tracing::debug!(error = %e, "reading endpoint states failed"),
+        }
+    }
 }
 
 /// Sleep until the next scheduled retry, but no longer than the poll interval.
@@ -267,7 +302,8 @@ async fn deliver(shared: &Shared, c: Claimed) {
 async fn attempt(shared: &Shared, c: Claimed) {
     let policy = shared.policy.load_full();
     let now = shared.cfg.now();
-    let Some(webhook) = policy.webhook(&c.webhook_id).filter(|w| w.enabled) else {
+    let sendable = shared.scheduler.is_sendable(&policy, &c.webhook_id);
+    let Some(webhook) = policy.webhook(&c.webhook_id).filter(|_| sendable) else {
         // Removed or disabled between claim and send: nothing was sent, so
         // the delivery goes back untouched, its budget intact. If this
         // fails, the lease expires and the rescuer returns it.

@@ -13,7 +13,9 @@ use crate::audit::{AuditEntry, Outcome};
 use crate::auth::Principal;
 use crate::domain::DeliveryId;
 use crate::rbac::Action;
-use crate::store::{AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, ReplayResult};
+use crate::store::{
+    AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, EndpointStatus, ReplayResult,
+};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -235,6 +237,7 @@ pub async fn list_webhooks(
     let policy = state.policy.load_full();
     let ids: Vec<&str> = policy.webhooks().iter().map(|w| w.id.as_str()).collect();
     let stats = state.store.webhook_stats(&ids).await?;
+    let runtime = state.store.endpoint_states().await?;
     let data: Vec<Value> = policy
         .webhooks()
         .iter()
@@ -242,8 +245,19 @@ pub async fn list_webhooks(
         .map(|(w, s)| {
             let attempts = s.succeeded_last_hour + s.failed_last_hour;
             let rate = (attempts > 0).then(|| s.succeeded_last_hour as f64 / attempts as f64);
+            // The policy's `enabled: false` wins over the runtime state.
+            let stored = runtime.get(w.id.as_str());
+            let (st, reason, since) = match stored {
+                _ if !w.enabled => ("disabled", Some("policy".to_owned()), None),
+                Some(r) if r.status == EndpointStatus::Disabled => {
+                    ("disabled", Some(r.reason.clone()), Some(r.since))
+                }
+                Some(r) => ("active", None, Some(r.since)),
+                None => ("active", None, None),
+            };
             json!({
                 "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
+                "state": st, "state_reason": reason, "state_since": since,
                 "signature": w.signature.as_str(),
                 "pending": s.pending, "in_flight": s.in_flight, "dead": s.dead,
                 "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,

@@ -2,6 +2,7 @@
 //! Handlers extract, call a use case, map the result; no SQL here.
 
 mod admin;
+mod endpoints;
 mod error;
 mod events;
 mod extract;
@@ -74,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deliveries/{id}", get(admin::get_delivery))
         .route("/v1/deliveries/{id}/replay", post(admin::replay_delivery))
         .route("/v1/webhooks", get(admin::list_webhooks))
+        .route(
+            "/v1/webhooks/{id}/disable",
+            post(endpoints::disable_webhook),
+        )
+        .route("/v1/webhooks/{id}/enable", post(endpoints::enable_webhook))
         .route("/v1/audit", get(admin::list_audit))
         .route("/v1/policy", get(policy::get_policy))
         .route("/v1/policy/reload", post(policy::reload_policy))

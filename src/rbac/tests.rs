@@ -44,7 +44,7 @@ use InboundAction as I;
 use Want::{Allow, Need, NotListed};
 
 /// Every action, listed by hand (not via `Action::all`), in table order.
-const ACTIONS: [Action; 15] = [
+const ACTIONS: [Action; 17] = [
     Action::PublishEvents,
     Action::ListWebhooks,
     Action::ListDeliveries,
@@ -55,6 +55,8 @@ const ACTIONS: [Action; 15] = [
     Action::ListAudit,
     Action::GetPolicy,
     Action::ReloadPolicy,
+    Action::DisableWebhook,
+    Action::EnableWebhook,
     Action::Inbound(I::ApproveKernelProposal),
     Action::Inbound(I::RejectKernelProposal),
     Action::Inbound(I::InstallModule),
@@ -67,7 +69,7 @@ const PUBLISHER_ONLY: Want = Need(&["publisher"]);
 const KERNEL: Want = Need(&["kernel-approver"]);
 
 /// policies/webhooks.yaml: api key id → expected decision per `ACTIONS` entry.
-const SHIPPED: [(&str, [Want; 15]); 3] = [
+const SHIPPED: [(&str, [Want; 17]); 3] = [
     (
         // roles: publisher, kernel-approver, module-admin
         "control-plane",
@@ -82,6 +84,8 @@ const SHIPPED: [(&str, [Want; 15]); 3] = [
             ADMIN_ONLY, // list_audit
             ADMIN_ONLY, // get_policy
             ADMIN_ONLY, // reload_policy
+            ADMIN_ONLY, // disable_webhook
+            ADMIN_ONLY, // enable_webhook
             Allow,      // approve_kernel_proposal
             Allow,      // reject_kernel_proposal
             Allow,      // install_module
@@ -105,6 +109,8 @@ const SHIPPED: [(&str, [Want; 15]); 3] = [
             Allow,
             Allow,
             Allow,
+            Allow,
+            Allow,
             Need(&["module-admin"]),
             Need(&["data-engineer"]),
             Need(&["memory-admin"]),
@@ -115,6 +121,8 @@ const SHIPPED: [(&str, [Want; 15]); 3] = [
         "data-pipeline",
         [
             Allow,
+            ADMIN_ONLY,
+            ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
@@ -195,6 +203,8 @@ fn a_principal_without_roles_may_do_nothing() {
         ADMIN_ONLY,
         ADMIN_ONLY,
         ADMIN_ONLY,
+        ADMIN_ONLY,
+        ADMIN_ONLY,
         KERNEL,
         KERNEL,
         Need(&["module-admin"]),
@@ -225,8 +235,8 @@ fn without_an_inbound_section_no_inbound_action_is_allowed() {
         ],
     );
     let want = [
-        Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, NotListed, NotListed,
-        NotListed, NotListed, NotListed,
+        Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow,
+        NotListed, NotListed, NotListed, NotListed, NotListed,
     ];
     for (action, want) in ACTIONS.iter().zip(want) {
         assert_eq!(

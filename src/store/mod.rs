@@ -6,6 +6,7 @@
 //! (SELECT … FOR UPDATE SKIP LOCKED)`, commit, send outside any transaction,
 //! then record the outcome in one short transaction.
 
+mod endpoints;
 mod events;
 mod inbound;
 mod queries;
@@ -18,6 +19,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
+pub use endpoints::{EndpointState, EndpointStatus};
 pub use events::{IngestError, InsertOutcome, NewEvent, StoredEvent, same_payloads};
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
@@ -150,6 +152,8 @@ pub struct Store {
     /// Wakes this process's workers at once after a local ingest; other
     /// engines hear about it through NOTIFY.
     local_wake: Arc<Notify>,
+    /// Counts this process's endpoint state changes (see `endpoints`).
+    endpoint_version: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -164,6 +168,7 @@ impl Store {
         Ok(Self {
             pool,
             local_wake: Arc::default(),
+            endpoint_version: Arc::default(),
         })
     }
 
@@ -172,6 +177,7 @@ impl Store {
         Self {
             pool,
             local_wake: Arc::default(),
+            endpoint_version: Arc::default(),
         }
     }
 

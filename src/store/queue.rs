@@ -481,7 +481,9 @@ pub enum ReplayResult {
     NotFinished(DeliveryState),
 }
 
-async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), StoreError> {
+pub(super) async fn notify(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WAKE_CHANNEL)
         .execute(&mut **tx)

@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod edge_input;
+mod endpoint_state;
 mod hostile_receivers;
 mod inbound;
 mod inbound_replay;

@@ -97,3 +97,35 @@ async fn operator_commands_show_and_replay_through_the_admin_api(pool: PgPool) {
     assert_ne!(o.status.code(), Some(0));
     assert!(err(&o).contains("cannot reach"), "{}", err(&o));
 }
+
+#[sqlx::test]
+async fn webhooks_are_disabled_and_enabled_from_the_command_line(pool: PgPool) {
+    let rx = Receiver::start().await;
+    let app = TestApp::spawn(pool, &policy_yaml(&hook("hook-a", &rx.url, "[a.b]", ""))).await;
+    let base = app.base.as_str();
+
+    let o = cli(base, API_KEY, &["webhooks", "disable", "hook-a"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = cli(base, API_KEY, &["webhooks"]).await;
+    let table = out(&o);
+    assert!(table.contains("STATE"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("hook-a"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("disabled") && row.contains("manual"),
+        "{table}"
+    );
+
+    let o = cli(base, API_KEY, &["webhooks", "enable", "hook-a"]).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = cli(base, API_KEY, &["webhooks", "--json"]).await;
+    let listed: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(listed["data"][0]["state"], "active", "{listed}");
+
+    // An unknown webhook: the API's error, exit 1.
+    let o = cli(base, API_KEY, &["webhooks", "disable", "nope"]).await;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("not_found"), "{}", err(&o));
+}

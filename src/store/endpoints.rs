@@ -1,0 +1,147 @@
+//! Runtime endpoint state: which webhooks are disabled at runtime (by an
+//! admin, or later by the engine itself), why and since when. The policy's
+//! `enabled: false` is separate and wins; this state survives restarts and
+//! policy reloads because it lives here, not in the file.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use super::{AuditRow, NewEvent, Store, StoreError};
+
+/// A webhook's runtime state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointStatus {
+    Active,
+    Disabled,
+}
+
+impl EndpointStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// One webhook's runtime state as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointState {
+    pub status: EndpointStatus,
+    /// Why: `manual` for an admin's call (with their note), and the engine's
+    /// own reasons once it disables endpoints itself.
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    /// The actor that made the change.
+    pub changed_by: String,
+}
+
+impl Store {
+    /// Every webhook with a stored runtime state (webhooks without one are
+    /// active).
+    pub async fn endpoint_states(&self) -> Result<HashMap<String, EndpointState>, StoreError> {
+        let rows: Vec<(String, String, String, DateTime<Utc>, String)> = sqlx::query_as(
+            "SELECT webhook_id, state, reason, since, changed_by FROM webhook_state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, state, reason, since, changed_by)| {
+                let status = if state == "disabled" {
+                    EndpointStatus::Disabled
+                } else {
+                    EndpointStatus::Active
+                };
+                (
+                    id,
+                    EndpointState {
+                        status,
+                        reason,
+                        since,
+                        changed_by,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Sets `webhook`'s state, with its audit record and audit event, and
+    /// (on a real change) `event` announcing it, in one transaction. Returns
+    /// the state in force afterwards and whether it changed; setting the
+    /// state it already has changes nothing and records nothing.
+    pub async fn set_endpoint_state(
+        &self,
+        webhook: &str,
+        state: &EndpointState,
+        audit: (&AuditRow, &NewEvent),
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(EndpointState, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Serialises concurrent changes of one webhook.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('webhook_state:' || $1))")
+            .bind(webhook)
+            .execute(&mut *tx)
+            .await?;
+        let current: Option<(String, String, DateTime<Utc>, String)> = sqlx::query_as(
+            "SELECT state, reason, since, changed_by FROM webhook_state WHERE webhook_id = $1",
+        )
+        .bind(webhook)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let was_disabled = current.as_ref().is_some_and(|(s, ..)| s == "disabled");
+        let now_disabled = state.status == EndpointStatus::Disabled;
+        if was_disabled == now_disabled {
+            let kept = match current {
+                Some((_, reason, since, changed_by)) if was_disabled => EndpointState {
+                    status: EndpointStatus::Disabled,
+                    reason,
+                    since,
+                    changed_by,
+                },
+                Some((_, reason, since, changed_by)) => EndpointState {
+                    status: EndpointStatus::Active,
+                    reason,
+                    since,
+                    changed_by,
+                },
+                None => state.clone(),
+            };
+            return Ok((kept, false));
+        }
+        sqlx::query(
+            "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (webhook_id) DO UPDATE
+             SET state = EXCLUDED.state, reason = EXCLUDED.reason,
+                 since = EXCLUDED.since, changed_by = EXCLUDED.changed_by",
+        )
+        .bind(webhook)
+        .bind(state.status.as_str())
+        .bind(super::storable(&state.reason))
+        .bind(state.since)
+        .bind(super::storable(&state.changed_by))
+        .execute(&mut *tx)
+        .await?;
+        let (row, audit_event) = audit;
+        super::events::insert_statement(&mut *tx, &[audit_event.clone(), event.clone()], now)
+            .await?;
+        super::inbound::insert_audit(&mut tx, row, audit_event).await?;
+        // Enabling makes the webhook's pending deliveries claimable: wake
+        // every engine.
+        super::queue::notify(&mut tx).await?;
+        tx.commit().await?;
+        self.endpoint_version.fetch_add(1, Ordering::Relaxed);
+        self.local_wake.notify_one();
+        Ok((state.clone(), true))
+    }
+
+    /// Bumped by every local state change, so this process's worker picks
+    /// it up at once (other engines re-read the states every poll interval).
+    pub fn endpoint_version(&self) -> u64 {
+        self.endpoint_version.load(Ordering::Relaxed)
+    }
+}

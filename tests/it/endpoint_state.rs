@@ -1,0 +1,154 @@
+//! Runtime endpoint state (issue 15, item 3): an admin disables a webhook;
+//! its deliveries stay pending (not sent, no attempts used) until it is
+//! enabled; every change is audited and announced on
+//! `aion.webhooks.endpoint.*`; the state survives restarts and reloads.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::support::*;
+
+fn policy(target: &Receiver, ops: &Receiver) -> String {
+    policy_yaml(&format!(
+        "{}{}",
+        hook("target", &target.url, "[\"shop.*\"]", ""),
+        hook("ops", &ops.url, "[\"aion.webhooks.**\"]", "")
+    ))
+}
+
+async fn post_admin(app: &TestApp, path: &str, key: &str) -> (StatusCode, Value) {
+    app.post_raw(path, key, b"{}".to_vec()).await
+}
+
+async fn state_of(app: &TestApp, id: &str) -> Value {
+    let (_, body) = app.get("/v1/webhooks").await;
+    body["data"]
+        .as_array()
+        .and_then(|a| a.iter().find(|w| w["id"] == id).cloned())
+        .unwrap_or(Value::Null)
+}
+
+async fn post_orders(app: &TestApp, n: usize) {
+    for i in 0..n {
+        let (status, body) = app
+            .post_events(&json!({"topic": "shop.order", "payload": i}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+}
+
+#[sqlx::test]
+async fn a_disabled_webhook_keeps_its_deliveries_pending_until_enabled(pool: PgPool) {
+    let (target, ops) = (Receiver::start().await, Receiver::start().await);
+    let app = TestApp::spawn(pool, &policy(&target, &ops)).await;
+
+    let (status, body) = post_admin(&app, "/v1/webhooks/target/disable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "disabled");
+    assert_eq!(body["changed"], true);
+    let listed = state_of(&app, "target").await;
+    assert_eq!(listed["state"], "disabled", "{listed}");
+    assert_eq!(listed["state_reason"], "manual");
+    assert!(listed["state_since"].is_string());
+
+    post_orders(&app, 5).await;
+    // The announcement reaches a subscriber; the disabled webhook gets nothing.
+    let announced = ops.wait_for_count(1).await;
+    assert_eq!(
+        announced[0].header("x-aion-event"),
+        "aion.webhooks.endpoint.disabled"
+    );
+    let body: Value = serde_json::from_slice(&announced[0].body).expect("json");
+    assert_eq!(body["payload"]["webhook_id"], "target");
+    assert_eq!(body["source"], "aion-webhooks");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(target.received().is_empty(), "sent while disabled");
+    assert_eq!(
+        app.count("SELECT count(*) FROM deliveries WHERE webhook_id = 'target' AND state = 'pending' AND attempts = 0")
+            .await,
+        5
+    );
+
+    let (status, body) = post_admin(&app, "/v1/webhooks/target/enable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "active");
+    target.wait_for_count(5).await;
+    let announced = ops.wait_for_count(2).await;
+    assert_eq!(
+        announced[1].header("x-aion-event"),
+        "aion.webhooks.endpoint.enabled"
+    );
+    assert_eq!(state_of(&app, "target").await["state"], "active");
+
+    // Both changes are audited, as the admin who made them.
+    let (_, audit) = app.get("/v1/audit").await;
+    let actions: Vec<&str> = audit["data"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["action"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(actions.contains(&"disable_webhook"), "{audit}");
+    assert!(actions.contains(&"enable_webhook"), "{audit}");
+    let text = app.metrics.render();
+    assert!(
+        text.contains(
+            r#"aion_webhooks_endpoint_transitions_total{webhook="target",to="disabled"} 1"#
+        ),
+        "{text}"
+    );
+}
+
+#[sqlx::test]
+async fn repeated_unknown_and_unauthorised_changes_are_answered_without_effect(pool: PgPool) {
+    let (target, ops) = (Receiver::start().await, Receiver::start().await);
+    let app = TestApp::spawn(pool, &policy(&target, &ops)).await;
+    let (status, _) = post_admin(&app, "/v1/webhooks/target/disable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = post_admin(&app, "/v1/webhooks/target/disable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["changed"], false, "{body}");
+    let (status, body) = post_admin(&app, "/v1/webhooks/nope/disable", API_KEY).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = post_admin(&app, "/v1/webhooks/target/enable", PUBLISHER_KEY).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(state_of(&app, "target").await["state"], "disabled");
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'disable_webhook'")
+            .await,
+        1,
+        "a change that changed nothing is not audited again"
+    );
+}
+
+#[sqlx::test]
+async fn the_runtime_state_survives_a_restart_and_a_policy_reload(pool: PgPool) {
+    let (target, ops) = (Receiver::start().await, Receiver::start().await);
+    let yaml = policy(&target, &ops);
+    let app = TestApp::spawn(pool.clone(), &yaml).await;
+    let (status, _) = post_admin(&app, "/v1/webhooks/target/disable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+
+    let app = TestApp::spawn(pool, &yaml).await;
+    assert_eq!(state_of(&app, "target").await["state"], "disabled");
+    // A reload (here: the same file with a new webhook) keeps it disabled.
+    let other = Receiver::start().await;
+    app.set_policy(&policy_yaml(&format!(
+        "{}{}{}",
+        hook("target", &target.url, "[\"shop.*\"]", ""),
+        hook("ops", &ops.url, "[\"aion.webhooks.**\"]", ""),
+        hook("other", &other.url, "[\"shop.*\"]", "")
+    )));
+    post_orders(&app, 3).await;
+    other.wait_for_count(3).await;
+    assert!(
+        target.received().is_empty(),
+        "sent after a restart or reload"
+    );
+    assert_eq!(state_of(&app, "target").await["state"], "disabled");
+    let (status, _) = post_admin(&app, "/v1/webhooks/target/enable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    target.wait_for_count(3).await;
+}
