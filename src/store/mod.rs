@@ -160,7 +160,12 @@ impl Store {
     /// Connects lazily: the engine starts (and answers `/readyz` with 503)
     /// even while the database is down.
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url.parse()?;
+        let mut options: PgConnectOptions = url.parse()?;
+        // Operators (and tests) tell the engine's sessions apart in
+        // `pg_stat_activity`; a name in the URL wins.
+        if options.get_application_name().is_none() {
+            options = options.application_name("aion-webhooks");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))

@@ -88,7 +88,7 @@ impl Engine {
     }
 
     /// SIGKILL: no shutdown code runs, nothing in flight is recorded.
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL the engine");
         self.child.wait().expect("reap the engine");
     }
@@ -134,6 +134,24 @@ impl Drop for Engine {
             );
         }
     }
+}
+
+/// Waits until no session of an engine binary (`application_name`
+/// `aion-webhooks`) is left on the test's database: a process that exited
+/// has closed its sockets, but on a loaded machine its server backends can
+/// outlive it for a moment, and `#[sqlx::test]` cannot drop a database that
+/// still has sessions.
+pub(crate) async fn engine_sessions_gone(pool: &PgPool) {
+    wait_for("the engine's database sessions to end", || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'aion-webhooks'",
+        )
+        .fetch_one(pool)
+        .await
+        .is_ok_and(|n| n == 0)
+    })
+    .await;
 }
 
 /// The URL of the fresh database `#[sqlx::test]` made (trust auth, no password).
@@ -360,6 +378,7 @@ async fn engine_killed_mid_flight_delivers_every_accepted_event_after_restart(po
         "SIGTERM exits 0:\n{}",
         second.log_text()
     );
+    engine_sessions_gone(&pool).await;
     println!("test took {:?}", t0.elapsed());
 }
 

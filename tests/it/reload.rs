@@ -244,6 +244,8 @@ async fn sighup_reloads_the_running_binary(pool: PgPool) {
             .await
             .expect("audit");
     assert_eq!(actors, ["signal"]);
+    engine.kill();
+    crate::crash::engine_sessions_gone(&pool).await;
 }
 
 #[sqlx::test]
