@@ -29,8 +29,13 @@ pub enum AttemptResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Succeeded,
-    Retry { at: DateTime<Utc> },
+    Retry {
+        at: DateTime<Utc>,
+    },
     Dead,
+    /// `410 Gone`: the endpoint itself is gone. The webhook is disabled and
+    /// the delivery kept pending, to be sent again if it is enabled.
+    Gone,
 }
 
 /// Jitter spreads the delay by ±20%, so receivers that failed together are
@@ -59,7 +64,7 @@ pub fn decide(
 ) -> Decision {
     match result {
         AttemptResult::Success => Decision::Succeeded,
-        AttemptResult::Gone => Decision::Dead,
+        AttemptResult::Gone => Decision::Gone,
         AttemptResult::Failure => {
             // A policy of 0 attempts would mean "never send", which the policy
             // compiler refuses; treat it as 1 rather than retrying forever.
@@ -224,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn success_succeeds_and_gone_is_dead_at_once() {
+    fn success_succeeds_and_gone_disables_at_once() {
         let p = policy(1, 60, 5);
         assert_eq!(
             decide(&p, 1, AttemptResult::Success, None, now(), 0.0),
@@ -232,7 +237,7 @@ mod tests {
         );
         assert_eq!(
             decide(&p, 1, AttemptResult::Gone, None, now(), 0.0),
-            Decision::Dead
+            Decision::Gone
         );
     }
 
@@ -394,9 +399,9 @@ mod tests {
         }
 
         #[test]
-        fn gone_is_always_dead(p in arb_policy(), n in any::<u32>(), j in any::<f64>(), ra in proptest::option::of(any::<u64>())) {
+        fn gone_is_always_gone(p in arb_policy(), n in any::<u32>(), j in any::<f64>(), ra in proptest::option::of(any::<u64>())) {
             let d = decide(&p, n, AttemptResult::Gone, ra.map(Duration::from_secs), now(), j);
-            prop_assert_eq!(d, Decision::Dead);
+            prop_assert_eq!(d, Decision::Gone);
         }
     }
 }

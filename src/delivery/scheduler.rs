@@ -44,6 +44,8 @@ pub struct Scheduler {
     in_flight: Mutex<HashMap<String, u32>>,
     /// Webhooks disabled at runtime, as last read from the store.
     disabled: Mutex<HashSet<String>>,
+    /// When each webhook's failure streak was last looked up.
+    failing_checked: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Scheduler {
@@ -52,6 +54,22 @@ impl Scheduler {
             limits,
             in_flight: Mutex::new(HashMap::new()),
             disabled: Mutex::new(HashSet::new()),
+            failing_checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `webhook`'s failure streak should be looked up now (at most
+    /// once per `every`), so a failing endpoint's storm of attempts does not
+    /// become a storm of lookups.
+    pub fn failing_check_due(&self, webhook: &str, every: Duration) -> bool {
+        let mut checked = self.failing_checked.lock().expect("lock");
+        let now = std::time::Instant::now();
+        match checked.get(webhook) {
+            Some(at) if now.duration_since(*at) < every => false,
+            _ => {
+                checked.insert(webhook.to_owned(), now);
+                true
+            }
         }
     }
 

@@ -19,13 +19,14 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::endpoint::{REASON_FAILING, REASON_GONE, Transition, transition};
 use super::retry::{self, Decision};
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::{AttemptReport, ErrorKind, Outbound, Sender};
 use crate::metrics::{AttemptOutcome, Metrics};
 use crate::policy::PolicySet;
 use crate::store::{
-    AttemptRecord, Claimed, Completion, DeliveryState, Store, Wakeups, WebhookSlot,
+    AttemptRecord, Claimed, Completion, DeliveryState, EndpointStatus, Store, Wakeups, WebhookSlot,
 };
 
 /// Tuning knobs; the defaults suit one engine on a small machine.
@@ -347,9 +348,52 @@ async fn attempt(shared: &Shared, c: Claimed) {
         Decision::Retry { .. } if report.error_kind == Some(ErrorKind::BlockedDestination) => {
             AttemptOutcome::Blocked
         }
-        Decision::Retry { .. } => AttemptOutcome::Retry,
+        Decision::Retry { .. } | Decision::Gone => AttemptOutcome::Retry,
         Decision::Dead => AttemptOutcome::Dead,
     };
+    // The endpoint's own verdicts on itself: `410` disables it at once;
+    // failing every attempt for `disable_after` disables it too.
+    match decision {
+        Decision::Gone => {
+            disable(
+                shared,
+                &policy,
+                &c.webhook_id,
+                REASON_GONE,
+                report.error.as_deref(),
+            )
+            .await;
+        }
+        Decision::Retry { .. } | Decision::Dead => {
+            if let Some(after) = webhook.disable_after
+                && shared
+                    .scheduler
+                    .failing_check_due(&c.webhook_id, FAILING_CHECK_EVERY)
+            {
+                match shared
+                    .store
+                    .failing_for(&c.webhook_id, after, MIN_FAILURES)
+                    .await
+                {
+                    Ok(Some(_)) => {
+                        disable(
+                            shared,
+                            &policy,
+                            &c.webhook_id,
+                            REASON_FAILING,
+                            report.error.as_deref(),
+                        )
+                        .await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "checking whether the webhook keeps failing failed")
+                    }
+                }
+            }
+        }
+        Decision::Succeeded => {}
+    }
     shared
         .metrics
         .attempt(&c.webhook_id, outcome, report.duration);
@@ -367,6 +411,9 @@ async fn attempt(shared: &Shared, c: Claimed) {
             Some((at - decided_at).to_std().unwrap_or(Duration::ZERO)),
         ),
         Decision::Dead => (DeliveryState::Dead, None),
+        // Kept pending for when the webhook is enabled again; the delay only
+        // matters if disabling failed, so a `410` is not hammered.
+        Decision::Gone => (DeliveryState::Pending, Some(webhook.retry.initial_interval)),
     };
     let _ = shared.done.send(Completion {
         id: c.id,
@@ -382,6 +429,33 @@ async fn attempt(shared: &Shared, c: Claimed) {
             response_body: report.response_body,
         },
     });
+}
+
+/// How often one webhook's failure streak is looked up (at most).
+const FAILING_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Failed attempts needed, besides `disable_after`, before a failing
+/// webhook is disabled: one slow failure a week is not a dead endpoint.
+const MIN_FAILURES: i32 = 3;
+
+/// Disables `webhook` on the engine's own authority. A failure is logged:
+/// the next failure tries again.
+async fn disable(
+    shared: &Shared,
+    policy: &PolicySet,
+    webhook: &str,
+    reason: &str,
+    error: Option<&str>,
+) {
+    let t = Transition {
+        webhook,
+        to: EndpointStatus::Disabled,
+        reason,
+        actor: crate::domain::ENGINE_SOURCE,
+        last_error: error,
+    };
+    if let Err(e) = transition(&shared.store, policy, &shared.metrics, &t, shared.cfg.now()).await {
+        tracing::warn!(webhook, reason, error = %e, "could not disable the webhook; will try again");
+    }
 }
 
 /// Writes completions in batches: one transaction for whatever has queued up.

@@ -8,12 +8,10 @@ use serde_json::{Value, json};
 
 use super::extract::authorize;
 use super::{ApiError, AppState};
-use crate::audit::{AuditEntry, Outcome};
 use crate::auth::Principal;
-use crate::domain::Topic;
-use crate::ingest::internal_event;
+use crate::delivery::endpoint::{REASON_MANUAL, Transition, transition};
 use crate::rbac::Action;
-use crate::store::{EndpointState, EndpointStatus};
+use crate::store::EndpointStatus;
 
 pub async fn disable_webhook(
     State(state): State<AppState>,
@@ -37,51 +35,34 @@ async fn change(
     id: &str,
     to: EndpointStatus,
 ) -> Result<Json<Value>, ApiError> {
-    let (action, word) = match to {
-        EndpointStatus::Disabled => (Action::DisableWebhook, "disabled"),
-        EndpointStatus::Active => (Action::EnableWebhook, "enabled"),
+    let action = match to {
+        EndpointStatus::Disabled => Action::DisableWebhook,
+        EndpointStatus::Active => Action::EnableWebhook,
     };
     authorize(state, principal, action).await?;
     let policy = state.policy.load_full();
-    if policy.webhook(id).is_none() {
+    let Some(webhook) = policy.webhook(id) else {
         return Err(ApiError::NotFound(format!(
             "no webhook {:?} in the policy in force",
             id.chars().take(64).collect::<String>()
         )));
-    }
-    let now = chrono::Utc::now();
-    let wanted = EndpointState {
-        status: to,
-        reason: "manual".into(),
-        since: now,
-        changed_by: principal.actor_id.clone(),
     };
-    let entry = AuditEntry {
-        at: now,
-        actor_id: principal.actor_id.clone(),
-        action: action.as_str().into(),
-        outcome: Outcome::Applied,
-        target: Some(id.to_owned()),
-        request_id: None,
-        source_ip: None,
+    let policy_enabled = webhook.enabled;
+    let t = Transition {
+        webhook: id,
+        to,
+        reason: REASON_MANUAL,
+        actor: &principal.actor_id,
+        last_error: None,
     };
-    let topic =
-        Topic::parse(&format!("aion.webhooks.endpoint.{word}")).expect("a valid literal topic");
-    let payload = json!({
-        "webhook_id": id, "state": to.as_str(), "reason": "manual",
-        "since": now, "actor_id": principal.actor_id, "last_error": null,
-    });
-    let announcement = internal_event(&policy, &topic, Some(id.to_owned()), &payload, now);
-    let (row, audit_event) = (entry.row(), entry.event(&policy));
-    let (in_force, changed) = state
-        .store
-        .set_endpoint_state(id, &wanted, (&row, &audit_event), &announcement, now)
-        .await?;
-    if changed {
-        state.metrics.endpoint_transition(id, word);
-        tracing::info!(webhook = id, actor = %principal.actor_id, state = to.as_str(), "endpoint state changed");
-    }
-    let policy_disabled = policy.webhook(id).is_some_and(|w| !w.enabled);
+    let (in_force, changed) = transition(
+        &state.store,
+        &policy,
+        &state.metrics,
+        &t,
+        chrono::Utc::now(),
+    )
+    .await?;
     Ok(Json(json!({
         "id": id,
         "state": in_force.status.as_str(),
@@ -90,6 +71,6 @@ async fn change(
         "changed": changed,
         // Runtime state cannot override the policy: a webhook the policy
         // disables stays disabled whatever this says.
-        "policy_enabled": !policy_disabled,
+        "policy_enabled": policy_enabled,
     })))
 }

@@ -20,6 +20,16 @@ mod access;
 mod retention;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a webhook may fail every attempt before the engine disables it.
+pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
+
+/// What a webhook inherits from `defaults:`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WebhookDefaults {
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub disable_after: Option<Duration>,
+}
 pub(crate) const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
     initial_interval: Duration::from_secs(10),
     max_interval: Duration::from_secs(6 * 3600),
@@ -219,26 +229,50 @@ impl Compiler<'_> {
         }
     }
 
-    pub fn defaults(&mut self, raw: &Option<RawDefaults>) -> (Duration, RetryPolicy) {
-        let Some(d) = raw else {
-            return (DEFAULT_TIMEOUT, DEFAULT_RETRY);
+    pub fn defaults(&mut self, raw: &Option<RawDefaults>) -> WebhookDefaults {
+        let base = WebhookDefaults {
+            timeout: DEFAULT_TIMEOUT,
+            retry: DEFAULT_RETRY,
+            disable_after: Some(DEFAULT_DISABLE_AFTER),
         };
-        let timeout = self.timeout(DEFAULT_TIMEOUT, &d.timeout, "defaults.timeout");
-        let retry = self.retry(DEFAULT_RETRY, &d.retry, "defaults.retry", Location::UNKNOWN);
-        (timeout, retry)
+        let Some(d) = raw else {
+            return base;
+        };
+        WebhookDefaults {
+            timeout: self.timeout(DEFAULT_TIMEOUT, &d.timeout, "defaults.timeout"),
+            retry: self.retry(DEFAULT_RETRY, &d.retry, "defaults.retry", Location::UNKNOWN),
+            disable_after: self.disable_after(
+                base.disable_after,
+                &d.disable_after,
+                "defaults.disable_after",
+            ),
+        }
+    }
+
+    /// `disable_after`: a duration, or `never`.
+    fn disable_after(
+        &mut self,
+        base: Option<Duration>,
+        raw: &Option<Str>,
+        path: &str,
+    ) -> Option<Duration> {
+        let Some(s) = raw else { return base };
+        if s.value.trim() == "never" {
+            return None;
+        }
+        self.duration(s, path, false).or(base)
     }
 
     pub fn webhooks(
         &mut self,
         raw: &[Spanned<RawWebhook>],
-        timeout: Duration,
-        retry: RetryPolicy,
+        defaults: WebhookDefaults,
     ) -> Vec<Webhook> {
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, w) in raw.iter().enumerate() {
             let path = format!("webhooks[{i}]");
-            if let Some(hook) = self.webhook(&w.value, w.referenced, &path, timeout, retry) {
+            if let Some(hook) = self.webhook(&w.value, w.referenced, &path, defaults) {
                 if !seen.insert(hook.id.clone()) {
                     self.error(
                         format!("{path}.id"),
@@ -258,9 +292,9 @@ impl Compiler<'_> {
         w: &RawWebhook,
         loc: Location,
         path: &str,
-        timeout: Duration,
-        retry: RetryPolicy,
+        defaults: WebhookDefaults,
     ) -> Option<Webhook> {
+        let WebhookDefaults { timeout, retry, .. } = defaults;
         let before = self.errors.len();
         let id =
             self.string(&w.id, &format!("{path}.id"))
@@ -276,6 +310,11 @@ impl Compiler<'_> {
         let topics = self.patterns(&w.topics, &format!("{path}.topics"));
         let retry = self.retry(retry, &w.retry, &format!("{path}.retry"), loc);
         let timeout = self.timeout(timeout, &w.timeout, &format!("{path}.timeout"));
+        let disable_after = self.disable_after(
+            defaults.disable_after,
+            &w.disable_after,
+            &format!("{path}.disable_after"),
+        );
         let headers = self.headers(&w.headers, &format!("{path}.headers"), loc);
         let signature = match &w.signature {
             None => SignatureMode::Aion,
@@ -341,6 +380,7 @@ impl Compiler<'_> {
             tenants,
             include_untenanted: w.include_untenanted.unwrap_or(false),
             enabled: w.enabled.unwrap_or(true),
+            disable_after,
         })
     }
 

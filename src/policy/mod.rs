@@ -128,8 +128,8 @@ impl PolicySet {
                 format!("unsupported version {}; expected 1", raw.version.value),
             );
         }
-        let (timeout, retry) = c.defaults(&raw.defaults);
-        let webhooks = c.webhooks(&raw.webhooks, timeout, retry);
+        let defaults = c.defaults(&raw.defaults);
+        let webhooks = c.webhooks(&raw.webhooks, defaults);
         let inbound = c.inbound(&raw.inbound);
         let auth = c.auth(&raw.auth);
         let network = c.network(&raw.network);

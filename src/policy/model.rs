@@ -78,6 +78,10 @@ pub struct Webhook {
     /// audit and command events among them) pass the filter too.
     pub include_untenanted: bool,
     pub enabled: bool,
+    /// After this long with every attempt failing (since the first failure
+    /// after the last success), the engine disables the webhook; `None` =
+    /// never.
+    pub disable_after: Option<Duration>,
 }
 
 impl Webhook {

@@ -40,6 +40,7 @@ pub(crate) struct RawRetention {
 pub(crate) struct RawDefaults {
     pub timeout: Option<Str>,
     pub retry: Option<RawRetry>,
+    pub disable_after: Option<Str>,
 }
 
 /// Every field optional: a webhook's `retry` overrides the defaults field by field.
@@ -62,6 +63,7 @@ pub(crate) struct RawWebhook {
     pub topics: Spanned<Vec<Str>>,
     pub retry: Option<RawRetry>,
     pub timeout: Option<Str>,
+    pub disable_after: Option<Str>,
     #[serde(default)]
     pub headers: BTreeMap<String, Str>,
     pub signature: Option<Str>,

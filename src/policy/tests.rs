@@ -471,3 +471,33 @@ fn policy_errors_never_echo_a_secret() {
     assert!(err.errors.len() >= 2, "{err}");
     assert!(!err.to_string().contains(secret), "{err}");
 }
+
+#[test]
+fn disable_after_takes_a_duration_or_never_and_refuses_anything_else() {
+    let hooks = "  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    disable_after: 3s\n  - id: b\n    url: https://b.example.com\n    secret: s\n    topics: [x]\n    disable_after: never\n  - id: c\n    url: https://c.example.com\n    secret: s\n    topics: [x]\n";
+    let p = parse(&format!("version: 1\nwebhooks:\n{hooks}")).expect("valid");
+    let after = |id: &str| p.webhook(id).expect("hook").disable_after;
+    assert_eq!(after("a"), Some(Duration::from_secs(3)));
+    assert_eq!(after("b"), None);
+    assert_eq!(
+        after("c"),
+        Some(Duration::from_secs(5 * 24 * 3600)),
+        "default 5d"
+    );
+    let p = parse(&format!(
+        "version: 1\ndefaults:\n  disable_after: never\nwebhooks:\n{hooks}"
+    ))
+    .expect("valid");
+    assert_eq!(p.webhook("c").expect("hook").disable_after, None);
+
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    disable_after: -1\n",
+    );
+    assert_error(&errs, "webhooks[0].disable_after", 7, "");
+    let errs = errors("version: 1\ndefaults:\n  disable_after: soon\nwebhooks: []\n");
+    assert_error(&errs, "defaults.disable_after", 3, "");
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    disable_after: 0s\n",
+    );
+    assert_error(&errs, "webhooks[0].disable_after", 7, "greater than zero");
+}

@@ -139,6 +139,28 @@ impl Store {
         Ok((state.clone(), true))
     }
 
+    /// Whether `webhook` has failed every attempt for at least `after`
+    /// (by the database's clock) and at least `min_failures` times since its
+    /// last success; with its last error kind.
+    pub async fn failing_for(
+        &self,
+        webhook: &str,
+        after: std::time::Duration,
+        min_failures: i32,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let row: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT last_error_kind FROM webhook_health
+             WHERE webhook_id = $1 AND failures_since_success >= $3
+               AND failing_since <= now() - make_interval(secs => $2::float8)",
+        )
+        .bind(webhook)
+        .bind(after.as_secs_f64())
+        .bind(min_failures)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
+    }
+
     /// Bumped by every local state change, so this process's worker picks
     /// it up at once (other engines re-read the states every poll interval).
     pub fn endpoint_version(&self) -> u64 {

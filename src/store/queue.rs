@@ -252,16 +252,25 @@ impl Store {
                AND (d.state = 'in_flight' OR (d.state = 'pending' AND d.leased_by IS NULL))
              RETURNING d.webhook_id, u.kind
              ), health AS (
-                 INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind)
+                 INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind,
+                                                  failing_since, failures_since_success)
                  SELECT webhook_id,
                         CASE WHEN bool_or(kind IS NULL) THEN $8::timestamptz END,
                         CASE WHEN bool_or(kind IS NOT NULL) THEN $8::timestamptz END,
-                        max(kind)
+                        max(kind),
+                        CASE WHEN bool_or(kind IS NULL) THEN NULL ELSE $8::timestamptz END,
+                        CASE WHEN bool_or(kind IS NULL) THEN 0 ELSE count(*) END
                  FROM moved GROUP BY webhook_id ORDER BY webhook_id
                  ON CONFLICT (webhook_id) DO UPDATE SET
                      last_success_at = COALESCE(EXCLUDED.last_success_at, h.last_success_at),
                      last_failure_at = COALESCE(EXCLUDED.last_failure_at, h.last_failure_at),
-                     last_error_kind = COALESCE(EXCLUDED.last_error_kind, h.last_error_kind)
+                     last_error_kind = COALESCE(EXCLUDED.last_error_kind, h.last_error_kind),
+                     -- A success in the batch wins: a webhook that just
+                     -- answered 2xx is never disabled for failing.
+                     failing_since = CASE WHEN EXCLUDED.last_success_at IS NOT NULL THEN NULL
+                                          ELSE COALESCE(h.failing_since, EXCLUDED.failing_since) END,
+                     failures_since_success = CASE WHEN EXCLUDED.last_success_at IS NOT NULL THEN 0
+                                          ELSE h.failures_since_success + EXCLUDED.failures_since_success END
                  RETURNING 1
              ), minutes AS (
                  INSERT INTO webhook_minutes AS m (webhook_id, minute, succeeded, failed)

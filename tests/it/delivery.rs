@@ -172,26 +172,6 @@ async fn delivery_is_dead_after_max_attempts_and_replay_resends_it(pool: PgPool)
 }
 
 #[sqlx::test]
-async fn gone_is_not_retried(pool: PgPool) {
-    let rx = Receiver::start().await;
-    rx.script([Reply::status(410)]);
-    let app = TestApp::spawn(
-        pool,
-        &policy_yaml(&hook("h", &rx.url, "[a.b]", &retry("50ms", 5))),
-    )
-    .await;
-    app.post_events(&json!({"topic": "a.b", "payload": 1}))
-        .await;
-    app.drain().await;
-    assert_eq!(rx.received().len(), 1);
-    assert_eq!(
-        app.count("SELECT count(*) FROM deliveries WHERE state = 'dead' AND attempts = 1")
-            .await,
-        1
-    );
-}
-
-#[sqlx::test]
 async fn retry_after_is_honoured(pool: PgPool) {
     let rx = Receiver::start().await;
     rx.script([Reply {

@@ -152,3 +152,136 @@ async fn the_runtime_state_survives_a_restart_and_a_policy_reload(pool: PgPool) 
     assert_eq!(status, StatusCode::OK);
     target.wait_for_count(3).await;
 }
+
+async fn endpoint_row(app: &TestApp, id: &str) -> Option<(String, String)> {
+    sqlx::query_as("SELECT state, reason FROM webhook_state WHERE webhook_id = $1")
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .expect("state")
+}
+
+#[sqlx::test]
+async fn gone_disables_the_webhook_and_keeps_the_delivery_for_when_it_returns(pool: PgPool) {
+    let (target, ops) = (Receiver::start().await, Receiver::start().await);
+    target.script([Reply::status(410)]);
+    let app = TestApp::spawn(pool, &policy(&target, &ops)).await;
+    post_orders(&app, 1).await;
+    let announced = ops.wait_for_count(1).await;
+    assert_eq!(
+        announced[0].header("x-aion-event"),
+        "aion.webhooks.endpoint.disabled"
+    );
+    let body: Value = serde_json::from_slice(&announced[0].body).expect("json");
+    assert_eq!(body["payload"]["reason"], "gone", "{body}");
+    assert_eq!(body["payload"]["actor_id"], "aion-webhooks");
+    assert!(
+        body["payload"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("410")),
+        "{body}"
+    );
+    assert_eq!(
+        endpoint_row(&app, "target").await,
+        Some(("disabled".into(), "gone".into()))
+    );
+    // The attempt is recorded; the delivery is kept pending, not dead.
+    wait_for("the 410 attempt to be recorded", || async {
+        app.count("SELECT count(*) FROM delivery_attempts WHERE status_code = 410")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM deliveries WHERE webhook_id = 'target' AND state = 'pending'"
+        )
+        .await,
+        1
+    );
+    post_orders(&app, 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        target.received().len(),
+        1,
+        "nothing more sent while disabled"
+    );
+
+    let (status, _) = post_admin(&app, "/v1/webhooks/target/enable", API_KEY).await;
+    assert_eq!(status, StatusCode::OK);
+    // The first delivery again (attempt 2), and the two queued meanwhile.
+    let got = target.wait_for_count(4).await;
+    let again = got
+        .iter()
+        .find(|r| r.header("x-aion-attempt") == "2")
+        .expect("the first delivery sent again");
+    assert_eq!(
+        again.header("idempotency-key"),
+        got[0].header("idempotency-key")
+    );
+    app.drain().await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM deliveries WHERE webhook_id = 'target' AND state = 'succeeded'"
+        )
+        .await,
+        3
+    );
+}
+
+#[sqlx::test]
+async fn a_webhook_failing_for_disable_after_is_disabled_and_not_before(pool: PgPool) {
+    let ops = Receiver::start().await;
+    let failing = fixed_receiver(StatusCode::INTERNAL_SERVER_ERROR, b"down", Duration::ZERO).await;
+    let policy = policy_yaml(&format!(
+        "{}{}",
+        hook(
+            "target",
+            &failing,
+            "[\"shop.*\"]",
+            "disable_after: 3s\nretry: { initial_interval: 100ms, max_interval: 200ms, max_attempts: 1000 }"
+        ),
+        hook("ops", &ops.url, "[\"aion.webhooks.**\"]", "")
+    ));
+    let app = TestApp::spawn(pool, &policy).await;
+    post_orders(&app, 1).await;
+    wait_for("a few failed attempts", || async {
+        app.count("SELECT count(*) FROM delivery_attempts").await >= 4
+    })
+    .await;
+    // Failing, but not yet for 3 s.
+    assert_eq!(
+        endpoint_row(&app, "target").await,
+        None,
+        "disabled too early"
+    );
+    wait_for("the failing webhook to be disabled", || async {
+        endpoint_row(&app, "target").await.is_some()
+    })
+    .await;
+    assert_eq!(
+        endpoint_row(&app, "target").await,
+        Some(("disabled".into(), "failing".into()))
+    );
+    // Not before `disable_after` had passed since the first failure (by the
+    // database's clock, which both times come from).
+    let waited: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM s.since - min(a.started_at))::float8
+         FROM webhook_state s, delivery_attempts a WHERE s.webhook_id = 'target' GROUP BY s.since",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("times");
+    assert!(waited >= 3.0, "disabled {waited} s after the first failure");
+    let announced = ops.wait_for_count(1).await;
+    let body: Value = serde_json::from_slice(&announced[0].body).expect("json");
+    assert_eq!(body["payload"]["reason"], "failing", "{body}");
+    // Its delivery is kept, pending.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM deliveries WHERE webhook_id = 'target' AND state = 'pending'"
+        )
+        .await,
+        1
+    );
+}

@@ -66,6 +66,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         signature: mode,
         tenants: None,
         include_untenanted: false,
+        disable_after: None,
         enabled: true,
     }
 }
