@@ -8,3 +8,7 @@ ALTER TABLE webhook_health
 UPDATE webhook_health SET failing_since = last_failure_at
 WHERE last_failure_at IS NOT NULL
   AND (last_success_at IS NULL OR last_success_at < last_failure_at);
+
+-- Throttling (issue 15, item 2): a receiver's `Retry-After` on 429/503
+-- pauses the whole endpoint until then, on every engine.
+ALTER TABLE webhook_state ADD COLUMN throttled_until TIMESTAMPTZ;

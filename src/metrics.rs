@@ -221,6 +221,7 @@ pub struct Metrics {
     connections: Family<EventLabel, Counter>,
     connections_open: Gauge,
     endpoint_transitions: Family<TransitionLabel, Counter>,
+    concurrency_limit: Family<WebhookLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -244,6 +245,7 @@ impl Default for Metrics {
             connections: Family::default(),
             connections_open: Gauge::default(),
             endpoint_transitions: Family::default(),
+            concurrency_limit: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -332,6 +334,11 @@ impl Default for Metrics {
             "endpoint_transitions",
             "Runtime endpoint state changes, by webhook and new state (disabled, enabled)",
             m.endpoint_transitions.clone(),
+        );
+        registry.register(
+            "webhook_concurrency_limit",
+            "Sends this engine may have in flight to each webhook now (adaptive, AIMD)",
+            m.concurrency_limit.clone(),
         );
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_now());
@@ -439,6 +446,15 @@ impl Metrics {
                 to,
             })
             .inc();
+    }
+
+    /// The adaptive concurrency limit of `webhook` on this engine.
+    pub fn concurrency_limit(&self, webhook: &str, limit: u32) {
+        self.concurrency_limit
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.to_owned(),
+            })
+            .set(i64::from(limit));
     }
 
     /// A policy reload ended: `applied`, `unchanged` or `invalid`.

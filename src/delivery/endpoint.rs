@@ -21,11 +21,19 @@ pub const REASON_FAILING: &str = "failing";
 /// An admin's call.
 pub const REASON_MANUAL: &str = "manual";
 
+/// What a transition asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Disabled,
+    /// Active again (a throttle pause ends by itself, not through this).
+    Enabled,
+}
+
 /// A requested change of one webhook's state.
 #[derive(Debug, Clone, Copy)]
 pub struct Transition<'a> {
     pub webhook: &'a str,
-    pub to: EndpointStatus,
+    pub to: Target,
     pub reason: &'a str,
     /// Who decided: an admin's actor id, or the engine (`aion-webhooks`).
     pub actor: &'a str,
@@ -42,15 +50,17 @@ pub async fn transition(
     t: &Transition<'_>,
     now: DateTime<Utc>,
 ) -> Result<(EndpointState, bool), StoreError> {
-    let (action, word) = match t.to {
-        EndpointStatus::Disabled => ("disable_webhook", "disabled"),
-        EndpointStatus::Active => ("enable_webhook", "enabled"),
+    let (action, word, status) = match t.to {
+        Target::Disabled => ("disable_webhook", "disabled", EndpointStatus::Disabled),
+        Target::Enabled => ("enable_webhook", "enabled", EndpointStatus::Active),
     };
     let wanted = EndpointState {
-        status: t.to,
+        status,
         reason: t.reason.to_owned(),
         since: now,
         changed_by: t.actor.to_owned(),
+        throttled_until: None,
+        throttled_for: None,
     };
     let entry = AuditEntry {
         at: now,
@@ -64,7 +74,7 @@ pub async fn transition(
     let topic =
         Topic::parse(&format!("aion.webhooks.endpoint.{word}")).expect("a valid literal topic");
     let payload = json!({
-        "webhook_id": t.webhook, "state": t.to.as_str(), "reason": t.reason,
+        "webhook_id": t.webhook, "state": status.as_str(), "reason": t.reason,
         "since": now, "actor_id": t.actor, "last_error": t.last_error,
     });
     let announcement = internal_event(policy, &topic, Some(t.webhook.to_owned()), &payload, now);
@@ -78,7 +88,7 @@ pub async fn transition(
             webhook = t.webhook,
             actor = t.actor,
             reason = t.reason,
-            state = t.to.as_str(),
+            state = status.as_str(),
             "endpoint state changed"
         );
     }

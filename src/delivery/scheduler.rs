@@ -13,7 +13,11 @@
 //!   find free slots.
 //!
 //! - runtime endpoint state: a webhook disabled at runtime (stored, see
-//!   `store::EndpointState`) gets no room, so its deliveries stay pending.
+//!   `store::EndpointState`) gets no room, so its deliveries stay pending;
+//!   nor does one paused by a `Retry-After` (`throttled`) until then;
+//! - adaptive concurrency: each webhook's sends in flight follow its answers
+//!   (AIMD, `adaptive`), between 1 and its ceiling (`max_in_flight` in the
+//!   policy, else the engine's per-webhook setting).
 //!
 //! Sharing one claim's rows between webhooks is the store's job (the claim
 //! takes due rows round-robin across the listed webhooks), so a webhook's
@@ -21,7 +25,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub mod adaptive;
+
+use adaptive::{AdaptiveLimit, Signal};
 
 use crate::policy::PolicySet;
 use crate::store::WebhookSlot;
@@ -44,8 +52,12 @@ pub struct Scheduler {
     in_flight: Mutex<HashMap<String, u32>>,
     /// Webhooks disabled at runtime, as last read from the store.
     disabled: Mutex<HashSet<String>>,
-    /// When each webhook's failure streak was last looked up.
-    failing_checked: Mutex<HashMap<String, std::time::Instant>>,
+    /// Rate limits for per-webhook lookups and writes (keyed `what:webhook`).
+    memo: Mutex<HashMap<String, Instant>>,
+    /// Each webhook's adaptive limit (absent = at its ceiling).
+    adaptive: Mutex<HashMap<String, AdaptiveLimit>>,
+    /// Webhooks paused by a `Retry-After`, until when.
+    paused: Mutex<HashMap<String, Instant>>,
 }
 
 impl Scheduler {
@@ -54,20 +66,80 @@ impl Scheduler {
             limits,
             in_flight: Mutex::new(HashMap::new()),
             disabled: Mutex::new(HashSet::new()),
-            failing_checked: Mutex::new(HashMap::new()),
+            memo: Mutex::new(HashMap::new()),
+            adaptive: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `webhook`'s failure streak should be looked up now (at most
-    /// once per `every`), so a failing endpoint's storm of attempts does not
-    /// become a storm of lookups.
-    pub fn failing_check_due(&self, webhook: &str, every: Duration) -> bool {
-        let mut checked = self.failing_checked.lock().expect("lock");
-        let now = std::time::Instant::now();
-        match checked.get(webhook) {
+    /// A webhook's ceiling of sends in flight.
+    fn ceiling(&self, w: &crate::policy::Webhook) -> u32 {
+        w.max_in_flight
+            .unwrap_or(self.limits.max_in_flight_per_webhook)
+            .max(1)
+    }
+
+    /// What an attempt to `webhook` said about its capacity.
+    pub fn observe(&self, policy: &PolicySet, webhook: &str, signal: Signal, now: Instant) {
+        let Some(w) = policy.webhook(webhook) else {
+            return;
+        };
+        let ceiling = self.ceiling(w);
+        let mut adaptive = self.adaptive.lock().expect("lock");
+        adaptive
+            .entry(webhook.to_owned())
+            .or_insert_with(|| AdaptiveLimit::new(ceiling))
+            .record(signal, ceiling, now);
+    }
+
+    /// The sends `webhook` may have in flight now (for metrics and tests).
+    pub fn current_limit(&self, policy: &PolicySet, webhook: &str) -> u32 {
+        let Some(w) = policy.webhook(webhook) else {
+            return 0;
+        };
+        let ceiling = self.ceiling(w);
+        self.adaptive
+            .lock()
+            .expect("lock")
+            .get(webhook)
+            .map_or(ceiling, |l| l.current(ceiling))
+    }
+
+    /// Sends nothing to `webhook` until `until` (a receiver's `Retry-After`).
+    pub fn pause(&self, webhook: &str, until: Instant) {
+        let mut paused = self.paused.lock().expect("lock");
+        let entry = paused.entry(webhook.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
+    /// Pauses known from the store (other engines' `Retry-After`s); a
+    /// local pause that lasts longer is kept.
+    pub fn set_paused(&self, stored: HashMap<String, Instant>) {
+        let mut paused = self.paused.lock().expect("lock");
+        let now = Instant::now();
+        paused.retain(|_, until| *until > now);
+        for (webhook, until) in stored {
+            let entry = paused.entry(webhook).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
+
+    fn is_paused(&self, webhook: &str, now: Instant) -> bool {
+        self.paused
+            .lock()
+            .expect("lock")
+            .get(webhook)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// True at most once per `every` for `key` (e.g. `failing:hook-a`).
+    pub fn due(&self, key: &str, every: Duration) -> bool {
+        let mut memo = self.memo.lock().expect("lock");
+        let now = Instant::now();
+        match memo.get(key) {
             Some(at) if now.duration_since(*at) < every => false,
             _ => {
-                checked.insert(webhook.to_owned(), now);
+                memo.insert(key.to_owned(), now);
                 true
             }
         }
@@ -99,6 +171,12 @@ impl Scheduler {
     /// engine-wide slots. Disabled webhooks and those without room are left
     /// out: their deliveries stay pending.
     pub fn slots(&self, policy: &PolicySet, free: u32) -> Vec<WebhookSlot> {
+        let now = Instant::now();
+        let ceilings: HashMap<&str, u32> = policy
+            .webhooks()
+            .iter()
+            .map(|w| (w.id.as_str(), self.current_limit(policy, w.id.as_str())))
+            .collect();
         let busy = self.in_flight.lock().expect("lock");
         let disabled = self.disabled.lock().expect("lock");
         let l = self.limits;
@@ -106,6 +184,7 @@ impl Scheduler {
             .webhooks()
             .iter()
             .filter(|w| w.enabled && !disabled.contains(w.id.as_str()))
+            .filter(|w| !self.is_paused(w.id.as_str(), now))
             .map(|w| (w, busy.get(w.id.as_str()).copied().unwrap_or(0)))
             .collect();
         let share =
@@ -117,7 +196,8 @@ impl Scheduler {
         enabled
             .into_iter()
             .filter_map(|(w, used)| {
-                let cap = l.max_in_flight_per_webhook.saturating_sub(used);
+                let limit = ceilings.get(w.id.as_str()).copied().unwrap_or(1);
+                let cap = limit.saturating_sub(used);
                 let room = if used < share {
                     cap.min(share - used)
                 } else {
@@ -153,6 +233,31 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overload_shrinks_a_webhooks_room_and_a_pause_removes_it() {
+        let p = policy(&["a", "b"]);
+        let s = Scheduler::new(limits(64, 32));
+        let t = Instant::now();
+        s.observe(&p, "a", Signal::Overload, t);
+        s.observe(&p, "a", Signal::Overload, t + adaptive::COOL_DOWN);
+        assert_eq!(s.current_limit(&p, "a"), 8);
+        let room = |s: &Scheduler| -> HashMap<String, u32> {
+            s.slots(&p, 64)
+                .into_iter()
+                .map(|w| (w.webhook_id, w.room))
+                .collect()
+        };
+        assert_eq!(room(&s)["a"], 8);
+        assert_eq!(room(&s)["b"], 32);
+        s.pause("b", Instant::now() + Duration::from_secs(60));
+        assert!(!room(&s).contains_key("b"), "paused");
+        s.set_paused(HashMap::new());
+        assert!(
+            !room(&s).contains_key("b"),
+            "a local pause outlives a refresh"
+        );
+    }
 
     #[test]
     fn a_webhook_disabled_at_runtime_gets_no_room() {

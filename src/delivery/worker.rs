@@ -19,8 +19,9 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::endpoint::{REASON_FAILING, REASON_GONE, Transition, transition};
+use super::endpoint::{REASON_FAILING, REASON_GONE, Target, Transition, transition};
 use super::retry::{self, Decision};
+use super::scheduler::adaptive::Signal;
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::{AttemptReport, ErrorKind, Outbound, Sender};
 use crate::metrics::{AttemptOutcome, Metrics};
@@ -259,10 +260,17 @@ impl StateRefresh {
         }
         match shared.store.endpoint_states().await {
             Ok(states) => {
+                let now = tokio::time::Instant::now().into_std();
+                shared.scheduler.set_paused(
+                    states
+                        .iter()
+                        .filter_map(|(id, s)| s.throttled_for.map(|d| (id.clone(), now + d)))
+                        .collect(),
+                );
                 shared.scheduler.set_disabled(
                     states
                         .into_iter()
-                        .filter(|(_, s)| s.status == crate::store::EndpointStatus::Disabled)
+                        .filter(|(_, s)| s.status == EndpointStatus::Disabled)
                         .map(|(id, _)| id)
                         .collect(),
                 );
@@ -351,6 +359,25 @@ async fn attempt(shared: &Shared, c: Claimed) {
         Decision::Retry { .. } | Decision::Gone => AttemptOutcome::Retry,
         Decision::Dead => AttemptOutcome::Dead,
     };
+    // What the answer says about the endpoint's capacity: the adaptive
+    // limit follows it, and a `Retry-After` on 429/503 pauses the endpoint.
+    let overloaded_transport = matches!(
+        report.error_kind,
+        Some(ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::ConnectionClosed)
+    );
+    shared.scheduler.observe(
+        &policy,
+        &c.webhook_id,
+        Signal::of(report.status, overloaded_transport),
+        std::time::Instant::now(),
+    );
+    shared.metrics.concurrency_limit(
+        &c.webhook_id,
+        shared.scheduler.current_limit(&policy, &c.webhook_id),
+    );
+    if let (Some(429 | 503), Some(asked)) = (report.status, report.retry_after) {
+        throttle(shared, &c.webhook_id, asked.min(webhook.retry.max_interval)).await;
+    }
     // The endpoint's own verdicts on itself: `410` disables it at once;
     // failing every attempt for `disable_after` disables it too.
     match decision {
@@ -368,7 +395,7 @@ async fn attempt(shared: &Shared, c: Claimed) {
             if let Some(after) = webhook.disable_after
                 && shared
                     .scheduler
-                    .failing_check_due(&c.webhook_id, FAILING_CHECK_EVERY)
+                    .due(&format!("failing:{}", c.webhook_id), FAILING_CHECK_EVERY)
             {
                 match shared
                     .store
@@ -437,6 +464,26 @@ const FAILING_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// webhook is disabled: one slow failure a week is not a dead endpoint.
 const MIN_FAILURES: i32 = 3;
 
+/// Pauses `webhook` for `pause`: at once on this engine, and through the
+/// store (at most once a second per webhook, for pauses of a second or
+/// more) on the others.
+async fn throttle(shared: &Shared, webhook: &str, pause: Duration) {
+    if pause.is_zero() {
+        return;
+    }
+    shared
+        .scheduler
+        .pause(webhook, std::time::Instant::now() + pause);
+    if pause >= Duration::from_secs(1)
+        && shared
+            .scheduler
+            .due(&format!("throttle:{webhook}"), Duration::from_secs(1))
+        && let Err(e) = shared.store.throttle(webhook, pause).await
+    {
+        tracing::debug!(webhook, error = %e, "could not share the pause with other engines");
+    }
+}
+
 /// Disables `webhook` on the engine's own authority. A failure is logged:
 /// the next failure tries again.
 async fn disable(
@@ -448,7 +495,7 @@ async fn disable(
 ) {
     let t = Transition {
         webhook,
-        to: EndpointStatus::Disabled,
+        to: Target::Disabled,
         reason,
         actor: crate::domain::ENGINE_SOURCE,
         last_error: error,

@@ -249,15 +249,17 @@ pub async fn list_webhooks(
             let stored = runtime.get(w.id.as_str());
             let (st, reason, since) = match stored {
                 _ if !w.enabled => ("disabled", Some("policy".to_owned()), None),
-                Some(r) if r.status == EndpointStatus::Disabled => {
-                    ("disabled", Some(r.reason.clone()), Some(r.since))
+                Some(r) if r.status != EndpointStatus::Active => {
+                    (r.status.as_str(), Some(r.reason.clone()), Some(r.since))
                 }
                 Some(r) => ("active", None, Some(r.since)),
                 None => ("active", None, None),
             };
+            let throttled_until = stored.and_then(|r| r.throttled_until);
             json!({
                 "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
                 "state": st, "state_reason": reason, "state_since": since,
+                "throttled_until": throttled_until,
                 "signature": w.signature.as_str(),
                 "pending": s.pending, "in_flight": s.in_flight, "dead": s.dead,
                 "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,

@@ -9,16 +9,15 @@ use serde_json::{Value, json};
 use super::extract::authorize;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::delivery::endpoint::{REASON_MANUAL, Transition, transition};
+use crate::delivery::endpoint::{REASON_MANUAL, Target, Transition, transition};
 use crate::rbac::Action;
-use crate::store::EndpointStatus;
 
 pub async fn disable_webhook(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    change(&state, &principal, &id, EndpointStatus::Disabled).await
+    change(&state, &principal, &id, Target::Disabled).await
 }
 
 pub async fn enable_webhook(
@@ -26,18 +25,18 @@ pub async fn enable_webhook(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    change(&state, &principal, &id, EndpointStatus::Active).await
+    change(&state, &principal, &id, Target::Enabled).await
 }
 
 async fn change(
     state: &AppState,
     principal: &Principal,
     id: &str,
-    to: EndpointStatus,
+    to: Target,
 ) -> Result<Json<Value>, ApiError> {
     let action = match to {
-        EndpointStatus::Disabled => Action::DisableWebhook,
-        EndpointStatus::Active => Action::EnableWebhook,
+        Target::Disabled => Action::DisableWebhook,
+        Target::Enabled => Action::EnableWebhook,
     };
     authorize(state, principal, action).await?;
     let policy = state.policy.load_full();

@@ -315,6 +315,20 @@ impl Compiler<'_> {
             &w.disable_after,
             &format!("{path}.disable_after"),
         );
+        let max_in_flight = w
+            .max_in_flight
+            .as_ref()
+            .and_then(|n| match u32::try_from(n.value) {
+                Ok(v) if (1..=10_000).contains(&v) => Some(v),
+                _ => {
+                    self.error(
+                        format!("{path}.max_in_flight"),
+                        n.referenced,
+                        format!("must be between 1 and 10000, got {}", n.value),
+                    );
+                    None
+                }
+            });
         let headers = self.headers(&w.headers, &format!("{path}.headers"), loc);
         let signature = match &w.signature {
             None => SignatureMode::Aion,
@@ -381,6 +395,7 @@ impl Compiler<'_> {
             include_untenanted: w.include_untenanted.unwrap_or(false),
             enabled: w.enabled.unwrap_or(true),
             disable_after,
+            max_in_flight,
         })
     }
 

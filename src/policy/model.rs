@@ -82,6 +82,9 @@ pub struct Webhook {
     /// after the last success), the engine disables the webhook; `None` =
     /// never.
     pub disable_after: Option<Duration>,
+    /// Ceiling of sends in flight to this webhook per engine; the adaptive
+    /// limit moves between 1 and this. `None` = the engine's setting.
+    pub max_in_flight: Option<u32>,
 }
 
 impl Webhook {

@@ -64,6 +64,7 @@ pub(crate) struct RawWebhook {
     pub retry: Option<RawRetry>,
     pub timeout: Option<Str>,
     pub disable_after: Option<Str>,
+    pub max_in_flight: Option<Spanned<i64>>,
     #[serde(default)]
     pub headers: BTreeMap<String, Str>,
     pub signature: Option<Str>,

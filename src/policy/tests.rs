@@ -501,3 +501,23 @@ fn disable_after_takes_a_duration_or_never_and_refuses_anything_else() {
     );
     assert_error(&errs, "webhooks[0].disable_after", 7, "greater than zero");
 }
+
+#[test]
+fn max_in_flight_is_a_ceiling_between_1_and_10000() {
+    let hook = |n: &str| {
+        format!(
+            "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    max_in_flight: {n}\n"
+        )
+    };
+    let p = parse(&hook("16")).expect("valid");
+    assert_eq!(p.webhook("a").expect("hook").max_in_flight, Some(16));
+    for bad in ["0", "-1", "10001"] {
+        assert_error(
+            &errors(&hook(bad)),
+            "webhooks[0].max_in_flight",
+            7,
+            "between 1 and 10000",
+        );
+    }
+    assert!(!errors(&hook("many")).is_empty());
+}

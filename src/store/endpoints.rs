@@ -14,6 +14,8 @@ use super::{AuditRow, NewEvent, Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointStatus {
     Active,
+    /// Paused by a receiver's `Retry-After` until `throttled_until`.
+    Throttled,
     Disabled,
 }
 
@@ -21,6 +23,7 @@ impl EndpointStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
+            Self::Throttled => "throttled",
             Self::Disabled => "disabled",
         }
     }
@@ -36,25 +39,45 @@ pub struct EndpointState {
     pub since: DateTime<Utc>,
     /// The actor that made the change.
     pub changed_by: String,
+    /// While throttled: until when, and how long that is from now by the
+    /// database's clock.
+    pub throttled_until: Option<DateTime<Utc>>,
+    pub throttled_for: Option<std::time::Duration>,
 }
 
 impl Store {
     /// Every webhook with a stored runtime state (webhooks without one are
     /// active).
     pub async fn endpoint_states(&self) -> Result<HashMap<String, EndpointState>, StoreError> {
-        let rows: Vec<(String, String, String, DateTime<Utc>, String)> = sqlx::query_as(
-            "SELECT webhook_id, state, reason, since, changed_by FROM webhook_state",
+        type Row = (
+            String,
+            String,
+            String,
+            DateTime<Utc>,
+            String,
+            Option<DateTime<Utc>>,
+            Option<f64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT webhook_id, state, reason, since, changed_by, throttled_until,
+                    extract(epoch FROM throttled_until - now())::float8
+             FROM webhook_state",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, state, reason, since, changed_by)| {
-                let status = if state == "disabled" {
-                    EndpointStatus::Disabled
-                } else {
-                    EndpointStatus::Active
+            .map(|(id, state, reason, since, changed_by, until, left)| {
+                // A pause that has run out is simply active again.
+                let left = left
+                    .filter(|s| *s > 0.0)
+                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok());
+                let status = match state.as_str() {
+                    "disabled" => EndpointStatus::Disabled,
+                    "throttled" if left.is_some() => EndpointStatus::Throttled,
+                    _ => EndpointStatus::Active,
                 };
+                let throttled = status == EndpointStatus::Throttled;
                 (
                     id,
                     EndpointState {
@@ -62,10 +85,41 @@ impl Store {
                         reason,
                         since,
                         changed_by,
+                        throttled_until: until.filter(|_| throttled),
+                        throttled_for: left.filter(|_| throttled),
                     },
                 )
             })
             .collect())
+    }
+
+    /// Pauses `webhook` for `pause` on every engine (a receiver's
+    /// `Retry-After`), unless it is disabled; a longer pause already in
+    /// force is kept. Not audited: it is the receiver's request, and passes.
+    pub async fn throttle(
+        &self,
+        webhook: &str,
+        pause: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by, throttled_until)
+             VALUES ($1, 'throttled', 'retry_after', now(), $3, now() + make_interval(secs => $2::float8))
+             ON CONFLICT (webhook_id) DO UPDATE SET
+                 since = CASE WHEN webhook_state.state = 'throttled'
+                               AND webhook_state.throttled_until > now()
+                          THEN webhook_state.since ELSE now() END,
+                 state = 'throttled', reason = 'retry_after', changed_by = EXCLUDED.changed_by,
+                 throttled_until = GREATEST(
+                     CASE WHEN webhook_state.state = 'throttled' THEN webhook_state.throttled_until END,
+                     EXCLUDED.throttled_until)
+             WHERE webhook_state.state <> 'disabled'",
+        )
+        .bind(webhook)
+        .bind(pause.as_secs_f64())
+        .bind(crate::domain::ENGINE_SOURCE)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Sets `webhook`'s state, with its audit record and audit event, and
@@ -101,12 +155,16 @@ impl Store {
                     reason,
                     since,
                     changed_by,
+                    throttled_until: None,
+                    throttled_for: None,
                 },
                 Some((_, reason, since, changed_by)) => EndpointState {
                     status: EndpointStatus::Active,
                     reason,
                     since,
                     changed_by,
+                    throttled_until: None,
+                    throttled_for: None,
                 },
                 None => state.clone(),
             };
@@ -117,7 +175,8 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (webhook_id) DO UPDATE
              SET state = EXCLUDED.state, reason = EXCLUDED.reason,
-                 since = EXCLUDED.since, changed_by = EXCLUDED.changed_by",
+                 since = EXCLUDED.since, changed_by = EXCLUDED.changed_by,
+                 throttled_until = NULL",
         )
         .bind(webhook)
         .bind(state.status.as_str())

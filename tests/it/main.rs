@@ -21,3 +21,4 @@ mod retention;
 mod security;
 mod slow_clients;
 mod support;
+mod throttling;

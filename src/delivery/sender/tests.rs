@@ -67,6 +67,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         tenants: None,
         include_untenanted: false,
         disable_after: None,
+        max_in_flight: None,
         enabled: true,
     }
 }
