@@ -12,3 +12,12 @@ WHERE last_failure_at IS NOT NULL
 -- Throttling (issue 15, item 2): a receiver's `Retry-After` on 429/503
 -- pauses the whole endpoint until then, on every engine.
 ALTER TABLE webhook_state ADD COLUMN throttled_until TIMESTAMPTZ;
+
+-- Rate limits (issue 15, item 5): one token bucket per rate-limited
+-- webhook, shared by every engine on the database and refilled by the
+-- database's clock. Engines take tokens before they claim.
+CREATE TABLE webhook_rate (
+    webhook_id TEXT PRIMARY KEY,
+    tokens     DOUBLE PRECISION NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);

@@ -124,6 +124,18 @@ impl Scheduler {
         }
     }
 
+    /// How long until the earliest pause ends, if any is running.
+    pub fn next_unpause(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.paused
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|until| **until > now)
+            .map(|until| until.duration_since(now))
+            .min()
+    }
+
     fn is_paused(&self, webhook: &str, now: Instant) -> bool {
         self.paused
             .lock()

@@ -180,10 +180,12 @@ async fn claim_loop(
         }
         let policy = shared.policy.load_full();
         let slots = shared.scheduler.slots(&policy, free);
+        let (slots, grants) = take_rate_tokens(shared, &policy, slots).await;
         let limit = free.min(shared.cfg.claim_batch);
         let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
+                give_back_rate_tokens(shared, &grants, &c).await;
                 c
             }
             Err(e) => {
@@ -221,7 +223,11 @@ async fn claim_loop(
         if full_batch {
             continue;
         }
-        let wait = next_wait(shared, &slots).await;
+        let mut wait = next_wait(shared, &slots).await;
+        // A pause (rate limit, Retry-After) ending sooner wakes the loop.
+        if let Some(unpause) = shared.scheduler.next_unpause() {
+            wait = wait.min(unpause.max(Duration::from_millis(1)));
+        }
         tokio::select! {
             r = recv(&mut wakeups) => if r.is_err() { wakeups = None; },
             () = local.notified() => {}
@@ -237,6 +243,84 @@ async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {
     match wakeups {
         Some(w) => w.recv().await.map_err(|_| ()),
         None => std::future::pending().await,
+    }
+}
+
+/// Tokens taken for one rate-limited webhook before a claim.
+struct RateGrant {
+    webhook: String,
+    granted: u32,
+    burst: f64,
+}
+
+/// The bucket of a webhook limited to `rate` attempts a second holds a
+/// tenth of a second's worth (at least one): any one-second window then
+/// sees at most `rate + burst` attempts.
+fn burst_of(rate: f64) -> f64 {
+    (rate / 10.0).max(1.0)
+}
+
+/// Narrows each rate-limited webhook's room to the tokens its shared
+/// bucket grants; one with none left is paused until its next token.
+async fn take_rate_tokens(
+    shared: &Shared,
+    policy: &PolicySet,
+    slots: Vec<WebhookSlot>,
+) -> (Vec<WebhookSlot>, Vec<RateGrant>) {
+    let mut grants = Vec::new();
+    let mut kept = Vec::with_capacity(slots.len());
+    for mut slot in slots {
+        let Some(rate) = policy.webhook(&slot.webhook_id).and_then(|w| w.rate_limit) else {
+            kept.push(slot);
+            continue;
+        };
+        let burst = burst_of(rate);
+        match shared
+            .store
+            .take_tokens(&slot.webhook_id, rate, burst, slot.room)
+            .await
+        {
+            Ok(g) if g.granted > 0 => {
+                slot.room = slot.room.min(g.granted);
+                grants.push(RateGrant {
+                    webhook: slot.webhook_id.clone(),
+                    granted: g.granted,
+                    burst,
+                });
+                kept.push(slot);
+            }
+            Ok(g) => {
+                let wait =
+                    Duration::try_from_secs_f64(g.next_in).unwrap_or(Duration::from_millis(10));
+                shared
+                    .scheduler
+                    .pause(&slot.webhook_id, std::time::Instant::now() + wait);
+            }
+            // Without a grant nothing is sent: a limit is never exceeded
+            // because the database could not be asked.
+            Err(e) => {
+                tracing::debug!(webhook = %slot.webhook_id, error = %e, "taking rate tokens failed")
+            }
+        }
+    }
+    (kept, grants)
+}
+
+/// Returns the tokens a claim did not use (fewer rows were due than granted).
+async fn give_back_rate_tokens(shared: &Shared, grants: &[RateGrant], claimed: &[Claimed]) {
+    for g in grants {
+        let used = claimed.iter().filter(|c| c.webhook_id == g.webhook).count();
+        let unused = g
+            .granted
+            .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX));
+        if unused > 0
+            && let Err(e) = shared
+                .store
+                .give_back_tokens(&g.webhook, unused, g.burst)
+                .await
+        {
+            tracing::debug!(webhook = %g.webhook, error = %e, "giving back rate tokens failed");
+        }
     }
 }
 

@@ -23,6 +23,25 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a webhook may fail every attempt before the engine disables it.
 pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 
+/// `N/s` or `N/m` (N a positive integer, at most 100,000 a second) as
+/// attempts per second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let bad = || format!("invalid rate {text:?}; expected e.g. `50/s` or `300/m`");
+    let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per_second = match unit.trim() {
+        "s" => f64::from(n),
+        "m" => f64::from(n) / 60.0,
+        _ => return Err(bad()),
+    };
+    if n == 0 || per_second > 100_000.0 {
+        return Err(format!(
+            "rate {text:?} must be above zero and at most 100000/s"
+        ));
+    }
+    Ok(per_second)
+}
+
 /// What a webhook inherits from `defaults:`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WebhookDefaults {
@@ -329,6 +348,16 @@ impl Compiler<'_> {
                     None
                 }
             });
+        let rate_limit = w.rate_limit.as_ref().and_then(|r| {
+            let text = self.string(r, &format!("{path}.rate_limit"))?;
+            match parse_rate(&text) {
+                Ok(per_second) => Some(per_second),
+                Err(msg) => {
+                    self.error(format!("{path}.rate_limit"), r.referenced, msg);
+                    None
+                }
+            }
+        });
         let headers = self.headers(&w.headers, &format!("{path}.headers"), loc);
         let signature = match &w.signature {
             None => SignatureMode::Aion,
@@ -396,6 +425,7 @@ impl Compiler<'_> {
             enabled: w.enabled.unwrap_or(true),
             disable_after,
             max_in_flight,
+            rate_limit,
         })
     }
 

@@ -65,6 +65,7 @@ pub(crate) struct RawWebhook {
     pub timeout: Option<Str>,
     pub disable_after: Option<Str>,
     pub max_in_flight: Option<Spanned<i64>>,
+    pub rate_limit: Option<Str>,
     #[serde(default)]
     pub headers: BTreeMap<String, Str>,
     pub signature: Option<Str>,

@@ -521,3 +521,31 @@ fn max_in_flight_is_a_ceiling_between_1_and_10000() {
     }
     assert!(!errors(&hook("many")).is_empty());
 }
+
+#[test]
+fn rate_limit_is_per_second_or_per_minute_and_refuses_anything_else() {
+    let hook = |r: &str| {
+        format!(
+            "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    rate_limit: {r}\n"
+        )
+    };
+    assert_eq!(
+        parse(&hook("50/s"))
+            .expect("valid")
+            .webhook("a")
+            .expect("a")
+            .rate_limit,
+        Some(50.0)
+    );
+    assert_eq!(
+        parse(&hook("120/m"))
+            .expect("valid")
+            .webhook("a")
+            .expect("a")
+            .rate_limit,
+        Some(2.0)
+    );
+    for bad in ["fast", "0/s", "10/h", "-5/s", "1.5/s", "200000/s"] {
+        assert_error(&errors(&hook(bad)), "webhooks[0].rate_limit", 7, "rate");
+    }
+}

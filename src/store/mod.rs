@@ -11,6 +11,7 @@ mod events;
 mod inbound;
 mod queries;
 mod queue;
+mod rate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use inbound::{
 };
 pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, Purged, WebhookStats};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, WebhookSlot};
+pub use rate::Grant;
 
 /// Channel the ingest transaction notifies on commit; workers LISTEN on it.
 const WAKE_CHANNEL: &str = "aion_deliveries";

@@ -68,6 +68,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         include_untenanted: false,
         disable_after: None,
         max_in_flight: None,
+        rate_limit: None,
         enabled: true,
     }
 }
