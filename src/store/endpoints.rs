@@ -140,34 +140,22 @@ impl Store {
             .bind(webhook)
             .execute(&mut *tx)
             .await?;
-        let current: Option<(String, String, DateTime<Utc>, String)> = sqlx::query_as(
-            "SELECT state, reason, since, changed_by FROM webhook_state WHERE webhook_id = $1",
-        )
-        .bind(webhook)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let was_disabled = current.as_ref().is_some_and(|(s, ..)| s == "disabled");
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT state FROM webhook_state WHERE webhook_id = $1")
+                .bind(webhook)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let was_disabled = current.as_deref() == Some("disabled");
         let now_disabled = state.status == EndpointStatus::Disabled;
         if was_disabled == now_disabled {
-            let kept = match current {
-                Some((_, reason, since, changed_by)) if was_disabled => EndpointState {
-                    status: EndpointStatus::Disabled,
-                    reason,
-                    since,
-                    changed_by,
-                    throttled_until: None,
-                    throttled_for: None,
-                },
-                Some((_, reason, since, changed_by)) => EndpointState {
-                    status: EndpointStatus::Active,
-                    reason,
-                    since,
-                    changed_by,
-                    throttled_until: None,
-                    throttled_for: None,
-                },
-                None => state.clone(),
-            };
+            // Nothing to change: answer with the state in force as read
+            // (a throttled webhook shows as throttled, with its deadline).
+            drop(tx);
+            let kept = self
+                .endpoint_states()
+                .await?
+                .remove(webhook)
+                .unwrap_or_else(|| state.clone());
             return Ok((kept, false));
         }
         sqlx::query(

@@ -263,3 +263,24 @@ fn keygen_prints_a_key_and_the_matching_policy_line() {
     let again = text(&bin().arg("keygen").output().expect("run").stdout);
     assert_ne!(stdout, again, "keys are random");
 }
+
+#[test]
+fn policy_check_names_bad_delivery_control_settings_with_their_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    rate_limit: fast\n    disable_after: -1\n    max_in_flight: 0\n",
+    )
+    .expect("write");
+    let out = check(&file);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for needle in [
+        "bad.yaml:7:17: webhooks[0].rate_limit",
+        "bad.yaml:8:20: webhooks[0].disable_after",
+        "bad.yaml:9:20: webhooks[0].max_in_flight",
+    ] {
+        assert!(err.contains(needle), "{needle} not in:\n{err}");
+    }
+}
