@@ -136,14 +136,6 @@ impl Scheduler {
             .min()
     }
 
-    fn is_paused(&self, webhook: &str, now: Instant) -> bool {
-        self.paused
-            .lock()
-            .expect("lock")
-            .get(webhook)
-            .is_some_and(|until| *until > now)
-    }
-
     /// True at most once per `every` for `key` (e.g. `failing:hook-a`).
     pub fn due(&self, key: &str, every: Duration) -> bool {
         let mut memo = self.memo.lock().expect("lock");
@@ -184,31 +176,34 @@ impl Scheduler {
     /// out: their deliveries stay pending.
     pub fn slots(&self, policy: &PolicySet, free: u32) -> Vec<WebhookSlot> {
         let now = Instant::now();
-        let ceilings: HashMap<&str, u32> = policy
-            .webhooks()
-            .iter()
-            .map(|w| (w.id.as_str(), self.current_limit(policy, w.id.as_str())))
-            .collect();
         let busy = self.in_flight.lock().expect("lock");
         let disabled = self.disabled.lock().expect("lock");
+        let paused = self.paused.lock().expect("lock");
+        let adaptive = self.adaptive.lock().expect("lock");
         let l = self.limits;
+        // Each sendable webhook with its sends in flight and its limit now.
         let enabled: Vec<_> = policy
             .webhooks()
             .iter()
             .filter(|w| w.enabled && !disabled.contains(w.id.as_str()))
-            .filter(|w| !self.is_paused(w.id.as_str(), now))
-            .map(|w| (w, busy.get(w.id.as_str()).copied().unwrap_or(0)))
+            .filter(|w| paused.get(w.id.as_str()).is_none_or(|until| *until <= now))
+            .map(|w| {
+                let ceiling = self.ceiling(w);
+                let limit = adaptive
+                    .get(w.id.as_str())
+                    .map_or(ceiling, |a| a.current(ceiling));
+                (w, busy.get(w.id.as_str()).copied().unwrap_or(0), limit)
+            })
             .collect();
         let share =
             (l.max_in_flight / u32::try_from(enabled.len().max(1)).unwrap_or(u32::MAX)).max(1);
-        let over_share = enabled.iter().filter(|(_, used)| *used >= share).count();
+        let over_share = enabled.iter().filter(|(_, used, _)| *used >= share).count();
         // What the webhooks past their share may take between them, this claim.
         let excess = free.saturating_sub(l.max_in_flight / 4)
             / u32::try_from(over_share.max(1)).unwrap_or(u32::MAX);
         enabled
             .into_iter()
-            .filter_map(|(w, used)| {
-                let limit = ceilings.get(w.id.as_str()).copied().unwrap_or(1);
+            .filter_map(|(w, used, limit)| {
                 let cap = limit.saturating_sub(used);
                 let room = if used < share {
                     cap.min(share - used)

@@ -19,16 +19,16 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::endpoint::{REASON_FAILING, REASON_GONE, Target, Transition, transition};
 use super::retry::{self, Decision};
-use super::scheduler::adaptive::Signal;
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::{AttemptReport, ErrorKind, Outbound, Sender};
 use crate::metrics::{AttemptOutcome, Metrics};
 use crate::policy::PolicySet;
 use crate::store::{
-    AttemptRecord, Claimed, Completion, DeliveryState, EndpointStatus, Store, Wakeups, WebhookSlot,
+    AttemptRecord, Claimed, Completion, DeliveryState, Store, Wakeups, WebhookSlot,
 };
+
+mod control;
 
 /// Tuning knobs; the defaults suit one engine on a small machine.
 #[derive(Debug, Clone)]
@@ -162,7 +162,7 @@ async fn claim_loop(
     let mut wakeups: Option<Wakeups> = None;
     let local = shared.store.local_wakeups();
     let mut backoff = Duration::from_millis(100);
-    let mut states = StateRefresh::default();
+    let mut states = control::StateRefresh::default();
     while !shutdown.is_cancelled() {
         states.refresh(shared).await;
         if wakeups.is_none() {
@@ -180,12 +180,12 @@ async fn claim_loop(
         }
         let policy = shared.policy.load_full();
         let slots = shared.scheduler.slots(&policy, free);
-        let (slots, grants) = take_rate_tokens(shared, &policy, slots).await;
+        let (slots, grants) = control::take_rate_tokens(shared, &policy, slots).await;
         let limit = free.min(shared.cfg.claim_batch);
         let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
-                give_back_rate_tokens(shared, &grants, &c).await;
+                control::give_back_rate_tokens(shared, &grants, &c).await;
                 c
             }
             Err(e) => {
@@ -243,128 +243,6 @@ async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {
     match wakeups {
         Some(w) => w.recv().await.map_err(|_| ()),
         None => std::future::pending().await,
-    }
-}
-
-/// Tokens taken for one rate-limited webhook before a claim.
-struct RateGrant {
-    webhook: String,
-    granted: u32,
-    burst: f64,
-}
-
-/// The bucket of a webhook limited to `rate` attempts a second holds a
-/// tenth of a second's worth (at least one): any one-second window then
-/// sees at most `rate + burst` attempts.
-fn burst_of(rate: f64) -> f64 {
-    (rate / 10.0).max(1.0)
-}
-
-/// Narrows each rate-limited webhook's room to the tokens its shared
-/// bucket grants; one with none left is paused until its next token.
-async fn take_rate_tokens(
-    shared: &Shared,
-    policy: &PolicySet,
-    slots: Vec<WebhookSlot>,
-) -> (Vec<WebhookSlot>, Vec<RateGrant>) {
-    let mut grants = Vec::new();
-    let mut kept = Vec::with_capacity(slots.len());
-    for mut slot in slots {
-        let Some(rate) = policy.webhook(&slot.webhook_id).and_then(|w| w.rate_limit) else {
-            kept.push(slot);
-            continue;
-        };
-        let burst = burst_of(rate);
-        match shared
-            .store
-            .take_tokens(&slot.webhook_id, rate, burst, slot.room)
-            .await
-        {
-            Ok(g) if g.granted > 0 => {
-                slot.room = slot.room.min(g.granted);
-                grants.push(RateGrant {
-                    webhook: slot.webhook_id.clone(),
-                    granted: g.granted,
-                    burst,
-                });
-                kept.push(slot);
-            }
-            Ok(g) => {
-                let wait =
-                    Duration::try_from_secs_f64(g.next_in).unwrap_or(Duration::from_millis(10));
-                shared
-                    .scheduler
-                    .pause(&slot.webhook_id, std::time::Instant::now() + wait);
-            }
-            // Without a grant nothing is sent: a limit is never exceeded
-            // because the database could not be asked.
-            Err(e) => {
-                tracing::debug!(webhook = %slot.webhook_id, error = %e, "taking rate tokens failed")
-            }
-        }
-    }
-    (kept, grants)
-}
-
-/// Returns the tokens a claim did not use (fewer rows were due than granted).
-async fn give_back_rate_tokens(shared: &Shared, grants: &[RateGrant], claimed: &[Claimed]) {
-    for g in grants {
-        let used = claimed.iter().filter(|c| c.webhook_id == g.webhook).count();
-        let unused = g
-            .granted
-            .saturating_sub(u32::try_from(used).unwrap_or(u32::MAX));
-        if unused > 0
-            && let Err(e) = shared
-                .store
-                .give_back_tokens(&g.webhook, unused, g.burst)
-                .await
-        {
-            tracing::debug!(webhook = %g.webhook, error = %e, "giving back rate tokens failed");
-        }
-    }
-}
-
-/// Keeps the scheduler's view of runtime endpoint state fresh: at once
-/// after a change made through this process, and every poll interval for
-/// changes made through other engines.
-#[derive(Default)]
-struct StateRefresh {
-    version: Option<u64>,
-    at: Option<tokio::time::Instant>,
-}
-
-impl StateRefresh {
-    async fn refresh(&mut self, shared: &Shared) {
-        let version = shared.store.endpoint_version();
-        let stale = self
-            .at
-            .is_none_or(|at| at.elapsed() >= shared.cfg.poll_interval);
-        if self.version == Some(version) && !stale {
-            return;
-        }
-        match shared.store.endpoint_states().await {
-            Ok(states) => {
-                let now = tokio::time::Instant::now().into_std();
-                shared.scheduler.set_paused(
-                    states
-                        .iter()
-                        .filter_map(|(id, s)| s.throttled_for.map(|d| (id.clone(), now + d)))
-                        .collect(),
-                );
-                shared.scheduler.set_disabled(
-                    states
-                        .into_iter()
-                        .filter(|(_, s)| s.status == EndpointStatus::Disabled)
-                        .map(|(id, _)| id)
-                        .collect(),
-                );
-                self.version = Some(version);
-                self.at = Some(tokio::time::Instant::now());
-            }
-            // Keep the last known states; the claim's own error handling
-            // deals with an unreachable database.
-            Err(e) => tracing::debug!(error = %e, "reading endpoint states failed"),
-        }
     }
 }
 
@@ -443,68 +321,7 @@ async fn attempt(shared: &Shared, c: Claimed) {
         Decision::Retry { .. } | Decision::Gone => AttemptOutcome::Retry,
         Decision::Dead => AttemptOutcome::Dead,
     };
-    // What the answer says about the endpoint's capacity: the adaptive
-    // limit follows it, and a `Retry-After` on 429/503 pauses the endpoint.
-    let overloaded_transport = matches!(
-        report.error_kind,
-        Some(ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::ConnectionClosed)
-    );
-    shared.scheduler.observe(
-        &policy,
-        &c.webhook_id,
-        Signal::of(report.status, overloaded_transport),
-        std::time::Instant::now(),
-    );
-    shared.metrics.concurrency_limit(
-        &c.webhook_id,
-        shared.scheduler.current_limit(&policy, &c.webhook_id),
-    );
-    if let (Some(429 | 503), Some(asked)) = (report.status, report.retry_after) {
-        throttle(shared, &c.webhook_id, asked.min(webhook.retry.max_interval)).await;
-    }
-    // The endpoint's own verdicts on itself: `410` disables it at once;
-    // failing every attempt for `disable_after` disables it too.
-    match decision {
-        Decision::Gone => {
-            disable(
-                shared,
-                &policy,
-                &c.webhook_id,
-                REASON_GONE,
-                report.error.as_deref(),
-            )
-            .await;
-        }
-        Decision::Retry { .. } | Decision::Dead => {
-            if let Some(after) = webhook.disable_after
-                && shared
-                    .scheduler
-                    .due(&format!("failing:{}", c.webhook_id), FAILING_CHECK_EVERY)
-            {
-                match shared
-                    .store
-                    .failing_for(&c.webhook_id, after, MIN_FAILURES)
-                    .await
-                {
-                    Ok(Some(_)) => {
-                        disable(
-                            shared,
-                            &policy,
-                            &c.webhook_id,
-                            REASON_FAILING,
-                            report.error.as_deref(),
-                        )
-                        .await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "checking whether the webhook keeps failing failed")
-                    }
-                }
-            }
-        }
-        Decision::Succeeded => {}
-    }
+    control::after_attempt(shared, &policy, webhook, &report, decision).await;
     shared
         .metrics
         .attempt(&c.webhook_id, outcome, report.duration);
@@ -540,53 +357,6 @@ async fn attempt(shared: &Shared, c: Claimed) {
             response_body: report.response_body,
         },
     });
-}
-
-/// How often one webhook's failure streak is looked up (at most).
-const FAILING_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// Failed attempts needed, besides `disable_after`, before a failing
-/// webhook is disabled: one slow failure a week is not a dead endpoint.
-const MIN_FAILURES: i32 = 3;
-
-/// Pauses `webhook` for `pause`: at once on this engine, and through the
-/// store (at most once a second per webhook, for pauses of a second or
-/// more) on the others.
-async fn throttle(shared: &Shared, webhook: &str, pause: Duration) {
-    if pause.is_zero() {
-        return;
-    }
-    shared
-        .scheduler
-        .pause(webhook, std::time::Instant::now() + pause);
-    if pause >= Duration::from_secs(1)
-        && shared
-            .scheduler
-            .due(&format!("throttle:{webhook}"), Duration::from_secs(1))
-        && let Err(e) = shared.store.throttle(webhook, pause).await
-    {
-        tracing::debug!(webhook, error = %e, "could not share the pause with other engines");
-    }
-}
-
-/// Disables `webhook` on the engine's own authority. A failure is logged:
-/// the next failure tries again.
-async fn disable(
-    shared: &Shared,
-    policy: &PolicySet,
-    webhook: &str,
-    reason: &str,
-    error: Option<&str>,
-) {
-    let t = Transition {
-        webhook,
-        to: Target::Disabled,
-        reason,
-        actor: crate::domain::ENGINE_SOURCE,
-        last_error: error,
-    };
-    if let Err(e) = transition(&shared.store, policy, &shared.metrics, &t, shared.cfg.now()).await {
-        tracing::warn!(webhook, reason, error = %e, "could not disable the webhook; will try again");
-    }
 }
 
 /// Writes completions in batches: one transaction for whatever has queued up.

@@ -47,47 +47,34 @@ pub fn check(text: &str) -> Result<(), PayloadError> {
     let mut names: Vec<Cow<'_, [u8]>> = Vec::new();
     let mut starts: Vec<usize> = Vec::new();
     while let Some(token) = lexer.next()? {
+        path.follow(&token);
         match token {
-            Token::BeginObject => {
-                path.value();
-                path.push(Seg::Object);
-                starts.push(names.len());
-            }
-            Token::BeginArray => {
-                path.value();
-                path.push(Seg::Array(0));
-            }
+            Token::BeginObject => starts.push(names.len()),
             Token::EndObject => {
-                path.pop();
+                // `path` now names the object that just closed.
                 let start = starts.pop().unwrap_or(0);
                 let own = &mut names[start..];
                 if own.len() > 1 {
                     own.sort_unstable();
                     if let Some(w) = own.windows(2).find(|w| w[0] == w[1]) {
-                        // Re-walk to name where the object is; rare, so not tracked.
                         return Err(PayloadError::DuplicateKey {
-                            pointer: pointer_of_object_ending_at(text, lexer.offset()),
+                            pointer: path.pointer(),
                             name: shown(&w[0]),
                         });
                     }
                 }
                 names.truncate(start);
             }
-            Token::EndArray => path.pop(),
-            Token::Key(name) => {
-                path.key(name);
-                names.push(name.decode());
+            Token::Key(name) => names.push(name.decode()),
+            // Only a long exponent can overflow; most numbers have none.
+            Token::Number(n)
+                if n.len() > 32 && n.contains(['e', 'E']) && canonical_number(n).is_none() =>
+            {
+                return Err(PayloadError::ExponentOutOfRange {
+                    pointer: path.pointer(),
+                });
             }
-            Token::Number(n) => {
-                path.value();
-                // Only a long exponent can overflow; most numbers have none.
-                if n.len() > 32 && n.contains(['e', 'E']) && canonical_number(n).is_none() {
-                    return Err(PayloadError::ExponentOutOfRange {
-                        pointer: path.pointer(),
-                    });
-                }
-            }
-            Token::String(_) | Token::Literal(_) => path.value(),
+            _ => {}
         }
     }
     Ok(())
@@ -126,8 +113,10 @@ pub fn digest(text: &str) -> Result<[u8; 32], PayloadError> {
                 let mut members: Vec<&[[u8; 32]]> = pending[start..].chunks(2).collect();
                 members.sort_unstable();
                 if members.windows(2).any(|w| w[0][0] == w[1][0]) {
+                    // Only `check` reports where; here it only makes the
+                    // text incomparable.
                     return Err(PayloadError::DuplicateKey {
-                        pointer: pointer_of_object_ending_at(text, lexer.offset()),
+                        pointer: String::new(),
                         name: String::new(),
                     });
                 }
@@ -212,37 +201,6 @@ fn canonical_number(n: &str) -> Option<String> {
     Some(format!("{sign}{trimmed}e{exp}"))
 }
 
-/// The JSON pointer of the object whose `}` ends just before `end`; only
-/// for error messages, so it walks the text again rather than keep a path
-/// for every payload.
-fn pointer_of_object_ending_at(text: &str, end: usize) -> String {
-    let mut lexer = Lexer::new(text);
-    let mut path = Path::default();
-    while let Ok(Some(token)) = lexer.next() {
-        match token {
-            Token::BeginObject => {
-                path.value();
-                path.push(Seg::Object);
-            }
-            Token::BeginArray => {
-                path.value();
-                path.push(Seg::Array(0));
-            }
-            Token::EndObject => {
-                path.pop();
-                if lexer.offset() >= end {
-                    // What is left is the path to the object itself.
-                    return path.pointer();
-                }
-            }
-            Token::EndArray => path.pop(),
-            Token::Key(name) => path.key(name),
-            _ => path.value(),
-        }
-    }
-    String::new()
-}
-
 /// At most 64 characters of `bytes`, for messages.
 fn shown(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
@@ -269,6 +227,24 @@ enum Seg<'a> {
 
 impl<'a> Path<'a> {
     const SHOWN: usize = 64;
+
+    /// Moves along with `token`: after a closing token the path names the
+    /// container that closed, after a scalar the scalar.
+    fn follow(&mut self, token: &Token<'a>) {
+        match token {
+            Token::BeginObject => {
+                self.value();
+                self.push(Seg::Object);
+            }
+            Token::BeginArray => {
+                self.value();
+                self.push(Seg::Array(0));
+            }
+            Token::EndObject | Token::EndArray => self.pop(),
+            Token::Key(name) => self.key(*name),
+            Token::String(_) | Token::Number(_) | Token::Literal(_) => self.value(),
+        }
+    }
 
     fn push(&mut self, seg: Seg<'a>) {
         if self.hidden > 0 || self.segs.len() >= Self::SHOWN {

@@ -201,9 +201,14 @@ pub async fn fixed_receiver(
         tokio::time::sleep(delay).await;
         (status, body)
     });
+    serve_loopback(app).await
+}
+
+/// Serves `app` on a free loopback port; returns its `…/hook` URL.
+pub async fn serve_loopback(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("bind");
+        .expect("bind a loopback receiver");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
@@ -283,11 +288,7 @@ impl Receiver {
                     .expect("response")
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = serve_loopback(app).await;
         Self { url, state }
     }
 

@@ -41,12 +41,7 @@ impl Gauge {
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        serve_loopback(app).await
     }
 
     /// The peak of open requests over the next `window`.

@@ -135,11 +135,6 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// Bytes consumed so far.
-    pub(super) fn offset(&self) -> usize {
-        self.i
-    }
-
     fn fail(&self, reason: &'static str) -> PayloadError {
         PayloadError::Malformed {
             offset: self.i,
