@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use crate::domain::reserved::claims_engine_source;
 use crate::domain::{ENGINE_SOURCE, EventId, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
-use crate::store::{IngestError, InsertOutcome, NewEvent, StoreError};
+use crate::store::{IngestError, InsertOutcome, NewEvent, Recipient, StoreError};
 
 mod group;
 
@@ -294,11 +294,7 @@ fn event(
             ));
         }
     }
-    let webhooks = policy
-        .route(&topic, w.tenant_id.as_deref())
-        .iter()
-        .map(|r| r.webhook.id.to_string())
-        .collect();
+    let webhooks = recipients(policy, &topic, w.tenant_id.as_deref());
     let body = render_body(
         id.as_str(),
         topic.as_str(),
@@ -357,12 +353,20 @@ pub fn internal_event(
         source,
         key,
         trace_id: None,
-        webhooks: policy
-            .route(topic, None)
-            .iter()
-            .map(|r| r.webhook.id.to_string())
-            .collect(),
+        webhooks: recipients(policy, topic, None),
     }
+}
+
+/// The webhooks an event of `topic` (and `tenant`) goes to.
+fn recipients(policy: &PolicySet, topic: &Topic, tenant: Option<&str>) -> Vec<Recipient> {
+    policy
+        .route(topic, tenant)
+        .iter()
+        .map(|r| Recipient {
+            webhook_id: r.webhook.id.to_string(),
+            ordered: r.webhook.ordered,
+        })
+        .collect()
 }
 
 /// The delivery body (contract §3); absent optional fields are omitted and

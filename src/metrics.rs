@@ -193,6 +193,7 @@ struct EventLabel {
 pub struct QueueDepth {
     pub pending_due: i64,
     pub pending_scheduled: i64,
+    pub waiting: i64,
     pub in_flight: i64,
     pub dead: i64,
     /// Seconds the oldest due delivery has been waiting (0 if none).
@@ -285,7 +286,7 @@ impl Default for Metrics {
         );
         registry.register(
             "queue_depth",
-            "Deliveries by state (pending_due, pending_scheduled, in_flight, dead)",
+            "Deliveries by state (pending_due, pending_scheduled, waiting, in_flight, dead)",
             m.depth.clone(),
         );
         registry.register(
@@ -488,6 +489,7 @@ impl Metrics {
         for (state, n) in [
             ("pending_due", d.pending_due),
             ("pending_scheduled", d.pending_scheduled),
+            ("waiting", d.waiting),
             ("in_flight", d.in_flight),
             ("dead", d.dead),
         ] {

@@ -95,7 +95,9 @@ pub async fn list_deliveries(
         Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
             invalid(
                 "status",
-                format!("unknown status {s:?}; expected pending, in_flight, succeeded or dead"),
+                format!(
+                    "unknown status {s:?}; expected waiting, pending, in_flight, succeeded or dead"
+                ),
             )
         })?),
     };
@@ -261,7 +263,7 @@ pub async fn list_webhooks(
                 "state": st, "state_reason": reason, "state_since": since,
                 "throttled_until": throttled_until,
                 "signature": w.signature.as_str(),
-                "pending": s.pending, "in_flight": s.in_flight, "dead": s.dead,
+                "pending": s.pending, "waiting": s.waiting, "in_flight": s.in_flight, "dead": s.dead,
                 "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,
                 "last_error_kind": s.last_error_kind,
                 "attempts_last_hour": attempts, "success_rate_last_hour": rate,

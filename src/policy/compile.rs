@@ -358,6 +358,23 @@ impl Compiler<'_> {
                 }
             }
         });
+        let ordered = w.ordering.as_ref().is_some_and(|o| {
+            let Some(text) = self.string(o, &format!("{path}.ordering")) else {
+                return false;
+            };
+            match text.as_str() {
+                "key" => true,
+                "none" => false,
+                _ => {
+                    self.error(
+                        format!("{path}.ordering"),
+                        o.referenced,
+                        format!("unknown ordering {text:?}; expected key or none"),
+                    );
+                    false
+                }
+            }
+        });
         let headers = self.headers(&w.headers, &format!("{path}.headers"), loc);
         let signature = match &w.signature {
             None => SignatureMode::Aion,
@@ -426,6 +443,7 @@ impl Compiler<'_> {
             disable_after,
             max_in_flight,
             rate_limit,
+            ordered,
         })
     }
 

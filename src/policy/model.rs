@@ -88,6 +88,9 @@ pub struct Webhook {
     /// Attempts per second to this webhook, across every engine sharing the
     /// database (`rate_limit: 50/s` or `/m`); `None` = no limit.
     pub rate_limit: Option<f64>,
+    /// `ordering: key`: deliveries of events with the same `key` go out one
+    /// at a time, in acceptance order (see `store::DeliveryState`).
+    pub ordered: bool,
 }
 
 impl Webhook {

@@ -66,6 +66,7 @@ pub(crate) struct RawWebhook {
     pub disable_after: Option<Str>,
     pub max_in_flight: Option<Spanned<i64>>,
     pub rate_limit: Option<Str>,
+    pub ordering: Option<Str>,
     #[serde(default)]
     pub headers: BTreeMap<String, Str>,
     pub signature: Option<Str>,

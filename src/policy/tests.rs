@@ -549,3 +549,29 @@ fn rate_limit_is_per_second_or_per_minute_and_refuses_anything_else() {
         assert_error(&errors(&hook(bad)), "webhooks[0].rate_limit", 7, "rate");
     }
 }
+
+#[test]
+fn ordering_is_key_or_none_and_refuses_anything_else() {
+    let hook = |o: &str| {
+        format!(
+            "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    ordering: {o}\n"
+        )
+    };
+    let ordered = |o: &str| {
+        parse(&hook(o))
+            .expect("valid")
+            .webhook("a")
+            .expect("a")
+            .ordered
+    };
+    assert!(ordered("key"));
+    assert!(!ordered("none"));
+    let plain = parse(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n",
+    )
+    .expect("valid");
+    assert!(!plain.webhook("a").expect("a").ordered);
+    for bad in ["maybe", "Key", "\"\""] {
+        assert_error(&errors(&hook(bad)), "webhooks[0].ordering", 7, "ordering");
+    }
+}

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 
 use std::collections::{HashMap, HashSet};
 
+use super::lines::{Line, settle};
 use super::{Store, StoreError, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
 
@@ -22,8 +23,46 @@ pub struct NewEvent {
     pub source: Option<String>,
     pub key: Option<String>,
     pub trace_id: Option<String>,
-    /// Webhook ids that get one delivery each.
-    pub webhooks: Vec<String>,
+    /// The webhooks that get one delivery each.
+    pub webhooks: Vec<Recipient>,
+}
+
+/// A webhook an event is routed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub webhook_id: String,
+    /// The webhook has `ordering: key`: with a `key`, the delivery joins
+    /// that key's line (see `store::lines`).
+    pub ordered: bool,
+}
+
+impl Recipient {
+    pub fn unordered(webhook_id: impl Into<String>) -> Self {
+        Self {
+            webhook_id: webhook_id.into(),
+            ordered: false,
+        }
+    }
+}
+
+impl NewEvent {
+    /// The lines this event's deliveries join.
+    fn lines(&self) -> impl Iterator<Item = Line> + '_ {
+        self.key.iter().flat_map(|key| {
+            self.webhooks.iter().filter(|r| r.ordered).map(|r| Line {
+                webhook_id: r.webhook_id.clone(),
+                key: key.clone(),
+            })
+        })
+    }
+}
+
+/// Every line `events` join, each once.
+fn lines_of(events: &[NewEvent]) -> Vec<Line> {
+    let mut lines: Vec<Line> = events.iter().flat_map(NewEvent::lines).collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines
 }
 
 /// What happened to one event of an ingest call.
@@ -69,23 +108,27 @@ pub struct StoredEvent {
 
 /// Inserts the events that are new, and the deliveries of exactly those,
 /// and notifies workers; returns the ids it inserted.
-pub(super) async fn insert_statement<'c>(
-    db: impl sqlx::PgExecutor<'c>,
+///
+/// A delivery of a keyed event to an `ordering: key` webhook joins its line
+/// as `waiting`, placed by acceptance: one sequence value per statement,
+/// then the event's place in `events` (request order), and the lines are
+/// settled before returning — so when any event joins a line, `conn` must
+/// be inside a transaction (the line locks last until it ends).
+pub(super) async fn insert_statement(
+    conn: &mut sqlx::PgConnection,
     events: &[NewEvent],
     now: DateTime<Utc>,
 ) -> Result<HashSet<String>, sqlx::Error> {
     let mut cols = EventColumns::default();
-    let (mut d_ids, mut d_events, mut d_hooks) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dl = DeliveryColumns::default();
     // Rows in id order: two calls holding the same ids in another order
     // would otherwise wait on each other's uncommitted rows (a deadlock).
-    let mut sorted: Vec<&NewEvent> = events.iter().collect();
-    sorted.sort_by(|a, b| a.id.cmp(&b.id));
-    for e in sorted {
+    let mut sorted: Vec<(usize, &NewEvent)> = events.iter().enumerate().collect();
+    sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    for (place, e) in sorted {
         cols.push(e);
         for hook in &e.webhooks {
-            d_ids.push(DeliveryId::generate().uuid());
-            d_events.push(e.id.as_str());
-            d_hooks.push(hook.as_str());
+            dl.push(e, hook, place);
         }
     }
     let inserted: Vec<String> = sqlx::query_scalar(
@@ -97,9 +140,14 @@ pub(super) async fn insert_statement<'c>(
              ON CONFLICT (id) DO NOTHING
              RETURNING id
          ), dl AS (
-             INSERT INTO deliveries (id, event_id, webhook_id, state, next_attempt_at, created_at, updated_at)
-             SELECT d.id, d.event_id, d.webhook_id, 'pending', now(), $7, $7
-             FROM unnest($11::uuid[], $12::text[], $13::text[]) AS d(id, event_id, webhook_id)
+             INSERT INTO deliveries (id, event_id, webhook_id, state, next_attempt_at, created_at, updated_at, order_key, order_seq)
+             SELECT d.id, d.event_id, d.webhook_id,
+                    CASE WHEN d.order_key IS NULL THEN 'pending' ELSE 'waiting' END, now(), $7, $7,
+                    d.order_key,
+                    CASE WHEN d.order_key IS NOT NULL
+                         THEN (SELECT nextval('delivery_order_seq')) * 1048576 + d.place END
+             FROM unnest($11::uuid[], $12::text[], $13::text[], $16::text[], $17::int8[])
+                  AS d(id, event_id, webhook_id, order_key, place)
              WHERE d.event_id IN (SELECT id FROM ins)
              RETURNING 1
          ), wake AS (
@@ -117,13 +165,16 @@ pub(super) async fn insert_statement<'c>(
     .bind(&cols.sources)
     .bind(&cols.keys)
     .bind(&cols.traces)
-    .bind(&d_ids)
-    .bind(&d_events)
-    .bind(&d_hooks)
+    .bind(&dl.ids)
+    .bind(&dl.events)
+    .bind(&dl.hooks)
     .bind(WAKE_CHANNEL)
     .bind(&cols.undelivered)
-    .fetch_all(db)
+    .bind(&dl.order_keys)
+    .bind(&dl.places)
+    .fetch_all(&mut *conn)
     .await?;
+    settle(conn, &lines_of(events)).await?;
     Ok(inserted.into_iter().collect())
 }
 
@@ -255,12 +306,13 @@ impl Store {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, IngestError> {
-        let outcomes = if events.len() == 1 {
-            let inserted = insert_statement(&self.pool, events, now).await?;
-            check_existing(&self.pool, events, &inserted).await?
+        let outcomes = if events.len() == 1 && lines_of(events).is_empty() {
+            let mut conn = self.pool.acquire().await?;
+            let inserted = insert_statement(&mut conn, events, now).await?;
+            check_existing(&mut *conn, events, &inserted).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let inserted = insert_statement(&mut *tx, events, now).await?;
+            let inserted = insert_statement(&mut tx, events, now).await?;
             let outcomes = check_existing(&mut *tx, events, &inserted).await?;
             tx.commit().await?;
             outcomes
@@ -282,7 +334,14 @@ impl Store {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<InsertOutcome>>, StoreError> {
-        let inserted = insert_statement(&self.pool, events, now).await?;
+        let inserted = if lines_of(events).is_empty() {
+            insert_statement(&mut *self.pool.acquire().await?, events, now).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let inserted = insert_statement(&mut tx, events, now).await?;
+            tx.commit().await?;
+            inserted
+        };
         let outcomes = existing_outcomes(&self.pool, events, &inserted).await?;
         if !inserted.is_empty() {
             self.local_wake.notify_one();
@@ -323,6 +382,29 @@ struct EventRow {
     source: Option<String>,
     key: Option<String>,
     trace_id: Option<String>,
+}
+
+/// The deliveries' column arrays, in the events' row order.
+#[derive(Default)]
+struct DeliveryColumns<'a> {
+    ids: Vec<uuid::Uuid>,
+    events: Vec<&'a str>,
+    hooks: Vec<&'a str>,
+    /// The event's key where the delivery joins a line, else `None`.
+    order_keys: Vec<Option<&'a str>>,
+    /// The event's place in the call (acceptance order within it).
+    places: Vec<i64>,
+}
+
+impl<'a> DeliveryColumns<'a> {
+    fn push(&mut self, e: &'a NewEvent, to: &'a Recipient, place: usize) {
+        self.ids.push(DeliveryId::generate().uuid());
+        self.events.push(&e.id);
+        self.hooks.push(&to.webhook_id);
+        self.order_keys
+            .push(e.key.as_deref().filter(|_| to.ordered));
+        self.places.push(i64::try_from(place).unwrap_or(i64::MAX));
+    }
 }
 
 /// Column arrays for one multi-row insert through `unnest`.

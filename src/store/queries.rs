@@ -61,6 +61,8 @@ pub struct Purged {
 pub struct WebhookStats {
     pub webhook_id: String,
     pub pending: i64,
+    /// Deliveries in a line behind its head (`ordering: key`).
+    pub waiting: i64,
     pub in_flight: i64,
     pub dead: i64,
     pub last_success_at: Option<DateTime<Utc>>,
@@ -198,11 +200,12 @@ impl Store {
     /// Deliveries by state for `/metrics`, each count read through its
     /// partial index, and the age of the oldest due delivery.
     pub async fn queue_depth(&self) -> Result<crate::metrics::QueueDepth, StoreError> {
-        let (due, scheduled, in_flight, dead, oldest): (i64, i64, i64, i64, Option<f64>) =
+        let (due, scheduled, waiting, in_flight, dead, oldest): (i64, i64, i64, i64, i64, Option<f64>) =
             sqlx::query_as(
                 "SELECT
                    (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()),
                    (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at > now()),
+                   (SELECT count(*) FROM deliveries WHERE state = 'waiting' AND order_key IS NOT NULL),
                    (SELECT count(*) FROM deliveries WHERE state = 'in_flight'),
                    (SELECT count(*) FROM deliveries WHERE state = 'dead'),
                    (SELECT EXTRACT(EPOCH FROM (now() - min(next_attempt_at)))::float8
@@ -213,6 +216,7 @@ impl Store {
         Ok(crate::metrics::QueueDepth {
             pending_due: due,
             pending_scheduled: scheduled,
+            waiting,
             in_flight,
             dead,
             oldest_due_seconds: oldest.unwrap_or(0.0).max(0.0),
@@ -229,6 +233,8 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT w.id AS webhook_id,
                     (SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending,
+                    (SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.state = 'waiting'
+                                                        AND d.order_key IS NOT NULL) AS waiting,
                     (SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.state = 'in_flight') AS in_flight,
                     (SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.state = 'dead') AS dead,
                     h.last_success_at, h.last_failure_at, h.last_error_kind,

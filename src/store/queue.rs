@@ -11,6 +11,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::lines::{Line, settle};
 use super::{DeliveryState, Store, StoreError, WAKE_CHANNEL, clamp_i32, millis, storable};
 
 /// A webhook the claim may take deliveries for: its id, how many more it may
@@ -235,7 +236,7 @@ impl Store {
         .await?;
         // The outcomes that moved a delivery also move its webhook's health
         // (last success / failure, per-minute counts), in the same statement.
-        sqlx::query(
+        let finished: Vec<(String, Option<String>)> = sqlx::query_as(
             "WITH moved AS (
              UPDATE deliveries d
              SET state = u.state,
@@ -250,7 +251,7 @@ impl Store {
                   AS u(id, attempt, state, retry_ms, status, kind, error)
              WHERE d.id = ANY($1) AND d.id = u.id AND d.attempts = u.attempt
                AND (d.state = 'in_flight' OR (d.state = 'pending' AND d.leased_by IS NULL))
-             RETURNING d.webhook_id, u.kind
+             RETURNING d.webhook_id, u.kind, d.order_key, d.state
              ), health AS (
                  INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind,
                                                   failing_since, failures_since_success)
@@ -281,7 +282,9 @@ impl Store {
                      succeeded = m.succeeded + EXCLUDED.succeeded, failed = m.failed + EXCLUDED.failed
                  RETURNING 1
              )
-             SELECT (SELECT count(*) FROM health) + (SELECT count(*) FROM minutes)",
+             -- The lines whose head just left them, for `lines::settle`.
+             SELECT DISTINCT webhook_id, order_key FROM moved
+             WHERE order_key IS NOT NULL AND state IN ('succeeded', 'dead')",
         )
         .bind(&ids)
         .bind(&attempts)
@@ -291,9 +294,13 @@ impl Store {
         .bind(&kinds)
         .bind(&errors)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        let promoted = settle(&mut tx, &lines_from(finished)).await?;
         tx.commit().await?;
+        if promoted > 0 {
+            self.local_wake.notify_one();
+        }
         Ok(())
     }
 
@@ -380,15 +387,17 @@ impl Store {
         if !matches!(state, DeliveryState::Dead | DeliveryState::Succeeded) {
             return Ok(Some(ReplayResult::NotFinished(state)));
         }
-        sqlx::query(
-            "UPDATE deliveries SET state = 'pending', replay_base = attempts, next_attempt_at = now(),
+        let line: Option<(String, Option<String>)> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET state = {REJOIN}, replay_base = attempts, next_attempt_at = now(),
                     completed_at = NULL, updated_at = $2
-             WHERE id = $1",
-        )
+             WHERE id = $1
+             RETURNING webhook_id, order_key"
+        ))
         .bind(id)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        settle(&mut tx, &lines_from(line)).await?;
         if let Some((row, event)) = audit {
             super::events::insert_statement(&mut *tx, std::slice::from_ref(event), now).await?;
             super::inbound::insert_audit(&mut tx, row, event).await?;
@@ -422,6 +431,23 @@ impl Store {
     }
 }
 
+/// The state a replayed delivery returns to: `pending`, or `waiting` in its
+/// line (its original place: it goes after the line's head, before the
+/// later events still waiting); `lines::settle` then makes it the head if
+/// the line has none.
+const REJOIN: &str = "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
+
+/// The lines among deliveries' `(webhook_id, order_key)`, each once.
+fn lines_from(rows: impl IntoIterator<Item = (String, Option<String>)>) -> Vec<Line> {
+    let mut lines: Vec<Line> = rows
+        .into_iter()
+        .filter_map(|(webhook_id, key)| key.map(|key| Line { webhook_id, key }))
+        .collect();
+    lines.sort_unstable();
+    lines.dedup();
+    lines
+}
+
 /// Which finished deliveries a bulk replay takes.
 #[derive(Debug, Clone)]
 pub struct ReplayFilter {
@@ -446,8 +472,8 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let replayed: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE deliveries SET state = 'pending', replay_base = attempts, next_attempt_at = now(),
+        let replayed: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET state = {REJOIN}, replay_base = attempts, next_attempt_at = now(),
                     completed_at = NULL, updated_at = $6
              WHERE id = ANY(ARRAY(
                  SELECT id FROM deliveries
@@ -456,8 +482,8 @@ impl Store {
                    AND ($4::timestamptz IS NULL OR completed_at < $4)
                  ORDER BY id LIMIT $5
                  FOR UPDATE SKIP LOCKED))
-             RETURNING id",
-        )
+             RETURNING webhook_id, order_key"
+        ))
         .bind(filter.state.as_str())
         .bind(filter.webhook_id.as_deref())
         .bind(filter.since)
@@ -467,6 +493,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let count = replayed.len() as u64;
+        settle(&mut tx, &lines_from(replayed)).await?;
         let (row, event) = audit(count);
         super::events::insert_statement(&mut *tx, std::slice::from_ref(&event), now).await?;
         super::inbound::insert_audit(&mut tx, &row, &event).await?;

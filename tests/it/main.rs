@@ -13,6 +13,7 @@ mod ingest;
 mod isolation;
 mod metrics;
 mod operator;
+mod ordering;
 mod pgtmp;
 mod queue;
 mod reload;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aion_webhooks::delivery::worker::record_outcomes;
 use aion_webhooks::store::{
-    AttemptRecord, Claimed, Completion, DeliveryState, NewEvent, Store, WebhookSlot,
+    AttemptRecord, Claimed, Completion, DeliveryState, NewEvent, Recipient, Store, WebhookSlot,
 };
 use chrono::Utc;
 use sqlx::PgPool;
@@ -32,7 +32,7 @@ async fn add_deliveries(store: &Store, prefix: &str, webhook: &str, n: usize) {
             source: None,
             key: None,
             trace_id: None,
-            webhooks: vec![webhook.into()],
+            webhooks: vec![Recipient::unordered(webhook)],
         })
         .collect();
     store.insert_events(&events, now).await.expect("insert");

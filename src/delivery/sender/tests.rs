@@ -69,6 +69,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         disable_after: None,
         max_in_flight: None,
         rate_limit: None,
+        ordered: false,
         enabled: true,
     }
 }
