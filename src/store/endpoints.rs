@@ -174,7 +174,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let (row, audit_event) = audit;
-        super::events::insert_statement(&mut *tx, &[audit_event.clone(), event.clone()], now)
+        super::events::insert_statement(&mut tx, &[audit_event.clone(), event.clone()], now)
             .await?;
         super::inbound::insert_audit(&mut tx, row, audit_event).await?;
         // Enabling makes the webhook's pending deliveries claimable: wake

@@ -176,7 +176,7 @@ impl Store {
                 });
             }
         }
-        insert_statement(&mut *tx, &[cmd.event.clone(), audit_event.clone()], now).await?;
+        insert_statement(&mut tx, &[cmd.event.clone(), audit_event.clone()], now).await?;
         sqlx::query(
             "INSERT INTO commands (id, action, params, actor_id, received_at, idempotency_key, event_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -204,7 +204,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_statement(&mut *tx, std::slice::from_ref(event), now).await?;
+        insert_statement(&mut tx, std::slice::from_ref(event), now).await?;
         insert_audit(&mut tx, audit, event).await?;
         tx.commit().await?;
         self.local_wake.notify_one();

@@ -399,7 +399,7 @@ impl Store {
         .await?;
         settle(&mut tx, &lines_from(line)).await?;
         if let Some((row, event)) = audit {
-            super::events::insert_statement(&mut *tx, std::slice::from_ref(event), now).await?;
+            super::events::insert_statement(&mut tx, std::slice::from_ref(event), now).await?;
             super::inbound::insert_audit(&mut tx, row, event).await?;
         }
         notify(&mut tx).await?;
@@ -495,7 +495,7 @@ impl Store {
         let count = replayed.len() as u64;
         settle(&mut tx, &lines_from(replayed)).await?;
         let (row, event) = audit(count);
-        super::events::insert_statement(&mut *tx, std::slice::from_ref(&event), now).await?;
+        super::events::insert_statement(&mut tx, std::slice::from_ref(&event), now).await?;
         super::inbound::insert_audit(&mut tx, &row, &event).await?;
         if count > 0 {
             notify(&mut tx).await?;
