@@ -512,7 +512,7 @@ async fn two_engines_one_killed_keep_every_key_in_order_and_lose_nothing(pool: P
             .expect("count");
     assert_eq!(unfinished, 0, "nothing left behind or dead");
 
-    let l = log.lock().expect("lock");
+    let l = std::mem::take(&mut *log.lock().expect("lock"));
     assert_eq!(l.most_open_per_key, 1, "one request at a time per key");
     for (key, ids) in &order {
         for pair in ids.windows(2) {
@@ -529,7 +529,6 @@ async fn two_engines_one_killed_keep_every_key_in_order_and_lose_nothing(pool: P
     println!(
         "200 events over 10 keys: {requests} requests (30 % failing), {at_kill} delivered at the kill, none out of order"
     );
-    drop(l);
     drop(engines);
     engine_sessions_gone(&pool).await;
 }
