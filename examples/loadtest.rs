@@ -8,6 +8,7 @@
 //! cargo run --release --example loadtest -- --scenario b   # 10 webhooks (fan-out), 5,000 events
 //! cargo run --release --example loadtest -- --scenario c   # batches of 100
 //! cargo run --release --example loadtest -- --scenario latency   # 1,000 events/s for 10 s
+//! cargo run --release --example loadtest -- --scenario a --ordered-keys 100   # ordering: key, 100 keys
 //! ```
 //! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a database `aion_load_<pid>` is created there and dropped at the end.
@@ -83,6 +84,9 @@ struct Tuning {
     max_in_flight: u32,
     per_webhook: u32,
     debounce_ms: u64,
+    /// With `Some(n)`: every webhook has `ordering: key` and events carry
+    /// one of `n` keys, round-robin.
+    ordered_keys: Option<usize>,
 }
 
 impl Default for Tuning {
@@ -93,6 +97,7 @@ impl Default for Tuning {
             max_in_flight: engine.max_in_flight,
             per_webhook: engine.max_in_flight_per_webhook,
             debounce_ms: u64::try_from(engine.claim_debounce.as_millis()).unwrap_or(2),
+            ordered_keys: None,
         }
     }
 }
@@ -124,6 +129,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(n) = pick("--per-webhook") {
         tuning.per_webhook = n.parse()?;
     }
+    if let Some(n) = pick("--ordered-keys") {
+        let n: usize = n.parse()?;
+        anyhow::ensure!(n > 0, "--ordered-keys needs at least 1 key");
+        tuning.ordered_keys = Some(n);
+    }
 
     common::with_fresh_database("aion_load", |db_url| async move {
         run(sc, tuning, &db_url).await
@@ -136,9 +146,14 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
     let rx_url = start_receiver(receipts.clone()).await?;
 
     let mut yaml = String::from("version: 1\nwebhooks:\n");
+    let ordering = if tuning.ordered_keys.is_some() {
+        "    ordering: key\n"
+    } else {
+        ""
+    };
     for i in 0..sc.webhooks {
         yaml.push_str(&format!(
-            "  - id: sink-{i}\n    url: {rx_url}\n    secret: load-secret-{i}\n    topics: [\"load.**\"]\n    timeout: 5s\n    retry: {{ initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }}\n"
+            "  - id: sink-{i}\n    url: {rx_url}\n    secret: load-secret-{i}\n    topics: [\"load.**\"]\n    timeout: 5s\n    retry: {{ initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }}\n{ordering}"
         ));
     }
     yaml.push_str(&format!(
@@ -188,7 +203,14 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                 let ids: Vec<String> = (sent..sent + n).map(|i| format!("c{c}-e{i}")).collect();
                 let events: Vec<serde_json::Value> = ids
                     .iter()
-                    .map(|id| serde_json::json!({"id": id, "topic": "load.test.event", "payload": {"client": c, "n": id, "pad": "x".repeat(200)}}))
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let mut e = serde_json::json!({"id": id, "topic": "load.test.event", "payload": {"client": c, "n": id, "pad": "x".repeat(200)}});
+                        if let Some(keys) = tuning.ordered_keys {
+                            e["key"] = format!("k{}", ((sent + i) * sc.clients + c) % keys).into();
+                        }
+                        e
+                    })
                     .collect();
                 let body = if sc.batch == 1 { events[0].to_string() } else { serde_json::Value::Array(events).to_string() };
                 let r = client.post(format!("{base}/v1/events")).bearer_auth(KEY).header("content-type", "application/json").body(body).send().await?;
@@ -248,6 +270,9 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
     let ingest_secs = (ingest_done - started).as_secs_f64();
     let e2e_secs = (last - started).as_secs_f64();
     println!("scenario        {}", sc.name);
+    if let Some(keys) = tuning.ordered_keys {
+        println!("ordering        key, {keys} keys");
+    }
     println!(
         "events          {total_events} ({} clients, batch {})",
         sc.clients, sc.batch

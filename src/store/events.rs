@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use std::collections::{HashMap, HashSet};
 
-use super::lines::{Line, settle};
+use super::lines::{Line, lock_query, promote};
 use super::{Store, StoreError, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
 
@@ -131,7 +131,7 @@ pub(super) async fn insert_statement(
             dl.push(e, hook, place);
         }
     }
-    let inserted: Vec<String> = sqlx::query_scalar(
+    let inserted: Vec<String> = sqlx::query_scalar(&format!(
         "WITH ins AS (
              INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered)
              SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id, undelivered
@@ -149,12 +149,15 @@ pub(super) async fn insert_statement(
              FROM unnest($11::uuid[], $12::text[], $13::text[], $16::text[], $17::int8[])
                   AS d(id, event_id, webhook_id, order_key, place)
              WHERE d.event_id IN (SELECT id FROM ins)
-             RETURNING 1
+             RETURNING webhook_id AS w, order_key AS k
          ), wake AS (
              SELECT pg_notify($14, '') FROM (SELECT 1 FROM dl LIMIT 1) AS any_delivery
-         )
-         SELECT ins.id FROM ins LEFT JOIN (SELECT count(*) AS n FROM wake) AS w ON true",
-    )
+         ), locks AS ({LOCK})
+         SELECT ins.id FROM ins
+         LEFT JOIN (SELECT count(*) AS n FROM wake) AS w ON true
+         LEFT JOIN locks ON true",
+        LOCK = lock_query("SELECT * FROM dl")
+    ))
     .bind(&cols.ids)
     .bind(&cols.topics)
     .bind(&cols.payloads)
@@ -174,7 +177,8 @@ pub(super) async fn insert_statement(
     .bind(&dl.places)
     .fetch_all(&mut *conn)
     .await?;
-    settle(conn, &lines_of(events)).await?;
+    // The statement locked the lines it added to; now their heads.
+    promote(conn, &lines_of(events)).await?;
     Ok(inserted.into_iter().collect())
 }
 

@@ -30,33 +30,55 @@ pub(super) struct Line {
     pub key: String,
 }
 
-/// Locks `lines` and gives each that has no head its next waiting delivery
-/// (due now). Returns how many deliveries became due; if any, workers are
-/// notified at commit. Must run inside the transaction that made the
-/// changes, after them: the lock is held until that transaction ends.
+/// A query that takes the advisory locks of the lines `rows` names (a
+/// subquery with columns `w`, the webhook id, and `k`, the key), in one
+/// global order — by the lock's own two halves — so two transactions
+/// locking overlapping lines never wait in a cycle. Writers put it into the
+/// statement that makes their own changes, and [`promote`] then runs as the
+/// next statement, with a snapshot taken after the locks were granted.
+pub(super) fn lock_query(rows: &str) -> String {
+    format!(
+        "SELECT count(pg_advisory_xact_lock(h, k)) AS n FROM (
+             SELECT DISTINCT hashtext(w) AS h, hashtext(k) AS k FROM ({rows}) AS r
+             WHERE w IS NOT NULL AND k IS NOT NULL ORDER BY 1, 2
+         ) AS locks"
+    )
+}
+
+/// Locks `lines` and promotes their next deliveries ([`promote`]): for a
+/// writer whose own statement did not take the locks.
 pub(super) async fn settle(conn: &mut PgConnection, lines: &[Line]) -> Result<u64, sqlx::Error> {
     if lines.is_empty() {
         return Ok(0);
     }
-    let (hooks, keys): (Vec<&str>, Vec<&str>) = lines
-        .iter()
-        .map(|l| (l.webhook_id.as_str(), l.key.as_str()))
-        .unzip();
-    // Locks are taken in one global order (by the lock's own two halves), so
-    // two transactions settling overlapping lines never wait in a cycle.
-    // Its own statement: the promotion below must read with a snapshot
-    // taken after the locks were granted.
-    sqlx::query(
-        "SELECT count(pg_advisory_xact_lock(h, k)) FROM (
-             SELECT DISTINCT hashtext(w) AS h, hashtext(k) AS k
-             FROM unnest($1::text[], $2::text[]) AS l(w, k)
-             ORDER BY 1, 2
-         ) AS locks",
-    )
+    let (hooks, keys) = columns(lines);
+    sqlx::query(&lock_query(
+        "SELECT * FROM unnest($1::text[], $2::text[]) AS l(w, k)",
+    ))
     .bind(&hooks)
     .bind(&keys)
     .execute(&mut *conn)
     .await?;
+    promote(conn, lines).await
+}
+
+fn columns(lines: &[Line]) -> (Vec<&str>, Vec<&str>) {
+    lines
+        .iter()
+        .map(|l| (l.webhook_id.as_str(), l.key.as_str()))
+        .unzip()
+}
+
+/// Gives each of `lines` that has no head its next waiting delivery (due
+/// now). Returns how many deliveries became due; if any, workers are
+/// notified at commit. The caller holds the lines' locks ([`lock_query`])
+/// from an earlier statement of this transaction, made after its own
+/// changes: the locks last until the transaction ends.
+pub(super) async fn promote(conn: &mut PgConnection, lines: &[Line]) -> Result<u64, sqlx::Error> {
+    if lines.is_empty() {
+        return Ok(0);
+    }
+    let (hooks, keys) = columns(lines);
     let promoted: i64 = sqlx::query_scalar(
         "WITH line AS (
              SELECT DISTINCT w, k FROM unnest($1::text[], $2::text[]) AS l(w, k)

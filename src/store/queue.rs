@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::lines::{Line, settle};
+use super::lines::{Line, lock_query, promote, settle};
 use super::{DeliveryState, Store, StoreError, WAKE_CHANNEL, clamp_i32, millis, storable};
 
 /// A webhook the claim may take deliveries for: its id, how many more it may
@@ -236,7 +236,7 @@ impl Store {
         .await?;
         // The outcomes that moved a delivery also move its webhook's health
         // (last success / failure, per-minute counts), in the same statement.
-        let finished: Vec<(String, Option<String>)> = sqlx::query_as(
+        let finished: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
             "WITH moved AS (
              UPDATE deliveries d
              SET state = u.state,
@@ -281,11 +281,13 @@ impl Store {
                  ON CONFLICT (webhook_id, minute) DO UPDATE SET
                      succeeded = m.succeeded + EXCLUDED.succeeded, failed = m.failed + EXCLUDED.failed
                  RETURNING 1
-             )
-             -- The lines whose head just left them, for `lines::settle`.
-             SELECT DISTINCT webhook_id, order_key FROM moved
-             WHERE order_key IS NOT NULL AND state IN ('succeeded', 'dead')",
-        )
+             ), left_line AS (
+                 SELECT webhook_id AS w, order_key AS k FROM moved WHERE state IN ('succeeded', 'dead')
+             ), locks AS ({LOCK})
+             -- The lines whose head just left them, locked, for `lines::promote`.
+             SELECT DISTINCT w, k FROM left_line WHERE k IS NOT NULL AND (SELECT n FROM locks) >= 0",
+            LOCK = lock_query("SELECT * FROM left_line")
+        ))
         .bind(&ids)
         .bind(&attempts)
         .bind(&states)
@@ -296,7 +298,7 @@ impl Store {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let promoted = settle(&mut tx, &lines_from(finished)).await?;
+        let promoted = promote(&mut tx, &lines_from(finished)).await?;
         tx.commit().await?;
         if promoted > 0 {
             self.local_wake.notify_one();
