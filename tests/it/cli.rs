@@ -270,7 +270,7 @@ fn policy_check_names_bad_delivery_control_settings_with_their_position() {
     let file = dir.path().join("bad.yaml");
     std::fs::write(
         &file,
-        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    rate_limit: fast\n    disable_after: -1\n    max_in_flight: 0\n",
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    rate_limit: fast\n    disable_after: -1\n    max_in_flight: 0\n    ordering: maybe\n",
     )
     .expect("write");
     let out = check(&file);
@@ -280,6 +280,7 @@ fn policy_check_names_bad_delivery_control_settings_with_their_position() {
         "bad.yaml:7:17: webhooks[0].rate_limit",
         "bad.yaml:8:20: webhooks[0].disable_after",
         "bad.yaml:9:20: webhooks[0].max_in_flight",
+        "bad.yaml:10:15: webhooks[0].ordering",
     ] {
         assert!(err.contains(needle), "{needle} not in:\n{err}");
     }
