@@ -9,7 +9,14 @@
 //! cargo run --release --example loadtest -- --scenario c   # batches of 100
 //! cargo run --release --example loadtest -- --scenario latency   # 1,000 events/s for 10 s
 //! cargo run --release --example loadtest -- --scenario a --ordered-keys 100   # ordering: key, 100 keys
+//! cargo run --release --example loadtest -- --scenario backlog --events 1000000   # drain a backlog
+//! cargo run --release --example loadtest -- --scenario backlog --events 1000000 --via-api   # the same, posted through the API
+//! cargo run --release --example loadtest -- --scenario a --history 5000000   # (a) over 5M finished deliveries
 //! ```
+//! `backlog`: N pending deliveries are written straight into the database
+//! (or posted through the API with `--via-api`) with the workers off, then an engine with workers starts and the tool
+//! times the drain. `--history N` first writes N finished (succeeded)
+//! deliveries, each with its attempt, the way the engine leaves them.
 //! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! a database `aion_load_<pid>` is created there and dropped at the end.
 
@@ -73,7 +80,15 @@ fn scenario(name: &str) -> anyhow::Result<Scenario> {
             batch: 1,
             rate: 1000,
         },
-        other => anyhow::bail!("unknown scenario {other:?}; use a, b, c or latency"),
+        "backlog" => Scenario {
+            name: "backlog: 1 webhook, drain N pending",
+            webhooks: 1,
+            events: 100_000,
+            clients: 1,
+            batch: 0,
+            rate: 0,
+        },
+        other => anyhow::bail!("unknown scenario {other:?}; use a, b, c, latency or backlog"),
     })
 }
 
@@ -87,6 +102,10 @@ struct Tuning {
     /// With `Some(n)`: every webhook has `ordering: key` and events carry
     /// one of `n` keys, round-robin.
     ordered_keys: Option<usize>,
+    /// Finished deliveries written before the run.
+    history: u64,
+    /// `backlog`: post the backlog through the API instead of writing rows.
+    backlog_via_api: bool,
 }
 
 impl Default for Tuning {
@@ -98,6 +117,8 @@ impl Default for Tuning {
             per_webhook: engine.max_in_flight_per_webhook,
             debounce_ms: u64::try_from(engine.claim_debounce.as_millis()).unwrap_or(2),
             ordered_keys: None,
+            history: 0,
+            backlog_via_api: false,
         }
     }
 }
@@ -128,6 +149,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = pick("--per-webhook") {
         tuning.per_webhook = n.parse()?;
+    }
+    tuning.backlog_via_api = args.iter().any(|a| a == "--via-api");
+    if let Some(n) = pick("--history") {
+        tuning.history = n.parse()?;
     }
     if let Some(n) = pick("--ordered-keys") {
         let n: usize = n.parse()?;
@@ -160,8 +185,11 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         "auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
         hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
     ));
-    let policy = PolicySet::parse(&yaml, "loadtest", std::path::Path::new("."), &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let parse = || {
+        PolicySet::parse(&yaml, "loadtest", std::path::Path::new("."), &|_| None)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let policy = parse()?;
     let config = Config {
         database_url: db_url.into(),
         listen: "127.0.0.1:0".into(),
@@ -179,6 +207,60 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         watch_policy: false,
         ingest_writers: 2,
     };
+    if tuning.history > 0 || sc.batch == 0 {
+        // Migrate with an engine that sends nothing, then write rows.
+        let idle = common::Engine::start(
+            Config {
+                run_workers: false,
+                ..config.clone()
+            },
+            parse()?,
+        )
+        .await?;
+        idle.stop().await?;
+        let db = sqlx::PgPool::connect(db_url).await?;
+        if tuning.history > 0 {
+            let t = Instant::now();
+            common::prefill(&db, "hist", tuning.history, "succeeded").await?;
+            println!(
+                "history         {} finished deliveries written in {:.1} s",
+                tuning.history,
+                t.elapsed().as_secs_f64()
+            );
+        }
+        if sc.batch == 0 {
+            let t = Instant::now();
+            if tuning.backlog_via_api {
+                // Through the API, as producers make it: batches of 1,000
+                // from 4 clients into an engine with its workers off.
+                let idle = common::Engine::start(
+                    Config {
+                        run_workers: false,
+                        ..config.clone()
+                    },
+                    parse()?,
+                )
+                .await?;
+                post_backlog(&idle.base, sc.events).await?;
+                idle.stop().await?;
+            } else {
+                common::prefill(&db, "bl", sc.events as u64, "pending").await?;
+            }
+            println!(
+                "backlog         {} pending deliveries written in {:.1} s{}",
+                sc.events,
+                t.elapsed().as_secs_f64(),
+                if tuning.backlog_via_api {
+                    " through the API"
+                } else {
+                    ""
+                }
+            );
+            db.close().await;
+            return drain(sc, config, policy, receipts).await;
+        }
+        db.close().await;
+    }
     let engine = common::Engine::start(config, policy).await?;
     let base = engine.base.clone();
 
@@ -290,6 +372,64 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         "accept→receive  p50 {:.1} ms, p99 {:.1} ms",
         pct(0.50),
         pct(0.99)
+    );
+    engine.stop().await?;
+    Ok(())
+}
+
+/// Posts `n` events in batches of 1,000 from 4 clients.
+async fn post_backlog(base: &str, n: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let batches = n.div_ceil(1000);
+    let mut tasks = Vec::new();
+    for c in 0..4 {
+        let (client, base) = (client.clone(), base.to_owned());
+        tasks.push(tokio::spawn(async move {
+            for b in (c..batches).step_by(4) {
+                let events: Vec<serde_json::Value> = (b * 1000..((b + 1) * 1000).min(n))
+                    .map(|i| serde_json::json!({"id": format!("bl-{i}"), "topic": "load.test.event", "payload": {"n": i, "pad": "x".repeat(200)}}))
+                    .collect();
+                let r = client.post(format!("{base}/v1/events")).bearer_auth(KEY).json(&events).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 202, "ingest answered {}", r.status());
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Starts an engine on a database holding `sc.events` pending deliveries
+/// and times how long until the receiver has them all.
+async fn drain(
+    sc: Scenario,
+    config: Config,
+    policy: PolicySet,
+    receipts: Receipts,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let engine = common::Engine::start(config, policy).await?;
+    let deadline = started + Duration::from_secs(1800);
+    loop {
+        let got = receipts.lock().expect("lock").len();
+        if got >= sc.events {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {got} of {} drained in 30 min",
+            sc.events
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("scenario        {}", sc.name);
+    println!(
+        "drain           {:.0} deliveries/s ({} in {secs:.1} s, engine start included)",
+        sc.events as f64 / secs,
+        sc.events
     );
     engine.stop().await?;
     Ok(())
