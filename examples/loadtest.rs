@@ -221,7 +221,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         let db = sqlx::PgPool::connect(db_url).await?;
         if tuning.history > 0 {
             let t = Instant::now();
-            common::prefill(&db, "hist", tuning.history, "succeeded").await?;
+            prefill(&db, "hist", tuning.history, "succeeded").await?;
             println!(
                 "history         {} finished deliveries written in {:.1} s",
                 tuning.history,
@@ -244,7 +244,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                 post_backlog(&idle.base, sc.events).await?;
                 idle.stop().await?;
             } else {
-                common::prefill(&db, "bl", sc.events as u64, "pending").await?;
+                prefill(&db, "bl", sc.events as u64, "pending").await?;
             }
             println!(
                 "backlog         {} pending deliveries written in {:.1} s{}",
@@ -458,4 +458,52 @@ async fn start_receiver(receipts: Receipts) -> anyhow::Result<String> {
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(url)
+}
+
+/// Writes `n` events to `sink-0`, each with one delivery in `state`
+/// (`pending`, due now; or `succeeded`, with its attempt), in chunks of
+/// 100,000 rows, straight into the tables the engine's migrations made.
+async fn prefill(db: &sqlx::PgPool, prefix: &str, n: u64, state: &str) -> anyhow::Result<()> {
+    const CHUNK: u64 = 100_000;
+    let finished = state != "pending";
+    let mut from = 0;
+    while from < n {
+        let to = (from + CHUNK).min(n);
+        let mut tx = db.begin().await?;
+        sqlx::query(
+            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at)
+             SELECT $1 || '-' || g, 'load.test.event', '{\"n\":' || g || '}',
+                    convert_to('{\"payload\":{\"n\":' || g || ',\"pad\":\"' || repeat('x', 200) || '\"}}', 'UTF8'),
+                    now(), now()
+             FROM generate_series($2::bigint, $3::bigint - 1) AS g",
+        )
+        .bind(prefix)
+        .bind(i64::try_from(from)?)
+        .bind(i64::try_from(to)?)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "WITH d AS (
+                 INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_at,
+                                         created_at, updated_at, completed_at, last_status)
+                 SELECT gen_random_uuid(), $1 || '-' || g, 'sink-0', $4, CASE WHEN $5 THEN 1 ELSE 0 END,
+                        now(), now(), now(), CASE WHEN $5 THEN now() END, CASE WHEN $5 THEN 200 END
+                 FROM generate_series($2::bigint, $3::bigint - 1) AS g
+                 RETURNING id
+             )
+             INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, response_body)
+             SELECT id, 1, now(), 2, 200, 'ok' FROM d WHERE $5",
+        )
+        .bind(prefix)
+        .bind(i64::try_from(from)?)
+        .bind(i64::try_from(to)?)
+        .bind(state)
+        .bind(finished)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        from = to;
+    }
+    sqlx::query("ANALYZE").execute(db).await?;
+    Ok(())
 }
