@@ -10,14 +10,16 @@
 //!
 //! Who promotes: every writer that can leave a line without a head — ingest
 //! (new rows join as `waiting`), a completion that finishes a head, a replay
-//! (the replayed delivery rejoins as `waiting`) — calls [`settle`] after its
-//! own changes, in the same transaction. `settle` takes a transaction-scoped
-//! advisory lock per line, then looks with a fresh snapshot: no head and
-//! someone waiting → the first waiting one becomes the head. Two writers of
-//! one line are serialized by the lock, and whichever settles second sees
-//! the first's committed rows, so no line is left waiting with no head and
-//! no line ever gets two heads (the unique index `deliveries_line_head`
-//! would refuse it).
+//! (the replayed delivery rejoins as `waiting`) — locks the lines it touched
+//! after its own changes, in the same transaction (ingest and completion
+//! inside the statement that makes the changes, through [`lock_query`];
+//! replay through [`settle`]), then calls [`promote`], which looks with a
+//! fresh snapshot: no head and someone waiting → the first waiting one
+//! becomes the head. Two writers of one line are serialized by the
+//! transaction-scoped advisory lock, and whichever promotes second sees the
+//! first's committed rows, so no line is left waiting with no head and no
+//! line ever gets two heads (the unique index `deliveries_line_head` would
+//! refuse it).
 
 use sqlx::PgConnection;
 
