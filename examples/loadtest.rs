@@ -12,6 +12,7 @@
 //! cargo run --release --example loadtest -- --scenario backlog --events 1000000   # drain a backlog
 //! cargo run --release --example loadtest -- --scenario backlog --events 1000000 --via-api   # the same, posted through the API
 //! cargo run --release --example loadtest -- --scenario a --history 5000000   # (a) over 5M finished deliveries
+//! cargo run --release --example loadtest -- --scenario latency --rate 300 --seconds 60   # paced: latency, CPU per delivery
 //! ```
 //! `backlog`: N pending deliveries are written straight into the database
 //! (or posted through the API with `--via-api`) with the workers off, then an engine with workers starts and the tool
@@ -151,6 +152,14 @@ async fn main() -> anyhow::Result<()> {
         tuning.per_webhook = n.parse()?;
     }
     tuning.backlog_via_api = args.iter().any(|a| a == "--via-api");
+    if let Some(r) = pick("--rate") {
+        // Paced at R events/s for `--seconds` (default 60).
+        sc.rate = r.parse()?;
+        anyhow::ensure!(sc.rate > 0, "--rate needs at least 1 event/s");
+        let secs: u64 = pick("--seconds").map_or(Ok(60), |s| s.parse())?;
+        sc.events = usize::try_from(sc.rate * secs)?;
+        sc.name = "rate: 1 webhook, paced single events";
+    }
     if let Some(n) = pick("--history") {
         tuning.history = n.parse()?;
     }
@@ -267,8 +276,10 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(sc.clients)
         .build()?;
-    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // Per event: when its request was sent and when its 202 came back.
+    let accepted: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
     let per_client = sc.events / sc.clients;
+    let cpu_before = cpu::Ticks::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..sc.clients {
@@ -295,12 +306,13 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                     })
                     .collect();
                 let body = if sc.batch == 1 { events[0].to_string() } else { serde_json::Value::Array(events).to_string() };
+                let sent_at = Instant::now();
                 let r = client.post(format!("{base}/v1/events")).bearer_auth(KEY).header("content-type", "application/json").body(body).send().await?;
                 anyhow::ensure!(r.status().as_u16() == 202, "ingest answered {}", r.status());
                 let now = Instant::now();
                 let mut acc = accepted.lock().expect("lock");
                 for id in ids {
-                    acc.insert(id, now);
+                    acc.insert(id, (sent_at, now));
                 }
                 sent += n;
             }
@@ -325,6 +337,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let cpu = cpu::Ticks::now().since(&cpu_before);
     let receipts = receipts.lock().expect("lock").clone();
     let last = receipts
         .values()
@@ -333,22 +346,28 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         .copied()
         .unwrap_or(ingest_done);
     let accepted = accepted.lock().expect("lock").clone();
-    let mut latencies: Vec<f64> = receipts
-        .iter()
-        .flat_map(|(id, times)| {
-            let acc = accepted.get(id).copied();
-            times.iter().filter_map(move |t| {
-                acc.map(|a| t.saturating_duration_since(a).as_secs_f64() * 1000.0)
+    // Milliseconds from `pick(sent, accepted)` to each receipt, sorted.
+    let spans = |pick: fn((Instant, Instant)) -> Instant| {
+        let mut ms: Vec<f64> = receipts
+            .iter()
+            .flat_map(|(id, times)| {
+                let from = accepted.get(id).copied().map(pick);
+                times.iter().filter_map(move |t| {
+                    from.map(|a| t.saturating_duration_since(a).as_secs_f64() * 1000.0)
+                })
             })
-        })
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms
+    };
+    let latencies = spans(|(_, accepted)| accepted);
+    let from_send = spans(|(sent, _)| sent);
+    let at = |v: &[f64], p: f64| {
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0.0)
     };
+    let pct = |p: f64| at(&latencies, p);
     let ingest_secs = (ingest_done - started).as_secs_f64();
     let e2e_secs = (last - started).as_secs_f64();
     println!("scenario        {}", sc.name);
@@ -372,6 +391,18 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         "accept→receive  p50 {:.1} ms, p99 {:.1} ms",
         pct(0.50),
         pct(0.99)
+    );
+    println!(
+        "send→receive    p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1} ms",
+        at(&from_send, 0.50),
+        at(&from_send, 0.90),
+        at(&from_send, 0.99),
+        at(&from_send, 1.0)
+    );
+    println!(
+        "cpu/delivery    engine {:.3} ms, PostgreSQL {:.3} ms (first post to last receipt; load tool and receiver count as engine)",
+        cpu.process_ms / expected as f64,
+        cpu.postgres_ms / expected as f64
     );
     engine.stop().await?;
     Ok(())
@@ -506,4 +537,66 @@ async fn prefill(db: &sqlx::PgPool, prefix: &str, n: u64, state: &str) -> anyhow
     }
     sqlx::query("ANALYZE").execute(db).await?;
     Ok(())
+}
+
+/// CPU time from `/proc`: this process (the engine, with the load tool and
+/// the receiver) and every process named `postgres`.
+mod cpu {
+    pub struct Ticks {
+        process: u64,
+        postgres: std::collections::HashMap<u32, u64>,
+    }
+
+    pub struct Spent {
+        pub process_ms: f64,
+        pub postgres_ms: f64,
+    }
+
+    /// utime + stime of one `/proc/<pid>/stat`, in clock ticks.
+    fn ticks(stat: &str) -> Option<(String, u64)> {
+        let (head, tail) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1.to_owned();
+        let fields: Vec<&str> = tail.split_whitespace().collect();
+        let user: u64 = fields.get(11)?.parse().ok()?;
+        let system: u64 = fields.get(12)?.parse().ok()?;
+        Some((comm, user + system))
+    }
+
+    impl Ticks {
+        pub fn now() -> Self {
+            let process = std::fs::read_to_string("/proc/self/stat")
+                .ok()
+                .and_then(|s| ticks(&s))
+                .map_or(0, |t| t.1);
+            let mut postgres = std::collections::HashMap::new();
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                if let Some((comm, t)) = ticks(&stat)
+                    && comm == "postgres"
+                {
+                    postgres.insert(pid, t);
+                }
+            }
+            Self { process, postgres }
+        }
+
+        /// Time spent since `before` (100 ticks a second, Linux's USER_HZ).
+        /// A PostgreSQL backend that started meanwhile counts from zero; one
+        /// that ended meanwhile is lost, so the engine's pooled sessions,
+        /// which live through the run, are what is counted.
+        pub fn since(&self, before: &Ticks) -> Spent {
+            let pg: u64 = self
+                .postgres
+                .iter()
+                .map(|(pid, t)| t.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
+                .sum();
+            Spent {
+                process_ms: self.process.saturating_sub(before.process) as f64 * 10.0,
+                postgres_ms: pg as f64 * 10.0,
+            }
+        }
+    }
 }
