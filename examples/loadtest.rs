@@ -217,7 +217,8 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         ingest_writers: 2,
     };
     if tuning.history > 0 || sc.batch == 0 {
-        // Migrate with an engine that sends nothing, then write rows.
+        // An engine that sends nothing: it migrates, and takes the
+        // backlog posted through the API; rows are written beside it.
         let idle = common::Engine::start(
             Config {
                 run_workers: false,
@@ -226,7 +227,6 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
             parse()?,
         )
         .await?;
-        idle.stop().await?;
         let db = sqlx::PgPool::connect(db_url).await?;
         if tuning.history > 0 {
             let t = Instant::now();
@@ -241,17 +241,8 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
             let t = Instant::now();
             if tuning.backlog_via_api {
                 // Through the API, as producers make it: batches of 1,000
-                // from 4 clients into an engine with its workers off.
-                let idle = common::Engine::start(
-                    Config {
-                        run_workers: false,
-                        ..config.clone()
-                    },
-                    parse()?,
-                )
-                .await?;
+                // from 4 clients.
                 post_backlog(&idle.base, sc.events).await?;
-                idle.stop().await?;
             } else {
                 prefill(&db, "bl", sc.events as u64, "pending").await?;
             }
@@ -265,9 +256,11 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                     ""
                 }
             );
+            idle.stop().await?;
             db.close().await;
             return drain(sc, config, policy, receipts).await;
         }
+        idle.stop().await?;
         db.close().await;
     }
     let engine = common::Engine::start(config, policy).await?;

@@ -83,6 +83,25 @@ fn done(id: Uuid, attempt: i32, state: DeliveryState) -> Completion {
     }
 }
 
+/// Records `state` for the claimed delivery `c`, then claims again and
+/// returns what that claim took.
+async fn finish_then_claim(
+    store: &Store,
+    c: &(String, Uuid, i32),
+    state: DeliveryState,
+) -> Vec<(String, Uuid, i32)> {
+    store
+        .complete(&[done(c.1, c.2, state)], Utc::now())
+        .await
+        .expect("complete");
+    claimed_events(store).await
+}
+
+/// The event ids of a claim's result.
+fn ids(claimed: &[(String, Uuid, i32)]) -> Vec<&str> {
+    claimed.iter().map(|c| c.0.as_str()).collect()
+}
+
 async fn states(pool: &PgPool) -> BTreeMap<String, String> {
     sqlx::query_as::<_, (String, String)>("SELECT event_id, state FROM deliveries")
         .fetch_all(pool)
@@ -112,8 +131,11 @@ async fn a_line_sends_its_head_only_and_the_next_follows_in_acceptance_order(poo
     assert_eq!(s["e5"], "waiting");
 
     let heads = claimed_events(&store).await;
-    let ids: Vec<&str> = heads.iter().map(|h| h.0.as_str()).collect();
-    assert_eq!(ids, ["e6", "e8", "e9"], "one head per key, keyless beside");
+    assert_eq!(
+        ids(&heads),
+        ["e6", "e8", "e9"],
+        "one head per key, keyless beside"
+    );
     let head = |id: &str| heads.iter().find(|h| h.0 == id).expect("head").clone();
 
     // A retry keeps the head: nothing behind it moves.
@@ -132,18 +154,8 @@ async fn a_line_sends_its_head_only_and_the_next_follows_in_acceptance_order(poo
         .expect("make due");
     let again = claimed_events(&store).await;
     assert_eq!(again.len(), 1);
-    store
-        .complete(
-            &[done(again[0].1, again[0].2, DeliveryState::Dead)],
-            Utc::now(),
-        )
-        .await
-        .expect("complete");
-    let next = claimed_events(&store).await;
-    assert_eq!(
-        next.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
-        ["e7"]
-    );
+    let next = finish_then_claim(&store, &again[0], DeliveryState::Dead).await;
+    assert_eq!(ids(&next), ["e7"]);
 
     // A later call's event of the same key waits behind the line.
     store
@@ -151,18 +163,8 @@ async fn a_line_sends_its_head_only_and_the_next_follows_in_acceptance_order(poo
         .await
         .expect("insert");
     assert_eq!(states(&pool).await["e1"], "waiting");
-    store
-        .complete(
-            &[done(next[0].1, next[0].2, DeliveryState::Succeeded)],
-            Utc::now(),
-        )
-        .await
-        .expect("complete");
-    let next = claimed_events(&store).await;
-    assert_eq!(
-        next.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
-        ["e5"]
-    );
+    let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
+    assert_eq!(ids(&next), ["e5"]);
 
     // The dead head, replayed, rejoins at its place: after the head in
     // flight (e5), before the later e1.
@@ -173,30 +175,10 @@ async fn a_line_sends_its_head_only_and_the_next_follows_in_acceptance_order(poo
     store.replay(dead, None, Utc::now()).await.expect("replay");
     assert_eq!(states(&pool).await["e9"], "waiting");
     assert!(claimed_events(&store).await.is_empty(), "e5 is in flight");
-    store
-        .complete(
-            &[done(next[0].1, next[0].2, DeliveryState::Succeeded)],
-            Utc::now(),
-        )
-        .await
-        .expect("complete");
-    let next = claimed_events(&store).await;
-    assert_eq!(
-        next.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
-        ["e9"]
-    );
-    store
-        .complete(
-            &[done(next[0].1, next[0].2, DeliveryState::Succeeded)],
-            Utc::now(),
-        )
-        .await
-        .expect("complete");
-    let next = claimed_events(&store).await;
-    assert_eq!(
-        next.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
-        ["e1"]
-    );
+    let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
+    assert_eq!(ids(&next), ["e9"]);
+    let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
+    assert_eq!(ids(&next), ["e1"]);
 }
 
 #[sqlx::test]
