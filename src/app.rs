@@ -125,6 +125,9 @@ impl Config {
         if let Some(n) = num("AION_WEBHOOKS_POLL_INTERVAL_MS")? {
             cfg.worker.poll_interval = Duration::from_millis(n.max(1));
         }
+        if let Some(n) = num("AION_WEBHOOKS_CLAIM_DEBOUNCE_MS")? {
+            cfg.worker.claim_debounce = Duration::from_millis(n.min(1000));
+        }
         if let Ok(v) = std::env::var("AION_WEBHOOKS_WATCH_POLICY") {
             cfg.watch_policy = !matches!(v.as_str(), "0" | "false" | "off");
         }
@@ -140,7 +143,8 @@ impl Config {
 pub struct App {
     listener: TcpListener,
     state: AppState,
-    sender: Sender,
+    /// The delivery worker, unless `run_workers` is off.
+    worker: Option<worker::Worker>,
     config: Config,
 }
 
@@ -177,6 +181,16 @@ impl App {
             store.clone(),
             metrics.clone(),
         ));
+        let worker = config.run_workers.then(|| {
+            worker::Worker::new(
+                store.clone(),
+                policy.clone(),
+                sender,
+                metrics.clone(),
+                config.worker.clone(),
+            )
+        });
+        let dispatcher = worker.as_ref().map(worker::Worker::dispatcher);
         let state = AppState {
             store: store.clone(),
             reloader,
@@ -184,12 +198,12 @@ impl App {
             limits: config.limits,
             metrics,
             depth_cache: Arc::default(),
-            ingestor: Ingestor::start(store.clone(), config.ingest_writers),
+            ingestor: Ingestor::start(store.clone(), config.ingest_writers, dispatcher),
         };
         Ok(Self {
             listener,
             state,
-            sender,
+            worker,
             config,
         })
     }
@@ -222,16 +236,7 @@ impl App {
             shutdown.await;
             trigger.cancel();
         });
-        let worker = self.config.run_workers.then(|| {
-            tokio::spawn(worker::run(
-                self.state.store.clone(),
-                self.state.policy.clone(),
-                self.sender.clone(),
-                self.state.metrics.clone(),
-                self.config.worker.clone(),
-                cancel.clone(),
-            ))
-        });
+        let worker = self.worker.map(|w| tokio::spawn(w.run(cancel.clone())));
         tokio::spawn(reload_on_signal(
             self.state.reloader.clone(),
             cancel.clone(),

@@ -146,8 +146,7 @@ pub async fn ingest(
         }
     } else {
         ingestor
-            .store()
-            .insert_events(&unique, now)
+            .insert_batch(unique, now)
             .await
             .map_err(|e| match e {
                 IngestError::Conflict { id, .. } => IngestFailure::Conflict { id },
@@ -365,6 +364,7 @@ fn recipients(policy: &PolicySet, topic: &Topic, tenant: Option<&str>) -> Vec<Re
         .map(|r| Recipient {
             webhook_id: r.webhook.id.to_string(),
             ordered: r.webhook.ordered,
+            lease: None,
         })
         .collect()
 }

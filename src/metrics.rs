@@ -84,6 +84,19 @@ struct SourceLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: &'static str,
+}
+
+/// How a send came to start: leased at ingest and sent at once, or claimed
+/// from the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendPath {
+    Ingest,
+    Claim,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookOutcome {
     webhook: String,
     outcome: &'static str,
@@ -208,6 +221,7 @@ pub struct Metrics {
     /// Unix milliseconds of the last warn-level log per outcome.
     last_logged_ms: [AtomicU64; 13],
     events: Family<SourceLabel, Counter>,
+    sends: Family<PathLabel, Counter>,
     finished: Family<WebhookOutcome, Counter>,
     attempt_seconds: HistogramFamily,
     reloads: Family<OutcomeLabel, Counter>,
@@ -232,6 +246,7 @@ impl Default for Metrics {
             inbound: Family::default(),
             last_logged_ms: Default::default(),
             events: Family::default(),
+            sends: Family::default(),
             finished: Family::default(),
             attempt_seconds: Family::new_with_constructor(attempt_histogram),
             reloads: Family::default(),
@@ -258,6 +273,11 @@ impl Default for Metrics {
             "events_accepted",
             "Events stored, by where they came from",
             m.events.clone(),
+        );
+        registry.register(
+            "sends_started",
+            "Delivery attempts started, by path: ingest (sent at once by the accepting engine) or claim",
+            m.sends.clone(),
         );
         registry.register(
             "deliveries_finished",
@@ -388,6 +408,15 @@ impl Metrics {
             EventSource::Engine => "engine",
         };
         self.events.get_or_create(&SourceLabel { source }).inc_by(n);
+    }
+
+    /// An attempt is about to be sent.
+    pub fn send_started(&self, path: SendPath) {
+        let path = match path {
+            SendPath::Ingest => "ingest",
+            SendPath::Claim => "claim",
+        };
+        self.sends.get_or_create(&PathLabel { path }).inc();
     }
 
     /// One attempt to `webhook` ended.

@@ -219,6 +219,42 @@ impl Scheduler {
             .collect()
     }
 
+    /// Starts a send to `webhook` outside the claim (a new delivery sent at
+    /// once by the engine that accepted it), if the webhook has room now:
+    /// sendable, not paused, under its limit and its fair share. Returns
+    /// the lease the delivery is stored under; the send is counted until
+    /// [`Scheduler::finished`].
+    pub fn try_start(&self, policy: &PolicySet, webhook: &str) -> Option<Duration> {
+        let w = policy.webhook(webhook).filter(|w| w.enabled)?;
+        let now = Instant::now();
+        let mut busy = self.in_flight.lock().expect("lock");
+        let disabled = self.disabled.lock().expect("lock");
+        let paused = self.paused.lock().expect("lock");
+        if disabled.contains(webhook) || paused.get(webhook).is_some_and(|until| *until > now) {
+            return None;
+        }
+        let ceiling = self.ceiling(w);
+        let limit = self
+            .adaptive
+            .lock()
+            .expect("lock")
+            .get(webhook)
+            .map_or(ceiling, |a| a.current(ceiling));
+        let sendable = policy
+            .webhooks()
+            .iter()
+            .filter(|w| w.enabled && !disabled.contains(w.id.as_str()))
+            .count();
+        let share =
+            (self.limits.max_in_flight / u32::try_from(sendable.max(1)).unwrap_or(u32::MAX)).max(1);
+        let used = busy.entry(webhook.to_owned()).or_insert(0);
+        if *used >= limit.min(share) {
+            return None;
+        }
+        *used += 1;
+        Some(w.timeout + self.limits.lease_margin)
+    }
+
     /// A send to `webhook` started.
     pub fn started(&self, webhook: &str) {
         *self

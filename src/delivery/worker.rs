@@ -15,17 +15,20 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use chrono::Utc;
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::retry::{self, Decision};
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::{AttemptReport, ErrorKind, Outbound, Sender};
-use crate::metrics::{AttemptOutcome, Metrics};
+use crate::metrics::{AttemptOutcome, Metrics, SendPath};
 use crate::policy::PolicySet;
 use crate::store::{
-    AttemptRecord, Claimed, Completion, DeliveryState, Store, Wakeups, WebhookSlot,
+    AttemptRecord, Claimed, Completion, DeliveryState, Lease, Store, Wakeups, WebhookSlot,
 };
 
 mod control;
@@ -83,22 +86,124 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Shared between the claim loop and the send tasks.
+/// Shared between the claim loop, the send tasks and the [`Dispatcher`].
 struct Shared {
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
     sender: Sender,
     metrics: Arc<Metrics>,
     cfg: WorkerConfig,
+    /// The lease holder name, shared by every delivery leased at ingest.
+    holder: Arc<str>,
     global: Arc<Semaphore>,
     scheduler: Scheduler,
     slot_freed: Notify,
     done: mpsc::UnboundedSender<Completion>,
+    /// Every send task, so shutdown can wait for them.
+    tracker: TaskTracker,
+    /// Cancelled when a send must stop at once (grace period over).
+    hard_stop: CancellationToken,
+    /// Whether deliveries may still be handed over at ingest (not once
+    /// shutdown has begun).
+    accepting: AtomicBool,
+    /// Webhooks with nothing due on this engine, as the last claim found:
+    /// only their new deliveries are sent at once, so a backlog is served
+    /// before the events that arrive behind it.
+    caught_up: Mutex<HashSet<String>>,
 }
 
-/// Runs the worker until `shutdown` is cancelled, then lets in-flight sends
-/// finish within the grace period. Anything cut off stays `in_flight` and is
-/// rescued when its lease expires — at least once, never lost.
+/// One engine's delivery worker, built before it runs so ingest can hand
+/// it deliveries to send at once (see [`Dispatcher`]).
+pub struct Worker {
+    shared: Arc<Shared>,
+    done_rx: mpsc::UnboundedReceiver<Completion>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Store,
+        policy: Arc<ArcSwap<PolicySet>>,
+        sender: Sender,
+        metrics: Arc<Metrics>,
+        cfg: WorkerConfig,
+    ) -> Self {
+        let (done, done_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            global: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
+            store,
+            policy,
+            sender,
+            metrics,
+            scheduler: Scheduler::new(SchedulerLimits {
+                max_in_flight: cfg.max_in_flight,
+                max_in_flight_per_webhook: cfg.max_in_flight_per_webhook,
+                lease_margin: cfg.lease_margin,
+            }),
+            holder: Arc::from(cfg.id.as_str()),
+            cfg,
+            slot_freed: Notify::new(),
+            done,
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+            accepting: AtomicBool::new(true),
+            caught_up: Mutex::new(HashSet::new()),
+        });
+        Self { shared, done_rx }
+    }
+
+    /// The handle ingest uses to send new deliveries at once.
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs the worker until `shutdown` is cancelled, then lets in-flight
+    /// sends finish within the grace period. Anything cut off stays
+    /// `in_flight` and is rescued when its lease expires — at least once,
+    /// never lost.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Self { shared, done_rx } = self;
+        let hard_stop = shared.hard_stop.clone();
+        let sends_over = CancellationToken::new();
+        let completer = tokio::spawn(complete_loop(
+            shared.store.clone(),
+            done_rx,
+            hard_stop.clone(),
+            sends_over.clone(),
+        ));
+        let rescuer = tokio::spawn(rescue_loop(
+            shared.store.clone(),
+            shared.cfg.rescue_interval,
+            shutdown.clone(),
+        ));
+        claim_loop(&shared, &shutdown).await;
+        shared.accepting.store(false, Ordering::SeqCst);
+
+        shared.tracker.close();
+        if tokio::time::timeout(shared.cfg.shutdown_grace, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace elapsed; unfinished sends will be rescued after their lease"
+            );
+            hard_stop.cancel();
+            shared.tracker.wait().await;
+        }
+        // No send is left to report (dispatchers may outlive the worker,
+        // so the channel itself does not close).
+        sends_over.cancel();
+        // The completer drains what was recorded, giving up only on hard stop.
+        let flush = tokio::time::timeout(Duration::from_secs(5), completer).await;
+        if flush.is_err() {
+            hard_stop.cancel();
+        }
+        let _ = rescuer.await;
+    }
+}
+
+/// Runs a worker that nothing else dispatches to (see [`Worker::run`]).
 pub async fn run(
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
@@ -107,58 +212,129 @@ pub async fn run(
     cfg: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let hard_stop = CancellationToken::new();
-    let completer = tokio::spawn(complete_loop(store.clone(), done_rx, hard_stop.clone()));
-    let rescuer = tokio::spawn(rescue_loop(
-        store.clone(),
-        cfg.rescue_interval,
-        shutdown.clone(),
-    ));
-    let shared = Arc::new(Shared {
-        global: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
-        store,
-        policy,
-        sender,
-        metrics,
-        scheduler: Scheduler::new(SchedulerLimits {
-            max_in_flight: cfg.max_in_flight,
-            max_in_flight_per_webhook: cfg.max_in_flight_per_webhook,
-            lease_margin: cfg.lease_margin,
-        }),
-        cfg,
-        slot_freed: Notify::new(),
-        done: done_tx,
-    });
-    let tracker = TaskTracker::new();
-    claim_loop(&shared, &tracker, &shutdown, &hard_stop).await;
-
-    tracker.close();
-    if tokio::time::timeout(shared.cfg.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "shutdown grace elapsed; unfinished sends will be rescued after their lease"
-        );
-        hard_stop.cancel();
-        tracker.wait().await;
-    }
-    drop(shared);
-    // The completer drains what was recorded, giving up only on hard stop.
-    let flush = tokio::time::timeout(Duration::from_secs(5), completer).await;
-    if flush.is_err() {
-        hard_stop.cancel();
-    }
-    let _ = rescuer.await;
+    Worker::new(store, policy, sender, metrics, cfg)
+        .run(shutdown)
+        .await;
 }
 
-async fn claim_loop(
-    shared: &Arc<Shared>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-    hard_stop: &CancellationToken,
-) {
+/// Ingest's way to the worker: a delivery that may be sent now is leased
+/// to this engine in the transaction that stores it and sent as soon as
+/// that commits — no wake-up, no claim, no second round trip. Which
+/// deliveries qualify is decided by [`Dispatcher::reserve`].
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("holder", &self.shared.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("webhook_id", &self.webhook_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("holder", &self.shared.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A send slot held for one new delivery until it is stored: sent with
+/// [`Reservation::send`], or given back when dropped.
+pub struct Reservation {
+    shared: Arc<Shared>,
+    webhook_id: String,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Dispatcher {
+    /// A send slot for a new delivery to `webhook_id`, and the lease to
+    /// store it under; `None` leaves the delivery to the claim. Only when
+    /// the webhook can take it at once under every limit the claim obeys
+    /// (enabled, not paused, room under its adaptive and fair-share limits,
+    /// a free engine slot), has no rate limit (its tokens are the claim's),
+    /// and had nothing due at the last claim — a new event never overtakes
+    /// a backlog. The caller leaves deliveries that join a line alone.
+    pub fn reserve(&self, webhook_id: &str) -> Option<(Reservation, Lease)> {
+        let shared = &self.shared;
+        let policy = shared.policy.load();
+        if !shared.accepting.load(Ordering::SeqCst)
+            || policy.webhook(webhook_id)?.rate_limit.is_some()
+            || !shared.caught_up.lock().expect("lock").contains(webhook_id)
+        {
+            return None;
+        }
+        let permit = shared.global.clone().try_acquire_owned().ok()?;
+        let length = shared.scheduler.try_start(&policy, webhook_id)?;
+        let reservation = Reservation {
+            shared: shared.clone(),
+            webhook_id: webhook_id.to_owned(),
+            permit: Some(permit),
+        };
+        let lease = Lease {
+            holder: shared.holder.clone(),
+            length,
+        };
+        Some((reservation, lease))
+    }
+
+    /// New deliveries to `webhook_id` were left to the claim: until a
+    /// claim has caught up with them, later ones are too.
+    pub fn queued(&self, webhook_id: &str) {
+        self.shared
+            .caught_up
+            .lock()
+            .expect("lock")
+            .remove(webhook_id);
+    }
+}
+
+impl Reservation {
+    /// Sends `c`, the delivery stored under this reservation's lease.
+    pub fn send(mut self, c: Claimed) {
+        let permit = self.permit.take().expect("a reservation sends once");
+        spawn_send(&self.shared, permit, c, SendPath::Ingest);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.shared.scheduler.finished(&self.webhook_id);
+            drop(permit);
+            self.shared.slot_freed.notify_one();
+        }
+    }
+}
+
+/// Sends `c` on a task of its own; the scheduler already counts it.
+fn spawn_send(shared: &Arc<Shared>, permit: OwnedSemaphorePermit, c: Claimed, path: SendPath) {
+    shared.metrics.send_started(path);
+    let shared = shared.clone();
+    shared.tracker.clone().spawn(async move {
+        let webhook_id = c.webhook_id.clone();
+        tokio::select! {
+            () = deliver(&shared, c) => {}
+            () = shared.hard_stop.cancelled() => {}
+        }
+        shared.scheduler.finished(&webhook_id);
+        drop(permit);
+        shared.slot_freed.notify_one();
+    });
+}
+
+async fn claim_loop(shared: &Arc<Shared>, shutdown: &CancellationToken) {
     let mut wakeups: Option<Wakeups> = None;
     let local = shared.store.local_wakeups();
     let mut backoff = Duration::from_millis(100);
@@ -200,25 +376,16 @@ async fn claim_loop(
             }
         };
         let full_batch = claimed.len() as u32 == limit;
+        note_caught_up(shared, &slots, &claimed, full_batch);
         for c in claimed {
             let Ok(permit) = shared.global.clone().try_acquire_owned() else {
-                // Cannot happen: only this loop takes permits and it asked for `free`.
-                tracing::error!(delivery = %c.id, "no send slot for a claimed delivery; it will be rescued");
+                // Only when ingest took the slot meanwhile: the delivery is
+                // rescued when its lease expires.
+                tracing::warn!(delivery = %c.id, "no send slot for a claimed delivery; it will be rescued");
                 continue;
             };
             shared.scheduler.started(&c.webhook_id);
-            let shared = shared.clone();
-            let hard_stop = hard_stop.clone();
-            tracker.spawn(async move {
-                let webhook_id = c.webhook_id.clone();
-                tokio::select! {
-                    () = deliver(&shared, c) => {}
-                    () = hard_stop.cancelled() => {}
-                }
-                shared.scheduler.finished(&webhook_id);
-                drop(permit);
-                shared.slot_freed.notify_one();
-            });
+            spawn_send(shared, permit, c, SendPath::Claim);
         }
         if full_batch {
             continue;
@@ -236,6 +403,23 @@ async fn claim_loop(
             () = shutdown.cancelled() => break,
         }
         tokio::time::sleep(shared.cfg.claim_debounce).await;
+    }
+}
+
+/// Which claimed webhooks have nothing more due: fewer rows than their
+/// room came back (and the batch was not cut short by `limit`).
+fn note_caught_up(shared: &Shared, slots: &[WebhookSlot], claimed: &[Claimed], full_batch: bool) {
+    let mut caught_up = shared.caught_up.lock().expect("lock");
+    for slot in slots {
+        let got = claimed
+            .iter()
+            .filter(|c| c.webhook_id == slot.webhook_id)
+            .count();
+        if !full_batch && (got as u64) < u64::from(slot.room) {
+            caught_up.insert(slot.webhook_id.clone());
+        } else {
+            caught_up.remove(&slot.webhook_id);
+        }
     }
 }
 
@@ -364,8 +548,15 @@ async fn complete_loop(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Completion>,
     hard_stop: CancellationToken,
+    sends_over: CancellationToken,
 ) {
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            c = rx.recv() => c,
+            () = sends_over.cancelled() => rx.try_recv().ok(),
+        };
+        let Some(first) = first else { return };
         let mut batch = vec![first];
         while batch.len() < 1000 {
             match rx.try_recv() {

@@ -1,11 +1,13 @@
 //! Group commit for single-event ingest (see [`Ingestor`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
+use crate::delivery::worker::{Dispatcher, Reservation};
+use crate::store::{Claimed, IngestError, InsertOutcome, NewEvent, Store, StoreError};
 
 /// Group commit for single-event requests: requests that arrive while a
 /// write is under way share the next statement and its one commit, so the
@@ -14,9 +16,14 @@ use crate::store::{InsertOutcome, NewEvent, Store, StoreError};
 ///
 /// Events are sharded over the writers by id, so two writers never hold the
 /// same new id at once (their statements would wait on each other).
+///
+/// With a [`Dispatcher`] (an engine that also delivers), each new delivery
+/// the worker can take at once is stored leased to it and sent as soon as
+/// its statement commits.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     store: Store,
+    dispatcher: Option<Dispatcher>,
     shards: Arc<[mpsc::Sender<Job>]>,
 }
 
@@ -33,18 +40,32 @@ const GROUP_MAX: usize = 256;
 impl Ingestor {
     /// Starts `writers` writer tasks (more than one keeps the database busy
     /// while a statement is in flight). Must run inside a Tokio runtime.
-    pub fn start(store: Store, writers: usize) -> Self {
+    pub fn start(store: Store, writers: usize, dispatcher: Option<Dispatcher>) -> Self {
         let shards: Vec<mpsc::Sender<Job>> = (0..writers.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(1024);
-                tokio::spawn(write_groups(store.clone(), rx));
+                tokio::spawn(write_groups(store.clone(), dispatcher.clone(), rx));
                 tx
             })
             .collect();
         Self {
             store,
+            dispatcher,
             shards: shards.into(),
         }
+    }
+
+    /// Stores a batch of events (all or none; see `Store::insert_events`)
+    /// and sends the deliveries leased to this engine.
+    pub async fn insert_batch(
+        &self,
+        mut events: Vec<NewEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<InsertOutcome>, IngestError> {
+        let reservations = Reservations::take(self.dispatcher.as_ref(), &mut events);
+        let stored = self.store.insert_events(&events, now).await?;
+        reservations.send(stored.leased);
+        Ok(stored.outcomes)
     }
 
     pub fn store(&self) -> &Store {
@@ -78,7 +99,66 @@ impl Ingestor {
     }
 }
 
-async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
+/// Send slots held for the deliveries of events about to be stored, by
+/// event and webhook.
+#[derive(Default)]
+struct Reservations(HashMap<(String, String), Reservation>);
+
+impl Reservations {
+    /// Leases every delivery of `events` the dispatcher can send at once;
+    /// the others are left to the claim.
+    fn take(dispatcher: Option<&Dispatcher>, events: &mut [NewEvent]) -> Self {
+        let mut held = HashMap::new();
+        let Some(dispatcher) = dispatcher else {
+            return Self(held);
+        };
+        for e in events {
+            let keyed = e.key.is_some();
+            for to in &mut e.webhooks {
+                if to.ordered && keyed {
+                    continue; // joins its line; the line decides when it goes
+                }
+                match dispatcher.reserve(&to.webhook_id) {
+                    Some((reservation, lease)) => {
+                        to.lease = Some(lease);
+                        held.insert((e.id.clone(), to.webhook_id.clone()), reservation);
+                    }
+                    None => dispatcher.queued(&to.webhook_id),
+                }
+            }
+        }
+        Self(held)
+    }
+
+    /// Sends what was stored leased; the slots of the rest (duplicates,
+    /// failed writes) are given back when `self` drops.
+    fn send(mut self, leased: Vec<Claimed>) {
+        for c in leased {
+            match self.0.remove(&(c.event_id.clone(), c.webhook_id.clone())) {
+                Some(r) => r.send(c),
+                None => {
+                    tracing::warn!(delivery = %c.id, "a leased delivery has no send slot; it will be rescued")
+                }
+            }
+        }
+    }
+
+    /// The slots of `event`'s deliveries, taken out.
+    fn of(&mut self, event: &NewEvent) -> Self {
+        Self(
+            event
+                .webhooks
+                .iter()
+                .filter_map(|to| {
+                    let key = (event.id.clone(), to.webhook_id.clone());
+                    self.0.remove_entry(&key)
+                })
+                .collect(),
+        )
+    }
+}
+
+async fn write_groups(store: Store, dispatcher: Option<Dispatcher>, mut rx: mpsc::Receiver<Job>) {
     // Jobs whose id is already in the group wait for the next one: one
     // statement must not insert the same id twice.
     let mut carry: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
@@ -111,11 +191,14 @@ async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let now = group.iter().map(|j| j.now).max().unwrap_or_else(Utc::now);
-        let (events, replies): (Vec<NewEvent>, Vec<_>) =
+        let (mut events, replies): (Vec<NewEvent>, Vec<_>) =
             group.into_iter().map(|j| (j.event, j.reply)).unzip();
+        let mut reservations = Reservations::take(dispatcher.as_ref(), &mut events);
         match store.insert_independent(&events, now).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            Ok(stored) => {
+                // Sent before answering: the send starts as early as it can.
+                reservations.send(stored.leased);
+                for (reply, outcome) in replies.into_iter().zip(stored.outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
             }
@@ -124,10 +207,14 @@ async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
             Err(e) if !e.is_transient() && events.len() > 1 => {
                 tracing::warn!(error = %e, events = events.len(), "group insert refused; writing its events one by one");
                 for (event, reply) in events.into_iter().zip(replies) {
+                    let mine = reservations.of(&event);
                     let one = store
                         .insert_independent(std::slice::from_ref(&event), now)
                         .await
-                        .map(|mut o| o.pop().flatten());
+                        .map(|stored| {
+                            mine.send(stored.leased);
+                            stored.outcomes.into_iter().next().flatten()
+                        });
                     let _ = reply.send(one.map_err(|e| StoreError::Group {
                         unavailable: e.is_unavailable(),
                         transient: e.is_transient(),

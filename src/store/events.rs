@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
 use super::lines::{Line, lock_query, promote};
-use super::{Store, StoreError, WAKE_CHANNEL};
+use super::{Claimed, Store, StoreError, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
 
 /// An event ready to store: validated, its body rendered, its webhooks routed.
@@ -34,6 +34,19 @@ pub struct Recipient {
     /// The webhook has `ordering: key`: with a `key`, the delivery joins
     /// that key's line (see `store::lines`).
     pub ordered: bool,
+    /// The accepting engine sends this delivery at once: it is stored
+    /// `in_flight` under this lease, its first attempt counted, so the row
+    /// is the durable record of the send about to start (rescued like any
+    /// lease if that engine dies). Ignored for a delivery that joins a line.
+    pub lease: Option<Lease>,
+}
+
+/// A lease taken at ingest: who holds it and for how long from the
+/// database's now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: std::sync::Arc<str>,
+    pub length: std::time::Duration,
 }
 
 impl Recipient {
@@ -41,7 +54,13 @@ impl Recipient {
         Self {
             webhook_id: webhook_id.into(),
             ordered: false,
+            lease: None,
         }
+    }
+
+    /// Whether this recipient's delivery of `event` joins a line.
+    fn joins_line(&self, event: &NewEvent) -> bool {
+        self.ordered && event.key.is_some()
     }
 }
 
@@ -63,6 +82,15 @@ fn lines_of(events: &[NewEvent]) -> Vec<Line> {
     lines.sort_unstable();
     lines.dedup();
     lines
+}
+
+/// What an ingest call stored: each event's outcome, and the deliveries
+/// leased to the caller (see [`Recipient::lease`]) to send now that the
+/// call has committed.
+#[derive(Debug)]
+pub struct Stored<T> {
+    pub outcomes: T,
+    pub leased: Vec<Claimed>,
 }
 
 /// What happened to one event of an ingest call.
@@ -106,8 +134,20 @@ pub struct StoredEvent {
     pub trace_id: Option<String>,
 }
 
+/// What one insert statement wrote.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// Ids of the events it inserted (the others were already stored).
+    pub events: HashSet<String>,
+    /// The deliveries of those events it stored `in_flight` under a
+    /// recipient's lease, ready to send once the transaction commits.
+    pub leased: Vec<Claimed>,
+    /// Whether it stored any delivery a worker must claim (not leased).
+    pub queued: bool,
+}
+
 /// Inserts the events that are new, and the deliveries of exactly those,
-/// and notifies workers; returns the ids it inserted.
+/// and notifies workers of the ones left to claim.
 ///
 /// A delivery of a keyed event to an `ordering: key` webhook joins its line
 /// as `waiting`, placed by acceptance: one sequence value per statement,
@@ -118,7 +158,7 @@ pub(super) async fn insert_statement(
     conn: &mut sqlx::PgConnection,
     events: &[NewEvent],
     now: DateTime<Utc>,
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<Written, sqlx::Error> {
     let mut cols = EventColumns::default();
     let mut dl = DeliveryColumns::default();
     // Rows in id order: two calls holding the same ids in another order
@@ -140,18 +180,23 @@ pub(super) async fn insert_statement(
              ON CONFLICT (id) DO NOTHING
              RETURNING id
          ), dl AS (
-             INSERT INTO deliveries (id, event_id, webhook_id, state, next_attempt_at, created_at, updated_at, order_key, order_seq)
+             INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_at,
+                                     lease_expires_at, leased_by, created_at, updated_at, order_key, order_seq)
              SELECT d.id, d.event_id, d.webhook_id,
-                    CASE WHEN d.order_key IS NULL THEN 'pending' ELSE 'waiting' END, now(), $7, $7,
+                    CASE WHEN d.order_key IS NOT NULL THEN 'waiting'
+                         WHEN d.holder IS NOT NULL THEN 'in_flight'
+                         ELSE 'pending' END,
+                    CASE WHEN d.holder IS NOT NULL THEN 1 ELSE 0 END,
+                    now(), now() + d.lease_ms * interval '1 millisecond', d.holder, $7, $7,
                     d.order_key,
                     CASE WHEN d.order_key IS NOT NULL
                          THEN (SELECT nextval('delivery_order_seq')) * 1048576 + d.place END
-             FROM unnest($11::uuid[], $12::text[], $13::text[], $16::text[], $17::int8[])
-                  AS d(id, event_id, webhook_id, order_key, place)
+             FROM unnest($11::uuid[], $12::text[], $13::text[], $16::text[], $17::int8[], $18::text[], $19::int8[])
+                  AS d(id, event_id, webhook_id, order_key, place, holder, lease_ms)
              WHERE d.event_id IN (SELECT id FROM ins)
-             RETURNING webhook_id AS w, order_key AS k
+             RETURNING webhook_id AS w, order_key AS k, leased_by AS holder
          ), wake AS (
-             SELECT pg_notify($14, '') FROM (SELECT 1 FROM dl LIMIT 1) AS any_delivery
+             SELECT pg_notify($14, '') FROM (SELECT 1 FROM dl WHERE holder IS NULL LIMIT 1) AS to_claim
          ), locks AS ({LOCK})
          SELECT ins.id FROM ins
          LEFT JOIN (SELECT count(*) AS n FROM wake) AS w ON true
@@ -175,11 +220,34 @@ pub(super) async fn insert_statement(
     .bind(&cols.undelivered)
     .bind(&dl.order_keys)
     .bind(&dl.places)
+    .bind(&dl.holders)
+    .bind(&dl.lease_ms)
     .fetch_all(&mut *conn)
     .await?;
     // The statement locked the lines it added to; now their heads.
     promote(conn, &lines_of(events)).await?;
-    Ok(inserted.into_iter().collect())
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    let mut written = Written::default();
+    for (&(event, to), id) in dl.rows.iter().zip(&dl.ids) {
+        if !inserted.contains(&event.id) {
+            continue;
+        }
+        match &to.lease {
+            Some(_) if !to.joins_line(event) => written.leased.push(Claimed {
+                id: *id,
+                event_id: event.id.clone(),
+                webhook_id: to.webhook_id.clone(),
+                attempt: 1,
+                replay_base: 0,
+                topic: event.topic.clone(),
+                body: event.body.clone(),
+                trace_id: event.trace_id.clone(),
+            }),
+            _ => written.queued = true,
+        }
+    }
+    written.events = inserted;
+    Ok(written)
 }
 
 /// Outcomes in request order; ids not inserted must match what is stored
@@ -309,25 +377,26 @@ impl Store {
         &self,
         events: &[NewEvent],
         now: DateTime<Utc>,
-    ) -> Result<Vec<InsertOutcome>, IngestError> {
-        let outcomes = if events.len() == 1 && lines_of(events).is_empty() {
+    ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
+        let (written, outcomes) = if events.len() == 1 && lines_of(events).is_empty() {
             let mut conn = self.pool.acquire().await?;
-            let inserted = insert_statement(&mut conn, events, now).await?;
-            check_existing(&mut *conn, events, &inserted).await?
+            let written = insert_statement(&mut conn, events, now).await?;
+            let outcomes = check_existing(&mut *conn, events, &written.events).await?;
+            (written, outcomes)
         } else {
             let mut tx = self.pool.begin().await?;
-            let inserted = insert_statement(&mut tx, events, now).await?;
-            let outcomes = check_existing(&mut *tx, events, &inserted).await?;
+            let written = insert_statement(&mut tx, events, now).await?;
+            let outcomes = check_existing(&mut *tx, events, &written.events).await?;
             tx.commit().await?;
-            outcomes
+            (written, outcomes)
         };
-        if outcomes
-            .iter()
-            .any(|o| matches!(o, InsertOutcome::Created { deliveries } if *deliveries > 0))
-        {
+        if written.queued {
             self.local_wake.notify_one();
         }
-        Ok(outcomes)
+        Ok(Stored {
+            outcomes,
+            leased: written.leased,
+        })
     }
 
     /// Inserts events of separate requests together — one statement, one
@@ -337,20 +406,26 @@ impl Store {
         &self,
         events: &[NewEvent],
         now: DateTime<Utc>,
-    ) -> Result<Vec<Option<InsertOutcome>>, StoreError> {
-        let inserted = if lines_of(events).is_empty() {
+    ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
+        let written = if lines_of(events).is_empty() {
             insert_statement(&mut *self.pool.acquire().await?, events, now).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let inserted = insert_statement(&mut tx, events, now).await?;
+            let written = insert_statement(&mut tx, events, now).await?;
             tx.commit().await?;
-            inserted
+            written
         };
-        let outcomes = existing_outcomes(&self.pool, events, &inserted).await?;
-        if !inserted.is_empty() {
+        if written.queued {
             self.local_wake.notify_one();
         }
-        Ok(outcomes)
+        // Only ids not inserted are looked up. Should that fail, the
+        // leased deliveries are committed but not handed back: they are
+        // sent after their lease expires, by whichever engine rescues them.
+        let outcomes = existing_outcomes(&self.pool, events, &written.events).await?;
+        Ok(Stored {
+            outcomes,
+            leased: written.leased,
+        })
     }
 
     pub async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -391,6 +466,8 @@ struct EventRow {
 /// The deliveries' column arrays, in the events' row order.
 #[derive(Default)]
 struct DeliveryColumns<'a> {
+    /// Which event and recipient each row is.
+    rows: Vec<(&'a NewEvent, &'a Recipient)>,
     ids: Vec<uuid::Uuid>,
     events: Vec<&'a str>,
     hooks: Vec<&'a str>,
@@ -398,16 +475,23 @@ struct DeliveryColumns<'a> {
     order_keys: Vec<Option<&'a str>>,
     /// The event's place in the call (acceptance order within it).
     places: Vec<i64>,
+    /// The lease holder where the delivery is sent at once, else `None`.
+    holders: Vec<Option<&'a str>>,
+    lease_ms: Vec<Option<i64>>,
 }
 
 impl<'a> DeliveryColumns<'a> {
     fn push(&mut self, e: &'a NewEvent, to: &'a Recipient, place: usize) {
+        self.rows.push((e, to));
         self.ids.push(DeliveryId::generate().uuid());
         self.events.push(&e.id);
         self.hooks.push(&to.webhook_id);
         self.order_keys
             .push(e.key.as_deref().filter(|_| to.ordered));
         self.places.push(i64::try_from(place).unwrap_or(i64::MAX));
+        let lease = to.lease.as_ref().filter(|_| !to.joins_line(e));
+        self.holders.push(lease.map(|l| &*l.holder));
+        self.lease_ms.push(lease.map(|l| super::millis(l.length)));
     }
 }
 

@@ -22,7 +22,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 pub use endpoints::{EndpointState, EndpointStatus};
-pub use events::{IngestError, InsertOutcome, NewEvent, Recipient, StoredEvent, same_payloads};
+pub use events::{
+    IngestError, InsertOutcome, Lease, NewEvent, Recipient, Stored, StoredEvent, same_payloads,
+};
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
 };

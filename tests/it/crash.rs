@@ -541,3 +541,96 @@ async fn postgres_restarted_under_load_loses_nothing() {
     println!("test took {:?}", t0.elapsed());
     drop(pg);
 }
+
+/// What `/metrics` says about how sends started (`ingest`, `claim`).
+async fn sends_started(http: &reqwest::Client, base: &str, path: &str) -> u64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    let prefix = format!("aion_webhooks_sends_started_total{{path=\"{path}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().expect("a counter value"))
+}
+
+/// The engine that accepts an event sends it at once, without a claim: the
+/// delivery is stored `in_flight` under that engine's lease (attempt 1) in
+/// the ingest statement, before the send starts. Killed before recording
+/// the outcome, it loses nothing: the lease expires and another engine
+/// sends the delivery again, with the same idempotency key.
+#[sqlx::test]
+async fn a_delivery_sent_at_once_is_rescued_when_its_engine_dies_before_recording_it(pool: PgPool) {
+    let rx = Receiver::start().await;
+    // The first send hangs until the engine is dead; the next one succeeds.
+    rx.script([Reply {
+        status: 200,
+        headers: Vec::new(),
+        delay: Duration::from_secs(30),
+    }]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("webhooks.yaml");
+    let extra =
+        "timeout: 4s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 5 }";
+    std::fs::write(
+        &policy,
+        policy_yaml(&hook("h", &rx.url, "[crash.test]", extra)),
+    )
+    .expect("write policy");
+    let url = database_url(&pool);
+    let http = reqwest::Client::new();
+
+    let mut first = Engine::spawn(&url, &policy, dir.path().join("first.log"));
+    first.wait_ready(&http).await;
+    // A claim or two (every 50 ms) finds nothing due: the webhook is caught up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = http
+        .post(format!("{}/v1/events", first.base))
+        .bearer_auth(PUBLISHER_KEY)
+        .json(&json!({"id": "at-once-1", "topic": "crash.test", "payload": {"n": 1}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 202);
+    let sent = rx.wait_for_count(1).await;
+    assert_eq!(sends_started(&http, &first.base, "ingest").await, 1);
+    assert_eq!(sends_started(&http, &first.base, "claim").await, 0);
+    let (state, attempts, holder): (String, i32, Option<String>) = sqlx::query_as(
+        "SELECT state, attempts, leased_by FROM deliveries WHERE event_id = 'at-once-1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the delivery");
+    assert_eq!((state.as_str(), attempts), ("in_flight", 1));
+    assert!(holder.is_some(), "leased to the engine that accepted it");
+    first.kill();
+
+    let mut second = Engine::spawn(&url, &policy, dir.path().join("second.log"));
+    second.wait_ready(&http).await;
+    let again = rx.wait_for_count(2).await;
+    assert_eq!(
+        again[1].header("idempotency-key"),
+        sent[0].header("idempotency-key"),
+        "the rescued send is the same delivery"
+    );
+    wait_for("the rescued delivery to succeed", || async {
+        sqlx::query_scalar::<_, String>("SELECT state FROM deliveries WHERE event_id = 'at-once-1'")
+            .fetch_one(&pool)
+            .await
+            .is_ok_and(|s| s == "succeeded")
+    })
+    .await;
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM deliveries WHERE event_id = 'at-once-1'")
+            .fetch_one(&pool)
+            .await
+            .expect("attempts");
+    assert_eq!(attempts, 2, "the unrecorded first attempt still counts");
+    assert_eq!(sends_started(&http, &second.base, "claim").await, 1);
+    second.terminate(Duration::from_secs(20)).await;
+    engine_sessions_gone(&pool).await;
+}

@@ -35,6 +35,7 @@ fn event(id: &str, key: Option<&str>) -> NewEvent {
         webhooks: vec![Recipient {
             webhook_id: "h".into(),
             ordered: true,
+            lease: None,
         }],
     }
 }
