@@ -109,6 +109,9 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
 /// (ingest)  -> pending     one row per matching webhook, in the event's transaction
 /// (ingest)  -> waiting     instead, for a keyed event to an `ordering: key`
 ///                          webhook: the delivery joins its line (`lines`)
+/// (ingest)  -> in_flight   instead, sent at once by the accepting engine
+///                          (`Recipient::lease`): lease set, attempts = 1, as
+///                          if claimed in the same statement; never in a line
 /// waiting   -> pending     the line has no head any more (its head finished,
 ///                          or it was empty): the lowest order_seq is promoted
 /// pending   -> in_flight   claim: due by the database clock, lease set, attempts + 1
