@@ -540,10 +540,11 @@ async fn attempt(shared: &Shared, c: Claimed) {
             error: report.error,
             response_body: report.response_body,
         },
+        in_line: c.in_line,
     });
 }
 
-/// Writes completions in batches: one transaction for whatever has queued up.
+/// Writes completions in batches: one statement for whatever has queued up.
 async fn complete_loop(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Completion>,

@@ -242,6 +242,7 @@ pub(super) async fn insert_statement(
                 topic: event.topic.clone(),
                 body: event.body.clone(),
                 trace_id: event.trace_id.clone(),
+                in_line: false,
             }),
             _ => written.queued = true,
         }

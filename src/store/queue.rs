@@ -36,6 +36,8 @@ pub struct Claimed {
     pub topic: String,
     pub body: Vec<u8>,
     pub trace_id: Option<String>,
+    /// The delivery is in a key's line (`ordering: key`).
+    pub in_line: bool,
 }
 
 /// What one attempt looked like, as recorded in `delivery_attempts`.
@@ -59,6 +61,9 @@ pub struct Completion {
     /// With `Pending`: how long from the database's now until the retry.
     pub retry_in: Option<std::time::Duration>,
     pub record: AttemptRecord,
+    /// The delivery is in a key's line ([`Claimed::in_line`]): recording
+    /// its outcome may have to promote the line's next delivery.
+    pub in_line: bool,
 }
 
 impl Completion {
@@ -146,9 +151,9 @@ impl Store {
                                                 * interval '1 millisecond',
                      leased_by = $5, updated_at = now()
                  WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
-                 RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base
+                 RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base, d.order_key IS NOT NULL AS in_line
              )
-             SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id
+             SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id, c.in_line
              FROM claimed c
              CROSS JOIN LATERAL (SELECT topic, body, trace_id FROM events WHERE events.id = c.event_id) AS e";
         let rows: Vec<ClaimRow> = sqlx::query_as(sql)
@@ -170,6 +175,7 @@ impl Store {
                 topic: r.topic,
                 body: r.body,
                 trace_id: r.trace_id,
+                in_line: r.in_line,
             })
             .collect())
     }
@@ -218,26 +224,18 @@ impl Store {
             .map(|c| c.record.response_body.as_deref().map(storable))
             .collect();
 
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body)
-             SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::int[], $6::text[], $7::text[], $8::text[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&started)
-        .bind(&durations)
-        .bind(&statuses)
-        .bind(&kinds)
-        .bind(&errors)
-        .bind(&bodies)
-        .execute(&mut *tx)
-        .await?;
-        // The outcomes that moved a delivery also move its webhook's health
-        // (last success / failure, per-minute counts), in the same statement.
-        let finished: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
-            "WITH moved AS (
+        // One statement records the attempts, moves the deliveries and
+        // their webhooks' health. Outside any line that is the whole write
+        // (one round trip, its own commit); a batch with deliveries in a
+        // line runs it in a transaction that then promotes the lines whose
+        // head left them, under the locks the statement took.
+        let sql = format!(
+            "WITH recorded AS (
+                 INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body)
+                 SELECT * FROM unnest($1::uuid[], $2::int[], $9::timestamptz[], $10::int[], $5::int[], $6::text[], $7::text[], $11::text[])
+                 ON CONFLICT DO NOTHING
+                 RETURNING 1
+             ), moved AS (
              UPDATE deliveries d
              SET state = u.state,
                  next_attempt_at = CASE WHEN u.retry_ms IS NULL THEN d.next_attempt_at
@@ -287,19 +285,39 @@ impl Store {
              -- The lines whose head just left them, locked, for `lines::promote`.
              SELECT DISTINCT w, k FROM left_line WHERE k IS NOT NULL AND (SELECT n FROM locks) >= 0",
             LOCK = lock_query("SELECT * FROM left_line")
-        ))
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&states)
-        .bind(&retry_ms)
-        .bind(&statuses)
-        .bind(&kinds)
-        .bind(&errors)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let promoted = promote(&mut tx, &lines_from(finished)).await?;
-        tx.commit().await?;
+        );
+        let statement = sqlx::query_as::<_, (String, Option<String>)>(&sql)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&states)
+            .bind(&retry_ms)
+            .bind(&statuses)
+            .bind(&kinds)
+            .bind(&errors)
+            .bind(now)
+            .bind(&started)
+            .bind(&durations)
+            .bind(&bodies);
+        let promoted = if done.iter().any(|c| c.in_line) {
+            let mut tx = self.pool.begin().await?;
+            let finished = statement.fetch_all(&mut *tx).await?;
+            let promoted = promote(&mut tx, &lines_from(finished)).await?;
+            tx.commit().await?;
+            promoted
+        } else {
+            let finished = statement.fetch_all(&self.pool).await?;
+            // Not expected (a delivery's line never changes), but should a
+            // line show up here its locks are gone: settle it afresh.
+            let lines = lines_from(finished);
+            if lines.is_empty() {
+                0
+            } else {
+                let mut tx = self.pool.begin().await?;
+                let promoted = settle(&mut tx, &lines).await?;
+                tx.commit().await?;
+                promoted
+            }
+        };
         if promoted > 0 {
             self.local_wake.notify_one();
         }
@@ -539,4 +557,5 @@ struct ClaimRow {
     topic: String,
     body: Vec<u8>,
     trace_id: Option<String>,
+    in_line: bool,
 }

@@ -65,6 +65,7 @@ fn outcome(id: Uuid, attempt: i32, state: DeliveryState, body: &str) -> Completi
             error: (state != DeliveryState::Succeeded).then(|| "HTTP 500".to_owned()),
             response_body: Some(body.to_owned()),
         },
+        in_line: false,
     }
 }
 
