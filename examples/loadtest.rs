@@ -1,7 +1,10 @@
-//! Load tool: starts a fresh database, the engine (in this process, the real
-//! `App`), and a fast local receiver, posts events from N concurrent clients,
-//! and reports ingest rate, end-to-end deliveries/s and accept→receive
-//! latency. Everything stays on loopback; every loop is bounded.
+//! Load tool: on a fresh database, starts the engine as a child process (the
+//! real `aion-webhooks serve`) and a fast local receiver, posts events from N
+//! concurrent clients, and reports ingest rate, end-to-end deliveries/s,
+//! send→receive and accept→receive latency, CPU per delivery (the engine
+//! process and PostgreSQL, from `/proc`) and the engine's peak RSS. The
+//! receiver and the clients run in this process, so they do not count as
+//! engine. Everything stays on loopback; every loop is bounded.
 //!
 //! ```text
 //! cargo run --release --example loadtest -- --scenario a   # 1 webhook, 20,000 events, 64 clients
@@ -13,31 +16,80 @@
 //! cargo run --release --example loadtest -- --scenario backlog --events 1000000 --via-api   # the same, posted through the API
 //! cargo run --release --example loadtest -- --scenario a --history 5000000   # (a) over 5M finished deliveries
 //! cargo run --release --example loadtest -- --scenario latency --rate 300 --seconds 60   # paced: latency, CPU per delivery
+//! cargo run --release --example loadtest -- --scenario a --repeat 5   # 5 runs, then the medians
+//! cargo run --release --example loadtest -- --scenario a --against HEAD~1   # this checkout vs HEAD~1, 3 runs each, alternating
+//! cargo run --release --example loadtest -- --scenario latency --rate 300 --seconds 30 --against main --repeat 5
+//! cargo run --release --example loadtest -- --scenario a --engine /path/to/aion-webhooks   # a given binary
 //! ```
+//! The engine is this checkout's: the tool first runs `cargo build --release
+//! --bin aion-webhooks` here (`--engine PATH` runs a given binary instead).
+//! `--against REV` checks REV out in a worktree
+//! `$TMPDIR/aion-webhooks-against-<sha>` (kept, and reused next time), builds
+//! its engine there, and runs the scenario `--repeat N` times (default 3) with
+//! each binary in turn, each run on its own fresh database: one line per run,
+//! then each side's medians and this/REV. `--repeat N` alone repeats one binary.
+//!
+//! Engine knobs become `AION_WEBHOOKS_*` variables, set only when given, so
+//! each binary otherwise runs with its own defaults: `--db-connections`,
+//! `--max-in-flight`, `--per-webhook`, `--debounce-ms`, `--ingest-writers`.
+//! Other `AION_WEBHOOKS_*` variables in the environment reach the engine.
+//!
 //! `backlog`: N pending deliveries are written straight into the database
 //! (or posted through the API with `--via-api`) with the workers off, then an engine with workers starts and the tool
 //! times the drain. `--history N` first writes N finished (succeeded)
 //! deliveries, each with its attempt, the way the engine leaves them.
 //! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
-//! a database `aion_load_<pid>` is created there and dropped at the end.
+//! each run creates a database `aion_load_<pid>` there and drops it at the end.
+//! The policy and the engine's log go to a temp dir, kept if the run fails.
 
 #[path = "common/mod.rs"]
+// The in-process `Engine` is the isolation tool's; this one runs a child.
+#[allow(dead_code)]
 mod common;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aion_webhooks::app::Config;
-use aion_webhooks::delivery::worker::WorkerConfig;
-use aion_webhooks::http::Limits;
-use aion_webhooks::policy::PolicySet;
+use anyhow::Context;
 use axum::http::HeaderMap;
+use common::process::{CpuMark, CpuSpent, EngineProcess};
 use sha2::Digest;
 
 const KEY: &str = "loadtest-key";
 
+/// Flags that take a value, and those that do not.
+const FLAGS: &[&str] = &[
+    "--scenario",
+    "--events",
+    "--clients",
+    "--rate",
+    "--seconds",
+    "--history",
+    "--ordered-keys",
+    "--db-connections",
+    "--max-in-flight",
+    "--per-webhook",
+    "--debounce-ms",
+    "--ingest-writers",
+    "--repeat",
+    "--against",
+    "--engine",
+];
+const SWITCHES: &[&str] = &["--via-api"];
+
+/// Flags that become the engine's environment.
+const KNOBS: &[(&str, &str)] = &[
+    ("--db-connections", "AION_WEBHOOKS_DB_MAX_CONNECTIONS"),
+    ("--max-in-flight", "AION_WEBHOOKS_MAX_IN_FLIGHT"),
+    ("--per-webhook", "AION_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK"),
+    ("--debounce-ms", "AION_WEBHOOKS_CLAIM_DEBOUNCE_MS"),
+    ("--ingest-writers", "AION_WEBHOOKS_INGEST_WRITERS"),
+];
+
 #[derive(Debug, Clone, Copy)]
 struct Scenario {
+    key: &'static str,
     name: &'static str,
     webhooks: usize,
     events: usize,
@@ -48,79 +100,236 @@ struct Scenario {
 }
 
 fn scenario(name: &str) -> anyhow::Result<Scenario> {
+    let base = Scenario {
+        key: "a",
+        name: "a: 1 webhook, single events",
+        webhooks: 1,
+        events: 20_000,
+        clients: 64,
+        batch: 1,
+        rate: 0,
+    };
     Ok(match name {
-        "a" => Scenario {
-            name: "a: 1 webhook, single events",
-            webhooks: 1,
-            events: 20_000,
-            clients: 64,
-            batch: 1,
-            rate: 0,
-        },
+        "a" => base,
         "b" => Scenario {
+            key: "b",
             name: "b: 10 webhooks (fan-out)",
             webhooks: 10,
             events: 5_000,
-            clients: 64,
-            batch: 1,
-            rate: 0,
+            ..base
         },
         "c" => Scenario {
+            key: "c",
             name: "c: 1 webhook, batches of 100",
-            webhooks: 1,
-            events: 20_000,
             clients: 8,
             batch: 100,
-            rate: 0,
+            ..base
         },
         "latency" => Scenario {
+            key: "latency",
             name: "latency: 1 webhook, 1,000 events/s",
-            webhooks: 1,
             events: 10_000,
             clients: 16,
-            batch: 1,
             rate: 1000,
+            ..base
         },
         "backlog" => Scenario {
+            key: "backlog",
             name: "backlog: 1 webhook, drain N pending",
-            webhooks: 1,
             events: 100_000,
             clients: 1,
             batch: 0,
-            rate: 0,
+            ..base
         },
         other => anyhow::bail!("unknown scenario {other:?}; use a, b, c, latency or backlog"),
     })
 }
 
-/// Engine settings the tool can vary (`--db-connections`, `--max-in-flight`, `--per-webhook`).
-#[derive(Debug, Clone, Copy)]
+/// What the tool does besides the scenario's shape.
+#[derive(Debug, Clone, Default)]
 struct Tuning {
-    db_connections: u32,
-    max_in_flight: u32,
-    per_webhook: u32,
-    debounce_ms: u64,
+    /// `AION_WEBHOOKS_*` variables for the engine, only those given.
+    knobs: Vec<(&'static str, String)>,
     /// With `Some(n)`: every webhook has `ordering: key` and events carry
     /// one of `n` keys, round-robin.
     ordered_keys: Option<usize>,
-    /// Finished deliveries written before the run.
+    /// Finished deliveries written before each run.
     history: u64,
     /// `backlog`: post the backlog through the API instead of writing rows.
     backlog_via_api: bool,
 }
 
-impl Default for Tuning {
-    fn default() -> Self {
-        let engine = WorkerConfig::default();
-        Self {
-            db_connections: 16,
-            max_in_flight: engine.max_in_flight,
-            per_webhook: engine.max_in_flight_per_webhook,
-            debounce_ms: u64::try_from(engine.claim_debounce.as_millis()).unwrap_or(2),
-            ordered_keys: None,
-            history: 0,
-            backlog_via_api: false,
+impl Tuning {
+    /// The engine's environment: the knobs, and whether it sends.
+    fn engine_env(&self, workers: bool) -> Vec<(&'static str, String)> {
+        let mut env = self.knobs.clone();
+        env.push((
+            "AION_WEBHOOKS_WORKERS",
+            if workers { "1" } else { "0" }.into(),
+        ));
+        env
+    }
+}
+
+#[derive(Debug)]
+struct Args {
+    sc: Scenario,
+    tuning: Tuning,
+    repeat: usize,
+    engine: Option<PathBuf>,
+    against: Option<String>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut rest = args.iter();
+        while let Some(a) = rest.next() {
+            if FLAGS.contains(&a.as_str()) {
+                anyhow::ensure!(rest.next().is_some(), "{a} needs a value");
+            } else {
+                anyhow::ensure!(SWITCHES.contains(&a.as_str()), "unknown argument {a:?}");
+            }
         }
+        let pick = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
+        let num = |flag: &str| -> anyhow::Result<Option<u64>> {
+            pick(flag)
+                .map(|v| v.parse().with_context(|| format!("{flag} {v:?}")))
+                .transpose()
+        };
+        let mut sc = scenario(&pick("--scenario").unwrap_or_else(|| "a".into()))?;
+        if let Some(n) = num("--events")? {
+            sc.events = usize::try_from(n)?;
+        }
+        if let Some(n) = num("--clients")? {
+            sc.clients = usize::try_from(n)?;
+        }
+        anyhow::ensure!(sc.clients > 0, "--clients needs at least 1");
+        if let Some(rate) = num("--rate")? {
+            // Paced at R events/s for `--seconds` (default 60).
+            anyhow::ensure!(rate > 0, "--rate needs at least 1 event/s");
+            sc.rate = rate;
+            sc.events = usize::try_from(rate * num("--seconds")?.unwrap_or(60))?;
+            sc.name = "rate: 1 webhook, paced single events";
+        }
+        let mut tuning = Tuning {
+            history: num("--history")?.unwrap_or(0),
+            backlog_via_api: args.iter().any(|a| a == "--via-api"),
+            ..Tuning::default()
+        };
+        for &(flag, var) in KNOBS {
+            if let Some(n) = num(flag)? {
+                tuning.knobs.push((var, n.to_string()));
+            }
+        }
+        if let Some(n) = num("--ordered-keys")? {
+            anyhow::ensure!(n > 0, "--ordered-keys needs at least 1 key");
+            tuning.ordered_keys = Some(usize::try_from(n)?);
+        }
+        let against = pick("--against");
+        let default_repeat = if against.is_some() { 3 } else { 1 };
+        let repeat = usize::try_from(num("--repeat")?.unwrap_or(default_repeat))?;
+        anyhow::ensure!(repeat > 0, "--repeat needs at least 1");
+        Ok(Self {
+            sc,
+            tuning,
+            repeat,
+            engine: pick("--engine").map(PathBuf::from),
+            against,
+        })
+    }
+}
+
+/// One engine binary under test, its label and its runs' figures.
+#[derive(Debug)]
+struct Side {
+    label: String,
+    bin: PathBuf,
+    runs: Vec<Figures>,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    deliveries: usize,
+    /// First post to last receipt, or (`backlog`) engine start to drained.
+    secs: f64,
+    /// Events accepted per second; `None` for `backlog`.
+    ingest: Option<f64>,
+    /// send→receive p50, p90, p99, max then accept→receive p50, p99, in ms.
+    latency: Option<[f64; 6]>,
+    /// Per delivery, over `secs`.
+    cpu: CpuSpent,
+    peak_rss_mb: Option<f64>,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.deliveries as f64 / self.secs
+    }
+
+    /// (name, value, decimals) of every figure, for the medians.
+    fn named(&self) -> Vec<(&'static str, f64, usize)> {
+        let mut v = vec![("deliveries/s", self.rate(), 0)];
+        if let Some(ingest) = self.ingest {
+            v.push(("ingest events/s", ingest, 0));
+        }
+        if let Some(l) = self.latency {
+            let names = [
+                "send→receive p50 ms",
+                "send→receive p90 ms",
+                "send→receive p99 ms",
+                "send→receive max ms",
+                "accept→receive p50 ms",
+                "accept→receive p99 ms",
+            ];
+            v.extend(names.into_iter().zip(l).map(|(n, x)| (n, x, 1)));
+        }
+        v.push(("cpu/delivery engine ms", self.cpu.engine_ms, 3));
+        v.push(("cpu/delivery PostgreSQL ms", self.cpu.postgres_ms, 3));
+        if let Some(mb) = self.peak_rss_mb {
+            v.push(("peak RSS MB", mb, 0));
+        }
+        v
+    }
+
+    /// The run's one line.
+    fn line(&self) -> String {
+        let mut s = match self.ingest {
+            Some(ingest) => format!(
+                "{} deliveries/s, ingest {} events/s",
+                thousands(self.rate()),
+                thousands(ingest)
+            ),
+            None => format!(
+                "drain {} deliveries/s ({} in {:.1} s, engine start included)",
+                thousands(self.rate()),
+                thousands(self.deliveries as f64),
+                self.secs
+            ),
+        };
+        if let Some([p50, p90, p99, max, a50, a99]) = self.latency {
+            s += &format!(
+                ", send→receive p50 {p50:.1} p90 {p90:.1} p99 {p99:.1} max {max:.1} ms, accept→receive p50 {a50:.1} p99 {a99:.1} ms"
+            );
+        }
+        s += &format!(
+            ", cpu/delivery engine {:.3} ms PostgreSQL {:.3} ms",
+            self.cpu.engine_ms, self.cpu.postgres_ms
+        );
+        if let Some(mb) = self.peak_rss_mb {
+            s += &format!(", peak RSS {mb:.0} MB");
+        }
+        s
+    }
+}
+
+/// The figure a comparison is judged by: latency when paced, else throughput.
+fn headline(sc: &Scenario) -> &'static str {
+    if sc.rate > 0 {
+        "send→receive p50 ms"
+    } else {
+        "deliveries/s"
     }
 }
 
@@ -129,111 +338,239 @@ type Receipts = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let pick = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone());
-    let mut sc = scenario(&pick("--scenario").unwrap_or_else(|| "a".into()))?;
-    if let Some(n) = pick("--events") {
-        sc.events = n.parse()?;
+    let args = Args::parse()?;
+    // Dropping `compare` on Ctrl-C drops the running engine, which SIGKILLs
+    // it; that run's database is left behind.
+    tokio::select! {
+        done = compare(args) => done,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
     }
-    if let Some(n) = pick("--clients") {
-        sc.clients = n.parse()?;
-    }
-    let mut tuning = Tuning::default();
-    if let Some(n) = pick("--db-connections") {
-        tuning.db_connections = n.parse()?;
-    }
-    if let Some(n) = pick("--max-in-flight") {
-        tuning.max_in_flight = n.parse()?;
-    }
-    if let Some(n) = pick("--debounce-ms") {
-        tuning.debounce_ms = n.parse()?;
-    }
-    if let Some(n) = pick("--per-webhook") {
-        tuning.per_webhook = n.parse()?;
-    }
-    tuning.backlog_via_api = args.iter().any(|a| a == "--via-api");
-    if let Some(r) = pick("--rate") {
-        // Paced at R events/s for `--seconds` (default 60).
-        sc.rate = r.parse()?;
-        anyhow::ensure!(sc.rate > 0, "--rate needs at least 1 event/s");
-        let secs: u64 = pick("--seconds").map_or(Ok(60), |s| s.parse())?;
-        sc.events = usize::try_from(sc.rate * secs)?;
-        sc.name = "rate: 1 webhook, paced single events";
-    }
-    if let Some(n) = pick("--history") {
-        tuning.history = n.parse()?;
-    }
-    if let Some(n) = pick("--ordered-keys") {
-        let n: usize = n.parse()?;
-        anyhow::ensure!(n > 0, "--ordered-keys needs at least 1 key");
-        tuning.ordered_keys = Some(n);
-    }
-
-    common::with_fresh_database("aion_load", |db_url| async move {
-        run(sc, tuning, &db_url).await
-    })
-    .await
 }
 
-async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
-    let receipts: Receipts = Arc::default();
-    let rx_url = start_receiver(receipts.clone()).await?;
-
-    let mut yaml = String::from("version: 1\nwebhooks:\n");
-    let ordering = if tuning.ordered_keys.is_some() {
-        "    ordering: key\n"
-    } else {
-        ""
+/// Builds the engines, runs them in turn and prints the figures.
+async fn compare(args: Args) -> anyhow::Result<()> {
+    let this = match &args.engine {
+        Some(bin) => {
+            anyhow::ensure!(bin.is_file(), "--engine {} is not a file", bin.display());
+            bin.clone()
+        }
+        None => common::process::build_this().await?,
     };
-    for i in 0..sc.webhooks {
-        yaml.push_str(&format!(
-            "  - id: sink-{i}\n    url: {rx_url}\n    secret: load-secret-{i}\n    topics: [\"load.**\"]\n    timeout: 5s\n    retry: {{ initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }}\n{ordering}"
-        ));
+    let mut sides = vec![Side {
+        label: "this".into(),
+        bin: this,
+        runs: Vec::new(),
+    }];
+    if let Some(rev) = &args.against {
+        let (short, bin) = common::process::build_rev(rev).await?;
+        sides.push(Side {
+            label: short,
+            bin,
+            runs: Vec::new(),
+        });
     }
-    yaml.push_str(&format!(
-        "auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
-        hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
-    ));
-    let parse = || {
-        PolicySet::parse(&yaml, "loadtest", std::path::Path::new("."), &|_| None)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+    print_header(&args, &sides);
+    let width = sides.iter().map(|s| s.label.len()).max().unwrap_or(4);
+    for i in 1..=args.repeat {
+        for side in &mut sides {
+            let label = format!(
+                "{} {:<width$} run {i}/{}",
+                args.sc.key, side.label, args.repeat
+            );
+            let figures = one_run(&args, &side.bin, &label).await?;
+            println!("{label}: {}", figures.line());
+            side.runs.push(figures);
+        }
+    }
+    if args.repeat > 1 || sides.len() > 1 {
+        print_medians(&args.sc, &sides);
+    }
+    Ok(())
+}
+
+fn print_header(args: &Args, sides: &[Side]) {
+    let (sc, tuning) = (&args.sc, &args.tuning);
+    println!("scenario        {}", sc.name);
+    if let Some(keys) = tuning.ordered_keys {
+        println!("ordering        key, {keys} keys");
+    }
+    if sc.batch == 0 {
+        let via = if tuning.backlog_via_api {
+            ", posted through the API"
+        } else {
+            ""
+        };
+        println!("backlog         {} pending deliveries{via}", sc.events);
+    } else {
+        let events = sc.events / sc.clients * sc.clients;
+        println!(
+            "events          {events} ({} clients, batch {}{}), {} deliveries",
+            sc.clients,
+            sc.batch,
+            if sc.rate > 0 {
+                format!(", {} events/s", sc.rate)
+            } else {
+                String::new()
+            },
+            events * sc.webhooks
+        );
+    }
+    if tuning.history > 0 {
+        println!(
+            "history         {} finished deliveries before each run",
+            tuning.history
+        );
+    }
+    for (var, value) in &tuning.knobs {
+        println!("engine env      {var}={value}");
+    }
+    for side in sides {
+        println!("engine {:<8} {}", side.label, side.bin.display());
+    }
+    println!(
+        "cpu/delivery    the engine process and every `postgres` process, {}",
+        if sc.batch == 0 {
+            "engine start to drained"
+        } else {
+            "first post to last receipt"
+        }
+    );
+}
+
+/// Each figure's median per side and, with two sides, this/other.
+fn print_medians(sc: &Scenario, sides: &[Side]) {
+    let Some(first) = sides[0].runs.first() else {
+        return;
     };
-    let policy = parse()?;
-    let config = Config {
-        database_url: db_url.into(),
-        listen: "127.0.0.1:0".into(),
-        policy_path: "loadtest".into(),
-        limits: Limits::default(),
-        server: aion_webhooks::http::serve::ServerLimits::default(),
-        worker: WorkerConfig {
-            max_in_flight: tuning.max_in_flight,
-            max_in_flight_per_webhook: tuning.per_webhook,
-            claim_debounce: Duration::from_millis(tuning.debounce_ms),
-            ..WorkerConfig::default()
-        },
-        run_workers: true,
-        db_max_connections: tuning.db_connections,
-        watch_policy: false,
-        ingest_writers: 2,
+    let median = |side: &Side, name: &str| {
+        let mut v: Vec<f64> = side
+            .runs
+            .iter()
+            .flat_map(Figures::named)
+            .filter(|(n, ..)| *n == name)
+            .map(|(_, x, _)| x)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    };
+    // this/other, or "-" where it means nothing (0/0, x/0).
+    let ratio = |this: &Side, other: &Side, name: &str| {
+        let r = median(this, name) / median(other, name);
+        if r.is_finite() {
+            format!("{r:.3}")
+        } else {
+            "-".into()
+        }
+    };
+    let show = |x: f64, decimals: usize| match decimals {
+        0 => thousands(x),
+        d => format!("{x:.d$}"),
+    };
+    let mut head = format!("{:<28}", format!("median of {} runs", sides[0].runs.len()));
+    for side in sides {
+        head += &format!("{:>12}", side.label);
+    }
+    if let [_, other] = sides {
+        head += &format!("{:>16}", format!("this/{}", other.label));
+    }
+    println!("{head}");
+    for (name, _, decimals) in first.named() {
+        let mut row = format!("{name:<28}");
+        for side in sides {
+            row += &format!("{:>12}", show(median(side, name), decimals));
+        }
+        if let [this, other] = sides {
+            row += &format!("{:>16}", ratio(this, other, name));
+        }
+        if name == headline(sc) {
+            row += "   ← headline";
+        }
+        println!("{row}");
+    }
+    if let [this, other] = sides {
+        let name = headline(sc);
+        println!(
+            "headline        {name}: this/{} = {} ({} is better)",
+            other.label,
+            ratio(this, other, name),
+            if sc.rate > 0 { "lower" } else { "higher" }
+        );
+    }
+}
+
+/// `1234567.8` → `1,234,568`.
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One run of `bin` on its own fresh database; the temp dir with the policy
+/// and the engine's logs is kept if it fails.
+async fn one_run(args: &Args, bin: &Path, label: &str) -> anyhow::Result<Figures> {
+    let dir = tempfile::Builder::new().prefix("aion-load-").tempdir()?;
+    let path = dir.path();
+    let mut figures = None;
+    let out = &mut figures;
+    let result = common::with_fresh_database("aion_load", |db_url| async move {
+        *out = Some(run(args, bin, path, &db_url, label).await?);
+        Ok(())
+    })
+    .await;
+    if result.is_err() {
+        let kept = dir.keep();
+        eprintln!(
+            "{label}: failed; policy and engine logs kept in {}",
+            kept.display()
+        );
+    }
+    result?;
+    figures.context("the run measured nothing")
+}
+
+async fn run(
+    args: &Args,
+    bin: &Path,
+    dir: &Path,
+    db_url: &str,
+    label: &str,
+) -> anyhow::Result<Figures> {
+    let (sc, tuning) = (args.sc, &args.tuning);
+    let receipts: Receipts = Arc::default();
+    let (rx_url, _receiver) = start_receiver(receipts.clone()).await?;
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, policy_yaml(&sc, tuning, &rx_url))?;
+    let spawn = |name: &str, workers: bool| {
+        EngineProcess::spawn(
+            bin,
+            &policy,
+            db_url,
+            &tuning.engine_env(workers),
+            dir.join(format!("{name}.log")),
+        )
     };
     if tuning.history > 0 || sc.batch == 0 {
-        // An engine that sends nothing: it migrates, and takes the
-        // backlog posted through the API; rows are written beside it.
-        let idle = common::Engine::start(
-            Config {
-                run_workers: false,
-                ..config.clone()
-            },
-            parse()?,
-        )
-        .await?;
+        // An engine that sends nothing: it migrates the fresh database, and
+        // takes the backlog posted through the API; rows are written beside it.
+        let mut idle = spawn("engine-idle", false)?;
+        idle.wait_healthy().await?;
         let db = sqlx::PgPool::connect(db_url).await?;
         if tuning.history > 0 {
             let t = Instant::now();
             prefill(&db, "hist", tuning.history, "succeeded").await?;
             println!(
-                "history         {} finished deliveries written in {:.1} s",
-                tuning.history,
+                "{label}: history of {} finished deliveries written in {:.1} s",
+                thousands(tuning.history as f64),
                 t.elapsed().as_secs_f64()
             );
         }
@@ -247,8 +584,8 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                 prefill(&db, "bl", sc.events as u64, "pending").await?;
             }
             println!(
-                "backlog         {} pending deliveries written in {:.1} s{}",
-                sc.events,
+                "{label}: backlog of {} pending deliveries written in {:.1} s{}",
+                thousands(sc.events as f64),
                 t.elapsed().as_secs_f64(),
                 if tuning.backlog_via_api {
                     " through the API"
@@ -256,28 +593,41 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                     ""
                 }
             );
-            idle.stop().await?;
-            db.close().await;
-            return drain(sc, config, policy, receipts).await;
         }
-        idle.stop().await?;
         db.close().await;
+        idle.stop().await?;
+        if sc.batch == 0 {
+            let started = Instant::now();
+            return drain(sc, spawn("engine", true)?, started, &receipts).await;
+        }
     }
-    let engine = common::Engine::start(config, policy).await?;
-    let base = engine.base.clone();
+    let mut engine = spawn("engine", true)?;
+    engine.wait_healthy().await?;
+    load(sc, tuning, engine, &receipts).await
+}
 
+/// Posts the scenario's events and waits for every delivery.
+async fn load(
+    sc: Scenario,
+    tuning: &Tuning,
+    mut engine: EngineProcess,
+    receipts: &Receipts,
+) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(sc.clients)
+        .timeout(Duration::from_secs(30))
         .build()?;
     // Per event: when its request was sent and when its 202 came back.
     let accepted: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
     let per_client = sc.events / sc.clients;
-    let cpu_before = cpu::Ticks::now();
+    let ordered_keys = tuning.ordered_keys;
+    let cpu_before = CpuMark::now(engine.pid());
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    // Dropping the set (on an error) aborts the other clients.
+    let mut tasks = tokio::task::JoinSet::new();
     for c in 0..sc.clients {
-        let (client, base, accepted) = (client.clone(), base.clone(), accepted.clone());
-        tasks.push(tokio::spawn(async move {
+        let (client, base, accepted) = (client.clone(), engine.base.clone(), accepted.clone());
+        tasks.spawn(async move {
             let mut sent = 0;
             while sent < per_client {
                 let n = sc.batch.min(per_client - sent);
@@ -292,7 +642,7 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                     .enumerate()
                     .map(|(i, id)| {
                         let mut e = serde_json::json!({"id": id, "topic": "load.test.event", "payload": {"client": c, "n": id, "pad": "x".repeat(200)}});
-                        if let Some(keys) = tuning.ordered_keys {
+                        if let Some(keys) = ordered_keys {
                             e["key"] = format!("k{}", ((sent + i) * sc.clients + c) % keys).into();
                         }
                         e
@@ -310,10 +660,14 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
                 sent += n;
             }
             anyhow::Ok(())
-        }));
+        });
     }
-    for t in tasks {
-        t.await??;
+    while let Some(posted) = tasks.join_next().await {
+        // A dead engine explains a failed post better than the post does.
+        if !matches!(posted, Ok(Ok(()))) {
+            engine.check_running()?;
+        }
+        posted??;
     }
     let ingest_done = Instant::now();
     let total_events = per_client * sc.clients;
@@ -324,13 +678,17 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         if got >= expected {
             break;
         }
+        engine.check_running()?;
         anyhow::ensure!(
             Instant::now() < deadline,
             "only {got} of {expected} deliveries arrived in 300 s"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let cpu = cpu::Ticks::now().since(&cpu_before);
+    let cpu = CpuMark::now(engine.pid()).since(&cpu_before);
+    let peak_rss = engine.peak_rss_bytes();
+    engine.stop().await?;
+
     let receipts = receipts.lock().expect("lock").clone();
     let last = receipts
         .values()
@@ -353,62 +711,69 @@ async fn run(sc: Scenario, tuning: Tuning, db_url: &str) -> anyhow::Result<()> {
         ms.sort_by(f64::total_cmp);
         ms
     };
-    let latencies = spans(|(_, accepted)| accepted);
+    let from_accept = spans(|(_, accepted)| accepted);
     let from_send = spans(|(sent, _)| sent);
     let at = |v: &[f64], p: f64| {
         v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0.0)
     };
-    let pct = |p: f64| at(&latencies, p);
     let ingest_secs = (ingest_done - started).as_secs_f64();
-    let e2e_secs = (last - started).as_secs_f64();
-    println!("scenario        {}", sc.name);
-    if let Some(keys) = tuning.ordered_keys {
-        println!("ordering        key, {keys} keys");
+    Ok(Figures {
+        deliveries: expected,
+        secs: (last - started).as_secs_f64(),
+        ingest: Some(total_events as f64 / ingest_secs),
+        latency: Some([
+            at(&from_send, 0.50),
+            at(&from_send, 0.90),
+            at(&from_send, 0.99),
+            at(&from_send, 1.0),
+            at(&from_accept, 0.50),
+            at(&from_accept, 0.99),
+        ]),
+        cpu: per_delivery(cpu, expected),
+        peak_rss_mb: peak_rss.map(|b| b as f64 / (1024.0 * 1024.0)),
+    })
+}
+
+fn per_delivery(cpu: CpuSpent, deliveries: usize) -> CpuSpent {
+    let n = deliveries.max(1) as f64;
+    CpuSpent {
+        engine_ms: cpu.engine_ms / n,
+        postgres_ms: cpu.postgres_ms / n,
     }
-    println!(
-        "events          {total_events} ({} clients, batch {})",
-        sc.clients, sc.batch
-    );
-    println!("deliveries      {expected}");
-    println!(
-        "ingest          {:.0} events/s ({ingest_secs:.2} s)",
-        total_events as f64 / ingest_secs
-    );
-    println!(
-        "end-to-end      {:.0} deliveries/s (first post to last receipt, {e2e_secs:.2} s)",
-        expected as f64 / e2e_secs
-    );
-    println!(
-        "accept→receive  p50 {:.1} ms, p99 {:.1} ms",
-        pct(0.50),
-        pct(0.99)
-    );
-    println!(
-        "send→receive    p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1} ms",
-        at(&from_send, 0.50),
-        at(&from_send, 0.90),
-        at(&from_send, 0.99),
-        at(&from_send, 1.0)
-    );
-    println!(
-        "cpu/delivery    engine {:.3} ms, PostgreSQL {:.3} ms (first post to last receipt; load tool and receiver count as engine)",
-        cpu.process_ms / expected as f64,
-        cpu.postgres_ms / expected as f64
-    );
-    engine.stop().await?;
-    Ok(())
+}
+
+/// The policy: `sc.webhooks` webhooks to the receiver, the tool's API key.
+fn policy_yaml(sc: &Scenario, tuning: &Tuning, rx_url: &str) -> String {
+    let mut yaml = String::from("version: 1\nwebhooks:\n");
+    let ordering = if tuning.ordered_keys.is_some() {
+        "    ordering: key\n"
+    } else {
+        ""
+    };
+    for i in 0..sc.webhooks {
+        yaml.push_str(&format!(
+            "  - id: sink-{i}\n    url: {rx_url}\n    secret: load-secret-{i}\n    topics: [\"load.**\"]\n    timeout: 5s\n    retry: {{ initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }}\n{ordering}"
+        ));
+    }
+    yaml.push_str(&format!(
+        "auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
+        hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
+    ));
+    yaml
 }
 
 /// Posts `n` events in batches of 1,000 from 4 clients.
 async fn post_backlog(base: &str, n: usize) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let batches = n.div_ceil(1000);
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
     for c in 0..4 {
         let (client, base) = (client.clone(), base.to_owned());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             for b in (c..batches).step_by(4) {
                 let events: Vec<serde_json::Value> = (b * 1000..((b + 1) * 1000).min(n))
                     .map(|i| serde_json::json!({"id": format!("bl-{i}"), "topic": "load.test.event", "payload": {"n": i, "pad": "x".repeat(200)}}))
@@ -417,30 +782,30 @@ async fn post_backlog(base: &str, n: usize) -> anyhow::Result<()> {
                 anyhow::ensure!(r.status().as_u16() == 202, "ingest answered {}", r.status());
             }
             anyhow::Ok(())
-        }));
+        });
     }
-    for t in tasks {
-        t.await??;
+    while let Some(posted) = tasks.join_next().await {
+        posted??;
     }
     Ok(())
 }
 
-/// Starts an engine on a database holding `sc.events` pending deliveries
-/// and times how long until the receiver has them all.
+/// Waits until the receiver has all `sc.events` pending deliveries from
+/// `engine`, started at `started` on a database holding them.
 async fn drain(
     sc: Scenario,
-    config: Config,
-    policy: PolicySet,
-    receipts: Receipts,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let engine = common::Engine::start(config, policy).await?;
+    mut engine: EngineProcess,
+    started: Instant,
+    receipts: &Receipts,
+) -> anyhow::Result<Figures> {
+    let cpu_before = CpuMark::now(engine.pid());
     let deadline = started + Duration::from_secs(1800);
     loop {
         let got = receipts.lock().expect("lock").len();
         if got >= sc.events {
             break;
         }
+        engine.check_running()?;
         anyhow::ensure!(
             Instant::now() < deadline,
             "only {got} of {} drained in 30 min",
@@ -449,17 +814,26 @@ async fn drain(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("scenario        {}", sc.name);
-    println!(
-        "drain           {:.0} deliveries/s ({} in {secs:.1} s, engine start included)",
-        sc.events as f64 / secs,
-        sc.events
-    );
+    let cpu = CpuMark::now(engine.pid()).since(&cpu_before);
+    let peak_rss = engine.peak_rss_bytes();
     engine.stop().await?;
-    Ok(())
+    Ok(Figures {
+        deliveries: sc.events,
+        secs,
+        ingest: None,
+        latency: None,
+        cpu: per_delivery(cpu, sc.events),
+        peak_rss_mb: peak_rss.map(|b| b as f64 / (1024.0 * 1024.0)),
+    })
 }
 
-async fn start_receiver(receipts: Receipts) -> anyhow::Result<String> {
+/// The receiver: records each delivery's arrival; stops when the handle drops.
+async fn start_receiver(
+    receipts: Receipts,
+) -> anyhow::Result<(
+    String,
+    tokio_util::task::AbortOnDropHandle<std::io::Result<()>>,
+)> {
     let app = axum::Router::new().fallback(move |headers: HeaderMap| {
         let receipts = receipts.clone();
         async move {
@@ -480,8 +854,8 @@ async fn start_receiver(receipts: Receipts) -> anyhow::Result<String> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, tokio_util::task::AbortOnDropHandle::new(task)))
 }
 
 /// Writes `n` events to `sink-0`, each with one delivery in `state`
@@ -530,66 +904,4 @@ async fn prefill(db: &sqlx::PgPool, prefix: &str, n: u64, state: &str) -> anyhow
     }
     sqlx::query("ANALYZE").execute(db).await?;
     Ok(())
-}
-
-/// CPU time from `/proc`: this process (the engine, with the load tool and
-/// the receiver) and every process named `postgres`.
-mod cpu {
-    pub struct Ticks {
-        process: u64,
-        postgres: std::collections::HashMap<u32, u64>,
-    }
-
-    pub struct Spent {
-        pub process_ms: f64,
-        pub postgres_ms: f64,
-    }
-
-    /// utime + stime of one `/proc/<pid>/stat`, in clock ticks.
-    fn ticks(stat: &str) -> Option<(String, u64)> {
-        let (head, tail) = stat.rsplit_once(") ")?;
-        let comm = head.split_once(" (")?.1.to_owned();
-        let fields: Vec<&str> = tail.split_whitespace().collect();
-        let user: u64 = fields.get(11)?.parse().ok()?;
-        let system: u64 = fields.get(12)?.parse().ok()?;
-        Some((comm, user + system))
-    }
-
-    impl Ticks {
-        pub fn now() -> Self {
-            let process = std::fs::read_to_string("/proc/self/stat")
-                .ok()
-                .and_then(|s| ticks(&s))
-                .map_or(0, |t| t.1);
-            let mut postgres = std::collections::HashMap::new();
-            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                    continue;
-                };
-                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-                if let Some((comm, t)) = ticks(&stat)
-                    && comm == "postgres"
-                {
-                    postgres.insert(pid, t);
-                }
-            }
-            Self { process, postgres }
-        }
-
-        /// Time spent since `before` (100 ticks a second, Linux's USER_HZ).
-        /// A PostgreSQL backend that started meanwhile counts from zero; one
-        /// that ended meanwhile is lost, so the engine's pooled sessions,
-        /// which live through the run, are what is counted.
-        pub fn since(&self, before: &Ticks) -> Spent {
-            let pg: u64 = self
-                .postgres
-                .iter()
-                .map(|(pid, t)| t.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0)))
-                .sum();
-            Spent {
-                process_ms: self.process.saturating_sub(before.process) as f64 * 10.0,
-                postgres_ms: pg as f64 * 10.0,
-            }
-        }
-    }
 }
