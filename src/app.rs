@@ -128,6 +128,9 @@ impl Config {
         if let Some(n) = num("AION_WEBHOOKS_CLAIM_DEBOUNCE_MS")? {
             cfg.worker.claim_debounce = Duration::from_millis(n.min(1000));
         }
+        if let Some(n) = num("AION_WEBHOOKS_COMPLETION_GATHER_MS")? {
+            cfg.worker.completion_gather = Duration::from_millis(n.min(1000));
+        }
         if let Ok(v) = std::env::var("AION_WEBHOOKS_WATCH_POLICY") {
             cfg.watch_policy = !matches!(v.as_str(), "0" | "false" | "off");
         }

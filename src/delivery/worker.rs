@@ -52,6 +52,9 @@ pub struct WorkerConfig {
     pub claim_debounce: Duration,
     /// Added to a webhook's timeout to make the lease.
     pub lease_margin: Duration,
+    /// How long the first outcome of a batch waits for others to share its
+    /// statement. Only the recording waits, never a send.
+    pub completion_gather: Duration,
     /// How often expired leases are looked for.
     pub rescue_interval: Duration,
     /// How long in-flight sends may finish after shutdown starts.
@@ -79,6 +82,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             claim_debounce: Duration::from_millis(2),
             lease_margin: Duration::from_secs(30),
+            completion_gather: Duration::from_millis(10),
             rescue_interval: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             clock_offset: chrono::TimeDelta::zero(),
@@ -169,6 +173,7 @@ impl Worker {
         let completer = tokio::spawn(complete_loop(
             shared.store.clone(),
             done_rx,
+            shared.cfg.completion_gather,
             hard_stop.clone(),
             sends_over.clone(),
         ));
@@ -548,6 +553,7 @@ async fn attempt(shared: &Shared, c: Claimed) {
 async fn complete_loop(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Completion>,
+    gather: Duration,
     hard_stop: CancellationToken,
     sends_over: CancellationToken,
 ) {
@@ -559,10 +565,22 @@ async fn complete_loop(
         };
         let Some(first) = first else { return };
         let mut batch = vec![first];
+        // Outcomes that arrive within `gather` share the statement: at light
+        // load one statement (and one commit) records several sends, while
+        // the sends themselves never wait for it. A line's next delivery
+        // waits for its head's outcome, so one of those is written at once.
+        let until = tokio::time::Instant::now() + gather;
         while batch.len() < 1000 {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
-                Err(_) => break,
+                Err(_) if sends_over.is_cancelled() || batch.iter().any(|c| c.in_line) => break,
+                Err(_) => tokio::select! {
+                    c = rx.recv() => match c {
+                        Some(c) => batch.push(c),
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(until) => break,
+                },
             }
         }
         if !record_outcomes(&store, &batch, &hard_stop).await {
