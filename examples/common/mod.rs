@@ -277,6 +277,27 @@ pub mod process {
         cmd.args(["build", "--release", "--bin", "aion-webhooks"])
             .current_dir(dir)
             .stdin(Stdio::null());
+        // Under `cargo run` this process carries the variables cargo sets
+        // for a program (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …); build
+        // scripts watch some of them (`rerun-if-env-changed`), so passing
+        // them on would rebuild those crates here and again at the next
+        // `cargo run`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let set_by_cargo_run = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"]
+                .iter()
+                .any(|p| key.starts_with(p))
+                || matches!(
+                    &*key,
+                    "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                );
+            if set_by_cargo_run {
+                cmd.env_remove(&*key);
+            }
+        }
         if let Some(target) = target_dir {
             cmd.env("CARGO_TARGET_DIR", target);
         }
