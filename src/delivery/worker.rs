@@ -17,7 +17,7 @@ use chrono::Utc;
 use rand::Rng;
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,6 +114,10 @@ struct Shared {
     /// only their new deliveries are sent at once, so a backlog is served
     /// before the events that arrive behind it.
     caught_up: Mutex<HashSet<String>>,
+    /// The store's endpoint-state version the scheduler last applied
+    /// (`u64::MAX`: none yet). While a change made through this process is
+    /// not applied, nothing is sent at once: the claim loop refreshes first.
+    applied_states: AtomicU64,
 }
 
 /// One engine's delivery worker, built before it runs so ingest can hand
@@ -151,6 +155,7 @@ impl Worker {
             hard_stop: CancellationToken::new(),
             accepting: AtomicBool::new(true),
             caught_up: Mutex::new(HashSet::new()),
+            applied_states: AtomicU64::new(u64::MAX),
         });
         Self { shared, done_rx }
     }
@@ -275,6 +280,7 @@ impl Dispatcher {
         let shared = &self.shared;
         let policy = shared.policy.load();
         if !shared.accepting.load(Ordering::SeqCst)
+            || shared.applied_states.load(Ordering::SeqCst) != shared.store.endpoint_version()
             || policy.webhook(webhook_id)?.rate_limit.is_some()
             || !shared.caught_up.lock().expect("lock").contains(webhook_id)
         {

@@ -239,6 +239,9 @@ impl StateRefresh {
                 );
                 self.version = Some(version);
                 self.at = Some(tokio::time::Instant::now());
+                shared
+                    .applied_states
+                    .store(version, std::sync::atomic::Ordering::SeqCst);
             }
             // Keep the last known states; the claim's own error handling
             // deals with an unreachable database.
