@@ -45,6 +45,8 @@ pub struct Route<'a> {
 pub struct PolicySet {
     webhooks: Vec<Webhook>,
     by_id: HashMap<String, usize>,
+    /// How many webhooks are `enabled` in the file.
+    enabled: usize,
     /// Values are (webhook index, pattern index within that webhook).
     router: Router<(u32, u16)>,
     inbound: Option<InboundPolicy>,
@@ -152,6 +154,7 @@ impl PolicySet {
             }
         }
         Ok(Self {
+            enabled: webhooks.iter().filter(|w| w.enabled).count(),
             webhooks,
             by_id,
             router: builder.build(),
@@ -165,6 +168,11 @@ impl PolicySet {
 
     pub fn webhooks(&self) -> &[Webhook] {
         &self.webhooks
+    }
+
+    /// How many webhooks are `enabled` in the file (without a scan).
+    pub fn enabled_count(&self) -> usize {
+        self.enabled
     }
 
     pub fn webhook(&self, id: &str) -> Option<&Webhook> {

@@ -166,6 +166,15 @@ pub(crate) fn database_url(pool: &PgPool) -> String {
     )
 }
 
+/// Writes `webhooks.yaml` in `dir`: webhook `h` on `crash.test` to `url`,
+/// with `extra` settings; returns its path.
+fn write_policy(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let policy = dir.join("webhooks.yaml");
+    std::fs::write(&policy, policy_yaml(&hook("h", url, "[crash.test]", extra)))
+        .expect("write policy");
+    policy
+}
+
 /// Posts one batch; returns the status and, on 202, the ids it accepted.
 async fn post_batch(
     http: &reqwest::Client,
@@ -244,14 +253,11 @@ async fn engine_killed_mid_flight_delivers_every_accepted_event_after_restart(po
     };
     rx.script(std::iter::repeat_n(slow, 2000));
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("webhooks.yaml");
-    let extra =
-        "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }";
-    std::fs::write(
-        &policy,
-        policy_yaml(&hook("h", &rx.url, "[crash.test]", extra)),
-    )
-    .expect("write policy");
+    let policy = write_policy(
+        dir.path(),
+        &rx.url,
+        "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }",
+    );
     let url = database_url(&pool);
     let http = reqwest::Client::new();
 
@@ -573,14 +579,11 @@ async fn a_delivery_sent_at_once_is_rescued_when_its_engine_dies_before_recordin
         delay: Duration::from_secs(30),
     }]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("webhooks.yaml");
-    let extra =
-        "timeout: 4s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 5 }";
-    std::fs::write(
-        &policy,
-        policy_yaml(&hook("h", &rx.url, "[crash.test]", extra)),
-    )
-    .expect("write policy");
+    let policy = write_policy(
+        dir.path(),
+        &rx.url,
+        "timeout: 4s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 5 }",
+    );
     let url = database_url(&pool);
     let http = reqwest::Client::new();
 
