@@ -155,8 +155,9 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let policy =
             PolicySet::load_file(&config.policy_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let store = Store::connect_lazy(&config.database_url, config.db_max_connections)
-            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        let store = Store::open(&config.database_url, config.db_max_connections)
+            .await
+            .context("opening the store (DATABASE_URL)")?;
         Self::build_with(config, store, policy).await
     }
 
@@ -388,7 +389,9 @@ pub fn migrate_blocking() -> anyhow::Result<ExitCode> {
     init_tracing();
     let url = database_url()?;
     runtime()?.block_on(async move {
-        let store = Store::connect_lazy(&url, 2)?;
+        let store = Store::open(&url, 2)
+            .await
+            .context("opening the store (DATABASE_URL)")?;
         store.migrate().await?;
         store.close().await;
         anyhow::Ok(())
@@ -397,10 +400,13 @@ pub fn migrate_blocking() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `DATABASE_URL`, or the embedded SQLite file in the working directory
+/// when it is unset or empty (contract §8).
 fn database_url() -> anyhow::Result<String> {
-    std::env::var("DATABASE_URL").context(
-        "DATABASE_URL is not set; e.g. DATABASE_URL=postgres://postgres@127.0.0.1:5432/aion_webhooks",
-    )
+    Ok(std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| format!("sqlite://{}", crate::store::DEFAULT_SQLITE_FILE)))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -1,0 +1,432 @@
+//! Ingest, lines and inbound commands on SQLite: the same rows and the same
+//! all-or-nothing transactions as the PostgreSQL backend, written row by
+//! row on the one write connection (statements are prepared once and run
+//! in-process, so a row costs microseconds, not a round trip).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+
+use super::{Lite, after, at, ms, now_ms};
+use crate::domain::DeliveryId;
+use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
+use crate::store::lines::Line;
+use crate::store::{
+    AuditListRow, AuditRow, CommandStored, IdempotencyRecord, IngestError, InsertOutcome,
+    NewCommand, NewEvent, SignatureRecord, StoreError, Stored, StoredEvent, storable,
+};
+
+/// Inserts the events of `events` that are new and the deliveries of
+/// exactly those, then gives every line they joined its head. Run inside
+/// the caller's transaction.
+pub(super) async fn insert_rows(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+    now: DateTime<Utc>,
+) -> Result<Written, sqlx::Error> {
+    let lines = lines_of(events);
+    // One sequence value per call, then the event's place (as PostgreSQL).
+    let seq: i64 = if lines.is_empty() {
+        0
+    } else {
+        sqlx::query_scalar(
+            "UPDATE counters SET value = value + 1 WHERE name = 'delivery_order_seq' RETURNING value",
+        )
+        .fetch_one(&mut *conn)
+        .await?
+    };
+    let (now, clock) = (ms(now), now_ms());
+    let mut inserted = HashSet::new();
+    let mut rows = Vec::new();
+    for (place, e) in events.iter().enumerate() {
+        let new = sqlx::query(
+            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.topic)
+        .bind(&e.payload)
+        .bind(&e.body)
+        .bind(ms(e.occurred_at))
+        .bind(now)
+        .bind(e.tenant_id.as_deref())
+        .bind(e.source.as_deref())
+        .bind(e.key.as_deref())
+        .bind(e.trace_id.as_deref())
+        .bind(e.webhooks.is_empty())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        for to in &e.webhooks {
+            let id = DeliveryId::generate().uuid();
+            rows.push((e, to, id));
+            if !new {
+                continue;
+            }
+            let in_line = to.joins_line(e);
+            let lease = to.lease.as_ref().filter(|_| !in_line);
+            let state = match (in_line, lease) {
+                (true, _) => "waiting",
+                (false, Some(_)) => "in_flight",
+                (false, None) => "pending",
+            };
+            let place = i64::try_from(place).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_at,
+                                         lease_expires_at, leased_by, created_at, updated_at, order_key, order_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+            )
+            .bind(id)
+            .bind(&e.id)
+            .bind(&to.webhook_id)
+            .bind(state)
+            .bind(i32::from(lease.is_some()))
+            .bind(clock)
+            .bind(lease.map(|l| after(clock, l.length)))
+            .bind(lease.map(|l| &*l.holder))
+            .bind(now)
+            .bind(e.key.as_deref().filter(|_| in_line))
+            .bind(in_line.then(|| seq.saturating_mul(1 << 20).saturating_add(place)))
+            .execute(&mut *conn)
+            .await?;
+        }
+        if new {
+            inserted.insert(e.id.clone());
+        }
+    }
+    promote(conn, &lines).await?;
+    Ok(Written::of(inserted, rows.into_iter()))
+}
+
+/// Gives each of `lines` that has no head its next waiting delivery, due
+/// now. Returns how many were promoted. The single writer makes this safe
+/// without locks: nobody else changes the lines meanwhile.
+pub(super) async fn promote(
+    conn: &mut SqliteConnection,
+    lines: &[Line],
+) -> Result<u64, sqlx::Error> {
+    let now = now_ms();
+    let mut promoted = 0;
+    for line in lines {
+        promoted += sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?3, updated_at = ?3
+             WHERE id = (SELECT id FROM deliveries
+                         WHERE webhook_id = ?1 AND order_key = ?2 AND state = 'waiting'
+                         ORDER BY order_seq LIMIT 1)
+               AND NOT EXISTS (SELECT 1 FROM deliveries
+                               WHERE webhook_id = ?1 AND order_key = ?2 AND state IN ('pending', 'in_flight'))",
+        )
+        .bind(&line.webhook_id)
+        .bind(&line.key)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    }
+    Ok(promoted)
+}
+
+/// What is stored under the ids of `events` this call did not insert.
+async fn stored_content(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+    inserted: &HashSet<String>,
+) -> Result<HashMap<String, (String, String, i64)>, sqlx::Error> {
+    let mut stored = HashMap::new();
+    for e in events.iter().filter(|e| !inserted.contains(&e.id)) {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT e.topic, e.payload, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
+             FROM events e WHERE e.id = ?1",
+        )
+        .bind(&e.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            stored.insert(e.id.clone(), row);
+        }
+    }
+    Ok(stored)
+}
+
+pub(super) async fn insert_audit(
+    conn: &mut SqliteConnection,
+    audit: &AuditRow,
+    event: &NewEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, action, outcome, target, request_id, source_ip, event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(ms(audit.at))
+    .bind(storable(&audit.actor_id))
+    .bind(storable(&audit.action))
+    .bind(audit.outcome)
+    .bind(audit.target.as_deref().map(storable))
+    .bind(audit.request_id.as_deref().map(storable))
+    .bind(audit.source_ip.as_deref().map(storable))
+    .bind(&event.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Lite {
+    pub(in crate::store) async fn insert_events(
+        &self,
+        events: &[NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
+        let mut tx = self.write.begin().await?;
+        let written = insert_rows(&mut tx, events, now).await?;
+        let stored = stored_content(&mut tx, events, &written.events).await?;
+        // A conflict returns before the commit: the whole call rolls back.
+        let outcomes = all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
+        tx.commit().await?;
+        if written.queued {
+            self.local.wake.notify_one();
+        }
+        Ok(Stored {
+            outcomes,
+            leased: written.leased,
+        })
+    }
+
+    pub(in crate::store) async fn insert_independent(
+        &self,
+        events: &[NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let written = insert_rows(&mut tx, events, now).await?;
+        let stored = stored_content(&mut tx, events, &written.events).await?;
+        tx.commit().await?;
+        if written.queued {
+            self.local.wake.notify_one();
+        }
+        Ok(Stored {
+            outcomes: outcomes_of(events, &written.events, stored).await,
+            leased: written.leased,
+        })
+    }
+
+    pub(in crate::store) async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id
+             FROM events WHERE id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(
+            |(id, topic, payload, occurred, received, tenant_id, source, key, trace_id)| {
+                StoredEvent {
+                    id,
+                    topic,
+                    payload,
+                    occurred_at: at(occurred),
+                    received_at: at(received),
+                    tenant_id,
+                    source,
+                    key,
+                    trace_id,
+                }
+            },
+        ))
+    }
+
+    pub(in crate::store) async fn accept_command(
+        &self,
+        cmd: &NewCommand,
+        audit: &AuditRow,
+        audit_event: &NewEvent,
+        signature: &SignatureRecord,
+        idempotency: Option<&IdempotencyRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<CommandStored, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let actor = storable(&signature.actor_id);
+        let expires = signature
+            .signed_at
+            .saturating_mul(1000)
+            .saturating_add(crate::store::millis(signature.ttl));
+        let fresh: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO inbound_signatures (actor_id, digest, status, response, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (actor_id, digest) DO UPDATE
+                 SET status = excluded.status, response = excluded.response,
+                     created_at = excluded.created_at, expires_at = excluded.expires_at
+                 WHERE inbound_signatures.expires_at <= ?7
+             RETURNING 1",
+        )
+        .bind(&*actor)
+        .bind(&signature.digest[..])
+        .bind(i32::from(signature.status))
+        .bind(&signature.response)
+        .bind(ms(now))
+        .bind(expires)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if fresh.is_none() {
+            let (status, response): (i32, String) = sqlx::query_as(
+                "SELECT status, response FROM inbound_signatures WHERE actor_id = ?1 AND digest = ?2",
+            )
+            .bind(&*actor)
+            .bind(&signature.digest[..])
+            .fetch_one(&mut *tx)
+            .await?;
+            return Ok(CommandStored::Replayed {
+                status: u16::try_from(status).unwrap_or(202),
+                response,
+            });
+        }
+        if let Some(idem) = idempotency {
+            let expires =
+                now + chrono::Duration::from_std(idem.ttl).unwrap_or(chrono::Duration::days(1));
+            let claimed: Option<i32> = sqlx::query_scalar(
+                "INSERT INTO idempotency_keys (actor_id, key, body_sha256, status, response, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (actor_id, key) DO UPDATE
+                     SET body_sha256 = excluded.body_sha256, status = excluded.status, response = excluded.response,
+                         created_at = excluded.created_at, expires_at = excluded.expires_at
+                     WHERE idempotency_keys.expires_at <= ?6
+                 RETURNING 1",
+            )
+            .bind(&idem.actor_id)
+            .bind(&idem.key)
+            .bind(&idem.body_sha256[..])
+            .bind(i32::from(idem.status))
+            .bind(&idem.response)
+            .bind(ms(now))
+            .bind(ms(expires))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if claimed.is_none() {
+                let (hash, status, response): (Vec<u8>, i32, String) = sqlx::query_as(
+                    "SELECT body_sha256, status, response FROM idempotency_keys WHERE actor_id = ?1 AND key = ?2",
+                )
+                .bind(&idem.actor_id)
+                .bind(&idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                return Ok(if hash == idem.body_sha256 {
+                    CommandStored::Replayed {
+                        status: u16::try_from(status).unwrap_or(202),
+                        response,
+                    }
+                } else {
+                    CommandStored::KeyReused
+                });
+            }
+        }
+        insert_rows(&mut tx, &[cmd.event.clone(), audit_event.clone()], now).await?;
+        sqlx::query(
+            "INSERT INTO commands (id, action, params, actor_id, received_at, idempotency_key, event_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(cmd.id)
+        .bind(&cmd.action)
+        .bind(&cmd.params)
+        .bind(storable(&cmd.actor_id))
+        .bind(ms(now))
+        .bind(cmd.idempotency_key.as_deref())
+        .bind(&cmd.event.id)
+        .execute(&mut *tx)
+        .await?;
+        insert_audit(&mut tx, audit, audit_event).await?;
+        tx.commit().await?;
+        self.local.wake.notify_one();
+        Ok(CommandStored::Accepted)
+    }
+
+    pub(in crate::store) async fn record_audit(
+        &self,
+        audit: &AuditRow,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        insert_rows(&mut tx, std::slice::from_ref(event), now).await?;
+        insert_audit(&mut tx, audit, event).await?;
+        tx.commit().await?;
+        self.local.wake.notify_one();
+        Ok(())
+    }
+
+    pub(in crate::store) async fn purge_idempotency_keys(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= ?1")
+            .bind(ms(now))
+            .execute(&self.write)
+            .await?;
+        let signatures = sqlx::query("DELETE FROM inbound_signatures WHERE expires_at <= ?1")
+            .bind(now_ms())
+            .execute(&self.write)
+            .await?;
+        Ok(keys.rows_affected() + signatures.rows_affected())
+    }
+
+    pub(in crate::store) async fn list_audit(
+        &self,
+        actor: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> Result<Vec<AuditListRow>, StoreError> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at, actor_id, action, outcome, target, request_id, source_ip FROM audit_log
+             WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR at >= ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(actor)
+        .bind(since.map(ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, when, actor_id, action, outcome, target, request_id, source_ip)| {
+                    AuditListRow {
+                        id,
+                        at: at(when),
+                        actor_id,
+                        action,
+                        outcome,
+                        target,
+                        request_id,
+                        source_ip,
+                    }
+                },
+            )
+            .collect())
+    }
+}

@@ -1,0 +1,179 @@
+//! The SQLite backend: the embedded single-node store, the default when
+//! `DATABASE_URL` is unset.
+//!
+//! One file, one engine. The process holds an exclusive lock on
+//! `<file>.lock` for its whole life, so a second engine on the same file
+//! refuses to start instead of sharing or corrupting it. Every write goes
+//! through one connection (a pool of one): writes are serialized in the
+//! process, so there are no lock waits, no `SQLITE_BUSY` between our own
+//! writers, and the row locks, `SKIP LOCKED` and advisory locks of the
+//! PostgreSQL backend have nothing to do. Reads (admin queries, metrics) use
+//! their own connections and see the last commit (WAL).
+//!
+//! Durability: WAL with `synchronous=FULL` by default, so an accepted event
+//! survives power loss; `AION_WEBHOOKS_SQLITE_SYNCHRONOUS=normal` trades that
+//! for speed (a crash of the process still loses nothing; a power cut may
+//! lose the last commits).
+//!
+//! Clock: times are the engine's clock, in milliseconds since the epoch.
+//! With one engine there is no other clock to disagree with.
+
+mod events;
+mod queries;
+mod queue;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Local, OpenError, StoreError};
+
+/// The path in a `sqlite://PATH` or `sqlite:PATH` URL (query options
+/// after `?` are not supported and are cut off).
+pub(super) fn path_of(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(rest.split('?').next().unwrap_or(rest))
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Lite {
+    /// The one write connection.
+    write: SqlitePool,
+    read: SqlitePool,
+    path: PathBuf,
+    local: Arc<Local>,
+    /// Held (locked) for the life of the process.
+    _lock: Arc<std::fs::File>,
+}
+
+impl Lite {
+    pub(super) async fn open(path: &Path, local: Arc<Local>) -> Result<Self, OpenError> {
+        let lock = lock(path)?;
+        let synchronous = match std::env::var("AION_WEBHOOKS_SQLITE_SYNCHRONOUS")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "normal" => SqliteSynchronous::Normal,
+            _ => SqliteSynchronous::Full,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .statement_cache_capacity(256);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(StoreError::from)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(options.create_if_missing(false));
+        Ok(Self {
+            write,
+            read,
+            path: path.to_owned(),
+            local,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    pub(super) fn describe(&self) -> String {
+        format!("SQLite file {}", self.path.display())
+    }
+
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.read)).await {
+            Ok(result) => result.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    pub(super) async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+/// Takes the exclusive lock that makes this process the file's only engine,
+/// and writes its pid into the lock file for the next one's error message.
+fn lock(path: &Path) -> Result<std::fs::File, OpenError> {
+    use std::io::{Read, Seek, Write};
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let shown = path.display().to_string();
+    let file_error = |source| OpenError::File {
+        path: PathBuf::from(&lock_path).display().to_string(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(file_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(OpenError::Locked {
+                path: shown,
+                holder: if holder.is_empty() {
+                    "unknown".to_owned()
+                } else {
+                    holder.chars().take(20).collect()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(file_error(e)),
+    }
+    file.set_len(0).map_err(file_error)?;
+    file.rewind().map_err(file_error)?;
+    write!(file, "{}", std::process::id()).map_err(file_error)?;
+    Ok(file)
+}
+
+/// Milliseconds since the epoch, as stored.
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time.
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn after(now: i64, d: Duration) -> i64 {
+    now.saturating_add(super::millis(d))
+}
+
+fn now_ms() -> i64 {
+    ms(Utc::now())
+}

@@ -1,0 +1,373 @@
+//! The queue's transitions on SQLite (the state machine is documented on
+//! [`crate::store::DeliveryState`]). Each runs in one transaction on the
+//! single write connection, so a claim never races another claim, a
+//! completion or the rescuer.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::events::{insert_audit, insert_rows, promote};
+use super::{Lite, after, ms, now_ms};
+use crate::store::queue::lines_from;
+use crate::store::{
+    AuditRow, Claimed, Completion, DeliveryState, NewEvent, ReplayFilter, ReplayResult, StoreError,
+    WebhookSlot, clamp_i32, storable,
+};
+
+/// The state a replayed delivery returns to (see the PostgreSQL backend).
+const REJOIN: &str = "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
+
+impl Lite {
+    pub(in crate::store) async fn claim(
+        &self,
+        slots: &[WebhookSlot],
+        limit: u32,
+        worker: &str,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        // Each webhook's oldest due rows, then round-robin: every webhook's
+        // first, then every second, … (as the PostgreSQL claim).
+        let mut candidates: Vec<(usize, i64, Uuid, usize)> = Vec::new();
+        for (slot_no, slot) in slots.iter().enumerate() {
+            let due: Vec<(Uuid, i64)> = sqlx::query_as(
+                "SELECT id, next_attempt_at FROM deliveries
+                 WHERE state = 'pending' AND webhook_id = ?1 AND next_attempt_at <= ?2
+                 ORDER BY next_attempt_at LIMIT ?3",
+            )
+            .bind(&slot.webhook_id)
+            .bind(now)
+            .bind(i64::from(slot.room.min(limit)))
+            .fetch_all(&mut *tx)
+            .await?;
+            candidates.extend(
+                due.into_iter()
+                    .enumerate()
+                    .map(|(rank, (id, at))| (rank, at, id, slot_no)),
+            );
+        }
+        candidates.sort_unstable();
+        candidates.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for (_, _, id, slot_no) in candidates {
+            let lease = after(now, slots[slot_no].lease);
+            type Row = (
+                String,
+                String,
+                i32,
+                i32,
+                bool,
+                String,
+                Vec<u8>,
+                Option<String>,
+            );
+            let row: Row = sqlx::query_as(
+                "UPDATE deliveries
+                 SET state = 'in_flight', attempts = attempts + 1, lease_expires_at = ?2,
+                     leased_by = ?3, updated_at = ?4
+                 WHERE id = ?1
+                 RETURNING event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL,
+                           (SELECT topic FROM events WHERE events.id = event_id),
+                           (SELECT body FROM events WHERE events.id = event_id),
+                           (SELECT trace_id FROM events WHERE events.id = event_id)",
+            )
+            .bind(id)
+            .bind(lease)
+            .bind(worker)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let (event_id, webhook_id, attempt, replay_base, in_line, topic, body, trace_id) = row;
+            claimed.push(Claimed {
+                id,
+                event_id,
+                webhook_id,
+                attempt,
+                replay_base,
+                topic,
+                body,
+                trace_id,
+                in_line,
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    pub(in crate::store) async fn complete(
+        &self,
+        done: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (at, clock) = (ms(now), now_ms());
+        let mut tx = self.write.begin().await?;
+        // Per webhook: (successes, failures, last error kind).
+        let mut health: BTreeMap<String, (i64, i64, Option<&str>)> = BTreeMap::new();
+        let mut finished = Vec::new();
+        for c in done {
+            let r = &c.record;
+            let error = r.error.as_deref().map(storable);
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(c.id)
+            .bind(c.attempt)
+            .bind(ms(r.started_at))
+            .bind(clamp_i32(u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX)))
+            .bind(r.status.map(i32::from))
+            .bind(r.error_kind)
+            .bind(error.as_deref())
+            .bind(r.response_body.as_deref().map(storable))
+            .execute(&mut *tx)
+            .await?;
+            let last_error = r.error_kind.map(|kind| match &error {
+                Some(e) => format!("{kind}: {e}"),
+                None => kind.to_owned(),
+            });
+            let ends = matches!(c.state, DeliveryState::Succeeded | DeliveryState::Dead);
+            let moved: Option<(String, Option<String>)> = sqlx::query_as(
+                "UPDATE deliveries
+                 SET state = ?3,
+                     next_attempt_at = COALESCE(?4, next_attempt_at),
+                     lease_expires_at = NULL, leased_by = NULL,
+                     last_status = ?5, last_error = ?6, updated_at = ?7,
+                     completed_at = CASE WHEN ?8 THEN ?7 END
+                 WHERE id = ?1 AND attempts = ?2
+                   AND (state = 'in_flight' OR (state = 'pending' AND leased_by IS NULL))
+                 RETURNING webhook_id, order_key",
+            )
+            .bind(c.id)
+            .bind(c.attempt)
+            .bind(c.state.as_str())
+            .bind(c.retry_in.map(|d| after(clock, d)))
+            .bind(r.status.map(i32::from))
+            .bind(last_error)
+            .bind(at)
+            .bind(ends)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((webhook_id, key)) = moved else {
+                continue;
+            };
+            let entry = health.entry(webhook_id.clone()).or_default();
+            match r.error_kind {
+                None => entry.0 += 1,
+                Some(kind) => {
+                    entry.1 += 1;
+                    entry.2 = entry.2.max(Some(kind));
+                }
+            }
+            if ends {
+                finished.push((webhook_id, key));
+            }
+        }
+        let minute = at - at.rem_euclid(60_000);
+        for (webhook_id, (ok, failed, kind)) in &health {
+            let success = *ok > 0;
+            sqlx::query(
+                "INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind,
+                                                  failing_since, failures_since_success)
+                 VALUES (?1, CASE WHEN ?2 THEN ?4 END, CASE WHEN ?3 > 0 THEN ?4 END, ?5,
+                         CASE WHEN ?2 THEN NULL ELSE ?4 END, CASE WHEN ?2 THEN 0 ELSE ?3 END)
+                 ON CONFLICT (webhook_id) DO UPDATE SET
+                     last_success_at = COALESCE(excluded.last_success_at, h.last_success_at),
+                     last_failure_at = COALESCE(excluded.last_failure_at, h.last_failure_at),
+                     last_error_kind = COALESCE(excluded.last_error_kind, h.last_error_kind),
+                     failing_since = CASE WHEN ?2 THEN NULL ELSE COALESCE(h.failing_since, excluded.failing_since) END,
+                     failures_since_success = CASE WHEN ?2 THEN 0 ELSE h.failures_since_success + ?3 END",
+            )
+            .bind(webhook_id)
+            .bind(success)
+            .bind(failed)
+            .bind(at)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO webhook_minutes AS m (webhook_id, minute, succeeded, failed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (webhook_id, minute) DO UPDATE SET
+                     succeeded = m.succeeded + excluded.succeeded, failed = m.failed + excluded.failed",
+            )
+            .bind(webhook_id)
+            .bind(minute)
+            .bind(ok)
+            .bind(failed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let promoted = promote(&mut tx, &lines_from(finished)).await?;
+        tx.commit().await?;
+        if promoted > 0 {
+            self.local.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(in crate::store) async fn release(
+        &self,
+        id: Uuid,
+        attempt: i32,
+        retry_in: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE deliveries
+             SET state = 'pending', attempts = attempts - 1, lease_expires_at = NULL, leased_by = NULL,
+                 next_attempt_at = ?3, updated_at = ?4
+             WHERE id = ?1 AND state = 'in_flight' AND attempts = ?2",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(after(now, retry_in))
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn rescue_expired(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut tx = self.write.begin().await?;
+        let rescued: Vec<(Uuid, i32)> = sqlx::query_as(
+            "UPDATE deliveries
+             SET state = 'pending', next_attempt_at = ?1, lease_expires_at = NULL, leased_by = NULL,
+                 last_error = 'lease_expired', updated_at = ?1
+             WHERE id IN (SELECT id FROM deliveries
+                          WHERE state = 'in_flight' AND lease_expires_at < ?1
+                          ORDER BY id LIMIT 1000)
+             RETURNING id, attempts",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, attempt) in &rescued {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, error_kind, error, recorded_by)
+                 VALUES (?1, ?2, ?3, 0, 'lease_expired', 'the engine holding this attempt stopped before recording it', 'rescuer')
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(attempt)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        if !rescued.is_empty() {
+            self.local.wake.notify_one();
+        }
+        Ok(rescued.len() as u64)
+    }
+
+    pub(in crate::store) async fn replay(
+        &self,
+        id: Uuid,
+        audit: Option<(&AuditRow, &NewEvent)>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReplayResult>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(state) = state.as_deref().and_then(DeliveryState::parse) else {
+            return Ok(None);
+        };
+        if !matches!(state, DeliveryState::Dead | DeliveryState::Succeeded) {
+            return Ok(Some(ReplayResult::NotFinished(state)));
+        }
+        let line: Option<(String, Option<String>)> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET state = {REJOIN}, replay_base = attempts, next_attempt_at = ?2,
+                    completed_at = NULL, updated_at = ?3
+             WHERE id = ?1
+             RETURNING webhook_id, order_key"
+        ))
+        .bind(id)
+        .bind(now_ms())
+        .bind(ms(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        promote(&mut tx, &lines_from(line)).await?;
+        if let Some((row, event)) = audit {
+            audited(&mut tx, row, event, now).await?;
+        }
+        tx.commit().await?;
+        self.local.wake.notify_one();
+        Ok(Some(ReplayResult::Replayed(state)))
+    }
+
+    pub(in crate::store) async fn replay_matching(
+        &self,
+        filter: &ReplayFilter,
+        audit: impl FnOnce(u64) -> (AuditRow, NewEvent),
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let replayed: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+            "UPDATE deliveries SET state = {REJOIN}, replay_base = attempts, next_attempt_at = ?6,
+                    completed_at = NULL, updated_at = ?7
+             WHERE id IN (
+                 SELECT id FROM deliveries
+                 WHERE state = ?1 AND (?2 IS NULL OR webhook_id = ?2)
+                   AND (?3 IS NULL OR completed_at >= ?3)
+                   AND (?4 IS NULL OR completed_at < ?4)
+                 ORDER BY id LIMIT ?5)
+             RETURNING webhook_id, order_key"
+        ))
+        .bind(filter.state.as_str())
+        .bind(filter.webhook_id.as_deref())
+        .bind(filter.since.map(ms))
+        .bind(filter.until.map(ms))
+        .bind(i64::from(filter.limit))
+        .bind(now_ms())
+        .bind(ms(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let count = replayed.len() as u64;
+        promote(&mut tx, &lines_from(replayed)).await?;
+        let (row, event) = audit(count);
+        audited(&mut tx, &row, &event, now).await?;
+        tx.commit().await?;
+        if count > 0 {
+            self.local.wake.notify_one();
+        }
+        Ok(count)
+    }
+
+    pub(in crate::store) async fn next_due(
+        &self,
+        webhook_ids: &[&str],
+    ) -> Result<Option<std::time::Duration>, StoreError> {
+        let mut earliest: Option<i64> = None;
+        for id in webhook_ids {
+            let at: Option<i64> = sqlx::query_scalar(
+                "SELECT next_attempt_at FROM deliveries
+                 WHERE state = 'pending' AND webhook_id = ?1
+                 ORDER BY next_attempt_at LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+            earliest = earliest.min(at).or(earliest).or(at);
+        }
+        Ok(earliest
+            .map(|at| std::time::Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))))
+    }
+}
+
+/// Writes an audit record and its event inside the caller's transaction.
+pub(super) async fn audited(
+    conn: &mut SqliteConnection,
+    row: &AuditRow,
+    event: &NewEvent,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    insert_rows(conn, std::slice::from_ref(event), now).await?;
+    insert_audit(conn, row, event).await
+}
