@@ -23,7 +23,7 @@ use crate::http::{AppState, Limits};
 use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
 use crate::reload::{Reloader, Trigger};
-use crate::store::Store;
+use crate::store::{Store, StoreKind};
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -223,6 +223,18 @@ impl App {
         self.state.metrics.clone()
     }
 
+    /// What `serve` prints once ready: address, store, a request to try.
+    pub fn banner(&self) -> String {
+        let store = &self.state.store;
+        crate::banner::banner(
+            self.local_addr(),
+            &store.describe(),
+            store.kind() == StoreKind::Sqlite,
+            &self.state.policy.load(),
+            &self.config.policy_path,
+        )
+    }
+
     /// The live policy handle (reload swaps what it points to).
     pub fn policy(&self) -> Arc<ArcSwap<PolicySet>> {
         self.state.policy.clone()
@@ -271,12 +283,20 @@ impl App {
             ..self.config.server
         };
         let metrics = self.state.metrics.clone();
-        let app = crate::http::router(self.state);
+        let store = &self.state.store;
+        if store.kind() == StoreKind::Sqlite {
+            tracing::warn!(
+                store = %store.describe(),
+                "embedded SQLite store: single node only; use PostgreSQL (DATABASE_URL=postgres://…) to run several engines"
+            );
+        }
         tracing::info!(
             addr = %self.listener.local_addr()?,
+            store = %store.describe(),
             max_connections = limits.max_connections,
             "serving"
         );
+        let app = crate::http::router(self.state);
         crate::http::serve::serve(
             self.listener,
             app,
@@ -379,6 +399,7 @@ pub fn serve_blocking(policy: PathBuf, listen: String) -> anyhow::Result<ExitCod
     let config = Config::from_env(database_url, listen, policy)?;
     runtime()?.block_on(async move {
         let app = App::build(config).await?;
+        println!("{}", app.banner());
         app.run(shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -213,11 +213,9 @@ fn receipts(rx: &Receiver) -> HashMap<String, usize> {
     seen
 }
 
-async fn unfinished(pool: &PgPool) -> Option<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')")
-        .fetch_one(pool)
+async fn unfinished(db: &TestDb) -> Option<i64> {
+    db.try_count("SELECT count(*) FROM deliveries WHERE state IN ('pending', 'in_flight')")
         .await
-        .ok()
 }
 
 /// Every accepted id reached the receiver at least once; returns the
@@ -240,152 +238,149 @@ fn assert_all_received(accepted: &[String], seen: &HashMap<String, usize>) -> Ve
     dups.sort();
     dups
 }
+both_binary! {
+    async fn engine_killed_mid_flight_delivers_every_accepted_event_after_restart(db) {
+        let t0 = Instant::now();
+        let rx = Receiver::start().await;
+        // Slow replies keep sends in flight long enough for the kill to hit them.
+        let slow = Reply {
+            status: 200,
+            headers: Vec::new(),
+            delay: Duration::from_millis(200),
+        };
+        rx.script(std::iter::repeat_n(slow, 2000));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_policy(
+            dir.path(),
+            &rx.url,
+            "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }",
+        );
+        let url = db.url();
+        let http = reqwest::Client::new();
 
-#[sqlx::test]
-async fn engine_killed_mid_flight_delivers_every_accepted_event_after_restart(pool: PgPool) {
-    let t0 = Instant::now();
-    let rx = Receiver::start().await;
-    // Slow replies keep sends in flight long enough for the kill to hit them.
-    let slow = Reply {
-        status: 200,
-        headers: Vec::new(),
-        delay: Duration::from_millis(200),
-    };
-    rx.script(std::iter::repeat_n(slow, 2000));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_policy(
-        dir.path(),
-        &rx.url,
-        "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }",
-    );
-    let url = database_url(&pool);
-    let http = reqwest::Client::new();
-
-    let mut first = Engine::spawn(&url, &policy, dir.path().join("first.log"));
-    first.wait_ready(&http).await;
-    let mut accepted = Vec::new();
-    for b in 0..6 {
-        let batch: Vec<Value> = (0..50)
-            .map(|i| json!({"id": format!("crash-{b}-{i}"), "topic": "crash.test", "payload": i}))
-            .collect();
-        let (status, ids) = post_batch(&http, &first.base, &batch)
-            .await
-            .expect("post batch");
-        assert_eq!(status, 202, "batch {b}");
-        accepted.extend(ids);
-    }
-    assert_eq!(accepted.len(), 300);
-
-    // 32 sends at a time, 200 ms each: 300 deliveries take ~2 s, so after
-    // 40 arrivals the second round is in flight and most are still to do.
-    rx.wait_for_count(40).await;
-    first.kill();
-    let seen_at_kill = rx.received().len();
-    // A statement the engine sent just before it died still runs to its
-    // commit in PostgreSQL; read the in-flight set once it stops changing.
-    let in_flight_now = || async {
-        let mut ids: Vec<String> =
-            sqlx::query_scalar("SELECT id::text FROM deliveries WHERE state = 'in_flight'")
-                .fetch_all(&pool)
+        let mut first = Engine::spawn(&url, &policy, dir.path().join("first.log"));
+        first.wait_ready(&http).await;
+        let mut accepted = Vec::new();
+        for b in 0..6 {
+            let batch: Vec<Value> = (0..50)
+                .map(|i| json!({"id": format!("crash-{b}-{i}"), "topic": "crash.test", "payload": i}))
+                .collect();
+            let (status, ids) = post_batch(&http, &first.base, &batch)
                 .await
-                .expect("query");
-        ids.sort();
-        ids
-    };
-    let mut in_flight = in_flight_now().await;
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let again = in_flight_now().await;
-        if again == in_flight {
-            break;
+                .expect("post batch");
+            assert_eq!(status, 202, "batch {b}");
+            accepted.extend(ids);
         }
-        in_flight = again;
-    }
-    let undelivered = unfinished(&pool).await.expect("count");
-    println!(
-        "killed after {:?}: receiver had seen {seen_at_kill}, {} in flight, {undelivered} pending or in flight",
-        t0.elapsed(),
-        in_flight.len()
-    );
-    assert!(
-        seen_at_kill < 300,
-        "the kill came too late to test anything"
-    );
-    assert!(undelivered > 0, "nothing was left to recover");
-    assert!(!in_flight.is_empty(), "no send was in flight at the kill");
+        assert_eq!(accepted.len(), 300);
 
-    let restart = Instant::now();
-    let mut second = Engine::spawn(&url, &policy, dir.path().join("second.log"));
-    second.wait_ready(&http).await;
-    wait_for(
-        "every accepted event at the receiver and an empty queue",
-        || async {
-            let seen = receipts(&rx);
-            accepted.iter().all(|id| seen.contains_key(id)) && unfinished(&pool).await == Some(0)
-        },
-    )
-    .await;
-    println!("recovered {:?} after the restart", restart.elapsed());
+        // 32 sends at a time, 200 ms each: 300 deliveries take ~2 s, so after
+        // 40 arrivals the second round is in flight and most are still to do.
+        rx.wait_for_count(40).await;
+        first.kill();
+        let seen_at_kill = rx.received().len();
+        // A statement the engine sent just before it died still runs to its
+        // commit in PostgreSQL; read the in-flight set once it stops changing.
+        let in_flight_now = || async {
+            let mut ids: Vec<(uuid::Uuid,)> = db
+                .all("SELECT id FROM deliveries WHERE state = 'in_flight'")
+                .await;
+            ids.sort();
+            ids
+        };
+        let mut in_flight = in_flight_now().await;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let again = in_flight_now().await;
+            if again == in_flight {
+                break;
+            }
+            in_flight = again;
+        }
+        let undelivered = unfinished(&db).await.expect("count");
+        println!(
+            "killed after {:?}: receiver had seen {seen_at_kill}, {} in flight, {undelivered} pending or in flight",
+            t0.elapsed(),
+            in_flight.len()
+        );
+        assert!(
+            seen_at_kill < 300,
+            "the kill came too late to test anything"
+        );
+        assert!(undelivered > 0, "nothing was left to recover");
+        assert!(!in_flight.is_empty(), "no send was in flight at the kill");
 
-    let seen = receipts(&rx);
-    let dups = assert_all_received(&accepted, &seen);
-    let total: usize = seen.values().sum();
-    println!(
-        "{total} requests for {} events: {} duplicated: {dups:?}",
-        seen.len(),
-        dups.len()
-    );
-    assert_eq!(seen.len(), 300, "only our events were sent");
-    let succeeded: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state = 'succeeded'")
-            .fetch_one(&pool)
+        let restart = Instant::now();
+        let mut second = Engine::spawn(&url, &policy, dir.path().join("second.log"));
+        second.wait_ready(&http).await;
+        wait_for(
+            "every accepted event at the receiver and an empty queue",
+            || async {
+                let seen = receipts(&rx);
+                accepted.iter().all(|id| seen.contains_key(id)) && unfinished(&db).await == Some(0)
+            },
+        )
+        .await;
+        println!("recovered {:?} after the restart", restart.elapsed());
+
+        let seen = receipts(&rx);
+        let dups = assert_all_received(&accepted, &seen);
+        let total: usize = seen.values().sum();
+        println!(
+            "{total} requests for {} events: {} duplicated: {dups:?}",
+            seen.len(),
+            dups.len()
+        );
+        assert_eq!(seen.len(), 300, "only our events were sent");
+        let succeeded = db
+            .count("SELECT count(*) FROM deliveries WHERE state = 'succeeded'")
+            .await;
+        assert_eq!(succeeded, 300);
+
+        // Only a send that may have reached the receiver before the kill can be
+        // repeated: every duplicate belongs to a delivery that was in flight.
+        let in_flight_events: HashSet<String> = db
+            .all::<(uuid::Uuid, String)>("SELECT id, event_id FROM deliveries")
             .await
-            .expect("count");
-    assert_eq!(succeeded, 300);
-
-    // Only a send that may have reached the receiver before the kill can be
-    // repeated: every duplicate belongs to a delivery that was in flight.
-    let in_flight_events: HashSet<String> =
-        sqlx::query_scalar("SELECT event_id FROM deliveries WHERE id::text = ANY($1)")
-            .bind(&in_flight)
-            .fetch_all(&pool)
-            .await
-            .expect("query")
             .into_iter()
+            .filter(|(id, _)| in_flight.contains(&(*id,)))
+            .map(|(_, event)| event)
             .collect();
-    let stray: Vec<&String> = dups
-        .iter()
-        .filter(|id| !in_flight_events.contains(*id))
-        .collect();
-    assert!(
-        stray.is_empty(),
-        "duplicates of deliveries not in flight at the kill: {stray:?}"
-    );
+        let stray: Vec<&String> = dups
+            .iter()
+            .filter(|id| !in_flight_events.contains(*id))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "duplicates of deliveries not in flight at the kill: {stray:?}"
+        );
 
-    // The rescuer recorded the lost attempt of every delivery the kill cut off.
-    let rescued: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT delivery_id) FROM delivery_attempts
-         WHERE error_kind = 'lease_expired' AND delivery_id::text = ANY($1)",
-    )
-    .bind(&in_flight)
-    .fetch_one(&pool)
-    .await
-    .expect("count");
-    assert_eq!(
-        rescued,
-        in_flight.len() as i64,
-        "a lease_expired attempt for each delivery in flight at the kill"
-    );
+        // The rescuer recorded the lost attempt of every delivery the kill cut off.
+        let rescued_ids: HashSet<uuid::Uuid> = db
+            .all::<(uuid::Uuid,)>(
+                "SELECT delivery_id FROM delivery_attempts WHERE error_kind = 'lease_expired'",
+            )
+            .await
+            .into_iter()
+            .map(|(id,)| id)
+            .filter(|id| in_flight.contains(&(*id,)))
+            .collect();
+        let rescued = rescued_ids.len() as i64;
+        assert_eq!(
+            rescued,
+            in_flight.len() as i64,
+            "a lease_expired attempt for each delivery in flight at the kill"
+        );
 
-    let status = second.terminate(Duration::from_secs(15)).await;
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "SIGTERM exits 0:\n{}",
-        second.log_text()
-    );
-    engine_sessions_gone(&pool).await;
-    println!("test took {:?}", t0.elapsed());
+        let status = second.terminate(Duration::from_secs(15)).await;
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIGTERM exits 0:\n{}",
+            second.log_text()
+        );
+        db.engine_sessions_gone().await;
+        println!("test took {:?}", t0.elapsed());
+    }
 }
 
 /// One producer: 20 batches of 20 events with short pauses; returns the ids
@@ -512,7 +507,8 @@ async fn postgres_restarted_under_load_loses_nothing() {
         "every accepted event at the receiver and an empty queue",
         || async {
             let seen = receipts(&rx);
-            accepted.iter().all(|id| seen.contains_key(id)) && unfinished(&pool).await == Some(0)
+            accepted.iter().all(|id| seen.contains_key(id))
+                && unfinished(&TestDb::Postgres(pool.clone())).await == Some(0)
         },
     )
     .await;
@@ -564,76 +560,73 @@ async fn sends_started(http: &reqwest::Client, base: &str, path: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().expect("a counter value"))
 }
 
-/// The engine that accepts an event sends it at once, without a claim: the
-/// delivery is stored `in_flight` under that engine's lease (attempt 1) in
-/// the ingest statement, before the send starts. Killed before recording
-/// the outcome, it loses nothing: the lease expires and another engine
-/// sends the delivery again, with the same idempotency key.
-#[sqlx::test]
-async fn a_delivery_sent_at_once_is_rescued_when_its_engine_dies_before_recording_it(pool: PgPool) {
-    let rx = Receiver::start().await;
-    // The first send hangs until the engine is dead; the next one succeeds.
-    rx.script([Reply {
-        status: 200,
-        headers: Vec::new(),
-        delay: Duration::from_secs(30),
-    }]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = write_policy(
-        dir.path(),
-        &rx.url,
-        "timeout: 4s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 5 }",
-    );
-    let url = database_url(&pool);
-    let http = reqwest::Client::new();
+both_binary! {
+    /// The engine that accepts an event sends it at once, without a claim: the
+    /// delivery is stored `in_flight` under that engine's lease (attempt 1) in
+    /// the ingest statement, before the send starts. Killed before recording
+    /// the outcome, it loses nothing: the lease expires and another engine
+    /// sends the delivery again, with the same idempotency key.
+    async fn a_delivery_sent_at_once_is_rescued_when_its_engine_dies_before_recording_it(db) {
+        let rx = Receiver::start().await;
+        // The first send hangs until the engine is dead; the next one succeeds.
+        rx.script([Reply {
+            status: 200,
+            headers: Vec::new(),
+            delay: Duration::from_secs(30),
+        }]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = write_policy(
+            dir.path(),
+            &rx.url,
+            "timeout: 4s\nretry: { initial_interval: 100ms, max_interval: 1s, max_attempts: 5 }",
+        );
+        let url = db.url();
+        let http = reqwest::Client::new();
 
-    let mut first = Engine::spawn(&url, &policy, dir.path().join("first.log"));
-    first.wait_ready(&http).await;
-    // A claim or two (every 50 ms) finds nothing due: the webhook is caught up.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = http
-        .post(format!("{}/v1/events", first.base))
-        .bearer_auth(PUBLISHER_KEY)
-        .json(&json!({"id": "at-once-1", "topic": "crash.test", "payload": {"n": 1}}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 202);
-    let sent = rx.wait_for_count(1).await;
-    assert_eq!(sends_started(&http, &first.base, "ingest").await, 1);
-    assert_eq!(sends_started(&http, &first.base, "claim").await, 0);
-    let (state, attempts, holder): (String, i32, Option<String>) = sqlx::query_as(
-        "SELECT state, attempts, leased_by FROM deliveries WHERE event_id = 'at-once-1'",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("the delivery");
-    assert_eq!((state.as_str(), attempts), ("in_flight", 1));
-    assert!(holder.is_some(), "leased to the engine that accepted it");
-    first.kill();
+        let mut first = Engine::spawn(&url, &policy, dir.path().join("first.log"));
+        first.wait_ready(&http).await;
+        // A claim or two (every 50 ms) finds nothing due: the webhook is caught up.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = http
+            .post(format!("{}/v1/events", first.base))
+            .bearer_auth(PUBLISHER_KEY)
+            .json(&json!({"id": "at-once-1", "topic": "crash.test", "payload": {"n": 1}}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 202);
+        let sent = rx.wait_for_count(1).await;
+        assert_eq!(sends_started(&http, &first.base, "ingest").await, 1);
+        assert_eq!(sends_started(&http, &first.base, "claim").await, 0);
+        let (state, attempts, holder): (String, i32, Option<String>) = db
+            .one("SELECT state, attempts, leased_by FROM deliveries WHERE event_id = 'at-once-1'")
+            .await;
+        assert_eq!((state.as_str(), attempts), ("in_flight", 1));
+        assert!(holder.is_some(), "leased to the engine that accepted it");
+        first.kill();
 
-    let mut second = Engine::spawn(&url, &policy, dir.path().join("second.log"));
-    second.wait_ready(&http).await;
-    let again = rx.wait_for_count(2).await;
-    assert_eq!(
-        again[1].header("idempotency-key"),
-        sent[0].header("idempotency-key"),
-        "the rescued send is the same delivery"
-    );
-    wait_for("the rescued delivery to succeed", || async {
-        sqlx::query_scalar::<_, String>("SELECT state FROM deliveries WHERE event_id = 'at-once-1'")
-            .fetch_one(&pool)
+        let mut second = Engine::spawn(&url, &policy, dir.path().join("second.log"));
+        second.wait_ready(&http).await;
+        let again = rx.wait_for_count(2).await;
+        assert_eq!(
+            again[1].header("idempotency-key"),
+            sent[0].header("idempotency-key"),
+            "the rescued send is the same delivery"
+        );
+        wait_for("the rescued delivery to succeed", || async {
+            db.try_count(
+                "SELECT count(*) FROM deliveries WHERE event_id = 'at-once-1' AND state = 'succeeded'",
+            )
             .await
-            .is_ok_and(|s| s == "succeeded")
-    })
-    .await;
-    let attempts: i32 =
-        sqlx::query_scalar("SELECT attempts FROM deliveries WHERE event_id = 'at-once-1'")
-            .fetch_one(&pool)
-            .await
-            .expect("attempts");
-    assert_eq!(attempts, 2, "the unrecorded first attempt still counts");
-    assert_eq!(sends_started(&http, &second.base, "claim").await, 1);
-    second.terminate(Duration::from_secs(20)).await;
-    engine_sessions_gone(&pool).await;
+                == Some(1)
+        })
+        .await;
+        let (attempts,): (i32,) = db
+            .one("SELECT attempts FROM deliveries WHERE event_id = 'at-once-1'")
+            .await;
+        assert_eq!(attempts, 2, "the unrecorded first attempt still counts");
+        assert_eq!(sends_started(&http, &second.base, "claim").await, 1);
+        second.terminate(Duration::from_secs(20)).await;
+        db.engine_sessions_gone().await;
+    }
 }

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -114,7 +113,7 @@ async fn behave(kind: Hostile, mut s: TcpStream, written: Arc<AtomicU64>) {
 }
 
 /// Webhook `bad` (one attempt, then dead) at `url` beside a healthy `ok`.
-async fn app(pool: PgPool, url: &str, ok: &Receiver) -> TestApp {
+async fn app(db: TestDb, url: &str, ok: &Receiver) -> TestApp {
     let extra = format!(
         "timeout: {}s\nretry: {{ initial_interval: 1s, max_interval: 1s, max_attempts: 1 }}",
         TIMEOUT.as_secs()
@@ -124,7 +123,7 @@ async fn app(pool: PgPool, url: &str, ok: &Receiver) -> TestApp {
         hook("bad", url, "[bad.event]", &extra),
         hook("ok", &ok.url, "[ok.event]", "")
     ));
-    TestApp::spawn(pool, &policy).await
+    TestApp::spawn(db, &policy).await
 }
 
 /// Posts one event to `bad`, then events to `ok` while `bad`'s attempt is
@@ -150,19 +149,17 @@ async fn run(app: &TestApp, ok: &Receiver) -> (Option<String>, Duration) {
             == 1
     })
     .await;
-    let (kind, ms): (Option<String>, i32) = sqlx::query_as(
+    let (kind, ms): (Option<String>, i32) = app.db.one(
         "SELECT a.error_kind, a.duration_ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.webhook_id = 'bad'",
     )
-    .fetch_one(&app.pool)
-    .await
-    .expect("attempt");
+    .await;
     (kind, Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
-async fn case(pool: PgPool, kind: Hostile, scheme: &str) -> (Option<String>, Duration, u64) {
+async fn case(db: TestDb, kind: Hostile, scheme: &str) -> (Option<String>, Duration, u64) {
     let ok = Receiver::start().await;
     let (addr, written) = start(kind).await;
-    let app = app(pool, &format!("{scheme}://{addr}/hook"), &ok).await;
+    let app = app(db, &format!("{scheme}://{addr}/hook"), &ok).await;
     let (error_kind, took) = run(&app, &ok).await;
     assert!(
         took < TIMEOUT + Duration::from_secs(1),
@@ -171,55 +168,62 @@ async fn case(pool: PgPool, kind: Hostile, scheme: &str) -> (Option<String>, Dur
     (error_kind, took, written.load(Ordering::Relaxed))
 }
 
-#[sqlx::test]
-async fn a_receiver_that_never_answers_times_out(pool: PgPool) {
-    let (kind, _, _) = case(pool, Hostile::Silent, "http").await;
-    assert_eq!(kind.as_deref(), Some("timeout"));
+both! {
+    async fn a_receiver_that_never_answers_times_out(db) {
+        let (kind, _, _) = case(db, Hostile::Silent, "http").await;
+        assert_eq!(kind.as_deref(), Some("timeout"));
+    }
 }
 
-#[sqlx::test]
-async fn a_receiver_trickling_its_answer_times_out(pool: PgPool) {
-    let (kind, _, written) = case(pool, Hostile::Trickle, "http").await;
-    assert_eq!(kind.as_deref(), Some("timeout"));
-    assert!(written <= 4, "{written} bytes trickled in {TIMEOUT:?}");
+both! {
+    async fn a_receiver_trickling_its_answer_times_out(db) {
+        let (kind, _, written) = case(db, Hostile::Trickle, "http").await;
+        assert_eq!(kind.as_deref(), Some("timeout"));
+        assert!(written <= 4, "{written} bytes trickled in {TIMEOUT:?}");
+    }
 }
 
-#[sqlx::test]
-async fn endless_headers_are_cut_off_as_a_protocol_error(pool: PgPool) {
-    let (kind, took, written) = case(pool, Hostile::EndlessHeaders, "http").await;
-    assert_eq!(kind.as_deref(), Some("protocol"));
-    assert!(took < TIMEOUT, "refused at the size limit, not the timeout");
-    // What the engine read is capped (hyper's ~400 KB head buffer); the
-    // rest sits in socket buffers until the connection is closed.
-    assert!(written < 16 << 20, "{written} bytes of headers");
+both! {
+    async fn endless_headers_are_cut_off_as_a_protocol_error(db) {
+        let (kind, took, written) = case(db, Hostile::EndlessHeaders, "http").await;
+        assert_eq!(kind.as_deref(), Some("protocol"));
+        assert!(took < TIMEOUT, "refused at the size limit, not the timeout");
+        // What the engine read is capped (hyper's ~400 KB head buffer); the
+        // rest sits in socket buffers until the connection is closed.
+        assert!(written < 16 << 20, "{written} bytes of headers");
+    }
 }
 
-#[sqlx::test]
-async fn a_huge_header_is_a_protocol_error(pool: PgPool) {
-    let (kind, _, _) = case(pool, Hostile::HugeHeader, "http").await;
-    assert_eq!(kind.as_deref(), Some("protocol"));
+both! {
+    async fn a_huge_header_is_a_protocol_error(db) {
+        let (kind, _, _) = case(db, Hostile::HugeHeader, "http").await;
+        assert_eq!(kind.as_deref(), Some("protocol"));
+    }
 }
 
-#[sqlx::test]
-async fn an_endless_body_is_read_only_up_to_the_cap(pool: PgPool) {
-    let (kind, took, written) = case(pool, Hostile::EndlessBody, "http").await;
-    // The status is the receiver's answer: a 200 is a success, and its body
-    // is diagnostics, of which 4 KiB are kept.
-    assert_eq!(kind, None);
-    assert!(took < TIMEOUT, "{took:?}");
-    assert!(written < 64 << 20, "the engine let {written} bytes through");
+both! {
+    async fn an_endless_body_is_read_only_up_to_the_cap(db) {
+        let (kind, took, written) = case(db, Hostile::EndlessBody, "http").await;
+        // The status is the receiver's answer: a 200 is a success, and its body
+        // is diagnostics, of which 4 KiB are kept.
+        assert_eq!(kind, None);
+        assert!(took < TIMEOUT, "{took:?}");
+        assert!(written < 64 << 20, "the engine let {written} bytes through");
+    }
 }
 
-#[sqlx::test]
-async fn a_reset_in_the_middle_of_the_head_is_recorded_as_connection_closed(pool: PgPool) {
-    let (kind, took, _) = case(pool, Hostile::ResetMidHead, "http").await;
-    assert_eq!(kind.as_deref(), Some("connection_closed"));
-    assert!(took < TIMEOUT, "{took:?}");
+both! {
+    async fn a_reset_in_the_middle_of_the_head_is_recorded_as_connection_closed(db) {
+        let (kind, took, _) = case(db, Hostile::ResetMidHead, "http").await;
+        assert_eq!(kind.as_deref(), Some("connection_closed"));
+        assert!(took < TIMEOUT, "{took:?}");
+    }
 }
 
-#[sqlx::test]
-async fn a_stalled_tls_handshake_times_out(pool: PgPool) {
-    // The silent server never sends a ServerHello.
-    let (kind, _, _) = case(pool, Hostile::Silent, "https").await;
-    assert_eq!(kind.as_deref(), Some("timeout"));
+both! {
+    async fn a_stalled_tls_handshake_times_out(db) {
+        // The silent server never sends a ServerHello.
+        let (kind, _, _) = case(db, Hostile::Silent, "https").await;
+        assert_eq!(kind.as_deref(), Some("timeout"));
+    }
 }

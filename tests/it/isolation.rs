@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use crate::support::*;
 
@@ -34,61 +33,63 @@ async fn time_healthy(app: &TestApp, ok: &Receiver, n: usize) -> Duration {
     started.elapsed()
 }
 
-#[sqlx::test]
-async fn a_failing_webhooks_backlog_of_due_retries_does_not_delay_a_healthy_one(pool: PgPool) {
-    let ok = Receiver::start().await;
-    let busy = fixed_receiver(StatusCode::INTERNAL_SERVER_ERROR, b"", Duration::ZERO).await;
-    let retry = "retry: { initial_interval: 50ms, max_interval: 100ms, max_attempts: 1000 }";
-    let policy = policy_yaml(&format!(
-        "{}{}",
-        hook("busy", &busy, "[busy.event]", retry),
-        hook("ok", &ok.url, "[ok.event]", "")
-    ));
-    let app = TestApp::spawn(pool, &policy).await;
-    // 3,000 deliveries failing at once and due again within 100 ms: a
-    // backlog of due retries that keeps the machine busy. (The round-robin
-    // property itself is checked exactly on the store, in `queue.rs`; this
-    // is the end-to-end smoke test, with a bound generous enough for a
-    // loaded CI machine.)
-    post_many(&app, "busy.event", 3000).await;
-    wait_for("busy to be failing", || async {
-        app.count("SELECT count(*) FROM delivery_attempts").await >= 500
-    })
-    .await;
-    let took = time_healthy(&app, &ok, 50).await;
-    assert!(
-        took < Duration::from_secs(10),
-        "the healthy webhook waited {took:?} behind the failing one"
-    );
+both! {
+    async fn a_failing_webhooks_backlog_of_due_retries_does_not_delay_a_healthy_one(db) {
+        let ok = Receiver::start().await;
+        let busy = fixed_receiver(StatusCode::INTERNAL_SERVER_ERROR, b"", Duration::ZERO).await;
+        let retry = "retry: { initial_interval: 50ms, max_interval: 100ms, max_attempts: 1000 }";
+        let policy = policy_yaml(&format!(
+            "{}{}",
+            hook("busy", &busy, "[busy.event]", retry),
+            hook("ok", &ok.url, "[ok.event]", "")
+        ));
+        let app = TestApp::spawn(db, &policy).await;
+        // 3,000 deliveries failing at once and due again within 100 ms: a
+        // backlog of due retries that keeps the machine busy. (The round-robin
+        // property itself is checked exactly on the store, in `queue.rs`; this
+        // is the end-to-end smoke test, with a bound generous enough for a
+        // loaded CI machine.)
+        post_many(&app, "busy.event", 3000).await;
+        wait_for("busy to be failing", || async {
+            app.count("SELECT count(*) FROM delivery_attempts").await >= 500
+        })
+        .await;
+        let took = time_healthy(&app, &ok, 50).await;
+        assert!(
+            took < Duration::from_secs(10),
+            "the healthy webhook waited {took:?} behind the failing one"
+        );
+    }
 }
 
-#[sqlx::test]
-async fn hanging_webhooks_cannot_take_every_slot_of_the_engine(pool: PgPool) {
-    let ok = Receiver::start().await;
-    let hang = fixed_receiver(StatusCode::OK, b"", Duration::from_secs(60)).await;
-    let slow =
-        "timeout: 5s\n    retry: { initial_interval: 10ms, max_interval: 20ms, max_attempts: 100 }";
-    let policy = policy_yaml(&format!(
-        "{}{}{}",
-        hook("hang-1", &hang, "[busy.event]", slow),
-        hook("hang-2", &hang, "[busy.event]", slow),
-        hook("ok", &ok.url, "[ok.event]", "")
-    ));
-    let mut config = test_config();
-    // Each hanging webhook alone could fill the engine.
-    config.worker.max_in_flight = 32;
-    config.worker.max_in_flight_per_webhook = 32;
-    let app = TestApp::spawn_with(pool, &policy, config).await;
-    post_many(&app, "busy.event", 100).await;
-    wait_for("the hanging webhooks to hold their sends", || async {
-        app.count("SELECT count(*) FROM deliveries WHERE state = 'in_flight'")
-            .await
-            >= 20
-    })
-    .await;
-    let took = time_healthy(&app, &ok, 20).await;
-    assert!(
-        took < Duration::from_secs(3),
-        "the healthy webhook waited {took:?} for a slot (hanging sends time out after 5 s)"
-    );
+both! {
+    async fn hanging_webhooks_cannot_take_every_slot_of_the_engine(db) {
+        let ok = Receiver::start().await;
+        let hang = fixed_receiver(StatusCode::OK, b"", Duration::from_secs(60)).await;
+        let slow =
+            "timeout: 5s\n    retry: { initial_interval: 10ms, max_interval: 20ms, max_attempts: 100 }";
+        let policy = policy_yaml(&format!(
+            "{}{}{}",
+            hook("hang-1", &hang, "[busy.event]", slow),
+            hook("hang-2", &hang, "[busy.event]", slow),
+            hook("ok", &ok.url, "[ok.event]", "")
+        ));
+        let mut config = test_config();
+        // Each hanging webhook alone could fill the engine.
+        config.worker.max_in_flight = 32;
+        config.worker.max_in_flight_per_webhook = 32;
+        let app = TestApp::spawn_with(db, &policy, config).await;
+        post_many(&app, "busy.event", 100).await;
+        wait_for("the hanging webhooks to hold their sends", || async {
+            app.count("SELECT count(*) FROM deliveries WHERE state = 'in_flight'")
+                .await
+                >= 20
+        })
+        .await;
+        let took = time_healthy(&app, &ok, 20).await;
+        assert!(
+            took < Duration::from_secs(3),
+            "the healthy webhook waited {took:?} for a slot (hanging sends time out after 5 s)"
+        );
+    }
 }

@@ -1,10 +1,14 @@
 //! The one integration test binary: the real `aion-webhooks` executable and,
 //! for the engine, the real application on a fresh database.
 
+#[macro_use]
+mod db;
+
 mod cli;
 mod crash;
 mod delivery;
 mod edge_input;
+mod embedded;
 mod endpoint_state;
 mod hostile_receivers;
 mod inbound;

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use sqlx::PgPool;
 
 use crate::support::*;
 
@@ -47,69 +46,70 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         })
 }
 
-#[sqlx::test]
-async fn metrics_parse_and_move_with_deliveries(pool: PgPool) {
-    let rx = Receiver::start().await;
-    rx.script([Reply::status(500)]);
-    let retry = "retry: { initial_interval: 10ms, max_interval: 10ms, max_attempts: 3 }";
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", retry))).await;
-    let before = scrape(&app).await;
-    assert_eq!(value(&before, "aion_webhooks_build_info", &[]), Some(1.0));
-    assert_eq!(
-        value(&before, "aion_webhooks_policy_last_reload_successful", &[]),
-        Some(1.0)
-    );
-    for i in 0..3 {
+both! {
+    async fn metrics_parse_and_move_with_deliveries(db) {
+        let rx = Receiver::start().await;
+        rx.script([Reply::status(500)]);
+        let retry = "retry: { initial_interval: 10ms, max_interval: 10ms, max_attempts: 3 }";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[a.b]", retry))).await;
+        let before = scrape(&app).await;
+        assert_eq!(value(&before, "aion_webhooks_build_info", &[]), Some(1.0));
         assert_eq!(
-            app.post_events(&json!({"topic": "a.b", "payload": i}))
-                .await
-                .0,
-            StatusCode::ACCEPTED
+            value(&before, "aion_webhooks_policy_last_reload_successful", &[]),
+            Some(1.0)
+        );
+        for i in 0..3 {
+            assert_eq!(
+                app.post_events(&json!({"topic": "a.b", "payload": i}))
+                    .await
+                    .0,
+                StatusCode::ACCEPTED
+            );
+        }
+        app.drain().await;
+        let after = scrape(&app).await;
+        let get = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels).unwrap_or(0.0);
+        assert_eq!(
+            get("aion_webhooks_events_accepted_total", &[("source", "api")]),
+            3.0
+        );
+        assert_eq!(
+            get(
+                "aion_webhooks_deliveries_finished_total",
+                &[("webhook", "h"), ("outcome", "succeeded")]
+            ),
+            3.0
+        );
+        assert_eq!(
+            get(
+                "aion_webhooks_deliveries_finished_total",
+                &[("webhook", "h"), ("outcome", "retry")]
+            ),
+            1.0
+        );
+        assert!(get("aion_webhooks_process_resident_memory_bytes", &[]) > 0.0);
+        assert!(get("aion_webhooks_process_open_fds", &[]) > 0.0);
+        let histogram_count: HashMap<String, f64> = after
+            .samples
+            .iter()
+            .filter(|s| {
+                s.metric
+                    .starts_with("aion_webhooks_attempt_duration_seconds")
+            })
+            .filter_map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(h) => Some((
+                    s.labels.get("webhook").unwrap_or("").to_owned(),
+                    h.len() as f64,
+                )),
+                _ => None,
+            })
+            .collect();
+        assert!(histogram_count.contains_key("h"), "{histogram_count:?}");
+        // Labels are bounded: no topic, URL or event id anywhere.
+        let text = format!("{:?}", after.samples);
+        assert!(
+            !text.contains("a.b") && !text.contains("127.0.0.1"),
+            "{text}"
         );
     }
-    app.drain().await;
-    let after = scrape(&app).await;
-    let get = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels).unwrap_or(0.0);
-    assert_eq!(
-        get("aion_webhooks_events_accepted_total", &[("source", "api")]),
-        3.0
-    );
-    assert_eq!(
-        get(
-            "aion_webhooks_deliveries_finished_total",
-            &[("webhook", "h"), ("outcome", "succeeded")]
-        ),
-        3.0
-    );
-    assert_eq!(
-        get(
-            "aion_webhooks_deliveries_finished_total",
-            &[("webhook", "h"), ("outcome", "retry")]
-        ),
-        1.0
-    );
-    assert!(get("aion_webhooks_process_resident_memory_bytes", &[]) > 0.0);
-    assert!(get("aion_webhooks_process_open_fds", &[]) > 0.0);
-    let histogram_count: HashMap<String, f64> = after
-        .samples
-        .iter()
-        .filter(|s| {
-            s.metric
-                .starts_with("aion_webhooks_attempt_duration_seconds")
-        })
-        .filter_map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(h) => Some((
-                s.labels.get("webhook").unwrap_or("").to_owned(),
-                h.len() as f64,
-            )),
-            _ => None,
-        })
-        .collect();
-    assert!(histogram_count.contains_key("h"), "{histogram_count:?}");
-    // Labels are bounded: no topic, URL or event id anywhere.
-    let text = format!("{:?}", after.samples);
-    assert!(
-        !text.contains("a.b") && !text.contains("127.0.0.1"),
-        "{text}"
-    );
 }

@@ -40,8 +40,8 @@ fn event(id: &str, key: Option<&str>) -> NewEvent {
     }
 }
 
-async fn migrated(pool: PgPool) -> Store {
-    let store = Store::from_pool(pool);
+async fn migrated(db: &TestDb) -> Store {
+    let store = db.store();
     store.migrate().await.expect("migrate");
     store
 }
@@ -105,245 +105,254 @@ fn ids(claimed: &[(String, Uuid, i32)]) -> Vec<&str> {
     claimed.iter().map(|c| c.0.as_str()).collect()
 }
 
-async fn states(pool: &PgPool) -> BTreeMap<String, String> {
-    sqlx::query_as::<_, (String, String)>("SELECT event_id, state FROM deliveries")
-        .fetch_all(pool)
+async fn states(db: &TestDb) -> BTreeMap<String, String> {
+    db.all::<(String, String)>("SELECT event_id, state FROM deliveries")
         .await
-        .expect("states")
         .into_iter()
         .collect()
 }
 
-#[sqlx::test]
-async fn a_line_sends_its_head_only_and_the_next_follows_in_acceptance_order(pool: PgPool) {
-    let store = migrated(pool.clone()).await;
-    // Ids sort against the request order: the place in the call decides.
-    let batch = [
-        event("e9", Some("k1")),
-        event("e8", Some("k2")),
-        event("e7", Some("k1")),
-        event("e6", None),
-        event("e5", Some("k1")),
-    ];
-    store
-        .insert_events(&batch, Utc::now())
-        .await
-        .expect("insert");
-    let s = states(&pool).await;
-    assert_eq!(s["e7"], "waiting");
-    assert_eq!(s["e5"], "waiting");
+both! {
+    async fn a_line_sends_its_head_only_and_the_next_follows_in_acceptance_order(db) {
+        let store = migrated(&db).await;
+        // Ids sort against the request order: the place in the call decides.
+        let batch = [
+            event("e9", Some("k1")),
+            event("e8", Some("k2")),
+            event("e7", Some("k1")),
+            event("e6", None),
+            event("e5", Some("k1")),
+        ];
+        store
+            .insert_events(&batch, Utc::now())
+            .await
+            .expect("insert");
+        let s = states(&db).await;
+        assert_eq!(s["e7"], "waiting");
+        assert_eq!(s["e5"], "waiting");
 
-    let heads = claimed_events(&store).await;
-    assert_eq!(
-        ids(&heads),
-        ["e6", "e8", "e9"],
-        "one head per key, keyless beside"
-    );
-    let head = |id: &str| heads.iter().find(|h| h.0 == id).expect("head").clone();
+        let heads = claimed_events(&store).await;
+        assert_eq!(
+            ids(&heads),
+            ["e6", "e8", "e9"],
+            "one head per key, keyless beside"
+        );
+        let head = |id: &str| heads.iter().find(|h| h.0 == id).expect("head").clone();
 
-    // A retry keeps the head: nothing behind it moves.
-    let (_, e9, attempt) = head("e9");
-    store
-        .complete(&[done(e9, attempt, DeliveryState::Pending)], Utc::now())
-        .await
-        .expect("complete");
-    assert!(claimed_events(&store).await.is_empty());
-    assert_eq!(states(&pool).await["e7"], "waiting");
+        // A retry keeps the head: nothing behind it moves.
+        let (_, e9, attempt) = head("e9");
+        store
+            .complete(&[done(e9, attempt, DeliveryState::Pending)], Utc::now())
+            .await
+            .expect("complete");
+        assert!(claimed_events(&store).await.is_empty());
+        assert_eq!(states(&db).await["e7"], "waiting");
 
-    // The head goes dead: that releases the key, the next one is due.
-    sqlx::query("UPDATE deliveries SET next_attempt_at = now() WHERE event_id = 'e9'")
-        .execute(&pool)
-        .await
-        .expect("make due");
-    let again = claimed_events(&store).await;
-    assert_eq!(again.len(), 1);
-    let next = finish_then_claim(&store, &again[0], DeliveryState::Dead).await;
-    assert_eq!(ids(&next), ["e7"]);
+        // The head goes dead: that releases the key, the next one is due.
+        db.execute(&format!(
+            "UPDATE deliveries SET next_attempt_at = {} WHERE event_id = 'e9'",
+            db.ago(0)
+        ))
+        .await;
+        let again = claimed_events(&store).await;
+        assert_eq!(again.len(), 1);
+        let next = finish_then_claim(&store, &again[0], DeliveryState::Dead).await;
+        assert_eq!(ids(&next), ["e7"]);
 
-    // A later call's event of the same key waits behind the line.
-    store
-        .insert_events(&[event("e1", Some("k1"))], Utc::now())
-        .await
-        .expect("insert");
-    assert_eq!(states(&pool).await["e1"], "waiting");
-    let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
-    assert_eq!(ids(&next), ["e5"]);
+        // A later call's event of the same key waits behind the line.
+        store
+            .insert_events(&[event("e1", Some("k1"))], Utc::now())
+            .await
+            .expect("insert");
+        assert_eq!(states(&db).await["e1"], "waiting");
+        let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
+        assert_eq!(ids(&next), ["e5"]);
 
-    // The dead head, replayed, rejoins at its place: after the head in
-    // flight (e5), before the later e1.
-    let dead: Uuid = sqlx::query_scalar("SELECT id FROM deliveries WHERE event_id = 'e9'")
-        .fetch_one(&pool)
-        .await
-        .expect("e9");
-    store.replay(dead, None, Utc::now()).await.expect("replay");
-    assert_eq!(states(&pool).await["e9"], "waiting");
-    assert!(claimed_events(&store).await.is_empty(), "e5 is in flight");
-    let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
-    assert_eq!(ids(&next), ["e9"]);
-    let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
-    assert_eq!(ids(&next), ["e1"]);
+        // The dead head, replayed, rejoins at its place: after the head in
+        // flight (e5), before the later e1.
+        let (dead,): (Uuid,) = db
+            .one("SELECT id FROM deliveries WHERE event_id = 'e9'")
+            .await;
+        store.replay(dead, None, Utc::now()).await.expect("replay");
+        assert_eq!(states(&db).await["e9"], "waiting");
+        assert!(claimed_events(&store).await.is_empty(), "e5 is in flight");
+        let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
+        assert_eq!(ids(&next), ["e9"]);
+        let next = finish_then_claim(&store, &next[0], DeliveryState::Succeeded).await;
+        assert_eq!(ids(&next), ["e1"]);
+    }
 }
 
-#[sqlx::test]
-async fn a_rescued_head_stays_the_head(pool: PgPool) {
-    let store = migrated(pool.clone()).await;
-    let batch = [event("a", Some("k")), event("b", Some("k"))];
-    store
-        .insert_events(&batch, Utc::now())
-        .await
-        .expect("insert");
-    let first = claim(&store, Duration::from_millis(1)).await;
-    assert_eq!(first.len(), 1);
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(store.rescue_expired().await.expect("rescue"), 1);
-    assert_eq!(states(&pool).await["b"], "waiting");
-    let again = claimed_events(&store).await;
-    assert_eq!(again.len(), 1);
-    assert_eq!(
-        again[0].0, "a",
-        "the rescued head goes again, b still waits"
-    );
-    assert_eq!(again[0].2, 2);
+both! {
+    async fn a_rescued_head_stays_the_head(db) {
+        let store = migrated(&db).await;
+        let batch = [event("a", Some("k")), event("b", Some("k"))];
+        store
+            .insert_events(&batch, Utc::now())
+            .await
+            .expect("insert");
+        let first = claim(&store, Duration::from_millis(1)).await;
+        assert_eq!(first.len(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(store.rescue_expired().await.expect("rescue"), 1);
+        assert_eq!(states(&db).await["b"], "waiting");
+        let again = claimed_events(&store).await;
+        assert_eq!(again.len(), 1);
+        assert_eq!(
+            again[0].0, "a",
+            "the rescued head goes again, b still waits"
+        );
+        assert_eq!(again[0].2, 2);
+    }
 }
 
-/// Many writers on few lines at once — ingest one event per call, engines
-/// claiming and completing with random outcomes, replays — and the line
-/// invariant holds: never two of a line in flight, and each line's events
-/// first succeed in acceptance order.
-#[sqlx::test]
-async fn concurrent_writers_keep_every_line_in_order(pool: PgPool) {
-    let store = migrated(pool.clone()).await;
-    const KEYS: usize = 5;
-    const PER_KEY: usize = 30;
-    let successes: Arc<Mutex<Vec<String>>> = Arc::default();
-    let producer = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            for i in 0..PER_KEY {
-                for k in 0..KEYS {
-                    let e = event(&format!("k{k}-{i:03}"), Some(&format!("k{k}")));
-                    store.insert_events(&[e], Utc::now()).await.expect("insert");
-                }
-            }
-        })
-    };
-    let engines: Vec<_> = (0..3)
-        .map(|n| {
+both! {
+    /// Many writers on few lines at once — ingest one event per call, engines
+    /// claiming and completing with random outcomes, replays — and the line
+    /// invariant holds: never two of a line in flight, and each line's events
+    /// first succeed in acceptance order.
+    async fn concurrent_writers_keep_every_line_in_order(db) {
+        let store = migrated(&db).await;
+        const KEYS: usize = 5;
+        const PER_KEY: usize = 30;
+        let successes: Arc<Mutex<Vec<String>>> = Arc::default();
+        let producer = {
             let store = store.clone();
-            let successes = successes.clone();
             tokio::spawn(async move {
-                let deadline = Instant::now() + Duration::from_secs(60);
-                let mut idle = 0;
-                while Instant::now() < deadline && idle < 40 {
-                    let slot = WebhookSlot {
-                        webhook_id: "h".into(),
-                        room: 8,
-                        lease: Duration::from_secs(60),
-                    };
-                    let got = store
-                        .claim(&[slot], 8, &format!("engine-{n}"))
-                        .await
-                        .expect("claim: never two heads of a line");
-                    if got.is_empty() {
-                        idle += 1;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
-                    }
-                    idle = 0;
-                    let outcomes: Vec<Completion> = got
-                        .iter()
-                        .map(|c| {
-                            let fail = rand::rng().random_bool(0.3);
-                            let mut d = done(
-                                c.id,
-                                c.attempt,
-                                if fail {
-                                    DeliveryState::Pending
-                                } else {
-                                    DeliveryState::Succeeded
-                                },
-                            );
-                            d.retry_in = fail.then_some(Duration::ZERO);
-                            d
-                        })
-                        .collect();
-                    store
-                        .complete(&outcomes, Utc::now())
-                        .await
-                        .expect("complete");
-                    let mut s = successes.lock().expect("lock");
-                    for (c, o) in got.iter().zip(&outcomes) {
-                        if o.state == DeliveryState::Succeeded {
-                            s.push(c.event_id.clone());
-                        }
+                for i in 0..PER_KEY {
+                    for k in 0..KEYS {
+                        let e = event(&format!("k{k}-{i:03}"), Some(&format!("k{k}")));
+                        store.insert_events(&[e], Utc::now()).await.expect("insert");
                     }
                 }
             })
-        })
-        .collect();
-    producer.await.expect("producer");
-    for e in engines {
-        e.await.expect("engine");
-    }
-    let s = states(&pool).await;
-    assert_eq!(s.len(), KEYS * PER_KEY);
-    assert!(
-        s.values().all(|st| st == "succeeded"),
-        "all succeeded: {s:?}"
-    );
-    // Per key, the order successes were recorded in is the acceptance order
-    // (the ids are numbered in it).
-    let successes = successes.lock().expect("lock").clone();
-    for k in 0..KEYS {
-        let prefix = format!("k{k}-");
-        let line: Vec<&String> = successes
-            .iter()
-            .filter(|e| e.starts_with(&prefix))
+        };
+        let engines: Vec<_> = (0..3)
+            .map(|n| {
+                let store = store.clone();
+                let successes = successes.clone();
+                tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let mut idle = 0;
+                    while Instant::now() < deadline && idle < 40 {
+                        let slot = WebhookSlot {
+                            webhook_id: "h".into(),
+                            room: 8,
+                            lease: Duration::from_secs(60),
+                        };
+                        let got = store
+                            .claim(&[slot], 8, &format!("engine-{n}"))
+                            .await
+                            .expect("claim: never two heads of a line");
+                        if got.is_empty() {
+                            idle += 1;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                        idle = 0;
+                        let outcomes: Vec<Completion> = got
+                            .iter()
+                            .map(|c| {
+                                let fail = rand::rng().random_bool(0.3);
+                                let mut d = done(
+                                    c.id,
+                                    c.attempt,
+                                    if fail {
+                                        DeliveryState::Pending
+                                    } else {
+                                        DeliveryState::Succeeded
+                                    },
+                                );
+                                d.retry_in = fail.then_some(Duration::ZERO);
+                                d
+                            })
+                            .collect();
+                        store
+                            .complete(&outcomes, Utc::now())
+                            .await
+                            .expect("complete");
+                        let mut s = successes.lock().expect("lock");
+                        for (c, o) in got.iter().zip(&outcomes) {
+                            if o.state == DeliveryState::Succeeded {
+                                s.push(c.event_id.clone());
+                            }
+                        }
+                    }
+                })
+            })
             .collect();
-        let mut sorted = line.clone();
-        sorted.sort();
-        assert_eq!(line, sorted, "key k{k} succeeded out of order");
-        assert_eq!(line.len(), PER_KEY);
+        producer.await.expect("producer");
+        for e in engines {
+            e.await.expect("engine");
+        }
+        let s = states(&db).await;
+        assert_eq!(s.len(), KEYS * PER_KEY);
+        assert!(
+            s.values().all(|st| st == "succeeded"),
+            "all succeeded: {s:?}"
+        );
+        // Per key, the order successes were recorded in is the acceptance order
+        // (the ids are numbered in it).
+        let successes = successes.lock().expect("lock").clone();
+        for k in 0..KEYS {
+            let prefix = format!("k{k}-");
+            let line: Vec<&String> = successes
+                .iter()
+                .filter(|e| e.starts_with(&prefix))
+                .collect();
+            let mut sorted = line.clone();
+            sorted.sort();
+            assert_eq!(line, sorted, "key k{k} succeeded out of order");
+            assert_eq!(line.len(), PER_KEY);
+        }
     }
 }
 
-#[sqlx::test]
-async fn the_api_shows_waiting_deliveries(pool: PgPool) {
-    // The head fails and retries in a minute: the rest of its key waits.
-    let rx = Receiver::start().await;
-    rx.script([Reply::status(500)]);
-    let extra = "ordering: key\nretry: { initial_interval: 1m, max_interval: 1m, max_attempts: 5 }";
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", extra))).await;
-    let batch: Vec<Value> = (0..3)
-        .map(|i| json!({"topic": "a.b", "key": "order-7", "payload": i}))
-        .chain([json!({"topic": "a.b", "payload": "keyless"})])
-        .collect();
-    assert_eq!(
-        app.post_events(&Value::Array(batch)).await.0,
-        reqwest::StatusCode::ACCEPTED
-    );
-    rx.wait_for_count(2).await;
-    wait_for("the failed head recorded", || async {
-        app.count("SELECT count(*) FROM delivery_attempts").await == 2
-    })
-    .await;
-    let (_, hooks) = app.get("/v1/webhooks").await;
-    let h = &hooks["data"][0];
-    assert_eq!(
-        (h["pending"].as_i64(), h["waiting"].as_i64()),
-        (Some(1), Some(2)),
-        "{h}"
-    );
-    let (status, waiting) = app.get("/v1/deliveries?status=waiting").await;
-    assert_eq!(status, reqwest::StatusCode::OK);
-    assert_eq!(
-        waiting["data"].as_array().map(Vec::len),
-        Some(2),
-        "{waiting}"
-    );
-    assert_eq!(waiting["data"][0]["status"], "waiting");
-    assert_eq!(rx.received().len(), 2, "nothing behind the head was sent");
-    app.stop().await;
+both! {
+    async fn the_api_shows_waiting_deliveries(db) {
+        // The head fails and retries in a minute: the rest of its key waits.
+        let rx = Receiver::start().await;
+        rx.script([Reply::status(500)]);
+        let extra = "ordering: key\nretry: { initial_interval: 1m, max_interval: 1m, max_attempts: 5 }";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[a.b]", extra))).await;
+        let batch: Vec<Value> = (0..3)
+            .map(|i| json!({"topic": "a.b", "key": "order-7", "payload": i}))
+            .collect();
+        assert_eq!(
+            app.post_events(&Value::Array(batch)).await.0,
+            reqwest::StatusCode::ACCEPTED
+        );
+        rx.wait_for_count(1).await;
+        wait_for("the failed head recorded", || async {
+            app.count("SELECT count(*) FROM delivery_attempts").await == 1
+        })
+        .await;
+        // An event without a key is not held by the line.
+        app.post_events(&json!({"topic": "a.b", "payload": "keyless"}))
+            .await;
+        rx.wait_for_count(2).await;
+        wait_for("the keyless delivery recorded", || async {
+            app.count("SELECT count(*) FROM delivery_attempts").await == 2
+        })
+        .await;
+        let (_, hooks) = app.get("/v1/webhooks").await;
+        let h = &hooks["data"][0];
+        assert_eq!(
+            (h["pending"].as_i64(), h["waiting"].as_i64()),
+            (Some(1), Some(2)),
+            "{h}"
+        );
+        let (status, waiting) = app.get("/v1/deliveries?status=waiting").await;
+        assert_eq!(status, reqwest::StatusCode::OK);
+        assert_eq!(
+            waiting["data"].as_array().map(Vec::len),
+            Some(2),
+            "{waiting}"
+        );
+        assert_eq!(waiting["data"][0]["status"], "waiting");
+        assert_eq!(rx.received().len(), 2, "nothing behind the head was sent");
+        app.stop().await;
+    }
 }
 
 /// What the end-to-end receiver saw of one event.

@@ -13,117 +13,119 @@ fn retry(max_attempts: u32) -> String {
     format!("retry: {{ initial_interval: 50ms, max_interval: 1s, max_attempts: {max_attempts} }}")
 }
 
-#[sqlx::test]
-async fn publishers_cannot_write_the_engines_topics_or_claim_its_source(pool: PgPool) {
-    let rx = Receiver::start().await;
-    let policy = policy_yaml(&hook(
-        "everything",
-        &rx.url,
-        r#"["command.*", "aion.**", "kernel.**"]"#,
-        "",
-    ));
-    let app = TestApp::spawn(pool, &policy).await;
-    let forged_command = json!({
-        "topic": "command.install_module", "source": "aion-webhooks", "key": "ops",
-        "payload": {"command_id": "cmd_x", "action": "install_module", "params": {"m": 1}, "actor_id": "ops"}
-    });
-    let cases = [
-        (forged_command, "reserved_topic", "topic"),
-        (
-            json!({"topic": "aion.audit.activity", "tenant_id": "tenant-001", "payload": {"actor_id": "ops"}}),
-            "reserved_topic",
-            "topic",
-        ),
-        (
-            json!({"event_type": "aion.webhooks.endpoint.disabled", "payload": {}}),
-            "reserved_topic",
-            "topic",
-        ),
-        (
-            json!({"topic": "Command.install_module", "payload": {}}),
-            "reserved_topic",
-            "topic",
-        ),
-        (
-            json!({"topic": "kernel.proposal.created", "source": "aion-webhooks", "payload": {}}),
-            "reserved_source",
-            "source",
-        ),
-        (
-            json!([{"topic": "kernel.proposal.created", "payload": 1}, {"topic": "command.x", "payload": 2}]),
-            "reserved_topic",
-            "[1].topic",
-        ),
-    ];
-    for (body, code, field) in cases {
-        let (status, answer) = app
-            .post_raw("/v1/events", PUBLISHER_KEY, body.to_string().into_bytes())
-            .await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "{body}: {answer}");
-        assert_eq!(answer["error"]["code"], code, "{body}");
-        assert_eq!(answer["error"]["field"], field, "{body}");
-    }
-    assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
+both! {
+    async fn publishers_cannot_write_the_engines_topics_or_claim_its_source(db) {
+        let rx = Receiver::start().await;
+        let policy = policy_yaml(&hook(
+            "everything",
+            &rx.url,
+            r#"["command.*", "aion.**", "kernel.**"]"#,
+            "",
+        ));
+        let app = TestApp::spawn(db, &policy).await;
+        let forged_command = json!({
+            "topic": "command.install_module", "source": "aion-webhooks", "key": "ops",
+            "payload": {"command_id": "cmd_x", "action": "install_module", "params": {"m": 1}, "actor_id": "ops"}
+        });
+        let cases = [
+            (forged_command, "reserved_topic", "topic"),
+            (
+                json!({"topic": "aion.audit.activity", "tenant_id": "tenant-001", "payload": {"actor_id": "ops"}}),
+                "reserved_topic",
+                "topic",
+            ),
+            (
+                json!({"event_type": "aion.webhooks.endpoint.disabled", "payload": {}}),
+                "reserved_topic",
+                "topic",
+            ),
+            (
+                json!({"topic": "Command.install_module", "payload": {}}),
+                "reserved_topic",
+                "topic",
+            ),
+            (
+                json!({"topic": "kernel.proposal.created", "source": "aion-webhooks", "payload": {}}),
+                "reserved_source",
+                "source",
+            ),
+            (
+                json!([{"topic": "kernel.proposal.created", "payload": 1}, {"topic": "command.x", "payload": 2}]),
+                "reserved_topic",
+                "[1].topic",
+            ),
+        ];
+        for (body, code, field) in cases {
+            let (status, answer) = app
+                .post_raw("/v1/events", PUBLISHER_KEY, body.to_string().into_bytes())
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}: {answer}");
+            assert_eq!(answer["error"]["code"], code, "{body}");
+            assert_eq!(answer["error"]["field"], field, "{body}");
+        }
+        assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
 
-    // An ordinary event still goes through, and only it arrives.
-    let (status, _) = app
-        .post_raw(
-            "/v1/events",
-            PUBLISHER_KEY,
-            json!({"topic": "kernel.proposal.created", "source": "kernel", "payload": 1})
-                .to_string()
-                .into_bytes(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    app.drain().await;
-    let got = rx.received();
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].header("x-aion-event"), "kernel.proposal.created");
+        // An ordinary event still goes through, and only it arrives.
+        let (status, _) = app
+            .post_raw(
+                "/v1/events",
+                PUBLISHER_KEY,
+                json!({"topic": "kernel.proposal.created", "source": "kernel", "payload": 1})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        app.drain().await;
+        let got = rx.received();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].header("x-aion-event"), "kernel.proposal.created");
+    }
 }
 
-#[sqlx::test]
-async fn a_receiver_answering_nul_bytes_does_not_hold_up_other_outcomes(pool: PgPool) {
-    let ok = Receiver::start().await;
-    let nul = fixed_receiver(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        b"bad\0body\0",
-        Duration::ZERO,
-    )
-    .await;
-    let policy = policy_yaml(&format!(
-        "{}{}",
-        hook("nul", &nul, "[a.b]", &retry(2)),
-        hook("ok", &ok.url, "[a.b]", "")
-    ));
-    let app = TestApp::spawn(pool, &policy).await;
-    for i in 0..5 {
-        app.post_events(&json!({"topic": "a.b", "payload": i}))
-            .await;
-    }
-    ok.wait_for_count(5).await;
-    wait_for(
-        "the healthy deliveries to be recorded as succeeded",
-        || async {
-            app.count(
-                "SELECT count(*) FROM deliveries WHERE webhook_id = 'ok' AND state = 'succeeded'",
+both! {
+    async fn a_receiver_answering_nul_bytes_does_not_hold_up_other_outcomes(db) {
+        let ok = Receiver::start().await;
+        let nul = fixed_receiver(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"bad\0body\0",
+            Duration::ZERO,
+        )
+        .await;
+        let policy = policy_yaml(&format!(
+            "{}{}",
+            hook("nul", &nul, "[a.b]", &retry(2)),
+            hook("ok", &ok.url, "[a.b]", "")
+        ));
+        let app = TestApp::spawn(db, &policy).await;
+        for i in 0..5 {
+            app.post_events(&json!({"topic": "a.b", "payload": i}))
+                .await;
+        }
+        ok.wait_for_count(5).await;
+        wait_for(
+            "the healthy deliveries to be recorded as succeeded",
+            || async {
+                app.count(
+                    "SELECT count(*) FROM deliveries WHERE webhook_id = 'ok' AND state = 'succeeded'",
+                )
+                .await
+                    == 5
+            },
+        )
+        .await;
+        app.drain().await;
+        let (dead, stored_body): (i64, Option<String>) = app
+            .db
+            .one(
+                "SELECT (SELECT count(*) FROM deliveries WHERE webhook_id = 'nul' AND state = 'dead'),
+                    (SELECT max(response_body) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+                     WHERE d.webhook_id = 'nul')",
             )
-            .await
-                == 5
-        },
-    )
-    .await;
-    app.drain().await;
-    let (dead, stored_body): (i64, Option<String>) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM deliveries WHERE webhook_id = 'nul' AND state = 'dead'),
-                (SELECT max(response_body) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
-                 WHERE d.webhook_id = 'nul')",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("query");
-    assert_eq!(dead, 5, "the NUL receiver's attempts were recorded too");
-    assert_eq!(stored_body.as_deref(), Some("bad\u{FFFD}body\u{FFFD}"));
+            .await;
+        assert_eq!(dead, 5, "the NUL receiver's attempts were recorded too");
+        assert_eq!(stored_body.as_deref(), Some("bad\u{FFFD}body\u{FFFD}"));
+    }
 }
 
 #[sqlx::test]
@@ -165,120 +167,123 @@ async fn control_characters_in_event_fields_are_refused_without_failing_other_re
     assert_eq!(app.count("SELECT count(*) FROM events").await, 4 * 24);
 }
 
-#[sqlx::test]
-async fn admin_and_publish_denials_are_audited(pool: PgPool) {
-    let admin_only = "test-key-admin-only";
-    let policy = policy_yaml("").replace(
-        "  api_keys:\n",
-        &format!(
-            "  api_keys:\n    - id: auditor\n      sha256: \"{}\"\n      roles: [admin]\n",
-            sha256_hex(admin_only)
-        ),
-    );
-    let app = TestApp::spawn(pool, &policy.replace("webhooks:\n\n", "webhooks: []\n")).await;
-    let r = app
-        .http
-        .get(format!("{}/v1/webhooks", app.base))
-        .bearer_auth(PUBLISHER_KEY)
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 403);
-    let (status, _) = app
-        .post_raw(
-            "/v1/events",
-            admin_only,
-            json!({"topic": "a.b", "payload": 1})
-                .to_string()
-                .into_bytes(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-
-    let (status, audit) = app.get("/v1/audit").await;
-    assert_eq!(status, StatusCode::OK);
-    let denials: Vec<(String, String)> = audit["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .filter(|r| r["outcome"] == "denied")
-        .map(|r| {
-            (
-                r["actor_id"].as_str().unwrap_or("").to_owned(),
-                r["action"].as_str().unwrap_or("").to_owned(),
+both! {
+    async fn admin_and_publish_denials_are_audited(db) {
+        let admin_only = "test-key-admin-only";
+        let policy = policy_yaml("").replace(
+            "  api_keys:\n",
+            &format!(
+                "  api_keys:\n    - id: auditor\n      sha256: \"{}\"\n      roles: [admin]\n",
+                sha256_hex(admin_only)
+            ),
+        );
+        let app = TestApp::spawn(db, &policy.replace("webhooks:\n\n", "webhooks: []\n")).await;
+        let r = app
+            .http
+            .get(format!("{}/v1/webhooks", app.base))
+            .bearer_auth(PUBLISHER_KEY)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 403);
+        let (status, _) = app
+            .post_raw(
+                "/v1/events",
+                admin_only,
+                json!({"topic": "a.b", "payload": 1})
+                    .to_string()
+                    .into_bytes(),
             )
-        })
-        .collect();
-    assert!(
-        denials.contains(&("producer".into(), "list_webhooks".into())),
-        "{denials:?}"
-    );
-    assert!(
-        denials.contains(&("auditor".into(), "publish_events".into())),
-        "{denials:?}"
-    );
-    // Each denial also went out as an audit event, from the engine.
-    let audit_events = app
-        .count("SELECT count(*) FROM events WHERE topic = 'aion.audit.activity' AND source = 'aion-webhooks'")
-        .await;
-    assert_eq!(audit_events, 2);
-}
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
 
-#[sqlx::test]
-async fn the_ssrf_allow_list_follows_the_policy_in_force(pool: PgPool) {
-    let rx = Receiver::start().await;
-    let allowed = policy_yaml(&hook("h", &rx.url, "[a.b]", &retry(1)));
-    let closed = allowed.replace(
-        "allow_private_targets: [127.0.0.0/8]",
-        "allow_private_targets: []",
-    );
-    let app = TestApp::spawn(pool, &closed).await;
-    app.post_events(&json!({"id": "before", "topic": "a.b", "payload": 1}))
-        .await;
-    app.drain().await;
-    assert!(rx.received().is_empty());
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM delivery_attempts WHERE error_kind = 'blocked_destination'"
-        )
-        .await,
-        1
-    );
-
-    app.set_policy(&allowed);
-    app.post_events(&json!({"id": "after", "topic": "a.b", "payload": 2}))
-        .await;
-    let got = rx.wait_for_count(1).await;
-    assert_eq!(got[0].header("x-aion-event-id"), "after");
-    app.drain().await;
-}
-
-#[sqlx::test]
-async fn batches_with_the_same_ids_in_opposite_orders_do_not_deadlock(pool: PgPool) {
-    let app = TestApp::spawn(
-        pool,
-        &policy_yaml(&hook("h", "http://127.0.0.1:9/", "[a.b]", "")),
-    )
-    .await;
-    for round in 0..5 {
-        let forward: Vec<Value> = (0..1000)
-            .map(|i| json!({"id": format!("r{round}-{i:04}"), "topic": "a.b", "payload": i}))
+        let (status, audit) = app.get("/v1/audit").await;
+        assert_eq!(status, StatusCode::OK);
+        let denials: Vec<(String, String)> = audit["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .filter(|r| r["outcome"] == "denied")
+            .map(|r| {
+                (
+                    r["actor_id"].as_str().unwrap_or("").to_owned(),
+                    r["action"].as_str().unwrap_or("").to_owned(),
+                )
+            })
             .collect();
-        let backward: Vec<Value> = forward.iter().rev().cloned().collect();
-        let (a, b) = futures::future::join(
-            app.post_events(&Value::Array(forward)),
-            app.post_events(&Value::Array(backward)),
+        assert!(
+            denials.contains(&("producer".into(), "list_webhooks".into())),
+            "{denials:?}"
+        );
+        assert!(
+            denials.contains(&("auditor".into(), "publish_events".into())),
+            "{denials:?}"
+        );
+        // Each denial also went out as an audit event, from the engine.
+        let audit_events = app
+            .count("SELECT count(*) FROM events WHERE topic = 'aion.audit.activity' AND source = 'aion-webhooks'")
+            .await;
+        assert_eq!(audit_events, 2);
+    }
+}
+
+both! {
+    async fn the_ssrf_allow_list_follows_the_policy_in_force(db) {
+        let rx = Receiver::start().await;
+        let allowed = policy_yaml(&hook("h", &rx.url, "[a.b]", &retry(1)));
+        let closed = allowed.replace(
+            "allow_private_targets: [127.0.0.0/8]",
+            "allow_private_targets: []",
+        );
+        let app = TestApp::spawn(db, &closed).await;
+        app.post_events(&json!({"id": "before", "topic": "a.b", "payload": 1}))
+            .await;
+        app.drain().await;
+        assert!(rx.received().is_empty());
+        assert_eq!(
+            app.count(
+                "SELECT count(*) FROM delivery_attempts WHERE error_kind = 'blocked_destination'"
+            )
+            .await,
+            1
+        );
+
+        app.set_policy(&allowed);
+        app.post_events(&json!({"id": "after", "topic": "a.b", "payload": 2}))
+            .await;
+        let got = rx.wait_for_count(1).await;
+        assert_eq!(got[0].header("x-aion-event-id"), "after");
+        app.drain().await;
+    }
+}
+
+both! {
+    async fn batches_with_the_same_ids_in_opposite_orders_do_not_deadlock(db) {
+        let app = TestApp::spawn(
+            db,
+            &policy_yaml(&hook("h", "http://127.0.0.1:9/", "[a.b]", "")),
         )
         .await;
-        for (status, answer) in [a, b] {
-            assert!(
-                status == StatusCode::ACCEPTED || status == StatusCode::OK,
-                "round {round}: {status} {answer}"
-            );
+        for round in 0..5 {
+            let forward: Vec<Value> = (0..1000)
+                .map(|i| json!({"id": format!("r{round}-{i:04}"), "topic": "a.b", "payload": i}))
+                .collect();
+            let backward: Vec<Value> = forward.iter().rev().cloned().collect();
+            let (a, b) = futures::future::join(
+                app.post_events(&Value::Array(forward)),
+                app.post_events(&Value::Array(backward)),
+            )
+            .await;
+            for (status, answer) in [a, b] {
+                assert!(
+                    status == StatusCode::ACCEPTED || status == StatusCode::OK,
+                    "round {round}: {status} {answer}"
+                );
+            }
         }
+        assert_eq!(app.count("SELECT count(*) FROM events").await, 5000);
+        assert_eq!(app.count("SELECT count(*) FROM deliveries").await, 5000);
     }
-    assert_eq!(app.count("SELECT count(*) FROM events").await, 5000);
-    assert_eq!(app.count("SELECT count(*) FROM deliveries").await, 5000);
 }
 
 #[sqlx::test]

@@ -1,5 +1,5 @@
 //! Test harness: the real application on port 0 with a fresh database
-//! (from `#[sqlx::test]`), a scriptable receiver on loopback, and helpers
+//! (`#[sqlx::test]`'s PostgreSQL, or SQLite: see `db`), a scriptable receiver on loopback, and helpers
 //! that wait for a condition instead of sleeping a fixed time.
 
 use std::collections::VecDeque;
@@ -7,16 +7,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crate::db::TestDb;
 use aion_webhooks::app::{App, Config};
 use aion_webhooks::delivery::worker::WorkerConfig;
 use aion_webhooks::http::Limits;
 use aion_webhooks::policy::PolicySet;
-use aion_webhooks::store::Store;
 use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
-use sqlx::PgPool;
 use tokio::sync::oneshot;
 
 /// The key every test policy grants `publisher` and `admin`.
@@ -72,7 +71,7 @@ pub fn test_config() -> Config {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub pool: PgPool,
+    pub db: TestDb,
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub metrics: Arc<aion_webhooks::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
@@ -80,14 +79,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(pool: PgPool, policy: &str) -> Self {
-        Self::spawn_with(pool, policy, test_config()).await
+    pub async fn spawn(db: impl Into<TestDb>, policy: &str) -> Self {
+        Self::spawn_with(db, policy, test_config()).await
     }
 
-    pub async fn spawn_with(pool: PgPool, policy: &str, config: Config) -> Self {
+    pub async fn spawn_with(db: impl Into<TestDb>, policy: &str, config: Config) -> Self {
+        let db = db.into();
         let policy = PolicySet::parse(policy, "test-policy", std::path::Path::new("."), &|_| None)
             .unwrap_or_else(|e| panic!("{e}"));
-        let app = App::build_with(config, Store::from_pool(pool.clone()), policy)
+        let app = App::build_with(config, db.store(), policy)
             .await
             .expect("build app");
         let base = format!("http://{}", app.local_addr());
@@ -100,7 +100,7 @@ impl TestApp {
         Self {
             base,
             http: reqwest::Client::new(),
-            pool,
+            db,
             policy,
             metrics,
             stop: Some(stop),
@@ -157,10 +157,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count query")
+        self.db.count(sql).await
     }
 
     /// Waits until no delivery is pending or in flight (or panics after 30 s).

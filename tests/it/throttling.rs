@@ -61,82 +61,84 @@ fn limit_of(app: &TestApp, webhook: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-#[sqlx::test]
-async fn a_429_endpoint_falls_to_one_send_at_a_time_and_recovers_on_2xx(pool: PgPool) {
-    let gauge = Gauge::default();
-    gauge.overloaded.store(true, Ordering::SeqCst);
-    let url = gauge.start().await;
-    let extra = "max_in_flight: 32\nretry: { initial_interval: 10ms, max_interval: 50ms, max_attempts: 1000 }";
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("busy", &url, "[a.b]", extra))).await;
-    let batch: Vec<Value> = (0..300)
-        .map(|i| json!({"topic": "a.b", "payload": i}))
-        .collect();
-    assert_eq!(
-        app.post_events(&Value::Array(batch)).await.0,
-        StatusCode::ACCEPTED
-    );
+both! {
+    async fn a_429_endpoint_falls_to_one_send_at_a_time_and_recovers_on_2xx(db) {
+        let gauge = Gauge::default();
+        gauge.overloaded.store(true, Ordering::SeqCst);
+        let url = gauge.start().await;
+        let extra = "max_in_flight: 32\nretry: { initial_interval: 10ms, max_interval: 50ms, max_attempts: 1000 }";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("busy", &url, "[a.b]", extra))).await;
+        let batch: Vec<Value> = (0..300)
+            .map(|i| json!({"topic": "a.b", "payload": i}))
+            .collect();
+        assert_eq!(
+            app.post_events(&Value::Array(batch)).await.0,
+            StatusCode::ACCEPTED
+        );
 
-    wait_for("the limit to reach the floor", || async {
-        limit_of(&app, "busy") == Some(1)
-    })
-    .await;
-    // Sends started before the last decrease finish within 50 ms.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let peak = gauge.peak_over(Duration::from_millis(600)).await;
-    assert_eq!(peak, 1, "one send at a time while the endpoint answers 429");
+        wait_for("the limit to reach the floor", || async {
+            limit_of(&app, "busy") == Some(1)
+        })
+        .await;
+        // Sends started before the last decrease finish within 50 ms.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let peak = gauge.peak_over(Duration::from_millis(600)).await;
+        assert_eq!(peak, 1, "one send at a time while the endpoint answers 429");
 
-    gauge.overloaded.store(false, Ordering::SeqCst);
-    wait_for("the limit to climb back", || async {
-        limit_of(&app, "busy").is_some_and(|l| l >= 16)
-    })
-    .await;
-    let peak = gauge.peak_over(Duration::from_millis(300)).await;
-    assert!(peak > 4, "concurrency grew back on 2xx (peak {peak})");
-    app.drain().await;
-    assert_eq!(gauge.served.load(Ordering::SeqCst), 300);
+        gauge.overloaded.store(false, Ordering::SeqCst);
+        wait_for("the limit to climb back", || async {
+            limit_of(&app, "busy").is_some_and(|l| l >= 16)
+        })
+        .await;
+        let peak = gauge.peak_over(Duration::from_millis(300)).await;
+        assert!(peak > 4, "concurrency grew back on 2xx (peak {peak})");
+        app.drain().await;
+        assert_eq!(gauge.served.load(Ordering::SeqCst), 300);
+    }
 }
 
-#[sqlx::test]
-async fn retry_after_pauses_the_whole_endpoint_until_then(pool: PgPool) {
-    let rx = Receiver::start().await;
-    rx.script([Reply {
-        status: 429,
-        headers: vec![("retry-after", "2".into())],
-        delay: Duration::ZERO,
-    }]);
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
-    let started = Instant::now();
-    app.post_events(&json!({"topic": "a.b", "payload": 0}))
-        .await;
-    rx.wait_for_count(1).await;
-    wait_for("the endpoint to show as throttled", || async {
-        let (_, body) = app.get("/v1/webhooks").await;
-        body["data"][0]["state"] == "throttled"
-    })
-    .await;
-    let (_, body) = app.get("/v1/webhooks").await;
-    assert_eq!(body["data"][0]["state_reason"], "retry_after", "{body}");
-    assert!(body["data"][0]["throttled_until"].is_string(), "{body}");
-    // New events wait for the pause too, not only the delivery that got 429.
-    for i in 1..=5 {
-        app.post_events(&json!({"topic": "a.b", "payload": i}))
+both! {
+    async fn retry_after_pauses_the_whole_endpoint_until_then(db) {
+        let rx = Receiver::start().await;
+        rx.script([Reply {
+            status: 429,
+            headers: vec![("retry-after", "2".into())],
+            delay: Duration::ZERO,
+        }]);
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
+        let started = Instant::now();
+        app.post_events(&json!({"topic": "a.b", "payload": 0}))
             .await;
+        rx.wait_for_count(1).await;
+        wait_for("the endpoint to show as throttled", || async {
+            let (_, body) = app.get("/v1/webhooks").await;
+            body["data"][0]["state"] == "throttled"
+        })
+        .await;
+        let (_, body) = app.get("/v1/webhooks").await;
+        assert_eq!(body["data"][0]["state_reason"], "retry_after", "{body}");
+        assert!(body["data"][0]["throttled_until"].is_string(), "{body}");
+        // New events wait for the pause too, not only the delivery that got 429.
+        for i in 1..=5 {
+            app.post_events(&json!({"topic": "a.b", "payload": i}))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(rx.received().len(), 1, "sent during the pause");
+        let got = rx.wait_for_count(7).await;
+        let resumed = got[1].at.duration_since(got[0].at);
+        assert!(
+            resumed >= Duration::from_millis(1900),
+            "resumed {resumed:?} after the 429 (Retry-After: 2)"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        app.drain().await;
+        let (_, body) = app.get("/v1/webhooks").await;
+        assert_eq!(
+            body["data"][0]["state"], "active",
+            "the pause ran out: {body}"
+        );
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(rx.received().len(), 1, "sent during the pause");
-    let got = rx.wait_for_count(7).await;
-    let resumed = got[1].at.duration_since(got[0].at);
-    assert!(
-        resumed >= Duration::from_millis(1900),
-        "resumed {resumed:?} after the 429 (Retry-After: 2)"
-    );
-    assert!(started.elapsed() < Duration::from_secs(20));
-    app.drain().await;
-    let (_, body) = app.get("/v1/webhooks").await;
-    assert_eq!(
-        body["data"][0]["state"], "active",
-        "the pause ran out: {body}"
-    );
 }
 
 #[sqlx::test]
