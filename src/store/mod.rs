@@ -604,11 +604,10 @@ pub enum OpenError {
          stop that engine, or use PostgreSQL to run several"
     )]
     Locked { path: String, holder: String },
-    #[error("cannot open {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The SQLite file cannot be used: why, in words (no error chain: the
+    /// reason is the whole story).
+    #[error("cannot use {path}: {reason}")]
+    File { path: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

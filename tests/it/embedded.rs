@@ -150,3 +150,51 @@ async fn a_database_url_that_names_no_store_is_refused_with_the_schemes() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_file_that_is_not_a_store_or_a_missing_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("policy.yaml"), policy_yaml("  []")).expect("policy");
+    let garbage = b"not a database, and never to be overwritten\n".repeat(100);
+    std::fs::write(dir.path().join("aion-webhooks.db"), &garbage).expect("garbage");
+    std::fs::create_dir(dir.path().join("a-directory")).expect("mkdir");
+    let cases = [
+        (
+            None,
+            "cannot use aion-webhooks.db: it is not an SQLite database, or it is damaged",
+        ),
+        (
+            Some("sqlite://no/such/dir/x.db"),
+            "cannot use no/such/dir/x.db: its directory no/such/dir does not exist",
+        ),
+        (
+            Some("sqlite://a-directory"),
+            "cannot use a-directory: it is a directory",
+        ),
+    ];
+    for (url, expected) in cases {
+        let mut c = command(
+            dir.path(),
+            &[
+                "serve",
+                "--policy",
+                "policy.yaml",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ],
+        );
+        if let Some(url) = url {
+            c.env("DATABASE_URL", url);
+        }
+        let out = c.output().expect("serve");
+        let text = finished(&out);
+        assert_eq!(out.status.code(), Some(2), "{url:?}: {text}");
+        assert!(text.contains(expected), "{url:?}: {text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("aion-webhooks.db")).expect("read"),
+        garbage,
+        "the file was not touched"
+    );
+}

@@ -54,6 +54,23 @@ pub(super) struct Lite {
 
 impl Lite {
     pub(super) async fn open(path: &Path, local: Arc<Local>) -> Result<Self, OpenError> {
+        let unusable = |reason: String| OpenError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(unusable(format!(
+                "its directory {} does not exist",
+                dir.display()
+            )));
+        }
+        if path.is_dir() {
+            return Err(unusable("it is a directory".to_owned()));
+        }
         let lock = lock(path)?;
         let synchronous = match std::env::var("AION_WEBHOOKS_SQLITE_SYNCHRONOUS")
             .unwrap_or_default()
@@ -79,7 +96,7 @@ impl Lite {
             .max_lifetime(None)
             .connect_with(options.clone())
             .await
-            .map_err(StoreError::from)?;
+            .map_err(|e| unusable(reason(&e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -124,9 +141,9 @@ fn lock(path: &Path) -> Result<std::fs::File, OpenError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let shown = path.display().to_string();
-    let file_error = |source| OpenError::File {
+    let file_error = |e: std::io::Error| OpenError::File {
         path: PathBuf::from(&lock_path).display().to_string(),
-        source,
+        reason: e.to_string(),
     };
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -156,6 +173,19 @@ fn lock(path: &Path) -> Result<std::fs::File, OpenError> {
     file.rewind().map_err(file_error)?;
     write!(file, "{}", std::process::id()).map_err(file_error)?;
     Ok(file)
+}
+
+/// Why SQLite refused to open a file, in words.
+fn reason(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        // SQLITE_NOTADB, SQLITE_CORRUPT.
+        Some(db) if matches!(db.code().as_deref(), Some("26" | "11")) => format!(
+            "it is not an SQLite database, or it is damaged ({})",
+            db.message()
+        ),
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    }
 }
 
 /// Milliseconds since the epoch, as stored.
