@@ -139,8 +139,7 @@ impl Drop for Engine {
 /// Waits until no session of an engine binary (`application_name`
 /// `aion-webhooks`) is left on the test's database: a process that exited
 /// has closed its sockets, but on a loaded machine its server backends can
-/// outlive it for a moment, and `#[sqlx::test]` cannot drop a database that
-/// still has sessions.
+/// outlive it for a moment.
 pub(crate) async fn engine_sessions_gone(pool: &PgPool) {
     wait_for("the engine's database sessions to end", || async {
         sqlx::query_scalar::<_, i64>(
@@ -154,7 +153,7 @@ pub(crate) async fn engine_sessions_gone(pool: &PgPool) {
     .await;
 }
 
-/// The URL of the fresh database `#[sqlx::test]` made (trust auth, no password).
+/// The URL of the test's fresh database (trust auth, no password).
 pub(crate) fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();
     let db = o.get_database().expect("the test pool names its database");

@@ -1,6 +1,7 @@
 //! The database a test runs against, and `both!`, which runs one test body
-//! against each store: a fresh PostgreSQL database (from `#[sqlx::test]`)
-//! and a fresh SQLite file in a temporary directory.
+//! against each store: a fresh PostgreSQL database and a fresh SQLite file
+//! in a temporary directory. The PostgreSQL server is `DATABASE_URL`'s, or
+//! `postgres://postgres@127.0.0.1:5432/postgres` when it is unset.
 //!
 //! Tests read rows with plain SQL through [`TestDb`] (counts, states, ids):
 //! the tables and their text columns are the same in both stores. Times are
@@ -21,10 +22,12 @@ macro_rules! both {
             #[allow(unused_imports)]
             use super::*;
 
-            #[sqlx::test]
-            async fn postgres(pool: sqlx::PgPool) {
+            #[tokio::test]
+            async fn postgres() {
+                let (pool, fresh) = $crate::db::fresh_postgres().await;
                 let $db = $crate::db::TestDb::Postgres(pool);
                 $body
+                fresh.drop_database().await;
             }
 
             #[tokio::test]
@@ -32,6 +35,20 @@ macro_rules! both {
                 let $db = $crate::db::TestDb::sqlite().await;
                 $body
             }
+        }
+    };
+}
+
+/// A test of PostgreSQL-only behaviour (several engines on one database, a
+/// database restart): the body gets a fresh database's pool as `$pool`.
+macro_rules! pg_test {
+    ($(#[$attr:meta])* async fn $name:ident($pool:ident) $body:block) => {
+        $(#[$attr])*
+        #[tokio::test]
+        async fn $name() {
+            let ($pool, fresh) = $crate::db::fresh_postgres().await;
+            $body
+            fresh.drop_database().await;
         }
     };
 }
@@ -45,10 +62,12 @@ macro_rules! both_binary {
             #[allow(unused_imports)]
             use super::*;
 
-            #[sqlx::test]
-            async fn postgres(pool: sqlx::PgPool) {
+            #[tokio::test]
+            async fn postgres() {
+                let (pool, fresh) = $crate::db::fresh_postgres().await;
                 let $db = $crate::db::TestDb::Postgres(pool);
                 $body
+                fresh.drop_database().await;
             }
 
             #[tokio::test]
@@ -58,6 +77,88 @@ macro_rules! both_binary {
             }
         }
     };
+}
+
+/// The server tests make their databases on: `DATABASE_URL` (any database
+/// on it), else the local PostgreSQL `.ci/run` makes sure of.
+fn postgres_server() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database made for one test, dropped when the test passes. One that a
+/// failed test leaves behind is dropped by a later test once it is an hour
+/// old (its name carries its creation time), so none pile up.
+#[derive(Debug)]
+pub struct FreshPostgres {
+    name: String,
+}
+
+const TEST_DB_PREFIX: &str = "aion_test_";
+
+/// A fresh, empty database on the test server and a pool on it.
+pub async fn fresh_postgres() -> (PgPool, FreshPostgres) {
+    use sqlx::{ConnectOptions, Connection};
+    let server: sqlx::postgres::PgConnectOptions = postgres_server().parse().expect("DATABASE_URL");
+    let mut admin = server
+        .clone()
+        .log_statements(tracing::log::LevelFilter::Off)
+        .connect()
+        .await
+        .expect("connect to the test PostgreSQL (see README, Development)");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let stale: Vec<(String,)> = sqlx::query_as(&format!(
+        "SELECT datname FROM pg_database WHERE datname LIKE '{TEST_DB_PREFIX}%'"
+    ))
+    .fetch_all(&mut admin)
+    .await
+    .expect("list test databases");
+    for (name,) in stale {
+        let made: Option<u64> = name
+            .strip_prefix(TEST_DB_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|secs| secs.parse().ok());
+        if made.is_some_and(|made| made + 3600 < now) {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+    }
+    let name = format!("{TEST_DB_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    admin.close().await.ok();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(server.database(&name))
+        .await
+        .expect("connect to the test database");
+    (pool, FreshPostgres { name })
+}
+
+impl FreshPostgres {
+    /// Drops the database (and ends any session still on it).
+    pub async fn drop_database(self) {
+        use sqlx::{ConnectOptions, Connection};
+        let server: sqlx::postgres::PgConnectOptions =
+            postgres_server().parse().expect("DATABASE_URL");
+        if let Ok(mut admin) = server.connect().await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
+            admin.close().await.ok();
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -172,8 +273,7 @@ impl TestDb {
     }
 
     /// Waits until no engine process is connected (PostgreSQL: its
-    /// sessions can outlive it for a moment, and `#[sqlx::test]` cannot drop
-    /// a database that still has sessions). Nothing to wait for on SQLite.
+    /// sessions can outlive it for a moment). Nothing to wait for on SQLite.
     pub async fn engine_sessions_gone(&self) {
         if let Self::Postgres(pool) = self {
             crate::crash::engine_sessions_gone(pool).await;

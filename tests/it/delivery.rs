@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use crate::support::*;
 
@@ -270,29 +269,30 @@ both! {
     }
 }
 
-#[sqlx::test]
-async fn two_engines_on_one_database_deliver_each_event_once(pool: PgPool) {
-    let rx = Receiver::start().await;
-    let policy = policy_yaml(&hook("h", &rx.url, "[a.b]", ""));
-    let a = TestApp::spawn(pool.clone(), &policy).await;
-    let b = TestApp::spawn(pool, &policy).await;
-    for chunk in 0..4 {
-        let batch: Vec<Value> = (0..100)
-            .map(|i| json!({"id": format!("e-{chunk}-{i}"), "topic": "a.b", "payload": i}))
-            .collect();
-        let target = if chunk % 2 == 0 { &a } else { &b };
-        assert_eq!(
-            target.post_events(&Value::Array(batch)).await.0,
-            StatusCode::ACCEPTED
-        );
+pg_test! {
+    async fn two_engines_on_one_database_deliver_each_event_once(pool) {
+        let rx = Receiver::start().await;
+        let policy = policy_yaml(&hook("h", &rx.url, "[a.b]", ""));
+        let a = TestApp::spawn(pool.clone(), &policy).await;
+        let b = TestApp::spawn(pool, &policy).await;
+        for chunk in 0..4 {
+            let batch: Vec<Value> = (0..100)
+                .map(|i| json!({"id": format!("e-{chunk}-{i}"), "topic": "a.b", "payload": i}))
+                .collect();
+            let target = if chunk % 2 == 0 { &a } else { &b };
+            assert_eq!(
+                target.post_events(&Value::Array(batch)).await.0,
+                StatusCode::ACCEPTED
+            );
+        }
+        a.drain().await;
+        let got = rx.received();
+        let ids: HashSet<&str> = got.iter().map(|r| r.header("x-aion-event-id")).collect();
+        assert_eq!(ids.len(), 400);
+        assert_eq!(got.len(), 400, "no event was sent twice");
+        a.stop().await;
+        b.stop().await;
     }
-    a.drain().await;
-    let got = rx.received();
-    let ids: HashSet<&str> = got.iter().map(|r| r.header("x-aion-event-id")).collect();
-    assert_eq!(ids.len(), 400);
-    assert_eq!(got.len(), 400, "no event was sent twice");
-    a.stop().await;
-    b.stop().await;
 }
 
 both! {

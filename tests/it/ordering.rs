@@ -14,7 +14,6 @@ use aion_webhooks::store::{
 use chrono::Utc;
 use rand::Rng;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::crash::{Engine, database_url, engine_sessions_gone};
@@ -425,108 +424,109 @@ async fn flaky_receiver(log: Arc<Mutex<Log>>) -> String {
     serve_loopback(app).await
 }
 
-#[sqlx::test]
-async fn two_engines_one_killed_keep_every_key_in_order_and_lose_nothing(pool: PgPool) {
-    let log: Arc<Mutex<Log>> = Arc::default();
-    let url = flaky_receiver(log.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let policy = dir.path().join("webhooks.yaml");
-    let extra = "ordering: key\ntimeout: 1s\nretry: { initial_interval: 20ms, max_interval: 100ms, max_attempts: 60 }";
-    std::fs::write(
-        &policy,
-        policy_yaml(&hook("h", &url, "[order.test]", extra)),
-    )
-    .expect("write policy");
-    let db = database_url(&pool);
-    let http = reqwest::Client::new();
-    let mut engines = [
-        Engine::spawn(&db, &policy, dir.path().join("one.log")),
-        Engine::spawn(&db, &policy, dir.path().join("two.log")),
-    ];
-    for e in &mut engines {
-        e.wait_ready(&http).await;
-    }
-
-    // 200 events over 10 keys, in batches of 10 posted to the engines in
-    // turn, each batch after the previous one's 202: the acceptance order
-    // is the numbering.
-    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for b in 0..20 {
-        let batch: Vec<Value> = (0..10)
-            .map(|i| {
-                let n = b * 10 + i;
-                let key = format!("key-{}", (n * 7) % 10);
-                let id = format!("ev-{n:03}");
-                order.entry(key.clone()).or_default().push(id.clone());
-                json!({"id": id, "topic": "order.test", "key": key, "payload": n})
-            })
-            .collect();
-        let answer = http
-            .post(format!("{}/v1/events", engines[b % 2].base))
-            .bearer_auth(API_KEY)
-            .json(&batch)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED, "batch {b}");
-    }
-
-    // Kill the first engine mid-run, with sends of its own in flight.
-    wait_for("a quarter of the events delivered", || async {
-        let l = log.lock().expect("lock");
-        l.events
-            .values()
-            .filter(|s| s.first_success.is_some())
-            .count()
-            >= 50
-    })
-    .await;
-    engines[0].kill();
-    let at_kill = {
-        let l = log.lock().expect("lock");
-        l.events
-            .values()
-            .filter(|s| s.first_success.is_some())
-            .count()
-    };
-    assert!(
-        at_kill < 150,
-        "the kill came too late to test anything ({at_kill} delivered)"
-    );
-
-    wait_for("every event delivered once at least", || async {
-        let l = log.lock().expect("lock");
-        l.events.len() == 200 && l.events.values().all(|s| s.first_success.is_some())
-    })
-    .await;
-    // The killed engine's last sends may have reached the receiver without
-    // being recorded: their leases expire, they are sent again, and only
-    // then is the queue empty. Nothing may end up dead or left behind.
-    wait_for("every delivery recorded as succeeded", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deliveries WHERE state <> 'succeeded'")
-            .fetch_one(&pool)
-            .await
-            .is_ok_and(|n| n == 0)
-    })
-    .await;
-
-    let l = std::mem::take(&mut *log.lock().expect("lock"));
-    assert_eq!(l.most_open_per_key, 1, "one request at a time per key");
-    for (key, ids) in &order {
-        for pair in ids.windows(2) {
-            let (before, after) = (&l.events[&pair[0]], &l.events[&pair[1]]);
-            assert!(
-                before.first_success.expect("delivered") <= after.first_arrival.expect("delivered"),
-                "{key}: {} was sent before {} had succeeded",
-                pair[1],
-                pair[0]
-            );
+pg_test! {
+    async fn two_engines_one_killed_keep_every_key_in_order_and_lose_nothing(pool) {
+        let log: Arc<Mutex<Log>> = Arc::default();
+        let url = flaky_receiver(log.clone()).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = dir.path().join("webhooks.yaml");
+        let extra = "ordering: key\ntimeout: 1s\nretry: { initial_interval: 20ms, max_interval: 100ms, max_attempts: 60 }";
+        std::fs::write(
+            &policy,
+            policy_yaml(&hook("h", &url, "[order.test]", extra)),
+        )
+        .expect("write policy");
+        let db = database_url(&pool);
+        let http = reqwest::Client::new();
+        let mut engines = [
+            Engine::spawn(&db, &policy, dir.path().join("one.log")),
+            Engine::spawn(&db, &policy, dir.path().join("two.log")),
+        ];
+        for e in &mut engines {
+            e.wait_ready(&http).await;
         }
+
+        // 200 events over 10 keys, in batches of 10 posted to the engines in
+        // turn, each batch after the previous one's 202: the acceptance order
+        // is the numbering.
+        let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for b in 0..20 {
+            let batch: Vec<Value> = (0..10)
+                .map(|i| {
+                    let n = b * 10 + i;
+                    let key = format!("key-{}", (n * 7) % 10);
+                    let id = format!("ev-{n:03}");
+                    order.entry(key.clone()).or_default().push(id.clone());
+                    json!({"id": id, "topic": "order.test", "key": key, "payload": n})
+                })
+                .collect();
+            let answer = http
+                .post(format!("{}/v1/events", engines[b % 2].base))
+                .bearer_auth(API_KEY)
+                .json(&batch)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED, "batch {b}");
+        }
+
+        // Kill the first engine mid-run, with sends of its own in flight.
+        wait_for("a quarter of the events delivered", || async {
+            let l = log.lock().expect("lock");
+            l.events
+                .values()
+                .filter(|s| s.first_success.is_some())
+                .count()
+                >= 50
+        })
+        .await;
+        engines[0].kill();
+        let at_kill = {
+            let l = log.lock().expect("lock");
+            l.events
+                .values()
+                .filter(|s| s.first_success.is_some())
+                .count()
+        };
+        assert!(
+            at_kill < 150,
+            "the kill came too late to test anything ({at_kill} delivered)"
+        );
+
+        wait_for("every event delivered once at least", || async {
+            let l = log.lock().expect("lock");
+            l.events.len() == 200 && l.events.values().all(|s| s.first_success.is_some())
+        })
+        .await;
+        // The killed engine's last sends may have reached the receiver without
+        // being recorded: their leases expire, they are sent again, and only
+        // then is the queue empty. Nothing may end up dead or left behind.
+        wait_for("every delivery recorded as succeeded", || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM deliveries WHERE state <> 'succeeded'")
+                .fetch_one(&pool)
+                .await
+                .is_ok_and(|n| n == 0)
+        })
+        .await;
+
+        let l = std::mem::take(&mut *log.lock().expect("lock"));
+        assert_eq!(l.most_open_per_key, 1, "one request at a time per key");
+        for (key, ids) in &order {
+            for pair in ids.windows(2) {
+                let (before, after) = (&l.events[&pair[0]], &l.events[&pair[1]]);
+                assert!(
+                    before.first_success.expect("delivered") <= after.first_arrival.expect("delivered"),
+                    "{key}: {} was sent before {} had succeeded",
+                    pair[1],
+                    pair[0]
+                );
+            }
+        }
+        let requests: usize = l.events.values().map(|s| s.requests).sum();
+        println!(
+            "200 events over 10 keys: {requests} requests (30 % failing), {at_kill} delivered at the kill, none out of order"
+        );
+        drop(engines);
+        engine_sessions_gone(&pool).await;
     }
-    let requests: usize = l.events.values().map(|s| s.requests).sum();
-    println!(
-        "200 events over 10 keys: {requests} requests (30 % failing), {at_kill} delivered at the kill, none out of order"
-    );
-    drop(engines);
-    engine_sessions_gone(&pool).await;
 }

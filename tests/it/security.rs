@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use crate::support::*;
 
@@ -128,43 +127,42 @@ both! {
     }
 }
 
-#[sqlx::test]
-async fn control_characters_in_event_fields_are_refused_without_failing_other_requests(
-    pool: PgPool,
-) {
-    let rx = Receiver::start().await;
-    let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
-    let app = &app;
-    for field in ["tenant_id", "source", "key", "trace_id"] {
-        let mut bad = json!({"topic": "a.b", "payload": 1});
-        bad[field] = json!("x\u{0}y");
-        // Bad and good requests at once, so they share group commits.
-        let bad_requests = (0..8).map(|_| {
-            let body = bad.to_string().into_bytes();
-            async move { app.post_raw("/v1/events", API_KEY, body).await }
-        });
-        let good_requests = (0..24).map(|i| async move {
-            app.post_events(&json!({"topic": "a.b", "payload": i, "key": format!("k{i}")}))
-                .await
-        });
-        let (bad_answers, good_answers) = futures::future::join(
-            futures::future::join_all(bad_requests),
-            futures::future::join_all(good_requests),
-        )
-        .await;
-        for (status, answer) in bad_answers {
-            assert_eq!(
-                status,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "{field}: {answer}"
-            );
-            assert_eq!(answer["error"]["field"], field);
+pg_test! {
+    async fn control_characters_in_event_fields_are_refused_without_failing_other_requests(pool) {
+        let rx = Receiver::start().await;
+        let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
+        let app = &app;
+        for field in ["tenant_id", "source", "key", "trace_id"] {
+            let mut bad = json!({"topic": "a.b", "payload": 1});
+            bad[field] = json!("x\u{0}y");
+            // Bad and good requests at once, so they share group commits.
+            let bad_requests = (0..8).map(|_| {
+                let body = bad.to_string().into_bytes();
+                async move { app.post_raw("/v1/events", API_KEY, body).await }
+            });
+            let good_requests = (0..24).map(|i| async move {
+                app.post_events(&json!({"topic": "a.b", "payload": i, "key": format!("k{i}")}))
+                    .await
+            });
+            let (bad_answers, good_answers) = futures::future::join(
+                futures::future::join_all(bad_requests),
+                futures::future::join_all(good_requests),
+            )
+            .await;
+            for (status, answer) in bad_answers {
+                assert_eq!(
+                    status,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "{field}: {answer}"
+                );
+                assert_eq!(answer["error"]["field"], field);
+            }
+            for (status, answer) in good_answers {
+                assert_eq!(status, StatusCode::ACCEPTED, "{field}: {answer}");
+            }
         }
-        for (status, answer) in good_answers {
-            assert_eq!(status, StatusCode::ACCEPTED, "{field}: {answer}");
-        }
+        assert_eq!(app.count("SELECT count(*) FROM events").await, 4 * 24);
     }
-    assert_eq!(app.count("SELECT count(*) FROM events").await, 4 * 24);
 }
 
 both! {
@@ -286,56 +284,57 @@ both! {
     }
 }
 
-#[sqlx::test]
-async fn engines_with_skewed_clocks_never_take_each_others_leases(pool: PgPool) {
-    let rx = Receiver::start().await;
-    rx.script((0..60).map(|_| Reply {
-        status: 200,
-        headers: Vec::new(),
-        delay: Duration::from_millis(400),
-    }));
-    let policy = policy_yaml(&hook("h", &rx.url, "[a.b]", "timeout: 5s"));
-    let mut ahead = test_config();
-    ahead.worker.clock_offset = chrono::TimeDelta::hours(1);
-    let mut behind = test_config();
-    behind.worker.clock_offset = -chrono::TimeDelta::hours(1);
-    let a = TestApp::spawn_with(pool.clone(), &policy, ahead).await;
-    let b = TestApp::spawn_with(pool, &policy, behind).await;
-    let batch: Vec<Value> = (0..60)
-        .map(|i| json!({"id": format!("e{i}"), "topic": "a.b", "payload": i}))
-        .collect();
-    assert_eq!(
-        b.post_events(&Value::Array(batch)).await.0,
-        StatusCode::ACCEPTED
-    );
-    // Leases and due times are on the database's clock, whatever either
-    // engine's clock says (10 s lease = 5 s timeout + 5 s margin).
-    wait_for("sends in flight", || async {
-        a.count("SELECT count(*) FROM deliveries WHERE state = 'in_flight'")
-            .await
-            > 0
-    })
-    .await;
-    let off_clock = a
-        .count(
-            "SELECT count(*) FROM deliveries
-             WHERE lease_expires_at NOT BETWEEN now() AND now() + interval '11 seconds'
-                OR next_attempt_at > now() + interval '1 minute'",
-        )
+pg_test! {
+    async fn engines_with_skewed_clocks_never_take_each_others_leases(pool) {
+        let rx = Receiver::start().await;
+        rx.script((0..60).map(|_| Reply {
+            status: 200,
+            headers: Vec::new(),
+            delay: Duration::from_millis(400),
+        }));
+        let policy = policy_yaml(&hook("h", &rx.url, "[a.b]", "timeout: 5s"));
+        let mut ahead = test_config();
+        ahead.worker.clock_offset = chrono::TimeDelta::hours(1);
+        let mut behind = test_config();
+        behind.worker.clock_offset = -chrono::TimeDelta::hours(1);
+        let a = TestApp::spawn_with(pool.clone(), &policy, ahead).await;
+        let b = TestApp::spawn_with(pool, &policy, behind).await;
+        let batch: Vec<Value> = (0..60)
+            .map(|i| json!({"id": format!("e{i}"), "topic": "a.b", "payload": i}))
+            .collect();
+        assert_eq!(
+            b.post_events(&Value::Array(batch)).await.0,
+            StatusCode::ACCEPTED
+        );
+        // Leases and due times are on the database's clock, whatever either
+        // engine's clock says (10 s lease = 5 s timeout + 5 s margin).
+        wait_for("sends in flight", || async {
+            a.count("SELECT count(*) FROM deliveries WHERE state = 'in_flight'")
+                .await
+                > 0
+        })
         .await;
-    assert_eq!(
-        off_clock, 0,
-        "no lease or due time follows an engine's clock"
-    );
-    a.drain().await;
-    let got = rx.received();
-    assert_eq!(got.len(), 60, "every event was sent exactly once");
-    assert_eq!(
-        a.count("SELECT count(*) FROM delivery_attempts WHERE error_kind = 'lease_expired'")
-            .await,
-        0,
-        "no live lease was rescued"
-    );
-    a.stop().await;
-    b.stop().await;
+        let off_clock = a
+            .count(
+                "SELECT count(*) FROM deliveries
+                 WHERE lease_expires_at NOT BETWEEN now() AND now() + interval '11 seconds'
+                    OR next_attempt_at > now() + interval '1 minute'",
+            )
+            .await;
+        assert_eq!(
+            off_clock, 0,
+            "no lease or due time follows an engine's clock"
+        );
+        a.drain().await;
+        let got = rx.received();
+        assert_eq!(got.len(), 60, "every event was sent exactly once");
+        assert_eq!(
+            a.count("SELECT count(*) FROM delivery_attempts WHERE error_kind = 'lease_expired'")
+                .await,
+            0,
+            "no live lease was rescued"
+        );
+        a.stop().await;
+        b.stop().await;
+    }
 }

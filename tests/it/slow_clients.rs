@@ -9,7 +9,6 @@ use aion_webhooks::http::serve::ServerLimits;
 use aion_webhooks::metrics::ConnectionEvent;
 use axum::http::StatusCode;
 use serde_json::json;
-use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,38 +61,37 @@ async fn healthy(app: &TestApp) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
-#[sqlx::test]
-async fn connections_that_never_finish_their_headers_are_closed_and_others_are_served(
-    pool: PgPool,
-) {
-    let app = spawn(pool.into(), 4096).await;
-    let mut loris = Vec::new();
-    for _ in 0..300 {
-        let mut s = TcpStream::connect(addr(&app)).await.expect("connect");
-        s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
-            .await
-            .expect("write");
-        loris.push(s);
-    }
-    // Served meanwhile.
-    assert!(
-        healthy(&app).await,
-        "a normal request while 300 clients stall"
-    );
-    let (status, body) = app
-        .post_events(&json!({"topic": "a.b", "payload": 1}))
+pg_test! {
+    async fn connections_that_never_finish_their_headers_are_closed_and_others_are_served(pool) {
+        let app = spawn(pool.into(), 4096).await;
+        let mut loris = Vec::new();
+        for _ in 0..300 {
+            let mut s = TcpStream::connect(addr(&app)).await.expect("connect");
+            s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("write");
+            loris.push(s);
+        }
+        // Served meanwhile.
+        assert!(
+            healthy(&app).await,
+            "a normal request while 300 clients stall"
+        );
+        let (status, body) = app
+            .post_events(&json!({"topic": "a.b", "payload": 1}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        for s in &mut loris {
+            let took = closed_within(s, HEADER_TIMEOUT + Duration::from_secs(5)).await;
+            assert!(took.is_some(), "a stalled connection was left open");
+        }
+        let metrics = app.metrics.clone();
+        wait_for("the timeouts to be counted", || async {
+            metrics.connections(ConnectionEvent::HeaderTimeout) >= 300
+        })
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    for s in &mut loris {
-        let took = closed_within(s, HEADER_TIMEOUT + Duration::from_secs(5)).await;
-        assert!(took.is_some(), "a stalled connection was left open");
+        assert!(healthy(&app).await);
     }
-    let metrics = app.metrics.clone();
-    wait_for("the timeouts to be counted", || async {
-        metrics.connections(ConnectionEvent::HeaderTimeout) >= 300
-    })
-    .await;
-    assert!(healthy(&app).await);
 }
 
 both! {

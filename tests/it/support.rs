@@ -1,5 +1,5 @@
 //! Test harness: the real application on port 0 with a fresh database
-//! (`#[sqlx::test]`'s PostgreSQL, or SQLite: see `db`), a scriptable receiver on loopback, and helpers
+//! (PostgreSQL or SQLite: see `db`), a scriptable receiver on loopback, and helpers
 //! that wait for a condition instead of sleeping a fixed time.
 
 use std::collections::VecDeque;

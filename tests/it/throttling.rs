@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 use crate::support::*;
 
@@ -141,44 +140,45 @@ both! {
     }
 }
 
-#[sqlx::test]
-async fn a_rate_limit_holds_across_two_engines_and_loses_nothing(pool: PgPool) {
-    let rx = Receiver::start().await;
-    let policy = policy_yaml(&hook("limited", &rx.url, "[a.b]", "rate_limit: 40/s"));
-    let one = TestApp::spawn(pool.clone(), &policy).await;
-    let two = TestApp::spawn(pool, &policy).await;
-    let batch: Vec<Value> = (0..200)
-        .map(|i| json!({"topic": "a.b", "payload": i}))
-        .collect();
-    assert_eq!(
-        one.post_events(&Value::Array(batch)).await.0,
-        StatusCode::ACCEPTED
-    );
-    let got = rx.wait_for_count(200).await;
-    one.drain().await;
-    assert_eq!(rx.received().len(), 200, "each delivery once, none lost");
-    // Any one-second window: at most the rate plus the bucket (4), with a
-    // little slack for the receiver's own timestamps.
-    let times: Vec<_> = got.iter().map(|r| r.at).collect();
-    let busiest = times
-        .iter()
-        .map(|start| {
-            times
-                .iter()
-                .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
-    assert!(
-        busiest <= 46,
-        "{busiest} attempts within one second (limit 40/s)"
-    );
-    let span = times[times.len() - 1].duration_since(times[0]);
-    assert!(
-        span >= Duration::from_millis(4500),
-        "200 at 40/s took only {span:?}"
-    );
-    println!("busiest one-second window: {busiest}; 200 deliveries over {span:?}");
-    two.stop().await;
+pg_test! {
+    async fn a_rate_limit_holds_across_two_engines_and_loses_nothing(pool) {
+        let rx = Receiver::start().await;
+        let policy = policy_yaml(&hook("limited", &rx.url, "[a.b]", "rate_limit: 40/s"));
+        let one = TestApp::spawn(pool.clone(), &policy).await;
+        let two = TestApp::spawn(pool, &policy).await;
+        let batch: Vec<Value> = (0..200)
+            .map(|i| json!({"topic": "a.b", "payload": i}))
+            .collect();
+        assert_eq!(
+            one.post_events(&Value::Array(batch)).await.0,
+            StatusCode::ACCEPTED
+        );
+        let got = rx.wait_for_count(200).await;
+        one.drain().await;
+        assert_eq!(rx.received().len(), 200, "each delivery once, none lost");
+        // Any one-second window: at most the rate plus the bucket (4), with a
+        // little slack for the receiver's own timestamps.
+        let times: Vec<_> = got.iter().map(|r| r.at).collect();
+        let busiest = times
+            .iter()
+            .map(|start| {
+                times
+                    .iter()
+                    .filter(|t| **t >= *start && t.duration_since(*start) < Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            busiest <= 46,
+            "{busiest} attempts within one second (limit 40/s)"
+        );
+        let span = times[times.len() - 1].duration_since(times[0]);
+        assert!(
+            span >= Duration::from_millis(4500),
+            "200 at 40/s took only {span:?}"
+        );
+        println!("busiest one-second window: {busiest}; 200 deliveries over {span:?}");
+        two.stop().await;
+    }
 }
