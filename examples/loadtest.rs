@@ -20,6 +20,7 @@
 //! cargo run --release --example loadtest -- --scenario a --against HEAD~1   # this checkout vs HEAD~1, 3 runs each, alternating
 //! cargo run --release --example loadtest -- --scenario latency --rate 300 --seconds 30 --against main --repeat 5
 //! cargo run --release --example loadtest -- --scenario a --engine /path/to/aion-webhooks   # a given binary
+//! cargo run --release --example loadtest -- --scenario a --store sqlite   # the embedded store
 //! ```
 //! The engine is this checkout's: the tool first runs `cargo build --release
 //! --bin aion-webhooks` here (`--engine PATH` runs a given binary instead).
@@ -40,6 +41,9 @@
 //! deliveries, each with its attempt, the way the engine leaves them.
 //! `DATABASE_URL` names the server (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! each run creates a database `aion_load_<pid>` there and drops it at the end.
+//! `--store sqlite` runs the engine on the embedded store instead (a fresh
+//! file in the run's temp dir; a backlog then needs `--via-api`, and
+//! `--history` is not available).
 //! The policy and the engine's log go to a temp dir, kept if the run fails.
 
 #[path = "common/mod.rs"]
@@ -61,6 +65,7 @@ const KEY: &str = "loadtest-key";
 /// Flags that take a value, and those that do not.
 const FLAGS: &[&str] = &[
     "--scenario",
+    "--store",
     "--events",
     "--clients",
     "--rate",
@@ -157,6 +162,8 @@ struct Tuning {
     history: u64,
     /// `backlog`: post the backlog through the API instead of writing rows.
     backlog_via_api: bool,
+    /// The engine keeps its queue in an SQLite file instead of PostgreSQL.
+    sqlite: bool,
 }
 
 impl Tuning {
@@ -212,11 +219,21 @@ impl Args {
             sc.events = usize::try_from(rate * num("--seconds")?.unwrap_or(60))?;
             sc.name = "rate: 1 webhook, paced single events";
         }
+        let sqlite = match pick("--store").as_deref() {
+            None | Some("postgres") => false,
+            Some("sqlite") => true,
+            Some(other) => anyhow::bail!("--store {other:?}: postgres or sqlite"),
+        };
         let mut tuning = Tuning {
             history: num("--history")?.unwrap_or(0),
             backlog_via_api: args.iter().any(|a| a == "--via-api"),
+            sqlite,
             ..Tuning::default()
         };
+        anyhow::ensure!(
+            !sqlite || (tuning.history == 0 && (sc.batch > 0 || tuning.backlog_via_api)),
+            "--store sqlite writes nothing beside the engine: no --history, and a backlog needs --via-api"
+        );
         for &(flag, var) in KNOBS {
             if let Some(n) = num(flag)? {
                 tuning.knobs.push((var, n.to_string()));
@@ -522,11 +539,18 @@ async fn one_run(args: &Args, bin: &Path, label: &str) -> anyhow::Result<Figures
     let path = dir.path();
     let mut figures = None;
     let out = &mut figures;
-    let result = common::with_fresh_database("aion_load", |db_url| async move {
-        *out = Some(run(args, bin, path, &db_url, label).await?);
-        Ok(())
-    })
-    .await;
+    let result = if args.tuning.sqlite {
+        let db_url = format!("sqlite://{}", path.join("aion-webhooks.db").display());
+        run(args, bin, path, &db_url, label)
+            .await
+            .map(|f| *out = Some(f))
+    } else {
+        common::with_fresh_database("aion_load", |db_url| async move {
+            *out = Some(run(args, bin, path, &db_url, label).await?);
+            Ok(())
+        })
+        .await
+    };
     if result.is_err() {
         let kept = dir.keep();
         eprintln!(
@@ -564,10 +588,16 @@ async fn run(
         // takes the backlog posted through the API; rows are written beside it.
         let mut idle = spawn("engine-idle", false)?;
         idle.wait_healthy().await?;
-        let db = sqlx::PgPool::connect(db_url).await?;
+        // Rows are written beside the engine only on PostgreSQL.
+        let db = if tuning.sqlite {
+            None
+        } else {
+            Some(sqlx::PgPool::connect(db_url).await?)
+        };
+        let pg = || db.as_ref().context("writing rows needs PostgreSQL");
         if tuning.history > 0 {
             let t = Instant::now();
-            prefill(&db, "hist", tuning.history, "succeeded").await?;
+            prefill(pg()?, "hist", tuning.history, "succeeded").await?;
             println!(
                 "{label}: history of {} finished deliveries written in {:.1} s",
                 thousands(tuning.history as f64),
@@ -581,7 +611,7 @@ async fn run(
                 // from 4 clients.
                 post_backlog(&idle.base, sc.events).await?;
             } else {
-                prefill(&db, "bl", sc.events as u64, "pending").await?;
+                prefill(pg()?, "bl", sc.events as u64, "pending").await?;
             }
             println!(
                 "{label}: backlog of {} pending deliveries written in {:.1} s{}",
@@ -594,7 +624,9 @@ async fn run(
                 }
             );
         }
-        db.close().await;
+        if let Some(db) = db {
+            db.close().await;
+        }
         idle.stop().await?;
         if sc.batch == 0 {
             let started = Instant::now();
