@@ -127,10 +127,10 @@ both! {
     }
 }
 
-pg_test! {
-    async fn control_characters_in_event_fields_are_refused_without_failing_other_requests(pool) {
+both! {
+    async fn control_characters_in_event_fields_are_refused_without_failing_other_requests(db) {
         let rx = Receiver::start().await;
-        let app = TestApp::spawn(pool, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
         let app = &app;
         for field in ["tenant_id", "source", "key", "trace_id"] {
             let mut bad = json!({"topic": "a.b", "payload": 1});

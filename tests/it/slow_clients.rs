@@ -61,9 +61,9 @@ async fn healthy(app: &TestApp) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
-pg_test! {
-    async fn connections_that_never_finish_their_headers_are_closed_and_others_are_served(pool) {
-        let app = spawn(pool.into(), 4096).await;
+both! {
+    async fn connections_that_never_finish_their_headers_are_closed_and_others_are_served(db) {
+        let app = spawn(db, 4096).await;
         let mut loris = Vec::new();
         for _ in 0..300 {
             let mut s = TcpStream::connect(addr(&app)).await.expect("connect");
