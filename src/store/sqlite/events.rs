@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{Lite, after, at, ms, now_ms};
 use crate::domain::DeliveryId;
@@ -16,6 +16,11 @@ use crate::store::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, IngestError, InsertOutcome,
     NewCommand, NewEvent, SignatureRecord, StoreError, Stored, StoredEvent, storable,
 };
+
+/// Rows per multi-row statement, well under SQLite's 32,766 bound
+/// parameters (11 and 12 a row).
+const EVENTS_PER_STATEMENT: usize = 500;
+const DELIVERIES_PER_STATEMENT: usize = 500;
 
 /// Inserts the events of `events` that are new and the deliveries of
 /// exactly those, then gives every line they joined its head. Run inside
@@ -38,34 +43,45 @@ pub(super) async fn insert_rows(
     };
     let (now, clock) = (ms(now), now_ms());
     let mut inserted = HashSet::new();
+    // Multi-row statements: each statement is a round trip to the
+    // connection's thread, so a group of events costs a few, not two each.
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered) ",
+        );
+        insert.push_values(chunk, |mut row, e| {
+            row.push_bind(&e.id)
+                .push_bind(&e.topic)
+                .push_bind(&e.payload)
+                .push_bind(&e.body)
+                .push_bind(ms(e.occurred_at))
+                .push_bind(now)
+                .push_bind(e.tenant_id.as_deref())
+                .push_bind(e.source.as_deref())
+                .push_bind(e.key.as_deref())
+                .push_bind(e.trace_id.as_deref())
+                .push_bind(e.webhooks.is_empty());
+        });
+        insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        let new: Vec<String> = insert.build_query_scalar().fetch_all(&mut *conn).await?;
+        inserted.extend(new);
+    }
     let mut rows = Vec::new();
     for (place, e) in events.iter().enumerate() {
-        let new = sqlx::query(
-            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.topic)
-        .bind(&e.payload)
-        .bind(&e.body)
-        .bind(ms(e.occurred_at))
-        .bind(now)
-        .bind(e.tenant_id.as_deref())
-        .bind(e.source.as_deref())
-        .bind(e.key.as_deref())
-        .bind(e.trace_id.as_deref())
-        .bind(e.webhooks.is_empty())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-            == 1;
         for to in &e.webhooks {
-            let id = DeliveryId::generate().uuid();
-            rows.push((e, to, id));
-            if !new {
-                continue;
-            }
+            rows.push((e, to, DeliveryId::generate().uuid(), place));
+        }
+    }
+    let new_rows: Vec<_> = rows
+        .iter()
+        .filter(|(e, ..)| inserted.contains(&e.id))
+        .collect();
+    for chunk in new_rows.chunks(DELIVERIES_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_at,
+                                     lease_expires_at, leased_by, created_at, updated_at, order_key, order_seq) ",
+        );
+        insert.push_values(chunk, |mut row, &&(e, to, id, place)| {
             let in_line = to.joins_line(e);
             let lease = to.lease.as_ref().filter(|_| !in_line);
             let state = match (in_line, lease) {
@@ -74,31 +90,26 @@ pub(super) async fn insert_rows(
                 (false, None) => "pending",
             };
             let place = i64::try_from(place).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_at,
-                                         lease_expires_at, leased_by, created_at, updated_at, order_key, order_seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
-            )
-            .bind(id)
-            .bind(&e.id)
-            .bind(&to.webhook_id)
-            .bind(state)
-            .bind(i32::from(lease.is_some()))
-            .bind(clock)
-            .bind(lease.map(|l| after(clock, l.length)))
-            .bind(lease.map(|l| &*l.holder))
-            .bind(now)
-            .bind(e.key.as_deref().filter(|_| in_line))
-            .bind(in_line.then(|| seq.saturating_mul(1 << 20).saturating_add(place)))
-            .execute(&mut *conn)
-            .await?;
-        }
-        if new {
-            inserted.insert(e.id.clone());
-        }
+            row.push_bind(id)
+                .push_bind(&e.id)
+                .push_bind(&to.webhook_id)
+                .push_bind(state)
+                .push_bind(i32::from(lease.is_some()))
+                .push_bind(clock)
+                .push_bind(lease.map(|l| after(clock, l.length)))
+                .push_bind(lease.map(|l| &*l.holder))
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(e.key.as_deref().filter(|_| in_line))
+                .push_bind(in_line.then(|| seq.saturating_mul(1 << 20).saturating_add(place)));
+        });
+        insert.build().execute(&mut *conn).await?;
     }
     promote(conn, &lines).await?;
-    Ok(Written::of(inserted, rows.into_iter()))
+    Ok(Written::of(
+        inserted,
+        rows.into_iter().map(|(e, to, id, _)| (e, to, id)),
+    ))
 }
 
 /// Gives each of `lines` that has no head its next waiting delivery, due

@@ -3,10 +3,10 @@
 //! single write connection, so a claim never races another claim, a
 //! completion or the rescuer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::events::{insert_audit, insert_rows, promote};
@@ -16,6 +16,9 @@ use crate::store::{
     AuditRow, Claimed, Completion, DeliveryState, NewEvent, ReplayFilter, ReplayResult, StoreError,
     WebhookSlot, clamp_i32, storable,
 };
+
+/// Outcomes per statement (8 and 7 bound parameters a row).
+const COMPLETIONS_PER_STATEMENT: usize = 500;
 
 /// The state a replayed delivery returns to (see the PostgreSQL backend).
 const REJOIN: &str = "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
@@ -51,47 +54,50 @@ impl Lite {
         }
         candidates.sort_unstable();
         candidates.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let mut claimed = Vec::with_capacity(candidates.len());
+        // One statement per webhook (its lease length), for all its rows.
+        let mut per_slot: BTreeMap<usize, Vec<Uuid>> = BTreeMap::new();
         for (_, _, id, slot_no) in candidates {
-            let lease = after(now, slots[slot_no].lease);
-            type Row = (
-                String,
-                String,
-                i32,
-                i32,
-                bool,
-                String,
-                Vec<u8>,
-                Option<String>,
+            per_slot.entry(slot_no).or_default().push(id);
+        }
+        let mut claimed = Vec::new();
+        for (slot_no, ids) in per_slot {
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_expires_at = ",
             );
-            let row: Row = sqlx::query_as(
-                "UPDATE deliveries
-                 SET state = 'in_flight', attempts = attempts + 1, lease_expires_at = ?2,
-                     leased_by = ?3, updated_at = ?4
-                 WHERE id = ?1
-                 RETURNING event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL,
-                           (SELECT topic FROM events WHERE events.id = event_id),
-                           (SELECT body FROM events WHERE events.id = event_id),
-                           (SELECT trace_id FROM events WHERE events.id = event_id)",
-            )
-            .bind(id)
-            .bind(lease)
-            .bind(worker)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let (event_id, webhook_id, attempt, replay_base, in_line, topic, body, trace_id) = row;
-            claimed.push(Claimed {
-                id,
-                event_id,
-                webhook_id,
-                attempt,
-                replay_base,
-                topic,
-                body,
-                trace_id,
-                in_line,
-            });
+            update
+                .push_bind(after(now, slots[slot_no].lease))
+                .push(", leased_by = ")
+                .push_bind(worker)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE id IN (");
+            let mut list = update.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            update.push(
+                ") RETURNING id, event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL,
+                   (SELECT topic FROM events WHERE events.id = event_id),
+                   (SELECT body FROM events WHERE events.id = event_id),
+                   (SELECT trace_id FROM events WHERE events.id = event_id)",
+            );
+            type Row = (Uuid, String, String, i32, i32, bool, String, Vec<u8>, Option<String>);
+            let rows: Vec<Row> = update.build_query_as().fetch_all(&mut *tx).await?;
+            claimed.extend(rows.into_iter().map(
+                |(id, event_id, webhook_id, attempt, replay_base, in_line, topic, body, trace_id)| {
+                    Claimed {
+                        id,
+                        event_id,
+                        webhook_id,
+                        attempt,
+                        replay_base,
+                        topic,
+                        body,
+                        trace_id,
+                        in_line,
+                    }
+                },
+            ));
         }
         tx.commit().await?;
         Ok(claimed)
@@ -107,63 +113,84 @@ impl Lite {
         // Per webhook: (successes, failures, last error kind).
         let mut health: BTreeMap<String, (i64, i64, Option<&str>)> = BTreeMap::new();
         let mut finished = Vec::new();
-        for c in done {
-            let r = &c.record;
-            let error = r.error.as_deref().map(storable);
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(c.id)
-            .bind(c.attempt)
-            .bind(ms(r.started_at))
-            .bind(clamp_i32(u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX)))
-            .bind(r.status.map(i32::from))
-            .bind(r.error_kind)
-            .bind(error.as_deref())
-            .bind(r.response_body.as_deref().map(storable))
-            .execute(&mut *tx)
-            .await?;
-            let last_error = r.error_kind.map(|kind| match &error {
-                Some(e) => format!("{kind}: {e}"),
-                None => kind.to_owned(),
+        for chunk in done.chunks(COMPLETIONS_PER_STATEMENT) {
+            let mut attempts = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body) ",
+            );
+            attempts.push_values(chunk, |mut row, c| {
+                let r = &c.record;
+                row.push_bind(c.id)
+                    .push_bind(c.attempt)
+                    .push_bind(ms(r.started_at))
+                    .push_bind(clamp_i32(
+                        u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+                    ))
+                    .push_bind(r.status.map(i32::from))
+                    .push_bind(r.error_kind)
+                    .push_bind(r.error.as_deref().map(|e| storable(e).into_owned()))
+                    .push_bind(r.response_body.as_deref().map(|b| storable(b).into_owned()));
             });
-            let ends = matches!(c.state, DeliveryState::Succeeded | DeliveryState::Dead);
-            let moved: Option<(String, Option<String>)> = sqlx::query_as(
-                "UPDATE deliveries
-                 SET state = ?3,
-                     next_attempt_at = COALESCE(?4, next_attempt_at),
-                     lease_expires_at = NULL, leased_by = NULL,
-                     last_status = ?5, last_error = ?6, updated_at = ?7,
-                     completed_at = CASE WHEN ?8 THEN ?7 END
-                 WHERE id = ?1 AND attempts = ?2
-                   AND (state = 'in_flight' OR (state = 'pending' AND leased_by IS NULL))
-                 RETURNING webhook_id, order_key",
-            )
-            .bind(c.id)
-            .bind(c.attempt)
-            .bind(c.state.as_str())
-            .bind(c.retry_in.map(|d| after(clock, d)))
-            .bind(r.status.map(i32::from))
-            .bind(last_error)
-            .bind(at)
-            .bind(ends)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((webhook_id, key)) = moved else {
-                continue;
-            };
-            let entry = health.entry(webhook_id.clone()).or_default();
-            match r.error_kind {
-                None => entry.0 += 1,
-                Some(kind) => {
-                    entry.1 += 1;
-                    entry.2 = entry.2.max(Some(kind));
+            attempts.push(" ON CONFLICT DO NOTHING");
+            attempts.build().execute(&mut *tx).await?;
+
+            // Every move in one UPDATE … FROM (VALUES …): a delivery moves
+            // only if it is still at that attempt (see `Store::complete`).
+            let mut update = QueryBuilder::<Sqlite>::new(
+                "WITH u(id, attempt, state, next_at, status, last_error, ends) AS (",
+            );
+            update.push_values(chunk, |mut row, c| {
+                let r = &c.record;
+                let error = r.error.as_deref().map(storable);
+                row.push_bind(c.id)
+                    .push_bind(c.attempt)
+                    .push_bind(c.state.as_str())
+                    .push_bind(c.retry_in.map(|d| after(clock, d)))
+                    .push_bind(r.status.map(i32::from))
+                    .push_bind(r.error_kind.map(|kind| match &error {
+                        Some(e) => format!("{kind}: {e}"),
+                        None => kind.to_owned(),
+                    }))
+                    .push_bind(matches!(c.state, DeliveryState::Succeeded | DeliveryState::Dead));
+            });
+            update
+                .push(
+                    ") UPDATE deliveries
+                     SET state = u.state,
+                         next_attempt_at = COALESCE(u.next_at, deliveries.next_attempt_at),
+                         lease_expires_at = NULL, leased_by = NULL,
+                         last_status = u.status, last_error = u.last_error, updated_at = ",
+                )
+                .push_bind(at)
+                .push(", completed_at = CASE WHEN u.ends THEN ")
+                .push_bind(at)
+                .push(
+                    " END
+                     FROM u
+                     WHERE deliveries.id = u.id AND deliveries.attempts = u.attempt
+                       AND (deliveries.state = 'in_flight'
+                            OR (deliveries.state = 'pending' AND deliveries.leased_by IS NULL))
+                     RETURNING deliveries.id, deliveries.attempts, deliveries.webhook_id, deliveries.order_key",
+                );
+            let moved: Vec<(Uuid, i32, String, Option<String>)> =
+                update.build_query_as().fetch_all(&mut *tx).await?;
+            // The row's attempt is the outcome's (the update matched on it).
+            let by_attempt: HashMap<(Uuid, i32), &Completion> =
+                chunk.iter().map(|c| ((c.id, c.attempt), c)).collect();
+            for (id, attempt, webhook_id, key) in moved {
+                let Some(c) = by_attempt.get(&(id, attempt)) else {
+                    continue;
+                };
+                let entry = health.entry(webhook_id.clone()).or_default();
+                match c.record.error_kind {
+                    None => entry.0 += 1,
+                    Some(kind) => {
+                        entry.1 += 1;
+                        entry.2 = entry.2.max(Some(kind));
+                    }
                 }
-            }
-            if ends {
-                finished.push((webhook_id, key));
+                if matches!(c.state, DeliveryState::Succeeded | DeliveryState::Dead) {
+                    finished.push((webhook_id, key));
+                }
             }
         }
         let minute = at - at.rem_euclid(60_000);
