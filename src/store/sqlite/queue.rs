@@ -76,28 +76,23 @@ impl Lite {
                 list.push_bind(*id);
             }
             update.push(
-                ") RETURNING id, event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL,
-                   (SELECT topic FROM events WHERE events.id = event_id),
-                   (SELECT body FROM events WHERE events.id = event_id),
-                   (SELECT trace_id FROM events WHERE events.id = event_id)",
+                ") RETURNING id, event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL AS in_line,
+                   (SELECT topic FROM events WHERE events.id = event_id) AS topic,
+                   (SELECT body FROM events WHERE events.id = event_id) AS body,
+                   (SELECT trace_id FROM events WHERE events.id = event_id) AS trace_id",
             );
-            type Row = (Uuid, String, String, i32, i32, bool, String, Vec<u8>, Option<String>);
-            let rows: Vec<Row> = update.build_query_as().fetch_all(&mut *tx).await?;
-            claimed.extend(rows.into_iter().map(
-                |(id, event_id, webhook_id, attempt, replay_base, in_line, topic, body, trace_id)| {
-                    Claimed {
-                        id,
-                        event_id,
-                        webhook_id,
-                        attempt,
-                        replay_base,
-                        topic,
-                        body,
-                        trace_id,
-                        in_line,
-                    }
-                },
-            ));
+            let rows: Vec<ClaimRow> = update.build_query_as().fetch_all(&mut *tx).await?;
+            claimed.extend(rows.into_iter().map(|r| Claimed {
+                id: r.id,
+                event_id: r.event_id,
+                webhook_id: r.webhook_id,
+                attempt: r.attempts,
+                replay_base: r.replay_base,
+                topic: r.topic,
+                body: r.body,
+                trace_id: r.trace_id,
+                in_line: r.in_line,
+            }));
         }
         tx.commit().await?;
         Ok(claimed)
@@ -150,7 +145,10 @@ impl Lite {
                         Some(e) => format!("{kind}: {e}"),
                         None => kind.to_owned(),
                     }))
-                    .push_bind(matches!(c.state, DeliveryState::Succeeded | DeliveryState::Dead));
+                    .push_bind(matches!(
+                        c.state,
+                        DeliveryState::Succeeded | DeliveryState::Dead
+                    ));
             });
             update
                 .push(
@@ -397,4 +395,17 @@ pub(super) async fn audited(
 ) -> Result<(), sqlx::Error> {
     insert_rows(conn, std::slice::from_ref(event), now).await?;
     insert_audit(conn, row, event).await
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: Uuid,
+    event_id: String,
+    webhook_id: String,
+    attempts: i32,
+    replay_base: i32,
+    in_line: bool,
+    topic: String,
+    body: Vec<u8>,
+    trace_id: Option<String>,
 }
