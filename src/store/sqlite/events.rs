@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::{Lite, after, at, ms, now_ms};
+use super::{Lite, ROWS_PER_STATEMENT, after, at, ms, now_ms};
 use crate::domain::DeliveryId;
 use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
 use crate::store::lines::Line;
@@ -16,11 +16,6 @@ use crate::store::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, IngestError, InsertOutcome,
     NewCommand, NewEvent, SignatureRecord, StoreError, Stored, StoredEvent, storable,
 };
-
-/// Rows per multi-row statement, well under SQLite's 32,766 bound
-/// parameters (11 and 12 a row).
-const EVENTS_PER_STATEMENT: usize = 500;
-const DELIVERIES_PER_STATEMENT: usize = 500;
 
 /// Inserts the events of `events` that are new and the deliveries of
 /// exactly those, then gives every line they joined its head. Run inside
@@ -45,7 +40,7 @@ pub(super) async fn insert_rows(
     let mut inserted = HashSet::new();
     // Multi-row statements: each statement is a round trip to the
     // connection's thread, so a group of events costs a few, not two each.
-    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+    for chunk in super::shaped(events, ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered) ",
         );
@@ -76,7 +71,7 @@ pub(super) async fn insert_rows(
         .iter()
         .filter(|(e, ..)| inserted.contains(&e.id))
         .collect();
-    for chunk in new_rows.chunks(DELIVERIES_PER_STATEMENT) {
+    for chunk in super::shaped(&new_rows, ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO deliveries (id, event_id, webhook_id, state, attempts, next_attempt_at,
                                      lease_expires_at, leased_by, created_at, updated_at, order_key, order_seq) ",

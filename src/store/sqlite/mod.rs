@@ -175,6 +175,28 @@ fn lock(path: &Path) -> Result<std::fs::File, OpenError> {
     Ok(file)
 }
 
+/// Most rows in one multi-row statement: a power of two, with at most 12
+/// parameters a row well under SQLite's 32,766.
+const ROWS_PER_STATEMENT: usize = 512;
+
+/// Splits `items` into runs whose lengths are powers of two, at most `max`
+/// (a power of two), largest first: 37 rows are statements of 32, 4 and 1.
+/// Multi-row statements then come in a few shapes, each prepared once and
+/// kept in the connection's statement cache, instead of one shape per batch
+/// size.
+fn shaped<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    debug_assert!(max.is_power_of_two());
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = max.min(1 << items.len().ilog2());
+        let (head, rest) = items.split_at(n);
+        items = rest;
+        Some(head)
+    })
+}
+
 /// Why SQLite refused to open a file, in words.
 fn reason(e: &sqlx::Error) -> String {
     match e.as_database_error() {
@@ -206,4 +228,37 @@ fn after(now: i64, d: Duration) -> i64 {
 
 fn now_ms() -> i64 {
     ms(Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_row_statements_come_in_power_of_two_shapes() {
+        let sizes = |n: usize, max: usize| -> Vec<usize> {
+            let items: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = shaped(&items, max).collect();
+            let flat: Vec<usize> = runs.concat();
+            assert_eq!(flat, items, "every item once, in order");
+            runs.iter().map(|r| r.len()).collect()
+        };
+        assert_eq!(sizes(0, 512), Vec::<usize>::new());
+        assert_eq!(sizes(1, 512), [1]);
+        assert_eq!(sizes(37, 512), [32, 4, 1]);
+        assert_eq!(sizes(1200, 512), [512, 512, 128, 32, 16]);
+    }
+
+    #[test]
+    fn urls_name_their_file() {
+        assert_eq!(
+            path_of("sqlite://aion-webhooks.db"),
+            Some("aion-webhooks.db")
+        );
+        assert_eq!(
+            path_of("sqlite:/var/lib/a.db?mode=rwc"),
+            Some("/var/lib/a.db")
+        );
+        assert_eq!(path_of("postgres://x/y"), None);
+    }
 }

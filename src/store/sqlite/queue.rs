@@ -17,9 +17,6 @@ use crate::store::{
     WebhookSlot, clamp_i32, storable,
 };
 
-/// Outcomes per statement (8 and 7 bound parameters a row).
-const COMPLETIONS_PER_STATEMENT: usize = 500;
-
 /// The state a replayed delivery returns to (see the PostgreSQL backend).
 const REJOIN: &str = "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
 
@@ -61,38 +58,40 @@ impl Lite {
         }
         let mut claimed = Vec::new();
         for (slot_no, ids) in per_slot {
-            let mut update = QueryBuilder::<Sqlite>::new(
-                "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_expires_at = ",
-            );
-            update
-                .push_bind(after(now, slots[slot_no].lease))
-                .push(", leased_by = ")
-                .push_bind(worker)
-                .push(", updated_at = ")
-                .push_bind(now)
-                .push(" WHERE id IN (");
-            let mut list = update.separated(", ");
-            for id in &ids {
-                list.push_bind(*id);
+            for run in super::shaped(&ids, super::ROWS_PER_STATEMENT) {
+                let mut update = QueryBuilder::<Sqlite>::new(
+                    "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_expires_at = ",
+                );
+                update
+                    .push_bind(after(now, slots[slot_no].lease))
+                    .push(", leased_by = ")
+                    .push_bind(worker)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(" WHERE id IN (");
+                let mut list = update.separated(", ");
+                for id in run {
+                    list.push_bind(*id);
+                }
+                update.push(
+                    ") RETURNING id, event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL AS in_line,
+                       (SELECT topic FROM events WHERE events.id = event_id) AS topic,
+                       (SELECT body FROM events WHERE events.id = event_id) AS body,
+                       (SELECT trace_id FROM events WHERE events.id = event_id) AS trace_id",
+                );
+                let rows: Vec<ClaimRow> = update.build_query_as().fetch_all(&mut *tx).await?;
+                claimed.extend(rows.into_iter().map(|r| Claimed {
+                    id: r.id,
+                    event_id: r.event_id,
+                    webhook_id: r.webhook_id,
+                    attempt: r.attempts,
+                    replay_base: r.replay_base,
+                    topic: r.topic,
+                    body: r.body,
+                    trace_id: r.trace_id,
+                    in_line: r.in_line,
+                }));
             }
-            update.push(
-                ") RETURNING id, event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL AS in_line,
-                   (SELECT topic FROM events WHERE events.id = event_id) AS topic,
-                   (SELECT body FROM events WHERE events.id = event_id) AS body,
-                   (SELECT trace_id FROM events WHERE events.id = event_id) AS trace_id",
-            );
-            let rows: Vec<ClaimRow> = update.build_query_as().fetch_all(&mut *tx).await?;
-            claimed.extend(rows.into_iter().map(|r| Claimed {
-                id: r.id,
-                event_id: r.event_id,
-                webhook_id: r.webhook_id,
-                attempt: r.attempts,
-                replay_base: r.replay_base,
-                topic: r.topic,
-                body: r.body,
-                trace_id: r.trace_id,
-                in_line: r.in_line,
-            }));
         }
         tx.commit().await?;
         Ok(claimed)
@@ -108,7 +107,7 @@ impl Lite {
         // Per webhook: (successes, failures, last error kind).
         let mut health: BTreeMap<String, (i64, i64, Option<&str>)> = BTreeMap::new();
         let mut finished = Vec::new();
-        for chunk in done.chunks(COMPLETIONS_PER_STATEMENT) {
+        for chunk in super::shaped(done, super::ROWS_PER_STATEMENT) {
             let mut attempts = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_kind, error, response_body) ",
             );
