@@ -83,3 +83,24 @@ pub struct AuditListRow {
     pub request_id: Option<String>,
     pub source_ip: Option<String>,
 }
+
+impl CommandStored {
+    /// The answer to a request whose `Idempotency-Key` was used before: the
+    /// first answer again if the body is the same (`stored_hash`), else
+    /// `KeyReused`.
+    pub(in crate::store) fn for_used_key(
+        stored_hash: &[u8],
+        idem: &IdempotencyRecord,
+        status: i32,
+        response: String,
+    ) -> Self {
+        if stored_hash == idem.body_sha256 {
+            Self::Replayed {
+                status: u16::try_from(status).unwrap_or(202),
+                response,
+            }
+        } else {
+            Self::KeyReused
+        }
+    }
+}

@@ -169,6 +169,11 @@ impl DeliveryState {
         }
     }
 
+    /// `succeeded` or `dead`: the delivery has left the queue (and its line).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Dead)
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "waiting" => Some(Self::Waiting),

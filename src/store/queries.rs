@@ -71,3 +71,9 @@ pub struct WebhookStats {
     pub succeeded_last_hour: i64,
     pub failed_last_hour: i64,
 }
+
+/// The columns of a [`DeliveryRow`], from `deliveries d JOIN events e`, in
+/// both stores' SQL.
+pub(in crate::store) const DELIVERY_COLUMNS: &str =
+    "d.id, d.event_id, d.webhook_id, e.topic, d.state, d.attempts, d.next_attempt_at,
+     d.last_status, d.last_error, d.created_at, d.updated_at, d.completed_at";

@@ -89,6 +89,13 @@ impl Completion {
 }
 
 /// The lines among deliveries' `(webhook_id, order_key)`, each once.
+/// The state a replayed delivery returns to, in SQL for both stores:
+/// `pending`, or `waiting` in its line (its original place: it goes after
+/// the line's head, before the later events still waiting); promoting the
+/// line then makes it the head if the line has none.
+pub(in crate::store) const REJOIN: &str =
+    "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
+
 pub(in crate::store) fn lines_from(
     rows: impl IntoIterator<Item = (String, Option<String>)>,
 ) -> Vec<Line> {

@@ -17,6 +17,9 @@ use sqlx::{FromRow, PgPool, SqlitePool};
 /// `sqlite`, each given its fresh database as `$db: TestDb`.
 macro_rules! both {
     ($(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
+        both!(@with $crate::db::TestDb::sqlite().await; $(#[$attr])* async fn $name($db) $body);
+    };
+    (@with $sqlite:expr; $(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
         $(#[$attr])*
         mod $name {
             #[allow(unused_imports)]
@@ -32,7 +35,7 @@ macro_rules! both {
 
             #[tokio::test]
             async fn sqlite() {
-                let $db = $crate::db::TestDb::sqlite().await;
+                let $db = $sqlite;
                 $body
             }
         }
@@ -57,25 +60,7 @@ macro_rules! pg_test {
 /// left to the engine (it takes the file's lock), the test only reads it.
 macro_rules! both_binary {
     ($(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
-        $(#[$attr])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[tokio::test]
-            async fn postgres() {
-                let (pool, fresh) = $crate::db::fresh_postgres().await;
-                let $db = $crate::db::TestDb::Postgres(pool);
-                $body
-                fresh.drop_database().await;
-            }
-
-            #[tokio::test]
-            async fn sqlite() {
-                let $db = $crate::db::TestDb::sqlite_file();
-                $body
-            }
-        }
+        both!(@with $crate::db::TestDb::sqlite_file(); $(#[$attr])* async fn $name($db) $body);
     };
 }
 

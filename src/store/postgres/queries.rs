@@ -5,13 +5,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Pg;
+use crate::store::queries::DELIVERY_COLUMNS;
 use crate::store::{
     AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, Purged, StoreError, WebhookStats,
 };
-
-const DELIVERY_COLUMNS: &str =
-    "d.id, d.event_id, d.webhook_id, e.topic, d.state, d.attempts, d.next_attempt_at,
-     d.last_status, d.last_error, d.created_at, d.updated_at, d.completed_at";
 
 impl Pg {
     pub(in crate::store) async fn list_deliveries(

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::lines::{lock_query, promote, settle};
 use super::{Pg, WAKE_CHANNEL};
-use crate::store::queue::lines_from;
+use crate::store::queue::{REJOIN, lines_from};
 use crate::store::{
     Claimed, Completion, DeliveryState, ReplayFilter, ReplayResult, StoreError, WebhookSlot,
     clamp_i32, millis, storable,
@@ -373,12 +373,6 @@ impl Pg {
         Ok(ms.map(|ms| std::time::Duration::from_millis(ms.max(0.0) as u64)))
     }
 }
-
-/// The state a replayed delivery returns to: `pending`, or `waiting` in its
-/// line (its original place: it goes after the line's head, before the
-/// later events still waiting); `lines::settle` then makes it the head if
-/// the line has none.
-const REJOIN: &str = "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
 
 impl Pg {
     /// Puts every delivery `filter` names (at most `limit`, oldest first) back

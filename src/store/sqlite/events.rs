@@ -332,14 +332,7 @@ impl Lite {
                 .bind(&idem.key)
                 .fetch_one(&mut *tx)
                 .await?;
-                return Ok(if hash == idem.body_sha256 {
-                    CommandStored::Replayed {
-                        status: u16::try_from(status).unwrap_or(202),
-                        response,
-                    }
-                } else {
-                    CommandStored::KeyReused
-                });
+                return Ok(CommandStored::for_used_key(&hash, idem, status, response));
             }
         }
         insert_rows(&mut tx, &[cmd.event.clone(), audit_event.clone()], now).await?;

@@ -8,14 +8,11 @@ use uuid::Uuid;
 
 use super::queue::audited;
 use super::{Lite, after, at, ms, now_ms};
+use crate::store::queries::DELIVERY_COLUMNS;
 use crate::store::{
     AttemptRow, AuditRow, DeliveryFilter, DeliveryRow, DeliveryState, EndpointState,
     EndpointStatus, Grant, NewEvent, Purged, StoreError, WebhookStats, millis, storable,
 };
-
-const DELIVERY_COLUMNS: &str =
-    "d.id, d.event_id, d.webhook_id, e.topic, d.state, d.attempts, d.next_attempt_at,
-     d.last_status, d.last_error, d.created_at, d.updated_at, d.completed_at";
 
 #[derive(sqlx::FromRow)]
 struct Row {

@@ -11,14 +11,11 @@ use uuid::Uuid;
 
 use super::events::{insert_audit, insert_rows, promote};
 use super::{Lite, after, ms, now_ms};
-use crate::store::queue::lines_from;
+use crate::store::queue::{REJOIN, lines_from};
 use crate::store::{
     AuditRow, Claimed, Completion, DeliveryState, NewEvent, ReplayFilter, ReplayResult, StoreError,
     WebhookSlot, clamp_i32, storable,
 };
-
-/// The state a replayed delivery returns to (see the PostgreSQL backend).
-const REJOIN: &str = "CASE WHEN order_key IS NULL THEN 'pending' ELSE 'waiting' END";
 
 impl Lite {
     pub(in crate::store) async fn claim(
@@ -144,10 +141,7 @@ impl Lite {
                         Some(e) => format!("{kind}: {e}"),
                         None => kind.to_owned(),
                     }))
-                    .push_bind(matches!(
-                        c.state,
-                        DeliveryState::Succeeded | DeliveryState::Dead
-                    ));
+                    .push_bind(c.state.is_final());
             });
             update
                 .push(
@@ -185,7 +179,7 @@ impl Lite {
                         entry.2 = entry.2.max(Some(kind));
                     }
                 }
-                if matches!(c.state, DeliveryState::Succeeded | DeliveryState::Dead) {
+                if c.state.is_final() {
                     finished.push((webhook_id, key));
                 }
             }
