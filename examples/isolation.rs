@@ -132,6 +132,7 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         db_max_connections: 16,
         watch_policy: false,
         ingest_writers: 2,
+        run_sources: false,
     };
     let engine = common::Engine::start(config, policy).await?;
     let base = engine.base.clone();

@@ -45,6 +45,8 @@ pub struct Config {
     /// writer's group waits for the statement before it, so groups grow and
     /// commits shrink; two keep one statement in flight while the next fills.
     pub ingest_writers: usize,
+    /// Run the policy's event-bus sources in this process.
+    pub run_sources: bool,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Config {
             db_max_connections: 16,
             watch_policy: true,
             ingest_writers: 2,
+            run_sources: true,
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
             std::env::var(name)
@@ -133,6 +136,9 @@ impl Config {
         }
         if let Ok(v) = std::env::var("AION_WEBHOOKS_WATCH_POLICY") {
             cfg.watch_policy = !matches!(v.as_str(), "0" | "false" | "off");
+        }
+        if let Ok(v) = std::env::var("AION_WEBHOOKS_SOURCES") {
+            cfg.run_sources = !matches!(v.as_str(), "0" | "false" | "off");
         }
         if let Ok(v) = std::env::var("AION_WEBHOOKS_WORKERS") {
             cfg.run_workers = !matches!(v.as_str(), "0" | "false" | "off");
@@ -203,6 +209,7 @@ impl App {
             metrics,
             depth_cache: Arc::default(),
             ingestor: Ingestor::start(store.clone(), config.ingest_writers, dispatcher),
+            sources: crate::sources::Registry::default(),
         };
         Ok(Self {
             listener,
@@ -253,6 +260,7 @@ impl App {
             trigger.cancel();
         });
         let worker = self.worker.map(|w| tokio::spawn(w.run(cancel.clone())));
+        let mut sources = None;
         tokio::spawn(reload_on_signal(
             self.state.reloader.clone(),
             cancel.clone(),
@@ -267,6 +275,17 @@ impl App {
                 self.state.metrics.clone(),
                 cancel.clone(),
             ));
+        }
+        if self.config.run_sources {
+            let pipeline = crate::sources::Pipeline {
+                ingestor: self.state.ingestor.clone(),
+                store: self.state.store.clone(),
+                policy: self.state.policy.clone(),
+                metrics: self.state.metrics.clone(),
+                max_event_bytes: self.state.limits.max_event_bytes,
+            };
+            let supervisor = crate::sources::Supervisor::new(pipeline, self.state.sources.clone());
+            sources = Some(tokio::spawn(supervisor.run(cancel.clone())));
         }
         // Descriptors for everything that is not an API connection: the
         // database pool, outbound sends and their idle keep-alives, files.
@@ -306,6 +325,9 @@ impl App {
             self.config.worker.shutdown_grace,
         )
         .await;
+        if let Some(s) = sources {
+            s.await.context("event-bus sources panicked")?;
+        }
         if let Some(w) = worker {
             w.await.context("delivery worker panicked")?;
         }

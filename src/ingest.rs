@@ -41,6 +41,26 @@ pub enum IngestFailure {
     Store(#[from] StoreError),
 }
 
+/// Where events come from, and what that way in may do differently from the
+/// API: a bus source supplies the id and `source` an envelope leaves out,
+/// and may be allowed the platform's audit topics (contract §1, §9).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// The event id when the event names none (a message's position).
+    pub default_id: Option<&'a str>,
+    /// The `source` when the event names none (the source's id).
+    pub default_source: Option<&'a str>,
+    /// Whether `aion.audit.**` is accepted.
+    pub allow_audit: bool,
+}
+
+/// The HTTP API: ids generated, no default source, no reserved topics.
+pub const API: Origin<'static> = Origin {
+    default_id: None,
+    default_source: None,
+    allow_audit: false,
+};
+
 /// The answer for one event.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Accepted {
@@ -83,6 +103,17 @@ pub async fn ingest(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Accepted>, bool), IngestFailure> {
     let (events, batch) = parse(body, policy, max_event_bytes, now)?;
+    Ok((store_events(ingestor, events, now).await?, batch))
+}
+
+/// Stores validated events (from [`parse`] or a bus source) with their
+/// deliveries, all or none, and answers for each in order. The same id twice
+/// in `events`: identical → the second is a duplicate; different → conflict.
+pub async fn store_events(
+    ingestor: &Ingestor,
+    events: Vec<NewEvent>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Accepted>, IngestFailure> {
     // The same id twice in one call: identical → the second is a duplicate; different → conflict.
     let mut first_of: HashMap<&str, usize> = HashMap::new();
     let mut slot = Vec::with_capacity(events.len());
@@ -164,7 +195,7 @@ pub async fn ingest(
             None => {}
         }
     }
-    Ok((answers, batch))
+    Ok(answers)
 }
 
 /// Parses and validates a body into events routed through `policy`, and
@@ -205,18 +236,20 @@ pub fn parse(
             } else {
                 String::new()
             };
-            event(raw, &prefix, policy, max_event_bytes, now)
+            event(raw, &prefix, policy, max_event_bytes, now, API)
         })
         .collect::<Result<Vec<_>, _>>()
         .map(|events| (events, batch))
 }
 
-fn event(
+/// One event object (an API event or a bus envelope), validated and routed.
+pub fn event(
     raw: &RawValue,
     prefix: &str,
     policy: &PolicySet,
     max_event_bytes: usize,
     now: DateTime<Utc>,
+    origin: Origin<'_>,
 ) -> Result<NewEvent, IngestFailure> {
     let invalid = |field: &str, message: String| IngestFailure::Invalid {
         field: format!("{prefix}{field}"),
@@ -235,12 +268,61 @@ fn event(
     }
     let w: WireEvent<'_> =
         serde_json::from_str(raw.get()).map_err(|e| invalid("", format!("invalid event: {e}")))?;
+    build(w, prefix, policy, now, origin)
+}
+
+/// A bus message's whole value as the payload (`format: raw`, contract §9):
+/// the topic and key come from the bus, the id from `origin`.
+pub fn raw_event(
+    value: &RawValue,
+    topic: &str,
+    key: Option<String>,
+    policy: &PolicySet,
+    max_event_bytes: usize,
+    now: DateTime<Utc>,
+    origin: Origin<'_>,
+) -> Result<NewEvent, IngestFailure> {
+    if value.get().len() > max_event_bytes {
+        return Err(IngestFailure::TooLarge {
+            message: format!(
+                "the message is {} bytes; the event limit is {max_event_bytes}",
+                value.get().len()
+            ),
+        });
+    }
+    let w = WireEvent {
+        topic: Some(topic.to_owned()),
+        id: None,
+        payload: Some(value),
+        occurred_at: None,
+        tenant_id: None,
+        source: None,
+        key,
+        trace_id: None,
+    };
+    build(w, "", policy, now, origin)
+}
+
+/// Validates the fields of one event and routes it.
+fn build(
+    w: WireEvent<'_>,
+    prefix: &str,
+    policy: &PolicySet,
+    now: DateTime<Utc>,
+    origin: Origin<'_>,
+) -> Result<NewEvent, IngestFailure> {
+    let invalid = |field: &str, message: String| IngestFailure::Invalid {
+        field: format!("{prefix}{field}"),
+        message,
+    };
     let topic_text = w
         .topic
         .ok_or_else(|| invalid("topic", "`topic` is required".into()))?;
     let topic = Topic::parse(&topic_text)
         .map_err(|e| invalid("topic", format!("invalid topic {topic_text:?}: {e}")))?;
-    if let Some(ns) = ReservedNamespace::of(&topic) {
+    if let Some(ns) = ReservedNamespace::of(&topic)
+        && !(origin.allow_audit && ns == ReservedNamespace::Audit)
+    {
         return Err(IngestFailure::ReservedTopic {
             field: format!("{prefix}topic"),
             message: format!(
@@ -255,10 +337,13 @@ fn event(
             message: format!("`source: {ENGINE_SOURCE}` is reserved for the engine's own events"),
         });
     }
-    let id = match w.id {
-        Some(id) => EventId::parse(&id).map_err(|e| invalid("id", e.to_string()))?,
+    let id = match w.id.as_deref().or(origin.default_id) {
+        Some(id) => EventId::parse(id).map_err(|e| invalid("id", e.to_string()))?,
         None => EventId::generate(),
     };
+    let source = w
+        .source
+        .or_else(|| origin.default_source.map(str::to_owned));
     let payload = w
         .payload
         .ok_or_else(|| invalid("payload", "`payload` is required (any JSON value)".into()))?;
@@ -274,7 +359,7 @@ fn event(
     };
     for (name, value) in [
         ("tenant_id", &w.tenant_id),
-        ("source", &w.source),
+        ("source", &source),
         ("key", &w.key),
         ("trace_id", &w.trace_id),
     ] {
@@ -299,7 +384,7 @@ fn event(
         topic.as_str(),
         occurred_at,
         &w.tenant_id,
-        &w.source,
+        &source,
         &w.key,
         &w.trace_id,
         payload,
@@ -311,7 +396,7 @@ fn event(
         body,
         occurred_at,
         tenant_id: w.tenant_id,
-        source: w.source,
+        source,
         key: w.key,
         trace_id: w.trace_id,
         webhooks,

@@ -20,4 +20,5 @@ pub mod rbac;
 pub mod reload;
 pub mod retention;
 pub mod signing;
+pub mod sources;
 pub mod store;

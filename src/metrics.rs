@@ -103,6 +103,17 @@ struct WebhookOutcome {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BusLabel {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BusOutcome {
+    source: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabel {
     webhook: String,
 }
@@ -138,6 +149,19 @@ pub enum EventSource {
     Inbound,
     /// An event the engine made itself (audit, operations).
     Engine,
+    /// An event-bus source (Kafka, NATS).
+    Bus,
+}
+
+/// What became of one message an event-bus source consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOutcome {
+    /// Stored as a new event.
+    Created,
+    /// Its event was stored before (a redelivery).
+    Duplicate,
+    /// It could not become an event; recorded in `source_rejects`.
+    Rejected,
 }
 
 /// How one attempt ended, as counted in `deliveries_finished_total`.
@@ -237,6 +261,9 @@ pub struct Metrics {
     connections_open: Gauge,
     endpoint_transitions: Family<TransitionLabel, Counter>,
     concurrency_limit: Family<WebhookLabel, Gauge>,
+    bus_messages: Family<BusOutcome, Counter>,
+    bus_lag: Family<BusLabel, Gauge>,
+    bus_connected: Family<BusLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -262,6 +289,9 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             endpoint_transitions: Family::default(),
             concurrency_limit: Family::default(),
+            bus_messages: Family::default(),
+            bus_lag: Family::default(),
+            bus_connected: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -361,6 +391,21 @@ impl Default for Metrics {
             "Sends this engine may have in flight to each webhook now (adaptive, AIMD)",
             m.concurrency_limit.clone(),
         );
+        registry.register(
+            "source_messages",
+            "Messages consumed from event-bus sources, by source and outcome (created, duplicate, rejected)",
+            m.bus_messages.clone(),
+        );
+        registry.register(
+            "source_lag_messages",
+            "Messages on the bus not yet consumed and committed, by source (Kafka: summed over partitions; NATS: pending + unacknowledged)",
+            m.bus_lag.clone(),
+        );
+        registry.register(
+            "source_connected",
+            "1 if the source is connected to its broker, else 0",
+            m.bus_connected.clone(),
+        );
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_now());
         Self { registry, ..m }
@@ -406,8 +451,49 @@ impl Metrics {
             EventSource::Api => "api",
             EventSource::Inbound => "inbound",
             EventSource::Engine => "engine",
+            EventSource::Bus => "bus",
         };
         self.events.get_or_create(&SourceLabel { source }).inc_by(n);
+    }
+
+    /// `n` messages of `source` ended as `outcome`.
+    pub fn source_messages(&self, source: &str, outcome: MessageOutcome, n: u64) {
+        let outcome = match outcome {
+            MessageOutcome::Created => "created",
+            MessageOutcome::Duplicate => "duplicate",
+            MessageOutcome::Rejected => "rejected",
+        };
+        self.bus_messages
+            .get_or_create(&BusOutcome {
+                source: source.to_owned(),
+                outcome,
+            })
+            .inc_by(n);
+    }
+
+    pub fn source_lag(&self, source: &str, lag: u64) {
+        self.bus_lag
+            .get_or_create(&BusLabel {
+                source: source.to_owned(),
+            })
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
+    pub fn source_connected(&self, source: &str, connected: bool) {
+        self.bus_connected
+            .get_or_create(&BusLabel {
+                source: source.to_owned(),
+            })
+            .set(i64::from(connected));
+    }
+
+    /// A removed source's series go away with it.
+    pub fn forget_source(&self, source: &str) {
+        let label = BusLabel {
+            source: source.to_owned(),
+        };
+        self.bus_lag.remove(&label);
+        self.bus_connected.remove(&label);
     }
 
     /// An attempt is about to be sent.

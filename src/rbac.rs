@@ -44,6 +44,8 @@ pub enum Action {
     DisableWebhook,
     /// `POST /v1/webhooks/{id}/enable`.
     EnableWebhook,
+    /// `GET /v1/sources`, `GET /v1/sources/{id}/rejects`.
+    ListSources,
     /// `POST /webhooks/inbound` with this action.
     Inbound(InboundAction),
 }
@@ -64,6 +66,7 @@ impl Action {
             Self::ReloadPolicy,
             Self::DisableWebhook,
             Self::EnableWebhook,
+            Self::ListSources,
         ]
         .into_iter()
         .chain(InboundAction::ALL.into_iter().map(Self::Inbound))
@@ -85,6 +88,7 @@ impl Action {
             Self::ReloadPolicy => "reload_policy",
             Self::DisableWebhook => "disable_webhook",
             Self::EnableWebhook => "enable_webhook",
+            Self::ListSources => "list_sources",
             Self::Inbound(a) => a.as_str(),
         }
     }
@@ -153,7 +157,8 @@ pub fn decide(principal: &Principal, action: Action, inbound: Option<&InboundPol
         | Action::GetPolicy
         | Action::ReloadPolicy
         | Action::DisableWebhook
-        | Action::EnableWebhook => require_role(principal, ADMIN),
+        | Action::EnableWebhook
+        | Action::ListSources => require_role(principal, ADMIN),
         Action::Inbound(a) => match inbound.and_then(|p| p.actions.get(a.as_str())) {
             None => Decision::Deny {
                 reason: DenyReason::NotAllowListed,

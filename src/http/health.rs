@@ -16,14 +16,27 @@ pub async fn healthz() -> Json<Value> {
 /// Unauthenticated, so it says nothing about the policy beyond "loaded"
 /// (its hash would tell an outsider when the configuration changes).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    // Each source: `consuming`, `paused` (its batch cannot be stored: the
+    // database is down), `disconnected` (broker unreachable) or `disabled`.
+    // A source's broker does not decide readiness: the API still serves.
+    let sources: serde_json::Map<String, Value> = state
+        .sources
+        .all()
+        .iter()
+        .map(|s| (s.id().to_owned(), json!(s.state())))
+        .collect();
     match state.store.ping(std::time::Duration::from_secs(1)).await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "ok", "policy": "loaded" })),
+            Json(
+                json!({ "status": "ready", "database": "ok", "policy": "loaded", "sources": sources }),
+            ),
         ),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "database": "unreachable", "policy": "loaded" })),
+            Json(
+                json!({ "status": "not_ready", "database": "unreachable", "policy": "loaded", "sources": sources }),
+            ),
         ),
     }
 }

@@ -11,6 +11,7 @@ mod inbound;
 mod policy;
 mod replay;
 pub mod serve;
+mod sources;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,6 +65,8 @@ pub struct AppState {
     /// When the queue depth for `/metrics` was last read.
     pub depth_cache: Arc<std::sync::Mutex<Option<Instant>>>,
     pub ingestor: Ingestor,
+    /// The event-bus sources' status (empty without `sources:`).
+    pub sources: crate::sources::Registry,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -81,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhooks/{id}/enable", post(endpoints::enable_webhook))
         .route("/v1/audit", get(admin::list_audit))
+        .route("/v1/sources", get(sources::list_sources))
+        .route("/v1/sources/{id}/rejects", get(sources::list_rejects))
         .route("/v1/policy", get(policy::get_policy))
         .route("/v1/policy/reload", post(policy::reload_policy))
         .route("/webhooks/inbound", post(inbound::post_inbound))

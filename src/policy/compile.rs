@@ -18,6 +18,7 @@ use crate::signing::StandardSecret;
 
 mod access;
 mod retention;
+mod sources;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a webhook may fail every attempt before the engine disables it.

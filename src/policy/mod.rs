@@ -13,6 +13,7 @@ mod interp;
 mod model;
 mod raw;
 pub mod router;
+pub mod sources;
 mod yaml_path;
 
 use std::collections::HashMap;
@@ -53,6 +54,7 @@ pub struct PolicySet {
     auth: AuthPolicy,
     network: NetworkPolicy,
     retention: RetentionPolicy,
+    sources: Vec<sources::Source>,
     sha256: String,
 }
 
@@ -136,6 +138,7 @@ impl PolicySet {
         let auth = c.auth(&raw.auth);
         let network = c.network(&raw.network);
         let retention = c.retention(&raw.retention);
+        let sources = c.sources(&raw.sources);
         if !c.errors.is_empty() {
             c.errors.sort_by_key(|e| (e.line, e.column));
             return Err(PolicyErrors {
@@ -162,6 +165,7 @@ impl PolicySet {
             auth,
             network,
             retention,
+            sources,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
         })
     }
@@ -193,6 +197,11 @@ impl PolicySet {
 
     pub fn retention(&self) -> RetentionPolicy {
         self.retention
+    }
+
+    /// The event-bus sources, in file order.
+    pub fn sources(&self) -> &[sources::Source] {
+        &self.sources
     }
 
     /// Lowercase hex SHA-256 of the policy text, to tell versions apart.

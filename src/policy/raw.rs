@@ -26,6 +26,61 @@ pub(crate) struct RawPolicy {
     pub network: Option<RawNetwork>,
     #[serde(default)]
     pub retention: Option<RawRetention>,
+    #[serde(default)]
+    pub sources: Vec<Spanned<RawSource>>,
+}
+
+/// One event-bus source (contract §9). Kafka and NATS fields share one
+/// struct so an unknown key is still an error; `compile` refuses a field of
+/// the other kind by name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSource {
+    pub id: Str,
+    pub kind: Str,
+    pub format: Option<Str>,
+    pub accept_audit_topics: Option<bool>,
+    pub max_batch: Option<Spanned<i64>>,
+    pub enabled: Option<bool>,
+    // kind: kafka
+    pub brokers: Option<Spanned<Vec<Str>>>,
+    pub group: Option<Str>,
+    pub topics: Option<Spanned<Vec<Str>>>,
+    pub start: Option<Str>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub sasl: Option<Spanned<RawSasl>>,
+    // kind: nats
+    pub url: Option<Str>,
+    pub stream: Option<Str>,
+    pub consumer: Option<Str>,
+    pub subjects: Option<Spanned<Vec<Str>>>,
+    pub credentials: Option<Spanned<RawNatsCredentials>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub ca_file: Option<Str>,
+    pub cert_file: Option<Str>,
+    pub key_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSasl {
+    pub mechanism: Str,
+    pub username: Str,
+    pub password: Option<Str>,
+    pub password_file: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNatsCredentials {
+    pub user: Option<Str>,
+    pub password: Option<Str>,
+    pub token: Option<Str>,
+    pub creds_file: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

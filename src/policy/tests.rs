@@ -575,3 +575,126 @@ fn ordering_is_key_or_none_and_refuses_anything_else() {
         assert_error(&errors(&hook(bad)), "webhooks[0].ordering", 7, "ordering");
     }
 }
+
+mod sources {
+    use super::*;
+    use crate::policy::sources::{MessageFormat, SaslMechanism, SourceKind, StartAt};
+
+    const BOTH: &str = r#"version: 1
+sources:
+  - id: platform-kafka
+    kind: kafka
+    brokers: [kafka-1:9092, "kafka-2:9092"]
+    group: aion-webhooks
+    topics: [aion.router.decisions, "^aion\\.tasks\\..*"]
+    format: raw
+    start: latest
+    sasl: { mechanism: SCRAM-SHA-256, username: aion, password: "${KAFKA_PASSWORD}" }
+    accept_audit_topics: true
+  - id: platform-nats
+    kind: nats
+    url: nats://127.0.0.1:4222
+    stream: AION
+    consumer: aion-webhooks
+    subjects: ["aion.>"]
+    max_batch: 100
+"#;
+
+    #[test]
+    fn the_contract_example_compiles_with_every_field() {
+        let env = |n: &str| (n == "KAFKA_PASSWORD").then(|| "pw".to_owned());
+        let p = PolicySet::parse(BOTH, "t", Path::new("."), &env).expect("valid");
+        let [k, n] = p.sources() else {
+            panic!("two sources")
+        };
+        assert_eq!(k.format, MessageFormat::Raw);
+        assert!(k.accept_audit_topics);
+        let SourceKind::Kafka(kafka) = &k.kind else {
+            panic!("kafka")
+        };
+        assert_eq!(kafka.brokers, ["kafka-1:9092", "kafka-2:9092"]);
+        assert_eq!(kafka.start, StartAt::Latest);
+        let sasl = kafka.sasl.as_ref().expect("sasl");
+        assert_eq!(
+            (sasl.mechanism, sasl.password.expose()),
+            (SaslMechanism::ScramSha256, "pw")
+        );
+        assert!(
+            !format!("{p:?}").contains("pw\""),
+            "the password is redacted"
+        );
+        assert_eq!((n.format, n.max_batch), (MessageFormat::Envelope, 100));
+        let SourceKind::Nats(nats) = &n.kind else {
+            panic!("nats")
+        };
+        assert_eq!(
+            (nats.stream.as_str(), nats.subjects.as_slice()),
+            ("AION", &["aion.>".to_owned()][..])
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named_at_its_line() {
+        let errs = errors(BOTH);
+        assert_error(&errs, "sources[0].sasl.password", 10, "KAFKA_PASSWORD");
+    }
+
+    /// The contract's example writes `password: ${KAFKA_PASSWORD} }` in a
+    /// flow mapping, where `{` and `}` end the plain scalar: YAML itself
+    /// refuses it. The error points at the place; the README says to quote.
+    #[test]
+    fn an_unquoted_variable_in_a_flow_mapping_is_a_yaml_error_at_its_place() {
+        let text = BOTH.replace("\"${KAFKA_PASSWORD}\"", "${KAFKA_PASSWORD}");
+        let errs = errors(&text);
+        assert_eq!(
+            (errs[0].path.as_str(), errs[0].line),
+            ("sources[0].sasl", 10),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_named_at_their_line() {
+        let text = "version: 1
+sources:
+  - id: k
+    kind: kafka
+    brokers: [nohost]
+    topics: []
+    url: nats://x:1
+  - id: k
+    kind: nats
+    url: http://x
+    stream: a.b
+    consumer: c
+  - id: z
+    kind: rabbit
+  - id: aion-webhooks
+    kind: nats
+    url: nats://x:1
+    stream: s
+    consumer: c
+    format: xml
+    max_batch: 0
+";
+        let errs = errors(text);
+        assert_error(&errs, "sources[0].brokers[0]", 5, "host:port");
+        assert_error(&errs, "sources[0].topics", 6, "at least one");
+        assert_error(&errs, "sources[0]", 4, "`group` is required");
+        assert_error(&errs, "sources[0].url", 7, "belongs to `kind: nats`");
+        assert_error(&errs, "sources[1].url", 10, "not a NATS URL");
+        assert_error(&errs, "sources[1].stream", 11, "letters, digits");
+        assert_error(&errs, "sources[2].kind", 14, "unknown source kind");
+        assert_error(&errs, "sources[3].id", 15, "reserved");
+        assert_error(&errs, "sources[3].format", 20, "unknown format");
+        assert_error(&errs, "sources[3].max_batch", 21, "1 to 1000");
+        let dup = "version: 1
+sources:
+  - { id: s, kind: nats, url: 'nats://x:1', stream: s, consumer: c }
+  - { id: s, kind: nats, url: 'nats://x:1', stream: t, consumer: c }
+";
+        assert_error(&errors(dup), "sources[1].id", 4, "used twice");
+        let unknown = "version: 1\nsources:\n  - { id: s, kind: nats, url: 'nats://x:1', stream: s, consumer: c, colour: red }\n";
+        assert!(errors(unknown)[0].message.contains("colour"));
+    }
+}

@@ -14,6 +14,7 @@ mod postgres;
 mod queries;
 mod queue;
 mod rate;
+mod rejects;
 mod sqlite;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use inbound::{
 pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, Purged, WebhookStats};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, WebhookSlot};
 pub use rate::Grant;
+pub use rejects::{NewReject, REJECT_VALUE_BYTES, RejectRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -595,6 +597,22 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditListRow>, StoreError> {
         dispatch!(self.list_audit(actor, since, limit))
+    }
+
+    /// Records messages an event-bus source could not turn into events; a
+    /// position already recorded for that source is left as it is.
+    pub async fn record_rejects(&self, rejects: &[NewReject]) -> Result<(), StoreError> {
+        dispatch!(self.record_rejects(rejects))
+    }
+
+    /// A source's rejects, newest first, with ids below `before` if given.
+    pub async fn list_rejects(
+        &self,
+        source_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RejectRow>, StoreError> {
+        dispatch!(self.list_rejects(source_id, before, limit))
     }
 }
 

@@ -65,6 +65,7 @@ pub fn test_config() -> Config {
         db_max_connections: 10,
         watch_policy: false,
         ingest_writers: 2,
+        run_sources: true,
     }
 }
 

@@ -12,6 +12,7 @@ mod lines;
 mod queries;
 mod queue;
 mod rate;
+mod rejects;
 
 use std::sync::Arc;
 use std::time::Duration;

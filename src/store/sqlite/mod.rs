@@ -21,6 +21,7 @@
 mod events;
 mod queries;
 mod queue;
+mod rejects;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,502 @@
+//! Event-bus sources (contract §9): Kafka and NATS JetStream consumers that
+//! store each message as an event through the same use case as
+//! `POST /v1/events` ([`crate::ingest::store_events`]: one transaction, events
+//! and deliveries), and only then commit the Kafka offsets or acknowledge the
+//! NATS messages. At least once: a crash before the commit redelivers, and
+//! the event id derived from the message's position makes the second copy a
+//! duplicate. A message that cannot become an event is recorded in
+//! `source_rejects` before its position is committed, so the stream moves
+//! on and nothing disappears unrecorded.
+//!
+//! The [`Supervisor`] runs one task per source and follows policy reloads:
+//! a source whose entry changed is restarted, the others keep running.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::{self, IngestFailure, Ingestor};
+use crate::metrics::{EventSource, MessageOutcome, Metrics};
+use crate::policy::PolicySet;
+use crate::policy::sources::{Source, SourceKind};
+use crate::store::{NewReject, Store};
+
+mod kafka;
+pub mod mapping;
+mod nats;
+
+pub use mapping::Message;
+
+/// How far behind a source is.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Lag {
+    /// Not measured yet.
+    #[default]
+    Unknown,
+    /// Per partition: the high watermark minus the committed position.
+    Kafka { partitions: Vec<PartitionLag> },
+    /// Messages not yet delivered to the consumer, and delivered but not acknowledged.
+    Nats { pending: u64, ack_pending: u64 },
+}
+
+impl Lag {
+    /// Messages behind, in all.
+    pub fn total(&self) -> u64 {
+        match self {
+            Self::Unknown => 0,
+            Self::Kafka { partitions } => partitions.iter().map(|p| p.lag).sum(),
+            Self::Nats {
+                pending,
+                ack_pending,
+            } => pending + ack_pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub lag: u64,
+}
+
+/// What one source has done since the engine (or its entry) started.
+#[derive(Debug)]
+pub struct Status {
+    id: String,
+    kind: &'static str,
+    enabled: bool,
+    connected: AtomicBool,
+    /// Storing failed (database unreachable): nothing is consumed or committed.
+    paused: AtomicBool,
+    consumed: AtomicU64,
+    created: AtomicU64,
+    duplicates: AtomicU64,
+    rejects: AtomicU64,
+    last_error: Mutex<Option<(DateTime<Utc>, String)>>,
+    lag: Mutex<Lag>,
+    metrics: Arc<Metrics>,
+}
+
+impl Status {
+    fn new(source: &Source, metrics: Arc<Metrics>) -> Self {
+        Self {
+            id: source.id.clone(),
+            kind: source.kind.as_str(),
+            enabled: source.enabled,
+            connected: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            consumed: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            rejects: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            lag: Mutex::new(Lag::Unknown),
+            metrics,
+        }
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        if self.connected.swap(connected, Ordering::Relaxed) != connected {
+            self.metrics.source_connected(&self.id, connected);
+            if connected {
+                tracing::info!(source = %self.id, "source connected");
+            }
+        }
+    }
+
+    /// Records a problem for `/v1/sources` and logs it (once per distinct message).
+    pub fn error(&self, message: impl Into<String>) {
+        let message = message.into();
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_ref().is_none_or(|(_, m)| *m != message) {
+            tracing::warn!(source = %self.id, error = %message, "source error");
+        }
+        *last = Some((Utc::now(), message));
+    }
+
+    pub fn set_lag(&self, lag: Lag) {
+        self.metrics.source_lag(&self.id, lag.total());
+        *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
+    }
+
+    /// The view `GET /v1/sources` shows.
+    pub fn view(&self) -> serde_json::Value {
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        serde_json::json!({
+            "id": self.id,
+            "kind": self.kind,
+            "enabled": self.enabled,
+            "state": self.state(),
+            "connected": self.connected.load(Ordering::Relaxed),
+            "paused": self.paused.load(Ordering::Relaxed),
+            "lag": lag.total(),
+            "lag_detail": lag,
+            "consumed": self.consumed.load(Ordering::Relaxed),
+            "events_created": self.created.load(Ordering::Relaxed),
+            "duplicates": self.duplicates.load(Ordering::Relaxed),
+            "rejects": self.rejects.load(Ordering::Relaxed),
+            "last_error": last_error.as_ref().map(|(_, m)| m),
+            "last_error_at": last_error.map(|(at, _)| at),
+        })
+    }
+
+    /// One word for `/readyz`.
+    pub fn state(&self) -> &'static str {
+        if !self.enabled {
+            "disabled"
+        } else if self.paused.load(Ordering::Relaxed) {
+            "paused"
+        } else if self.connected.load(Ordering::Relaxed) {
+            "consuming"
+        } else {
+            "disconnected"
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+}
+
+/// Every configured source's status, by id (shared with the API).
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    map: Arc<Mutex<BTreeMap<String, Arc<Status>>>>,
+}
+
+impl Registry {
+    pub fn all(&self) -> Vec<Arc<Status>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Status>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn put(&self, status: Arc<Status>) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(status.id.clone(), status);
+    }
+
+    fn remove(&self, id: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+/// What every consumer stores through: the ingest use case, the policy in
+/// force, and where rejects go.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub ingestor: Ingestor,
+    pub store: Store,
+    pub policy: Arc<ArcSwap<PolicySet>>,
+    pub metrics: Arc<Metrics>,
+    pub max_event_bytes: usize,
+}
+
+/// The task stopped while a batch was still unstored: do not commit it.
+#[derive(Debug)]
+pub struct Cancelled;
+
+/// Between retries of a batch the database refused.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Pipeline {
+    /// Stores `msgs` as events (and rejects), retrying while the database is
+    /// unreachable, until every message is stored or recorded. Only after
+    /// `Ok` may the caller commit or acknowledge them.
+    pub async fn store_batch(
+        &self,
+        source: &Source,
+        status: &Status,
+        msgs: &[Message],
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        status
+            .consumed
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        let now = Utc::now();
+        let policy = self.policy.load_full();
+        let mut events = Vec::with_capacity(msgs.len());
+        let mut owners = Vec::with_capacity(msgs.len());
+        let mut rejects = Vec::new();
+        for (i, m) in msgs.iter().enumerate() {
+            match mapping::event_of(source, m, &policy, self.max_event_bytes, now) {
+                Ok(e) => {
+                    events.push(e);
+                    owners.push(i);
+                }
+                Err(reason) => rejects.push(NewReject::new(
+                    &source.id,
+                    m.position.clone(),
+                    reason,
+                    &m.value,
+                    now,
+                )),
+            }
+        }
+        let mut delay = RETRY_FIRST;
+        let answers = loop {
+            if events.is_empty() {
+                break Vec::new();
+            }
+            match ingest::store_events(&self.ingestor, events.clone(), now).await {
+                Ok(answers) => break answers,
+                // Its id was stored before with another topic or payload: that
+                // message is a reject; the rest go in again.
+                Err(IngestFailure::Conflict { id }) => {
+                    let mut k = 0;
+                    while k < events.len() {
+                        if events[k].id == id {
+                            let m = &msgs[owners[k]];
+                            rejects.push(NewReject::new(
+                                &source.id,
+                                m.position.clone(),
+                                format!(
+                                    "event {id:?} already exists with a different topic or payload"
+                                ),
+                                &m.value,
+                                now,
+                            ));
+                            events.remove(k);
+                            owners.remove(k);
+                        } else {
+                            k += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.pause(status, &e.to_string(), &mut delay, cancel)
+                        .await?;
+                }
+            }
+        };
+        let mut delay = RETRY_FIRST;
+        while let Err(e) = self.store.record_rejects(&rejects).await {
+            self.pause(status, &e.to_string(), &mut delay, cancel)
+                .await?;
+        }
+        if status.paused.swap(false, Ordering::Relaxed) {
+            tracing::info!(source = %source.id, "source resumed: the database answers again");
+        }
+        let duplicates = answers.iter().filter(|a| a.duplicate).count() as u64;
+        let created = answers.len() as u64 - duplicates;
+        status.created.fetch_add(created, Ordering::Relaxed);
+        status.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        status
+            .rejects
+            .fetch_add(rejects.len() as u64, Ordering::Relaxed);
+        self.metrics.events_accepted(EventSource::Bus, created);
+        self.metrics
+            .source_messages(&source.id, MessageOutcome::Created, created);
+        self.metrics
+            .source_messages(&source.id, MessageOutcome::Duplicate, duplicates);
+        if !rejects.is_empty() {
+            self.metrics.source_messages(
+                &source.id,
+                MessageOutcome::Rejected,
+                rejects.len() as u64,
+            );
+            log_rejects(status, &rejects);
+        }
+        Ok(())
+    }
+
+    async fn pause(
+        &self,
+        status: &Status,
+        error: &str,
+        delay: &mut Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        if !status.paused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(source = %status.id, error, "cannot store a batch: consumption paused until the database answers");
+        }
+        status.error(format!("storing a batch failed: {error}"));
+        tokio::select! {
+            () = tokio::time::sleep(*delay) => {}
+            () = cancel.cancelled() => return Err(Cancelled),
+        }
+        *delay = (*delay * 2).min(RETRY_MAX);
+        Ok(())
+    }
+}
+
+/// One warning per source every 10 s at most, with how many it covers.
+fn log_rejects(status: &Status, rejects: &[NewReject]) {
+    static LAST: Mutex<BTreeMap<String, (std::time::Instant, u64)>> = Mutex::new(BTreeMap::new());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = last
+        .entry(status.id.clone())
+        .or_insert((std::time::Instant::now() - Duration::from_secs(60), 0));
+    entry.1 += rejects.len() as u64;
+    if entry.0.elapsed() >= Duration::from_secs(10) {
+        let first = &rejects[0];
+        tracing::warn!(
+            source = %status.id,
+            rejected = entry.1,
+            position = %first.position,
+            reason = %first.reason,
+            "messages rejected (recorded in GET /v1/sources/{}/rejects)",
+            status.id
+        );
+        *entry = (std::time::Instant::now(), 0);
+    }
+}
+
+/// A source's task: runs its consumer, and after any failure (broker down,
+/// stream missing) retries with backoff until cancelled.
+async fn run_source(
+    source: Source,
+    status: Arc<Status>,
+    pipeline: Pipeline,
+    cancel: CancellationToken,
+) {
+    if !source.enabled {
+        return;
+    }
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let started = std::time::Instant::now();
+        let outcome = match &source.kind {
+            SourceKind::Kafka(k) => kafka::run(&source, k, &status, &pipeline, &cancel).await,
+            SourceKind::Nats(n) => nats::run(&source, n, &status, &pipeline, &cancel).await,
+        };
+        status.set_connected(false);
+        if cancel.is_cancelled() {
+            return;
+        }
+        if let Err(e) = outcome {
+            status.error(e);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            delay = Duration::from_millis(500);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = cancel.cancelled() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Starts, stops and restarts the source tasks as the policy changes.
+#[derive(Debug)]
+pub struct Supervisor {
+    pipeline: Pipeline,
+    registry: Registry,
+    running: BTreeMap<String, Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    source: Source,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    pub fn new(pipeline: Pipeline, registry: Registry) -> Self {
+        Self {
+            pipeline,
+            registry,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Follows the policy (checked every 250 ms; a reload swaps the
+    /// snapshot) until `cancel`, then stops every source: batches being
+    /// stored finish or are left uncommitted.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut seen: Option<Arc<PolicySet>> = None;
+        loop {
+            let now = self.pipeline.policy.load_full();
+            if seen.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &now)) {
+                self.reconcile(now.sources(), &cancel).await;
+                seen = Some(now);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
+        for (_, r) in std::mem::take(&mut self.running) {
+            r.cancel.cancel();
+            let _ = r.task.await;
+        }
+    }
+
+    async fn reconcile(&mut self, sources: &[Source], parent: &CancellationToken) {
+        let wanted: BTreeMap<&str, &Source> = sources.iter().map(|s| (s.id.as_str(), s)).collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(id, r)| wanted.get(id.as_str()) != Some(&&r.source))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(r) = self.running.remove(&id) {
+                tracing::info!(source = %id, "stopping source (its policy entry changed or was removed)");
+                r.cancel.cancel();
+                let _ = r.task.await;
+                self.registry.remove(&id);
+                self.pipeline.metrics.forget_source(&id);
+            }
+        }
+        for source in sources {
+            if self.running.contains_key(&source.id) {
+                continue;
+            }
+            let status = Arc::new(Status::new(source, self.pipeline.metrics.clone()));
+            self.pipeline.metrics.source_connected(&source.id, false);
+            self.registry.put(status.clone());
+            let cancel = parent.child_token();
+            tracing::info!(source = %source.id, kind = source.kind.as_str(), enabled = source.enabled, "starting source");
+            let task = tokio::spawn(run_source(
+                source.clone(),
+                status,
+                self.pipeline.clone(),
+                cancel.clone(),
+            ));
+            self.running.insert(
+                source.id.clone(),
+                Running {
+                    source: source.clone(),
+                    cancel,
+                    task,
+                },
+            );
+        }
+    }
+}
