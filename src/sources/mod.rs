@@ -266,6 +266,25 @@ impl Pipeline {
                 )),
             }
         }
+        // A later message with an earlier one's id but another topic or
+        // payload conflicts with it (the first one wins, as across batches).
+        let mut first_of: std::collections::HashMap<String, usize> = Default::default();
+        let mut k = 0;
+        while k < events.len() {
+            match first_of.get(&events[k].id) {
+                Some(&j) if !same_event(&events[j], &events[k]) => {
+                    let m = &msgs[owners[k]];
+                    rejects.push(conflict(source, m, &events[k].id, now));
+                    events.remove(k);
+                    owners.remove(k);
+                }
+                Some(_) => k += 1,
+                None => {
+                    first_of.insert(events[k].id.clone(), k);
+                    k += 1;
+                }
+            }
+        }
         let mut delay = RETRY_FIRST;
         let answers = loop {
             if events.is_empty() {
@@ -279,16 +298,7 @@ impl Pipeline {
                     let mut k = 0;
                     while k < events.len() {
                         if events[k].id == id {
-                            let m = &msgs[owners[k]];
-                            rejects.push(NewReject::new(
-                                &source.id,
-                                m.position.clone(),
-                                format!(
-                                    "event {id:?} already exists with a different topic or payload"
-                                ),
-                                &m.value,
-                                now,
-                            ));
+                            rejects.push(conflict(source, &msgs[owners[k]], &id, now));
                             events.remove(k);
                             owners.remove(k);
                         } else {
@@ -351,6 +361,24 @@ impl Pipeline {
         *delay = (*delay * 2).min(RETRY_MAX);
         Ok(())
     }
+}
+
+/// Same topic and payload (as JSON values, like the API's duplicate check).
+fn same_event(a: &crate::store::NewEvent, b: &crate::store::NewEvent) -> bool {
+    a.topic == b.topic
+        && (a.payload == b.payload
+            || serde_json::from_str::<serde_json::Value>(&a.payload).ok()
+                == serde_json::from_str::<serde_json::Value>(&b.payload).ok())
+}
+
+fn conflict(source: &Source, m: &Message, id: &str, now: DateTime<Utc>) -> NewReject {
+    NewReject::new(
+        &source.id,
+        m.position.clone(),
+        format!("event {id:?} already exists with a different topic or payload"),
+        &m.value,
+        now,
+    )
 }
 
 /// One warning per source every 10 s at most, with how many it covers.

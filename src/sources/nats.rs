@@ -37,9 +37,15 @@ pub(super) async fn run(
         .get_stream(&cfg.stream)
         .await
         .map_err(|e| format!("JetStream stream {:?}: {e}", cfg.stream))?;
+    // One filter goes in `filter_subject`: servers before 2.10 ignore the list form.
+    let (filter_subject, filter_subjects) = match cfg.subjects.as_slice() {
+        [one] => (one.clone(), Vec::new()),
+        many => (String::new(), many.to_vec()),
+    };
     let config = pull::Config {
         durable_name: Some(cfg.consumer.clone()),
-        filter_subjects: cfg.subjects.clone(),
+        filter_subject,
+        filter_subjects,
         ack_policy: AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
         ..Default::default()

@@ -25,5 +25,6 @@ mod replay;
 mod retention;
 mod security;
 mod slow_clients;
+mod sources;
 mod support;
 mod throttling;
