@@ -100,6 +100,13 @@ fn client_config(source: &Source, cfg: &KafkaSource) -> ClientConfig {
         .set("queued.max.messages.kbytes", "16384")
         .set("fetch.wait.max.ms", "20")
         .set_log_level(RDKafkaLogLevel::Warning);
+    // librdkafka's own debug contexts (`cgrp,fetch,…`), for operators chasing a problem.
+    if let Ok(contexts) = std::env::var("AION_WEBHOOKS_KAFKA_DEBUG")
+        && !contexts.is_empty()
+    {
+        c.set("debug", contexts)
+            .set_log_level(RDKafkaLogLevel::Debug);
+    }
     let protocol = match (cfg.tls.is_some(), cfg.sasl.is_some()) {
         (false, false) => "plaintext",
         (true, false) => "ssl",
