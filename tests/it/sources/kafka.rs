@@ -257,11 +257,11 @@ both_binary! {
     }
 }
 
-/// Two engines in one consumer group, one after the other: the second
-/// starts from the offsets the first committed, so nothing is read twice and
-/// nothing is skipped. (Two members consuming at once is not tested here:
-/// tansu 0.6's group coordinator never gives the second member a partition
-/// and leaves one partition unfetched; see README › Sources.)
+// Two engines in one consumer group, one after the other: the second
+// starts from the offsets the first committed, so nothing is read twice and
+// nothing is skipped. (Two members consuming at once is not tested here:
+// tansu 0.6's group coordinator never gives the second member a partition
+// and leaves one partition unfetched; see README › Sources.)
 pg_test! {
     async fn a_second_engine_in_the_group_takes_over_from_the_committed_offsets(pool) {
         let broker = Broker::start();
