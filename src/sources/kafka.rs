@@ -2,7 +2,7 @@
 //! `rdkafka`). Offsets are committed only for messages already stored:
 //! auto-commit is on, but librdkafka's automatic offset store is off, and an
 //! offset is stored after its batch is in the database. librdkafka then
-//! commits the stored offsets every second, when partitions are revoked in
+//! commits the stored offsets every 250 ms, when partitions are revoked in
 //! a rebalance, and on close. A message fetched but not stored when its
 //! partition moves, or when the engine dies, is consumed again by the next
 //! owner and is a duplicate by its event id; none is skipped.
@@ -83,7 +83,7 @@ fn client_config(source: &Source, cfg: &KafkaSource) -> ClientConfig {
         .set("client.id", format!("aion-webhooks-{}", source.id))
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
-        .set("auto.commit.interval.ms", "1000")
+        .set("auto.commit.interval.ms", "250")
         .set(
             "auto.offset.reset",
             match cfg.start {

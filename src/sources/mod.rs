@@ -243,9 +243,6 @@ impl Pipeline {
         msgs: &[Message],
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
-        status
-            .consumed
-            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
         let now = Utc::now();
         let policy = self.policy.load_full();
         let mut events = Vec::with_capacity(msgs.len());
@@ -320,6 +317,10 @@ impl Pipeline {
         if status.paused.swap(false, Ordering::Relaxed) {
             tracing::info!(source = %source.id, "source resumed: the database answers again");
         }
+        // Counted once stored: `consumed` never runs ahead of what is safe to commit.
+        status
+            .consumed
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
         let duplicates = answers.iter().filter(|a| a.duplicate).count() as u64;
         let created = answers.len() as u64 - duplicates;
         status.created.fetch_add(created, Ordering::Relaxed);

@@ -341,7 +341,7 @@ async fn kafka_postgres_stopped_commits_nothing_and_loses_nothing() {
     let p = broker.producer();
     send_envelopes(&p, "outage", "before", 200).await;
     wait_for("the first 200", || async { by_event_id(&rx).len() >= 200 }).await;
-    // librdkafka commits stored offsets every second.
+    // librdkafka commits stored offsets every 250 ms.
     wait_for("offset 200 committed", || async {
         committed(&broker, "g", "outage", 1).await == [200]
     })
