@@ -128,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
 /// The broker side: where to publish, and the source entry that reads it.
 enum Bus {
     Nats {
-        js: async_nats::jetstream::Context,
+        js: Box<async_nats::jetstream::Context>,
         stream: String,
         subject: String,
     },
@@ -173,7 +173,7 @@ impl Bus {
                 );
                 Ok((
                     Self::Nats {
-                        js,
+                        js: Box::new(js),
                         stream,
                         subject,
                     },

@@ -595,6 +595,7 @@ impl Metrics {
             ("deliveries", p.deliveries),
             ("attempts", p.attempts),
             ("events", p.events),
+            ("source_rejects", p.rejects),
         ] {
             self.retention.get_or_create(&KindLabel { kind }).inc_by(n);
         }

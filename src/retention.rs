@@ -2,7 +2,8 @@
 //! finished deliveries past their age, with their attempts and the events
 //! they leave behind (and, after `succeeded`, events that matched no
 //! webhook), in small batches with a pause between them so the
-//! queue is never held up. Audit records are never deleted. Settings come
+//! queue is never held up. Rejected bus messages (`source_rejects`) are
+//! kept as long as dead deliveries. Audit records are never deleted. Settings come
 //! from the policy in force, so a reload changes them.
 
 use std::sync::Arc;
@@ -42,7 +43,15 @@ pub async fn run_once(
         total.deliveries += p.deliveries;
         total.attempts += p.attempts;
         total.events += p.events;
-        let more = p.deliveries >= u64::from(BATCH) || p.events >= u64::from(BATCH);
+        let rejects = store.purge_rejects(cut(r.dead), BATCH).await?;
+        metrics.retention_deleted(Purged {
+            rejects,
+            ..Purged::default()
+        });
+        total.rejects += rejects;
+        let more = p.deliveries >= u64::from(BATCH)
+            || p.events >= u64::from(BATCH)
+            || rejects >= u64::from(BATCH);
         if !more || shutdown.is_cancelled() {
             return Ok(total);
         }

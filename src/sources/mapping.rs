@@ -209,6 +209,11 @@ mod tests {
                 String::from_utf8_lossy(value)
             );
         }
+        // 50,000 levels deep: a payload like any other, as through the API
+        // (kept byte for byte; no recursion, no stack overflow).
+        let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+        let e = event_of(&raw, &msg(deep.as_bytes()), &p, 1 << 20, Utc::now()).expect("deep");
+        assert!(e.payload == deep, "the deep payload is kept as sent");
         let mut m = msg(b"1");
         m.key = Some(vec![0xff]);
         assert!(

@@ -317,10 +317,6 @@ impl Pipeline {
         if status.paused.swap(false, Ordering::Relaxed) {
             tracing::info!(source = %source.id, "source resumed: the database answers again");
         }
-        // Counted once stored: `consumed` never runs ahead of what is safe to commit.
-        status
-            .consumed
-            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
         let duplicates = answers.iter().filter(|a| a.duplicate).count() as u64;
         let created = answers.len() as u64 - duplicates;
         status.created.fetch_add(created, Ordering::Relaxed);
@@ -328,6 +324,11 @@ impl Pipeline {
         status
             .rejects
             .fetch_add(rejects.len() as u64, Ordering::Relaxed);
+        // Counted once stored, and last: whoever sees `consumed` cover a
+        // message sees its outcome counted too.
+        status
+            .consumed
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
         self.metrics.events_accepted(EventSource::Bus, created);
         self.metrics
             .source_messages(&source.id, MessageOutcome::Created, created);
@@ -364,12 +365,9 @@ impl Pipeline {
     }
 }
 
-/// Same topic and payload (as JSON values, like the API's duplicate check).
+/// Same topic and payload (as JSON values at any depth, like the API's duplicate check).
 fn same_event(a: &crate::store::NewEvent, b: &crate::store::NewEvent) -> bool {
-    a.topic == b.topic
-        && (a.payload == b.payload
-            || serde_json::from_str::<serde_json::Value>(&a.payload).ok()
-                == serde_json::from_str::<serde_json::Value>(&b.payload).ok())
+    a.topic == b.topic && crate::domain::payload::same_value(&a.payload, &b.payload)
 }
 
 fn conflict(source: &Source, m: &Message, id: &str, now: DateTime<Utc>) -> NewReject {

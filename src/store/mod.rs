@@ -605,6 +605,15 @@ impl Store {
         dispatch!(self.record_rejects(rejects))
     }
 
+    /// Deletes up to `batch` rejects recorded before `before`; returns how many.
+    pub async fn purge_rejects(
+        &self,
+        before: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.purge_rejects(before, batch))
+    }
+
     /// A source's rejects, newest first, with ids below `before` if given.
     pub async fn list_rejects(
         &self,

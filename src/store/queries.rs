@@ -53,6 +53,8 @@ pub struct Purged {
     pub deliveries: u64,
     pub attempts: u64,
     pub events: u64,
+    /// `source_rejects` rows (kept as long as dead deliveries).
+    pub rejects: u64,
 }
 
 /// Per-webhook health for `GET /v1/webhooks`.

@@ -113,3 +113,32 @@ both! {
         );
     }
 }
+
+both! {
+    async fn rejected_bus_messages_are_kept_as_long_as_dead_deliveries(db) {
+        use aion_webhooks::store::NewReject;
+        // No workers: the engine's own retention pass must not race this one.
+        let mut config = test_config();
+        config.run_workers = false;
+        let yaml = policy_yaml(&hook("h", "http://127.0.0.1:9/", "[a.b]", "")) + "retention:\n  dead: 2h\n";
+        let app = TestApp::spawn_with(db.clone(), &yaml, config).await;
+        let store = db.store();
+        let now = chrono::Utc::now();
+        let old = now - chrono::Duration::hours(3);
+        let rejects = vec![
+            NewReject::new("bus", "nats:S:1".into(), "old".into(), b"x", old),
+            NewReject::new("bus", "nats:S:2".into(), "recent".into(), b"y", now - chrono::Duration::hours(1)),
+        ];
+        store.record_rejects(&rejects).await.expect("record");
+        // The same position again (a redelivery) is recorded once.
+        store.record_rejects(&rejects[..1]).await.expect("record again");
+        assert_eq!(app.count("SELECT count(*) FROM source_rejects").await, 2);
+        let policy = app.policy.load_full();
+        let metrics = Metrics::default();
+        let p = run_once(&store, &policy, &metrics, &CancellationToken::new()).await.expect("pass");
+        assert_eq!(p.rejects, 1);
+        let left = store.list_rejects("bus", None, 10).await.expect("list");
+        assert_eq!(left.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(), ["recent"]);
+        app.stop().await;
+    }
+}

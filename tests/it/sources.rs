@@ -200,8 +200,21 @@ both! {
         // The same envelope id twice: one event.
         let env = json!({"event_type": "orders.created", "event_id": "same", "payload": 1}).to_string();
         stream.publish("b", env.clone()).await;
-        rx.wait_for_count(21).await;
-        wait_for("21 consumed", || async { source_view(&app, "bus").await["consumed"] == 21 }).await;
+        stream.publish("b", env.clone()).await;
+        // A raw message's id is its publisher's Nats-Msg-Id when it has one.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", "pub-id-7");
+        stream
+            .js
+            .publish_with_headers(format!("{}.c", stream.prefix), headers, "7".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+        rx.wait_for_count(22).await;
+        assert!(by_event_id(&rx).contains_key("pub-id-7"), "{:?}", by_event_id(&rx).keys());
+        wait_for("23 consumed", || async { source_view(&app, "bus").await["consumed"] == 23 }).await;
+        assert_eq!(source_view(&app, "bus").await["duplicates"], 1, "the envelope sent twice");
         // The whole stream again, as after a crash before the acks: the
         // durable consumer is deleted and made anew from the first message.
         app.stop().await;
@@ -209,14 +222,14 @@ both! {
         s.delete_consumer("dur").await.expect("delete consumer");
         let app = TestApp::spawn(db, &policy).await;
         wait_for("the stream consumed again", || async {
-            source_view(&app, "bus").await["consumed"] == 21
+            source_view(&app, "bus").await["consumed"] == 23
         })
         .await;
         let view = source_view(&app, "bus").await;
-        assert_eq!((view["duplicates"].as_u64(), view["events_created"].as_u64()), (Some(21), Some(0)), "{view}");
+        assert_eq!((view["duplicates"].as_u64(), view["events_created"].as_u64()), (Some(23), Some(0)), "{view}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(rx.received().len(), 21, "no second delivery");
-        assert_eq!(app.count("SELECT count(*) FROM events").await, 21);
+        assert_eq!(rx.received().len(), 22, "no second delivery");
+        assert_eq!(app.count("SELECT count(*) FROM events").await, 22);
         app.stop().await;
         stream.delete().await;
     }
@@ -295,7 +308,7 @@ both! {
         let port = crate::pgtmp::free_port();
         let policy = with_sources(
             &hook("h", &rx.url, "[\"**\"]", ""),
-            &format!("  - id: nowhere\n    kind: nats\n    url: nats://127.0.0.1:{port}\n    stream: S\n    consumer: c\n  - id: nokafka\n    kind: kafka\n    brokers: [\"127.0.0.1:{port}\"]\n    group: g\n    topics: [t]\n"),
+            &format!("  - id: nowhere\n    kind: nats\n    url: nats://127.0.0.1:{port}\n    stream: S\n    consumer: c\n  - id: nokafka\n    kind: kafka\n    brokers: [\"127.0.0.1:{port}\"]\n    group: g\n    topics: [t]\n    sasl: {{ mechanism: SCRAM-SHA-512, username: u, password: hunter2-bus-password }}\n"),
         );
         let app = TestApp::spawn(db, &policy).await;
         wait_for("both errors reported", || async {
@@ -308,6 +321,9 @@ both! {
         assert!(view["last_error"].as_str().unwrap_or_default().contains(&port.to_string()), "{view}");
         let view = source_view(&app, "nokafka").await;
         assert_eq!(view["connected"], false, "{view}");
+        assert_eq!(view["config"]["sasl"], "SCRAM-SHA-512");
+        let (_, all) = app.get("/v1/sources").await;
+        assert!(!all.to_string().contains("hunter2-bus-password"), "credentials never shown: {all}");
         let (status, _) = app.post_events(&json!({"topic": "still.works", "payload": 1})).await;
         assert_eq!(status, 202);
         rx.wait_for_count(1).await;

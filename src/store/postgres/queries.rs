@@ -127,6 +127,7 @@ impl Pg {
             deliveries: u64::try_from(deliveries).unwrap_or(0),
             attempts: u64::try_from(attempts).unwrap_or(0),
             events: events + undelivered,
+            rejects: 0,
         })
     }
 

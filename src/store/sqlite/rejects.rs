@@ -30,6 +30,22 @@ impl Lite {
         Ok(())
     }
 
+    pub(in crate::store) async fn purge_rejects(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        batch: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM source_rejects WHERE id IN
+               (SELECT id FROM source_rejects WHERE at < ?1 ORDER BY id LIMIT ?2)",
+        )
+        .bind(ms(before))
+        .bind(i64::from(batch))
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub(in crate::store) async fn list_rejects(
         &self,
         source_id: &str,
