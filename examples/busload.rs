@@ -19,7 +19,8 @@
 //! `DATABASE_URL` names the PostgreSQL server (a database `aion_bus_<pid>`
 //! is made and dropped); `--store sqlite` uses a file in a temp dir. Kafka
 //! needs `tansu` (`cargo install --locked tansu --features dynostore`; or
-//! `$TANSU`).
+//! `$TANSU`); the producer sends one record per batch (see `Bus::open`), so
+//! Kafka figures include a produce request per message on this machine.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)]
@@ -230,9 +231,13 @@ impl Bus {
                 {
                     r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
                 }
+                // One record per produce batch: tansu 0.6's in-memory
+                // storage counts a batch as one offset, so batched records
+                // would overlap (tests/it/sources/kafka.rs, `producer`).
                 let producer = rdkafka::ClientConfig::new()
                     .set("bootstrap.servers", &addr)
-                    .set("linger.ms", "2")
+                    .set("linger.ms", "0")
+                    .set("batch.num.messages", "1")
                     .create()?;
                 let source = format!(
                     "  - id: bus\n    kind: kafka\n    brokers: [\"{addr}\"]\n    group: engine\n    topics: [{topic}]\n"

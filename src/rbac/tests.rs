@@ -44,7 +44,7 @@ use InboundAction as I;
 use Want::{Allow, Need, NotListed};
 
 /// Every action, listed by hand (not via `Action::all`), in table order.
-const ACTIONS: [Action; 17] = [
+const ACTIONS: [Action; 18] = [
     Action::PublishEvents,
     Action::ListWebhooks,
     Action::ListDeliveries,
@@ -57,6 +57,7 @@ const ACTIONS: [Action; 17] = [
     Action::ReloadPolicy,
     Action::DisableWebhook,
     Action::EnableWebhook,
+    Action::ListSources,
     Action::Inbound(I::ApproveKernelProposal),
     Action::Inbound(I::RejectKernelProposal),
     Action::Inbound(I::InstallModule),
@@ -69,7 +70,7 @@ const PUBLISHER_ONLY: Want = Need(&["publisher"]);
 const KERNEL: Want = Need(&["kernel-approver"]);
 
 /// policies/webhooks.yaml: api key id → expected decision per `ACTIONS` entry.
-const SHIPPED: [(&str, [Want; 17]); 3] = [
+const SHIPPED: [(&str, [Want; 18]); 3] = [
     (
         // roles: publisher, kernel-approver, module-admin
         "control-plane",
@@ -86,6 +87,7 @@ const SHIPPED: [(&str, [Want; 17]); 3] = [
             ADMIN_ONLY, // reload_policy
             ADMIN_ONLY, // disable_webhook
             ADMIN_ONLY, // enable_webhook
+            ADMIN_ONLY, // list_sources
             Allow,      // approve_kernel_proposal
             Allow,      // reject_kernel_proposal
             Allow,      // install_module
@@ -111,6 +113,7 @@ const SHIPPED: [(&str, [Want; 17]); 3] = [
             Allow,
             Allow,
             Allow,
+            Allow,
             Need(&["module-admin"]),
             Need(&["data-engineer"]),
             Need(&["memory-admin"]),
@@ -121,6 +124,7 @@ const SHIPPED: [(&str, [Want; 17]); 3] = [
         "data-pipeline",
         [
             Allow,
+            ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
@@ -192,8 +196,9 @@ fn shipped_policy_grants_exactly_the_expected_table() {
 fn a_principal_without_roles_may_do_nothing() {
     let policy = shipped_policy();
     let nobody = principal("nobody", &[]);
-    let want = [
+    let want: [Want; ACTIONS.len()] = [
         PUBLISHER_ONLY,
+        ADMIN_ONLY,
         ADMIN_ONLY,
         ADMIN_ONLY,
         ADMIN_ONLY,
@@ -234,8 +239,8 @@ fn without_an_inbound_section_no_inbound_action_is_allowed() {
             "memory-admin",
         ],
     );
-    let want = [
-        Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow,
+    let want: [Want; ACTIONS.len()] = [
+        Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow,
         NotListed, NotListed, NotListed, NotListed, NotListed,
     ];
     for (action, want) in ACTIONS.iter().zip(want) {
