@@ -269,6 +269,11 @@ both! {
         stream.publish("good", json!({"event_type": "a.good", "payload": "after"}).to_string()).await;
         let got = rx.wait_for_count(2).await;
         assert!(got.iter().any(|r| r.header("x-aion-event-id") == format!("nats:{}:12", stream.name)), "the good message came through");
+        // Rejects are recorded after the batch's events, which may be sent first.
+        wait_for("every reject recorded", || async {
+            source_view(&app, "bus").await["rejects"] == bad.len() as u64 + 1
+        })
+        .await;
         let (status, body) = app.get("/v1/sources/bus/rejects?limit=50").await;
         assert_eq!(status, 200, "{body}");
         let rows = body["data"].as_array().expect("rows").clone();

@@ -198,6 +198,8 @@ both! {
         send(&p, "bus.in", None, br#"{"event_type": "a.ok", "payload": 1}"#).await;
         rx.wait_for_count(1).await;
         assert_eq!(rx.received()[0].header("x-aion-event-id"), "kafka:bus.in:0:3");
+        // Rejects are recorded after the batch's events, which may be sent first.
+        wait_for("3 rejects", || async { source_view(&app, "bus").await["rejects"] == 3 }).await;
         let (_, body) = app.get("/v1/sources/bus/rejects").await;
         let positions: Vec<&str> = body["data"].as_array().expect("rows").iter().map(|r| r["position"].as_str().unwrap_or_default()).collect();
         assert_eq!(positions, ["kafka:bus.in:0:2", "kafka:bus.in:0:1", "kafka:bus.in:0:0"], "{body:#}");
@@ -418,5 +420,31 @@ pg_test! {
         println!("engine one consumed {}, engine two {}", a["consumed"], b["consumed"]);
         one.stop().await;
         two.stop().await;
+    }
+}
+
+both! {
+    async fn a_kafka_topic_regex_subscribes_to_every_matching_topic(db) {
+        let broker = Broker::start();
+        broker.create_topic("rx.one", 1).await;
+        broker.create_topic("rx.two", 1).await;
+        broker.create_topic("other", 1).await;
+        let rx = Receiver::start().await;
+        let source = broker.source("bus", "g", "[\"^rx\\\\..*\"]", "format: raw");
+        let app = TestApp::spawn(db, &with_sources(&hook("h", &rx.url, "[\"**\"]", ""), &source)).await;
+        let p = broker.producer();
+        send(&p, "rx.one", None, b"1").await;
+        send(&p, "rx.two", None, b"2").await;
+        send(&p, "other", None, b"3").await;
+        rx.wait_for_count(2).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut topics: Vec<String> = rx
+            .received()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).expect("json")["topic"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        topics.sort();
+        assert_eq!(topics, ["rx.one", "rx.two"]);
+        app.stop().await;
     }
 }
