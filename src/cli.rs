@@ -83,6 +83,24 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Each event-bus source: state, lag, counts, last error; `rejects ID`
+    /// lists what a source refused (a client of the admin API).
+    Sources {
+        #[command(subcommand)]
+        command: Option<SourcesCommand>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// The messages a source could not turn into events, newest first.
+    Rejects {
+        id: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +177,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         serde_json::json!({}),
                     ),
                     View::Plain,
+                ),
+            };
+            operator::call(&target, request, view)
+        }
+        Command::Sources { command, target } => {
+            let (request, view) = match command {
+                None => (Request::Get("/v1/sources".into()), View::Sources),
+                Some(SourcesCommand::Rejects { id, limit }) => (
+                    Request::Get(format!(
+                        "/v1/sources/{}/rejects?limit={limit}",
+                        operator::path(&id)
+                    )),
+                    View::Rejects,
                 ),
             };
             operator::call(&target, request, view)

@@ -68,6 +68,8 @@ pub enum View {
     Deliveries,
     Delivery,
     Webhooks,
+    Sources,
+    Rejects,
     Policy,
     Plain,
 }
@@ -301,6 +303,37 @@ pub fn render(view: View, value: &Value) -> String {
                     "url",
                 ],
             ),
+        ),
+        View::Sources => table(
+            &[
+                "ID",
+                "KIND",
+                "STATE",
+                "LAG",
+                "CONSUMED",
+                "CREATED",
+                "DUPLICATES",
+                "REJECTS",
+                "LAST ERROR",
+            ],
+            &rows(
+                value,
+                &[
+                    "id",
+                    "kind",
+                    "state",
+                    "lag",
+                    "consumed",
+                    "events_created",
+                    "duplicates",
+                    "rejects",
+                    "last_error",
+                ],
+            ),
+        ),
+        View::Rejects => table(
+            &["AT", "POSITION", "BYTES", "REASON"],
+            &rows(value, &["at", "position", "value_bytes", "reason"]),
         ),
         View::Policy => {
             let mut out = String::new();

@@ -300,6 +300,25 @@ both! {
         let (status, _) = app.get("/v1/sources/bus/rejects?limit=0").await;
         assert_eq!(status, 400);
         wait_for("the counters", || async { source_view(&app, "bus").await["rejects"] == bad.len() as u64 + 1 }).await;
+        // The operator commands show the same.
+        let run = |args: Vec<String>| {
+            let base = app.base.clone();
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_aion-webhooks"))
+                    .args(&args)
+                    .args(["--url", &base])
+                    .env("AION_WEBHOOKS_API_KEY", API_KEY)
+                    .output()
+                    .expect("run the cli")
+            })
+        };
+        let listed = run(vec!["sources".into()]).await.expect("join");
+        let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+        assert!(listed.status.success() && text.starts_with("ID") && text.contains("bus") && text.contains("consuming"), "{text}");
+        let rejects = run(vec!["sources".into(), "rejects".into(), "bus".into(), "--limit".into(), "3".into()]).await.expect("join");
+        let text = String::from_utf8_lossy(&rejects.stdout).into_owned();
+        assert_eq!(text.lines().count(), 4, "a header and 3 rows: {text}");
+        assert!(text.contains(&format!("nats:{}:11", stream.name)) && text.contains("different topic or payload"), "{text}");
         let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
         assert!(metrics.contains(&format!("aion_webhooks_source_messages_total{{source=\"bus\",outcome=\"rejected\"}} {}", bad.len() + 1)), "{metrics}");
         // Everything was acknowledged: nothing is pending on the consumer.
