@@ -50,8 +50,8 @@ pub(super) async fn run(
         ack_wait: ACK_WAIT,
         ..Default::default()
     };
-    let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(&cfg.consumer, config)
+    let mut consumer: jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(&cfg.consumer, config.clone())
         .await
         .map_err(|e| {
             format!(
@@ -59,6 +59,37 @@ pub(super) async fn run(
                 cfg.consumer, cfg.stream
             )
         })?;
+    // A durable consumer made earlier with other subjects (a reload changed
+    // `subjects`): its filter is updated, or the source says why it cannot
+    // be, rather than consume subjects the policy no longer names.
+    let existing = &consumer.cached_info().config;
+    if existing.filter_subject != config.filter_subject
+        || existing.filter_subjects != config.filter_subjects
+    {
+        let was = if existing.filter_subjects.is_empty() {
+            vec![existing.filter_subject.clone()]
+        } else {
+            existing.filter_subjects.clone()
+        };
+        let refuse = |why: String| {
+            format!(
+                "JetStream consumer {:?} exists with subjects {was:?}, not {:?}, and cannot be updated ({why}): delete it or name another consumer",
+                cfg.consumer, cfg.subjects
+            )
+        };
+        consumer = stream
+            .update_consumer(config.clone())
+            .await
+            .map_err(|e| refuse(e.to_string()))?;
+        // Servers before 2.10 answer the update without changing the filter.
+        let now = &consumer.cached_info().config;
+        if now.filter_subject != config.filter_subject
+            || now.filter_subjects != config.filter_subjects
+        {
+            return Err(refuse("the server kept the old filter".into()));
+        }
+        tracing::info!(source = %source.id, consumer = %cfg.consumer, ?was, now = ?cfg.subjects, "JetStream consumer's subjects updated");
+    }
     status.set_connected(true);
     let lag = tokio::spawn(watch_lag(consumer.clone(), status.clone(), cancel.clone()));
     let result = consume(source, cfg, &consumer, status, pipeline, cancel).await;

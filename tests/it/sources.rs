@@ -381,6 +381,25 @@ both! {
         assert_eq!(source_view(&app, "a").await["consumed"], 1);
         stream.publish("b.y", "3").await;
         rx.wait_for_count(3).await;
+        // The same durable consumer with other subjects: its filter follows the policy.
+        let b3 = stream.source("b", "cb", "c.>", "format: raw");
+        app.set_policy(&with_sources(&hooks, &(stream.source("a", "ca", "a.>", "format: raw") + &b3)));
+        wait_for("b restarted on c.>", || async {
+            let v = source_view(&app, "b").await;
+            v["consumed"] == 0 && v["state"] == "consuming" && v["config"]["subjects"][0].as_str().is_some_and(|s| s.ends_with(".c.>"))
+        })
+        .await;
+        stream.publish("b.z", "4").await;
+        stream.publish("c.z", "5").await;
+        rx.wait_for_count(4).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let topics: Vec<String> = rx
+            .received()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).expect("json")["topic"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(topics.len(), 4, "b.z is no longer b's: {topics:?}");
+        assert!(topics.contains(&format!("{}.c.z", stream.prefix)), "{topics:?}");
         app.set_policy(&with_sources(&hooks, &stream.source("a", "ca", "a.>", "format: raw")));
         wait_for("b removed", || async { source_view(&app, "b").await.is_null() }).await;
         assert_eq!(source_view(&app, "a").await["consumed"], 1);
