@@ -26,6 +26,7 @@ use crate::policy::PolicySet;
 use crate::policy::sources::{Source, SourceKind};
 use crate::store::{NewReject, Store};
 
+#[cfg(feature = "kafka")]
 mod kafka;
 pub mod mapping;
 mod nats;
@@ -417,7 +418,13 @@ async fn run_source(
     loop {
         let started = std::time::Instant::now();
         let outcome = match &source.kind {
+            #[cfg(feature = "kafka")]
             SourceKind::Kafka(k) => kafka::run(&source, k, &status, &pipeline, &cancel).await,
+            #[cfg(not(feature = "kafka"))]
+            SourceKind::Kafka(_) => Err(
+                "this build has no Kafka support: build with the `kafka` feature (on by default)"
+                    .to_owned(),
+            ),
             SourceKind::Nats(n) => nats::run(&source, n, &status, &pipeline, &cancel).await,
         };
         status.set_connected(false);
