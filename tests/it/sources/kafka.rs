@@ -246,6 +246,11 @@ both_binary! {
         rx.wait_for_count(300).await;
         first.kill();
         let at_kill = rx.received().len();
+        // Past the dead member's session timeout (10 s) before the next one
+        // joins: tansu 0.6 does not always move a dead member's partitions
+        // to one that joined while it was still registered (seen once in
+        // CI, with every partition left to the dead member for 90 s).
+        tokio::time::sleep(Duration::from_secs(12)).await;
         let mut second = Engine::spawn(&db.url(), &policy, dir.path().join("second.log"));
         second.wait_ready(&http).await;
         let deadline = Instant::now() + Duration::from_secs(90);
