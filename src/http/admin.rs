@@ -60,7 +60,7 @@ fn attempt_json(a: &AttemptRow) -> Value {
     })
 }
 
-fn invalid(field: &str, message: String) -> ApiError {
+pub(super) fn invalid(field: &str, message: String) -> ApiError {
     ApiError::BadRequest {
         code: "invalid_query",
         message,
@@ -69,7 +69,7 @@ fn invalid(field: &str, message: String) -> ApiError {
 }
 
 /// `limit=`: absent or empty means the default; otherwise 1 to MAX_LIMIT.
-fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+pub(super) fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     match limit.filter(|s| !s.is_empty()) {
         None => Ok(DEFAULT_LIMIT),
         Some(l) => l

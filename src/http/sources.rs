@@ -6,14 +6,12 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::admin::{invalid, parse_limit};
 use super::extract::authorize;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::policy::sources::{Source, SourceKind};
 use crate::rbac::Action;
-
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
 
 /// Where a source reads from, without its credentials.
 fn config_json(s: &Source) -> Value {
@@ -64,19 +62,7 @@ pub async fn list_rejects(
     Query(q): Query<RejectsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ListSources).await?;
-    let invalid = |field: &str, message: String| ApiError::BadRequest {
-        code: "invalid_query",
-        message,
-        field: Some(field.into()),
-    };
-    let limit = match q.limit.as_deref().filter(|s| !s.is_empty()) {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| invalid("limit", format!("limit must be 1 to {MAX_LIMIT}")))?,
-    };
+    let limit = parse_limit(q.limit.as_deref())?;
     let before =
         match q.cursor.as_deref().filter(|s| !s.is_empty()) {
             None => None,
