@@ -13,7 +13,10 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::Topic;
 use crate::policy::{PolicySet, parse_duration};
-use crate::signing::{aion_sign, aion_verify};
+use crate::signing::{
+    Ed25519Public, Ed25519Secret, StandardSecret, VerifyError, aion_sign, aion_verify, ed25519,
+    standard_verify, v1a_verify,
+};
 
 mod operator;
 
@@ -55,19 +58,33 @@ pub enum Command {
         #[arg(long)]
         timestamp: Option<i64>,
     },
-    /// Verify an X-Aion-Signature value against the body on stdin (exit 0 valid, 1 not).
+    /// Verify a signature against the body on stdin (exit 0 valid, 1 not):
+    /// an X-Aion-Signature value, or with --id and --timestamp a Standard
+    /// Webhooks `webhook-signature` value (`v1` with a `whsec_` secret, `v1a`
+    /// with a `whpk_` public key).
     Verify {
-        /// Secret to accept; repeat to accept several (rotation).
+        /// Secret or public key to accept; repeat to accept several (rotation).
         #[arg(long, required = true)]
         secret: Vec<String>,
         #[arg(long)]
         signature: String,
+        /// The `webhook-id` header: selects the Standard Webhooks form.
+        #[arg(long, requires = "timestamp")]
+        id: Option<String>,
+        /// The `webhook-timestamp` header (with --id).
+        #[arg(long, requires = "id")]
+        timestamp: Option<String>,
         /// Maximum |now - t|, e.g. 5m.
         #[arg(long, default_value = "5m")]
         tolerance: String,
     },
-    /// Generate a new API key and the `sha256:` line for the policy file.
-    Keygen,
+    /// Generate a new API key and the `sha256:` line for the policy file;
+    /// with --ed25519, a Standard Webhooks `whsk_` signing key and its
+    /// `whpk_` public key instead.
+    Keygen {
+        #[arg(long)]
+        ed25519: bool,
+    },
     /// List, show and replay deliveries (a client of the admin API).
     Deliveries {
         #[command(subcommand)]
@@ -209,13 +226,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify {
             secret,
             signature,
+            id,
+            timestamp,
             tolerance,
         } => {
             let tolerance =
                 parse_duration(&tolerance).map_err(|e| anyhow::anyhow!("--tolerance: {e}"))?;
             let body = read_stdin()?;
-            let keys: Vec<&[u8]> = secret.iter().map(|s| s.as_bytes()).collect();
-            match aion_verify(&signature, &keys, &body, unix_now(), tolerance.as_secs()) {
+            let verdict = match id.zip(timestamp) {
+                Some((id, t)) => {
+                    let keys = VerifyKeys::parse(&secret)?;
+                    keys.verify(&id, &t, &signature, &body, tolerance.as_secs())
+                }
+                None => {
+                    let keys: Vec<&[u8]> = secret.iter().map(|s| s.as_bytes()).collect();
+                    aion_verify(&signature, &keys, &body, unix_now(), tolerance.as_secs())
+                }
+            };
+            match verdict {
                 Ok(t) => {
                     println!("valid (t={t})");
                     Ok(ExitCode::SUCCESS)
@@ -226,8 +254,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Keygen => {
-            keygen(&mut std::io::stdout().lock())?;
+        Command::Keygen { ed25519 } => {
+            let out = &mut std::io::stdout().lock();
+            if ed25519 {
+                keygen_ed25519(out)?;
+            } else {
+                keygen(out)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -299,6 +332,84 @@ pub fn keygen(out: &mut dyn Write) -> anyhow::Result<()> {
     )?;
     writeln!(out, "sha256: \"{digest}\"")?;
     Ok(())
+}
+
+/// Writes a fresh ed25519 signing key and its public key.
+pub fn keygen_ed25519(out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    let key = Ed25519Secret::from_seed(seed);
+    writeln!(out, "signing key: {}", key.expose())?;
+    writeln!(
+        out,
+        "# the webhook's `secret` (or an entry of `secrets`) in the policy, with \
+         `signature: standard` or `both`; keep it secret"
+    )?;
+    writeln!(out, "public key: {}", key.public())?;
+    writeln!(
+        out,
+        "# give this to the receiver: it verifies the `v1a` signatures and cannot forge them"
+    )?;
+    Ok(())
+}
+
+/// The keys `verify --id` accepts: `whsec_` secrets check `v1` entries,
+/// `whpk_` public keys (or a `whsk_` signing key, by its public half) `v1a`.
+struct VerifyKeys {
+    hmac: Vec<StandardSecret>,
+    ed25519: Vec<Ed25519Public>,
+}
+
+impl VerifyKeys {
+    fn parse(texts: &[String]) -> anyhow::Result<Self> {
+        let mut keys = Self {
+            hmac: Vec::new(),
+            ed25519: Vec::new(),
+        };
+        for (i, text) in texts.iter().enumerate() {
+            let n = i + 1;
+            let t = text.trim_start();
+            if t.starts_with(ed25519::PUBLIC_PREFIX) {
+                keys.ed25519.push(
+                    Ed25519Public::parse(t).map_err(|e| anyhow::anyhow!("--secret #{n}: {e}"))?,
+                );
+            } else if t.starts_with(ed25519::SIGNING_PREFIX) {
+                let key =
+                    Ed25519Secret::parse(t).map_err(|e| anyhow::anyhow!("--secret #{n}: {e}"))?;
+                keys.ed25519.push(key.public());
+            } else {
+                keys.hmac.push(StandardSecret::parse(t).map_err(|e| {
+                    anyhow::anyhow!("--secret #{n}: {e} (or `whpk_` for an ed25519 public key)")
+                })?);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Valid when the `v1` entries verify under the HMAC secrets or the
+    /// `v1a` entries under the public keys; a tampered body fails both.
+    fn verify(
+        &self,
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+        tolerance: u64,
+    ) -> Result<i64, VerifyError> {
+        let now = unix_now();
+        let hmac: Vec<_> = self.hmac.iter().collect();
+        let public: Vec<_> = self.ed25519.iter().collect();
+        let by_hmac = (!hmac.is_empty())
+            .then(|| standard_verify(id, timestamp, signature, &hmac, body, now, tolerance));
+        let by_ed25519 = (!public.is_empty())
+            .then(|| v1a_verify(id, timestamp, signature, &public, body, now, tolerance));
+        match (by_hmac, by_ed25519) {
+            (Some(Ok(t)), _) | (_, Some(Ok(t))) => Ok(t),
+            // Both failed: the HMAC reason unless only public keys were given.
+            (Some(Err(e)), _) | (None, Some(Err(e))) => Err(e),
+            (None, None) => Err(VerifyError::Mismatch),
+        }
+    }
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

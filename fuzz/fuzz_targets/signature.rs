@@ -4,7 +4,8 @@
 #![no_main]
 
 use aion_webhooks::signing::{
-    StandardSecret, aion_sign, aion_verify, standard_sign, standard_verify,
+    Ed25519Secret, StandardSecret, aion_sign, aion_verify, standard_sign, standard_verify,
+    v1a_sign, v1a_verify,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -29,11 +30,27 @@ fuzz_target!(|data: &[u8]| {
     let (id, rest) = header.split_once(' ').unwrap_or((&header, ""));
     let (timestamp, signature) = rest.split_once(' ').unwrap_or((rest, ""));
     let _ = standard_verify(id, timestamp, signature, &[key], body, NOW, 300);
+    let ed = Ed25519Secret::from_seed(seed_of(secret));
+    let _ = v1a_verify(id, timestamp, signature, &[&ed.public()], body, NOW, 300);
     if !id.is_empty() {
         let sig = standard_sign(&[key], id, NOW, body);
         assert_eq!(
             standard_verify(id, &NOW.to_string(), &sig, &[key], body, NOW, 300),
             Ok(NOW)
         );
+        let sig = v1a_sign(&[&ed], id, NOW, body);
+        let public = ed.public();
+        assert_eq!(v1a_verify(id, &NOW.to_string(), &sig, &[&public], body, NOW, 300), Ok(NOW));
+        let mut tampered = body.to_vec();
+        tampered.push(b'x');
+        assert!(v1a_verify(id, &NOW.to_string(), &sig, &[&public], &tampered, NOW, 300).is_err());
     }
 });
+
+/// The first 32 bytes of the fuzzer's secret (zero-padded) as an ed25519 seed.
+fn seed_of(secret: &[u8]) -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    let n = secret.len().min(32);
+    seed[..n].copy_from_slice(&secret[..n]);
+    seed
+}

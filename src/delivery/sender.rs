@@ -19,7 +19,7 @@ use url::Host;
 use super::retry::{self, AttemptResult};
 use super::ssrf::{GuardedResolver, SsrfGuard, is_blocked_destination};
 use crate::policy::Webhook;
-use crate::signing::{SignError, aion_sign, standard_sign};
+use crate::signing::{SignError, aion_sign, standard_sign, v1a_sign};
 
 /// Response bytes kept for the attempt record (and read from the network).
 pub const MAX_RESPONSE_BODY: usize = 4096;
@@ -398,11 +398,19 @@ fn build_headers(req: &Outbound<'_>) -> Result<HeaderMap, String> {
         )?;
     }
     if webhook.signature.signs_standard() {
-        if webhook.standard_secrets.is_empty() {
+        if webhook.standard_secrets.is_empty() && webhook.ed25519_keys.is_empty() {
             return Err(SignError::NoSecrets.to_string());
         }
-        let keys: Vec<_> = webhook.standard_secrets.iter().collect();
-        let signature = standard_sign(&keys, req.delivery_id, req.timestamp, &req.body);
+        let hmac: Vec<_> = webhook.standard_secrets.iter().collect();
+        let ed25519: Vec<_> = webhook.ed25519_keys.iter().collect();
+        let signature = [
+            standard_sign(&hmac, req.delivery_id, req.timestamp, &req.body),
+            v1a_sign(&ed25519, req.delivery_id, req.timestamp, &req.body),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
         set("webhook-id", req.delivery_id.into())?;
         set("webhook-timestamp", timestamp)?;
         set("webhook-signature", signature)?;

@@ -14,7 +14,8 @@ use super::interp::interpolate;
 use super::model::{RetryPolicy, SignatureMode, Webhook};
 use super::raw::{RawDefaults, RawRetry, RawWebhook, Str};
 use crate::domain::{Secret, TopicPattern, WebhookId};
-use crate::signing::StandardSecret;
+use crate::signing::ed25519::{PUBLIC_PREFIX, SIGNING_PREFIX};
+use crate::signing::{Ed25519Secret, StandardSecret};
 
 mod access;
 mod retention;
@@ -393,23 +394,7 @@ impl Compiler<'_> {
                 })
             }
         };
-        let mut standard_secrets = Vec::new();
-        if signature.signs_standard() {
-            for (i, s) in secrets.iter().flatten().enumerate() {
-                match StandardSecret::parse(s.expose()) {
-                    Ok(k) => standard_secrets.push(k),
-                    Err(e) => self.error(
-                        format!("{path}.secret"),
-                        loc,
-                        format!(
-                            "secret #{} cannot be used with signature {}: {e}",
-                            i + 1,
-                            signature.as_str()
-                        ),
-                    ),
-                }
-            }
-        }
+        let keys = self.signing_keys(path, loc, signature, secrets.as_deref().unwrap_or_default());
         let tenants = w.tenants.as_ref().map(|list| {
             list.value
                 .iter()
@@ -431,8 +416,9 @@ impl Compiler<'_> {
         Some(Webhook {
             id: id?,
             url: url?,
-            secrets: secrets?,
-            standard_secrets,
+            secrets: keys.hmac,
+            standard_secrets: keys.standard,
+            ed25519_keys: keys.ed25519,
             topics,
             retry,
             timeout,
@@ -446,6 +432,78 @@ impl Compiler<'_> {
             rate_limit,
             ordered,
         })
+    }
+
+    /// Sorts a webhook's secrets by scheme: the prefix of each entry selects
+    /// it (`whsk_` → ed25519 `v1a`; anything else is an HMAC secret, which
+    /// must be `whsec_` when the webhook signs Standard Webhooks `v1`).
+    fn signing_keys(
+        &mut self,
+        path: &str,
+        loc: Location,
+        signature: SignatureMode,
+        secrets: &[Secret],
+    ) -> SigningKeys {
+        let mut keys = SigningKeys::default();
+        let field = format!("{path}.secret");
+        for (i, s) in secrets.iter().enumerate() {
+            let n = i + 1;
+            let text = s.expose();
+            if text.trim_start().starts_with(PUBLIC_PREFIX) {
+                self.error(
+                    &field,
+                    loc,
+                    format!(
+                        "secret #{n} is a `{PUBLIC_PREFIX}` public key: the webhook signs with the \
+                         `{SIGNING_PREFIX}` signing key, the receiver keeps the public one"
+                    ),
+                );
+            } else if text.trim_start().starts_with(SIGNING_PREFIX) {
+                if !signature.signs_standard() {
+                    self.error(
+                        &field,
+                        loc,
+                        format!(
+                            "secret #{n} is a `{SIGNING_PREFIX}` ed25519 key, which signs only \
+                             `webhook-signature` (v1a): set `signature: standard` or `both`"
+                        ),
+                    );
+                    continue;
+                }
+                match Ed25519Secret::parse(text) {
+                    Ok(k) => keys.ed25519.push(k),
+                    Err(e) => self.error(&field, loc, format!("secret #{n}: {e}")),
+                }
+            } else {
+                if signature.signs_standard() {
+                    match StandardSecret::parse(text) {
+                        Ok(k) => keys.standard.push(k),
+                        Err(e) => self.error(
+                            &field,
+                            loc,
+                            format!(
+                                "secret #{n} cannot be used with signature {}: {e} \
+                                 (or `{SIGNING_PREFIX}` for an ed25519 key)",
+                                signature.as_str()
+                            ),
+                        ),
+                    }
+                }
+                keys.hmac.push(s.clone());
+            }
+        }
+        if signature.signs_aion() && keys.hmac.is_empty() && !secrets.is_empty() {
+            self.error(
+                &field,
+                loc,
+                format!(
+                    "X-Aion-Signature (signature {}) needs an HMAC secret; \
+                     `{SIGNING_PREFIX}` keys sign only the Standard Webhooks header",
+                    signature.as_str()
+                ),
+            );
+        }
+        keys
     }
 
     fn url(&mut self, s: &Str, path: &str) -> Option<url::Url> {
@@ -552,4 +610,15 @@ impl Compiler<'_> {
         }
         out
     }
+}
+
+/// A webhook's secrets sorted by the scheme each signs with.
+#[derive(Debug, Default)]
+struct SigningKeys {
+    /// HMAC secrets as written: `X-Aion-Signature` keys.
+    hmac: Vec<Secret>,
+    /// The same HMAC secrets decoded from `whsec_`, when the webhook signs `v1`.
+    standard: Vec<StandardSecret>,
+    /// `whsk_` keys: `v1a`.
+    ed25519: Vec<Ed25519Secret>,
 }

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use url::Url;
 
 use crate::domain::{Secret, TopicPattern, WebhookId};
-use crate::signing::StandardSecret;
+use crate::signing::{Ed25519Secret, StandardSecret};
 
 /// How long and how often a delivery is retried (contract §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +62,14 @@ impl SignatureMode {
 pub struct Webhook {
     pub id: WebhookId,
     pub url: Url,
-    /// Active secrets, newest first; one signature per secret during rotation.
+    /// Active HMAC secrets (every entry of `secret`/`secrets` but the
+    /// `whsk_` keys), newest first; one signature per secret during rotation.
     pub secrets: Vec<Secret>,
-    /// The same secrets decoded for Standard Webhooks; empty unless the mode needs them.
+    /// The HMAC secrets decoded from `whsec_` for Standard Webhooks `v1`;
+    /// empty unless the mode signs Standard Webhooks.
     pub standard_secrets: Vec<StandardSecret>,
+    /// `whsk_` ed25519 keys for Standard Webhooks `v1a`, newest first.
+    pub ed25519_keys: Vec<Ed25519Secret>,
     pub topics: Vec<TopicPattern>,
     pub retry: RetryPolicy,
     pub timeout: Duration,

@@ -342,6 +342,54 @@ fn standard_mode_accepts_whsec_secrets_and_rotation() {
     assert_eq!(a.secrets.len(), 2);
 }
 
+const WHSK: &str = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+const WHPK: &str = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+fn with_secrets(secrets: &str, mode: &str) -> String {
+    format!(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secrets: [{secrets}]\n    signature: {mode}\n    topics: [x]\n"
+    )
+}
+
+#[test]
+fn the_prefix_of_each_secret_selects_its_scheme() {
+    let both = format!("\"{WHSK}\", \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"");
+    let p = parse(&with_secrets(&both, "both")).expect("valid");
+    let a = p.webhook("a").expect("a");
+    assert_eq!(a.ed25519_keys.len(), 1);
+    assert_eq!(a.ed25519_keys[0].public().to_string(), WHPK);
+    assert_eq!(a.standard_secrets.len(), 1);
+    assert_eq!(
+        a.secrets.len(),
+        1,
+        "X-Aion-Signature signs with the HMAC secret only"
+    );
+
+    let p = parse(&with_secrets(&format!("\"{WHSK}\""), "standard")).expect("valid");
+    assert_eq!(p.webhook("a").expect("a").ed25519_keys.len(), 1);
+}
+
+#[test]
+fn ed25519_keys_in_the_wrong_place_are_named() {
+    let only_whsk = format!("\"{WHSK}\"");
+    for mode in ["aion", "both"] {
+        let errs = errors(&with_secrets(&only_whsk, mode));
+        assert_error(&errs, "webhooks[0].secret", 3, "needs an HMAC secret");
+    }
+    let errs = errors(&with_secrets(&only_whsk, "aion"));
+    assert_error(
+        &errs,
+        "webhooks[0].secret",
+        3,
+        "set `signature: standard` or `both`",
+    );
+    let errs = errors(&with_secrets(&format!("\"{WHPK}\""), "standard"));
+    assert_error(&errs, "webhooks[0].secret", 3, "public key");
+    let errs = errors(&with_secrets("\"whsk_AAAA\"", "standard"));
+    assert_error(&errs, "webhooks[0].secret", 3, "32 bytes");
+    assert!(errs.iter().all(|e| !e.message.contains("AAAA")));
+}
+
 #[test]
 fn routing_lists_each_webhook_once_with_the_first_matching_pattern() {
     let p = parse("version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [\"x.**\", \"x.*\", x.y]\n  - id: b\n    url: https://b.example.com\n    secret: s\n    topics: [\"*.y\"]\n    tenants: [t1]\n").expect("valid");

@@ -11,9 +11,11 @@
 //! secret, so a rotation (`secrets: [new, old]`) accepts either key.
 
 pub mod aion;
+pub mod ed25519;
 pub mod standard;
 
 pub use aion::{aion_sign, aion_verify};
+pub use ed25519::{Ed25519Public, Ed25519Secret, v1a_sign, v1a_verify};
 pub use standard::{StandardSecret, standard_sign, standard_verify};
 
 use hmac::{Hmac, Mac};
@@ -54,18 +56,24 @@ pub enum VerifyError {
     Mismatch,
 }
 
-/// Why a Standard Webhooks secret string was refused.
+/// Why a Standard Webhooks key string (`whsec_`, `whsk_`, `whpk_`) was refused.
 ///
 /// Deliberately carries no detail from the input: a base64 error would name
 /// the offending byte and its offset, i.e. leak part of the secret into logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretFormatError {
-    #[error("a Standard Webhooks secret must start with `whsec_`")]
-    MissingPrefix,
-    #[error("the part after `whsec_` is not valid base64")]
-    InvalidBase64,
+    #[error("a Standard Webhooks key must start with `{0}`")]
+    MissingPrefix(&'static str),
+    #[error("the part after `{0}` is not valid base64")]
+    InvalidBase64(&'static str),
     #[error("the decoded key is empty")]
     EmptyKey,
+    #[error("a `{0}` key must decode to 32 bytes (or 64 for a signing key pair)")]
+    WrongLength(&'static str),
+    #[error("the two halves of the `whsk_` key pair do not belong together")]
+    KeyPairMismatch,
+    #[error("the `whpk_` key is not a valid ed25519 public key")]
+    InvalidPublicKey,
 }
 
 /// Why a webhook's outgoing signature headers cannot be produced.

@@ -39,10 +39,10 @@ impl StandardSecret {
         let encoded = s
             .trim()
             .strip_prefix(PREFIX)
-            .ok_or(SecretFormatError::MissingPrefix)?;
+            .ok_or(SecretFormatError::MissingPrefix(PREFIX))?;
         let key = BASE64
             .decode(encoded)
-            .map_err(|_| SecretFormatError::InvalidBase64)?;
+            .map_err(|_| SecretFormatError::InvalidBase64(PREFIX))?;
         if key.is_empty() {
             return Err(SecretFormatError::EmptyKey);
         }
@@ -84,7 +84,8 @@ pub fn standard_sign(
 ///
 /// Same order as the aion scheme: parse, freshness, then constant-time
 /// comparison of every `v1` against every secret. Signatures of other
-/// versions (e.g. the spec's asymmetric `v1a`) are ignored.
+/// versions (the asymmetric `v1a`: [`super::ed25519::v1a_verify`]) are
+/// ignored.
 pub fn standard_verify(
     msg_id: &str,
     timestamp_header: &str,
@@ -122,23 +123,37 @@ pub fn standard_verify(
 }
 
 fn parse_signatures(header: &str) -> Result<Vec<[u8; 32]>, VerifyError> {
-    if header.trim().is_empty() {
-        return Err(VerifyError::Malformed("empty webhook-signature"));
-    }
-    let mut signatures = Vec::new();
-    // The spec says single spaces; any run of whitespace costs nothing to accept.
-    for item in header.split_ascii_whitespace() {
-        let (version, value) = item
-            .split_once(',')
-            .ok_or(VerifyError::Malformed("signature without a version"))?;
-        if version == "v1" {
-            signatures.push(decode_base64_mac(value)?);
-        }
-    }
+    let signatures = signatures_of(header, "v1")?
+        .into_iter()
+        .map(decode_base64_mac)
+        .collect::<Result<Vec<_>, _>>()?;
     if signatures.is_empty() {
         return Err(VerifyError::Malformed("no `v1` signature"));
     }
     Ok(signatures)
+}
+
+/// The values of a `webhook-signature` header's entries of `version`
+/// (`v1` HMAC, `v1a` ed25519), in header order. Every entry must have the
+/// `<version>,<value>` form; entries of other versions are skipped.
+pub(super) fn signatures_of<'h>(
+    header: &'h str,
+    version: &str,
+) -> Result<Vec<&'h str>, VerifyError> {
+    if header.trim().is_empty() {
+        return Err(VerifyError::Malformed("empty webhook-signature"));
+    }
+    let mut values = Vec::new();
+    // The spec says single spaces; any run of whitespace costs nothing to accept.
+    for item in header.split_ascii_whitespace() {
+        let (v, value) = item
+            .split_once(',')
+            .ok_or(VerifyError::Malformed("signature without a version"))?;
+        if v == version {
+            values.push(value);
+        }
+    }
+    Ok(values)
 }
 
 fn decode_base64_mac(value: &str) -> Result<[u8; 32], VerifyError> {
@@ -304,11 +319,11 @@ mod tests {
     fn secret_parse_rejects_bad_input() {
         assert_eq!(
             StandardSecret::parse("C2FVsBQIhrscChlQIMV+b5sSYspob7oD").unwrap_err(),
-            SecretFormatError::MissingPrefix
+            SecretFormatError::MissingPrefix("whsec_")
         );
         assert_eq!(
             StandardSecret::parse("whsec_not base64!").unwrap_err(),
-            SecretFormatError::InvalidBase64
+            SecretFormatError::InvalidBase64("whsec_")
         );
         assert_eq!(
             StandardSecret::parse("whsec_").unwrap_err(),

@@ -265,6 +265,96 @@ fn keygen_prints_a_key_and_the_matching_policy_line() {
 }
 
 #[test]
+fn keygen_ed25519_pair_signs_in_the_policy_and_verifies_with_the_public_key() {
+    use aion_webhooks::signing::{Ed25519Secret, StandardSecret, standard_sign, v1a_sign};
+    let out = bin().args(["keygen", "--ed25519"]).output().expect("run");
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    let (signing, public) = (field("signing key: "), field("public key: "));
+    assert!(signing.starts_with("whsk_") && public.starts_with("whpk_"));
+    let key = Ed25519Secret::parse(&signing).expect("whsk_ parses");
+    assert_eq!(
+        key.public().to_string(),
+        public,
+        "the pair belongs together"
+    );
+
+    // The signing key is a webhook secret for `signature: standard` only.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = |mode: &str| {
+        let file = dir.path().join(format!("{mode}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example/\n    \
+                 secrets: [\"{signing}\"]\n    topics: [a.b]\n    signature: {mode}\n"
+            ),
+        )
+        .expect("write");
+        check(&file)
+    };
+    assert!(policy("standard").status.success());
+    let aion = policy("aion");
+    assert_eq!(aion.status.code(), Some(1));
+    assert!(
+        text(&aion.stderr).contains("webhooks[0].secret"),
+        "{}",
+        text(&aion.stderr)
+    );
+    assert!(
+        text(&aion.stderr).contains("whsk_"),
+        "{}",
+        text(&aion.stderr)
+    );
+    assert!(
+        !text(&aion.stderr).contains(&signing[5..]),
+        "the key is never echoed"
+    );
+
+    let (id, t) = ("msg_1", chrono::Utc::now().timestamp());
+    let body = b"{\"a\":1}";
+    let v1a = v1a_sign(&[&key], id, t, body);
+    let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let v1 = standard_sign(&[&StandardSecret::parse(whsec).unwrap()], id, t, body);
+    let verify = |secret: &str, sig: &str, body: &[u8]| {
+        let mut cmd = bin();
+        let t = t.to_string();
+        cmd.args(["verify", "--secret", secret, "--signature", sig, "--id", id]);
+        cmd.args(["--timestamp", &t]);
+        run_with_stdin(cmd, body).status.code()
+    };
+    assert_eq!(verify(&public, &v1a, body), Some(0));
+    assert_eq!(verify(&public, &format!("{v1} {v1a}"), body), Some(0));
+    assert_eq!(
+        verify(&public, &v1a, b"{\"a\":2}"),
+        Some(1),
+        "tampered body"
+    );
+    assert_eq!(verify(&public, &v1, body), Some(1), "no v1a entry");
+    let other = Ed25519Secret::from_seed([1; 32]).public().to_string();
+    assert_eq!(verify(&other, &v1a, body), Some(1), "another key");
+    assert_eq!(
+        verify(whsec, &format!("{v1} {v1a}"), body),
+        Some(0),
+        "v1 by whsec_"
+    );
+    assert_eq!(verify(whsec, &v1a, body), Some(1));
+    assert_eq!(
+        verify("not-a-key", &v1a, body),
+        Some(2),
+        "a bad key is a usage error"
+    );
+}
+
+#[test]
 fn policy_check_names_bad_delivery_control_settings_with_their_position() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.yaml");

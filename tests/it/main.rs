@@ -5,6 +5,7 @@
 mod db;
 
 mod cli;
+mod contracts;
 mod crash;
 mod delivery;
 mod edge_input;

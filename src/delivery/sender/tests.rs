@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::*;
 use crate::domain::{Secret, WebhookId};
 use crate::policy::{RetryPolicy, SignatureMode};
-use crate::signing::{StandardSecret, aion_verify, standard_verify};
+use crate::signing::{Ed25519Secret, StandardSecret, aion_verify, standard_verify, v1a_verify};
 
 const BODY: &[u8] = br#"{"id":"evt_1","topic":"a.b","payload":{"x":"\u00e9"}}"#;
 const T: i64 = 1_700_000_000;
@@ -55,6 +55,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         url: url.parse().unwrap(),
         secrets: vec![Secret::new("first-secret"), Secret::new("old-secret")],
         standard_secrets: vec![StandardSecret::parse(WHSEC).unwrap()],
+        ed25519_keys: Vec::new(),
         topics: Vec::new(),
         retry: RetryPolicy {
             initial_interval: Duration::from_secs(1),
@@ -174,6 +175,38 @@ async fn signature_mode_selects_the_header_sets() {
     assert!(
         !standard.contains_key("x-aion-signature") && standard.contains_key("webhook-signature")
     );
+}
+
+#[tokio::test]
+async fn an_ed25519_key_adds_a_v1a_entry_beside_the_hmac_v1() {
+    let (addr, seen) = answering(StatusCode::NO_CONTENT, "").await;
+    let mut webhook = hook(&format!("http://{addr}/"), SignatureMode::Standard);
+    let key = Ed25519Secret::from_seed([9; 32]);
+    webhook.ed25519_keys = vec![key.clone()];
+    assert_eq!(
+        loopback_sender().send(&outbound(&webhook)).await.status,
+        Some(204)
+    );
+    webhook.standard_secrets.clear();
+    assert_eq!(
+        loopback_sender().send(&outbound(&webhook)).await.status,
+        Some(204)
+    );
+
+    let seen = seen.lock().unwrap();
+    for (i, (_, h, _)) in seen.iter().enumerate() {
+        let (id, t, sig) = (
+            header(h, "webhook-id"),
+            header(h, "webhook-timestamp"),
+            header(h, "webhook-signature"),
+        );
+        assert_eq!(sig.matches("v1a,").count(), 1, "{sig}");
+        assert_eq!(sig.matches("v1,").count(), usize::from(i == 0), "{sig}");
+        assert_eq!(
+            v1a_verify(id, t, sig, &[&key.public()], BODY, T, 300),
+            Ok(T)
+        );
+    }
 }
 
 #[tokio::test]
