@@ -9,9 +9,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::reserved::claims_engine_source;
-use crate::domain::{ENGINE_SOURCE, EventId, ReservedNamespace, Topic};
+use crate::domain::{ENGINE_SOURCE, EventId, EventVersion, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
-use crate::store::{IngestError, InsertOutcome, NewEvent, Recipient, StoreError};
+use crate::policy::schemas::{SchemaMode, Violation};
+use crate::store::{EventMeta, IngestError, InsertOutcome, NewEvent, Recipient, StoreError};
 
 mod group;
 
@@ -37,6 +38,14 @@ pub enum IngestFailure {
     ReservedSource { field: String, message: String },
     #[error("event {id:?} already exists with a different topic or payload")]
     Conflict { id: String },
+    /// The payload fails its topic's schema (`mode: enforce`).
+    #[error("{}", schema_message(topic, file, violations))]
+    SchemaViolation {
+        field: String,
+        topic: String,
+        file: String,
+        violations: Vec<Violation>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,6 +78,12 @@ pub struct Accepted {
     pub deliveries: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// For the metrics, not the answer: webhooks left out by `min_version`.
+    #[serde(skip)]
+    pub below_min_version: Vec<String>,
+    /// For the metrics: accepted with `schema_errors` (`mode: warn`).
+    #[serde(skip)]
+    pub schema_warned: bool,
 }
 
 /// One event as producers send it; aliases keep existing producers working.
@@ -82,6 +97,8 @@ struct WireEvent<'a> {
     payload: Option<&'a RawValue>,
     #[serde(alias = "timestamp")]
     occurred_at: Option<String>,
+    #[serde(alias = "version", borrow, default)]
+    event_version: Option<&'a RawValue>,
     tenant_id: Option<String>,
     source: Option<String>,
     key: Option<String>,
@@ -161,6 +178,8 @@ pub async fn store_events(
             topic: e.topic.clone(),
             deliveries: e.webhooks.len(),
             duplicate: true,
+            below_min_version: e.below_min_version.clone(),
+            schema_warned: e.meta.schema_errors.is_some(),
         })
         .collect();
     let mut unique: Vec<NewEvent> = events
@@ -295,6 +314,7 @@ pub fn raw_event(
         id: None,
         payload: Some(value),
         occurred_at: None,
+        event_version: None,
         tenant_id: None,
         source: None,
         key,
@@ -378,15 +398,26 @@ fn build(
             ));
         }
     }
-    let webhooks = recipients(policy, &topic, w.tenant_id.as_deref());
+    let version = match w.event_version {
+        Some(raw) if raw.get().trim() != "null" => {
+            Some(EventVersion::from_json(raw.get()).map_err(|e| invalid("event_version", e))?)
+        }
+        _ => None,
+    };
+    let schema_errors = check_schema(policy, &topic, version.as_ref(), payload, prefix)?;
+    let (webhooks, below_min_version) =
+        recipients(policy, &topic, w.tenant_id.as_deref(), version.as_ref());
     let body = render_body(
-        id.as_str(),
-        topic.as_str(),
-        occurred_at,
-        &w.tenant_id,
-        &source,
-        &w.key,
-        &w.trace_id,
+        Envelope {
+            id: id.as_str(),
+            topic: topic.as_str(),
+            occurred_at,
+            version: version.as_ref(),
+            tenant_id: &w.tenant_id,
+            source: &source,
+            key: &w.key,
+            trace_id: &w.trace_id,
+        },
         payload,
     );
     Ok(NewEvent {
@@ -399,8 +430,69 @@ fn build(
         source,
         key: w.key,
         trace_id: w.trace_id,
+        meta: EventMeta {
+            version: version.map(|v| v.json().to_owned()),
+            schema_errors,
+            traceparent: None,
+        },
         webhooks,
+        below_min_version,
     })
+}
+
+/// Checks `payload` against its topic's schema, if the policy has one:
+/// `Err` in `enforce` mode, the violations as JSON text in `warn` mode.
+fn check_schema(
+    policy: &PolicySet,
+    topic: &Topic,
+    version: Option<&EventVersion>,
+    payload: &RawValue,
+    prefix: &str,
+) -> Result<Option<String>, IngestFailure> {
+    let Some(entry) = policy.schemas().for_topic(topic) else {
+        return Ok(None);
+    };
+    // serde_json's own nesting limit (128) bounds the validator's recursion.
+    let value: serde_json::Value =
+        serde_json::from_str(payload.get()).map_err(|e| IngestFailure::Invalid {
+            field: format!("{prefix}payload"),
+            message: format!(
+                "the payload cannot be checked against the schema of topic {topic}: {e}"
+            ),
+        })?;
+    match entry.check(version, &value) {
+        Ok(()) => Ok(None),
+        Err(failed) if failed.mode == SchemaMode::Enforce => Err(IngestFailure::SchemaViolation {
+            field: format!("{prefix}payload"),
+            topic: topic.to_string(),
+            file: failed.file,
+            violations: failed.violations,
+        }),
+        Err(failed) => Ok(Some(
+            serde_json::to_string(&failed.violations).unwrap_or_else(|_| "[]".into()),
+        )),
+    }
+}
+
+fn schema_message(topic: &str, file: &str, violations: &[Violation]) -> String {
+    let mut message = format!("the payload does not match the schema of topic {topic}");
+    if !file.is_empty() {
+        message.push_str(&format!(" ({file})"));
+    }
+    for (i, v) in violations.iter().enumerate() {
+        let at = if v.pointer.is_empty() {
+            "(root)"
+        } else {
+            &v.pointer
+        };
+        message.push_str(&format!(
+            "{} at {at}: {} [{}]",
+            if i == 0 { ":" } else { ";" },
+            v.message,
+            v.keyword
+        ));
+    }
+    message
 }
 
 /// An event the engine itself emits (command dispatch, audit), routed
@@ -418,15 +510,19 @@ pub fn internal_event(
         .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"));
     let source = Some(ENGINE_SOURCE.to_owned());
     let body = render_body(
-        id.as_str(),
-        topic.as_str(),
-        now,
-        &None,
-        &source,
-        &key,
-        &None,
+        Envelope {
+            id: id.as_str(),
+            topic: topic.as_str(),
+            occurred_at: now,
+            version: None,
+            tenant_id: &None,
+            source: &source,
+            key: &key,
+            trace_id: &None,
+        },
         &raw,
     );
+    let (webhooks, below_min_version) = recipients(policy, topic, None, None);
     NewEvent {
         id: id.to_string(),
         topic: topic.to_string(),
@@ -437,49 +533,71 @@ pub fn internal_event(
         source,
         key,
         trace_id: None,
-        webhooks: recipients(policy, topic, None),
+        meta: EventMeta::default(),
+        webhooks,
+        below_min_version,
     }
 }
 
-/// The webhooks an event of `topic` (and `tenant`) goes to.
-fn recipients(policy: &PolicySet, topic: &Topic, tenant: Option<&str>) -> Vec<Recipient> {
-    policy
+/// The webhooks an event of `topic` (and `tenant`) goes to, and those its
+/// `version` is below the `min_version` of.
+fn recipients(
+    policy: &PolicySet,
+    topic: &Topic,
+    tenant: Option<&str>,
+    version: Option<&EventVersion>,
+) -> (Vec<Recipient>, Vec<String>) {
+    let mut below = Vec::new();
+    let to = policy
         .route(topic, tenant)
         .iter()
+        .filter(|r| {
+            let ok = r.webhook.accepts_version(version);
+            if !ok {
+                below.push(r.webhook.id.to_string());
+            }
+            ok
+        })
         .map(|r| Recipient {
             webhook_id: r.webhook.id.to_string(),
             ordered: r.webhook.ordered,
             lease: None,
         })
-        .collect()
+        .collect();
+    (to, below)
+}
+
+/// The fields of the delivery body besides the payload.
+struct Envelope<'a> {
+    id: &'a str,
+    topic: &'a str,
+    occurred_at: DateTime<Utc>,
+    version: Option<&'a EventVersion>,
+    tenant_id: &'a Option<String>,
+    source: &'a Option<String>,
+    key: &'a Option<String>,
+    trace_id: &'a Option<String>,
 }
 
 /// The delivery body (contract §3); absent optional fields are omitted and
 /// the payload is embedded byte for byte as the producer sent it.
-#[allow(clippy::too_many_arguments)]
-fn render_body(
-    id: &str,
-    topic: &str,
-    occurred_at: DateTime<Utc>,
-    tenant_id: &Option<String>,
-    source: &Option<String>,
-    key: &Option<String>,
-    trace_id: &Option<String>,
-    payload: &RawValue,
-) -> Vec<u8> {
+fn render_body(e: Envelope<'_>, payload: &RawValue) -> Vec<u8> {
     let s = |v: &str| serde_json::Value::from(v).to_string();
     let mut out = String::with_capacity(payload.get().len() + 256);
     out.push_str(&format!(
         "{{\"id\":{},\"topic\":{},\"occurred_at\":{}",
-        s(id),
-        s(topic),
-        s(&occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        s(e.id),
+        s(e.topic),
+        s(&e.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     ));
+    if let Some(v) = e.version {
+        out.push_str(&format!(",\"version\":{}", v.json()));
+    }
     for (name, value) in [
-        ("tenant_id", tenant_id),
-        ("source", source),
-        ("key", key),
-        ("trace_id", trace_id),
+        ("tenant_id", e.tenant_id),
+        ("source", e.source),
+        ("key", e.key),
+        ("trace_id", e.trace_id),
     ] {
         if let Some(v) = value {
             out.push_str(&format!(",\"{name}\":{}", s(v)));
@@ -489,6 +607,31 @@ fn render_body(
     out.push_str(payload.get());
     out.push('}');
     out.into_bytes()
+}
+
+/// The Standard Webhooks body (`payload_format: standard`) of a stored
+/// contract §3 body: `{"type","timestamp","data"}`, the payload embedded
+/// byte for byte. A pure function of the stored bytes, so every attempt and
+/// replay sends the same bytes.
+pub fn standard_body(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Stored<'a> {
+        topic: String,
+        occurred_at: String,
+        #[serde(borrow)]
+        payload: &'a RawValue,
+    }
+    let stored: Stored<'_> = serde_json::from_slice(body)?;
+    let s = |v: &str| serde_json::Value::from(v).to_string();
+    let mut out = String::with_capacity(body.len());
+    out.push_str(&format!(
+        "{{\"type\":{},\"timestamp\":{},\"data\":",
+        s(&stored.topic),
+        s(&stored.occurred_at)
+    ));
+    out.push_str(stored.payload.get());
+    out.push('}');
+    Ok(out.into_bytes())
 }
 
 #[cfg(test)]
@@ -501,19 +644,40 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
             .expect("time")
             .with_timezone(&Utc);
-        let body = render_body(
-            "e1",
-            "a.b",
-            at,
-            &Some("t1".into()),
-            &None,
-            &None,
-            &None,
-            payload,
-        );
+        let tenant = Some("t1".to_owned());
+        let envelope = |version| Envelope {
+            id: "e1",
+            topic: "a.b",
+            occurred_at: at,
+            version,
+            tenant_id: &tenant,
+            source: &None,
+            key: &None,
+            trace_id: &None,
+        };
+        let body = render_body(envelope(None), payload);
         assert_eq!(
             String::from_utf8(body).expect("utf8"),
             r#"{"id":"e1","topic":"a.b","occurred_at":"2026-01-02T03:04:05.500Z","tenant_id":"t1","payload":{ "b" : 1.50, "a":[ ] }}"#
+        );
+        let standard = standard_body(&render_body(envelope(None), payload)).expect("standard");
+        assert_eq!(
+            String::from_utf8(standard).expect("utf8"),
+            r#"{"type":"a.b","timestamp":"2026-01-02T03:04:05.500Z","data":{ "b" : 1.50, "a":[ ] }}"#
+        );
+        let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
+        let deep: &RawValue = serde_json::from_str(&deep).expect("a deep payload is a raw value");
+        let standard = standard_body(&render_body(envelope(None), deep)).expect("deep payload");
+        assert_eq!(
+            standard.len(),
+            100_000 + r#"{"type":"a.b","timestamp":"2026-01-02T03:04:05.500Z","data":}"#.len()
+        );
+        let v2 = EventVersion::parse("2.1").expect("version");
+        let body = render_body(envelope(Some(&v2)), payload);
+        assert!(
+            String::from_utf8(body).expect("utf8").contains(
+                r#""occurred_at":"2026-01-02T03:04:05.500Z","version":"2.1","tenant_id""#
+            )
         );
     }
 }

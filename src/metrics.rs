@@ -15,6 +15,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::ingest::Accepted;
+use crate::policy::schemas::SchemaMode;
+
 /// Why an inbound request ended the way it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboundOutcome {
@@ -100,6 +103,12 @@ pub enum SendPath {
 struct WebhookOutcome {
     webhook: String,
     outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SchemaLabel {
+    topic: String,
+    mode: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -264,6 +273,8 @@ pub struct Metrics {
     bus_messages: Family<BusOutcome, Counter>,
     bus_lag: Family<BusLabel, Gauge>,
     bus_connected: Family<BusLabel, Gauge>,
+    schema_violations: Family<SchemaLabel, Counter>,
+    below_min_version: Family<WebhookLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -292,6 +303,8 @@ impl Default for Metrics {
             bus_messages: Family::default(),
             bus_lag: Family::default(),
             bus_connected: Family::default(),
+            schema_violations: Family::default(),
+            below_min_version: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -406,6 +419,16 @@ impl Default for Metrics {
             "1 if the source is connected to its broker, else 0",
             m.bus_connected.clone(),
         );
+        registry.register(
+            "schema_violations",
+            "Events whose payload failed their topic's JSON Schema, by topic and mode (enforce: refused; warn: accepted and marked)",
+            m.schema_violations.clone(),
+        );
+        registry.register(
+            "events_below_min_version",
+            "Events a webhook's topics matched but not delivered to it because their event_version is below its min_version, by webhook",
+            m.below_min_version.clone(),
+        );
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_now());
         Self { registry, ..m }
@@ -454,6 +477,33 @@ impl Metrics {
             EventSource::Bus => "bus",
         };
         self.events.get_or_create(&SourceLabel { source }).inc_by(n);
+    }
+
+    /// An event of `topic` failed its schema in `mode`.
+    pub fn schema_violation(&self, topic: &str, mode: SchemaMode) {
+        self.schema_violations
+            .get_or_create(&SchemaLabel {
+                topic: topic.to_owned(),
+                mode: mode.as_str(),
+            })
+            .inc();
+    }
+
+    /// What newly stored events met of the event contracts: `warn`-mode
+    /// schema violations, and webhooks left out by `min_version`.
+    pub fn contracts(&self, answers: &[Accepted]) {
+        for a in answers.iter().filter(|a| !a.duplicate) {
+            if a.schema_warned {
+                self.schema_violation(&a.topic, SchemaMode::Warn);
+            }
+            for webhook in &a.below_min_version {
+                self.below_min_version
+                    .get_or_create(&WebhookLabel {
+                        webhook: webhook.clone(),
+                    })
+                    .inc();
+            }
+        }
     }
 
     /// `n` messages of `source` ended as `outcome`.

@@ -154,7 +154,7 @@ impl Reloader {
             }
         };
         let old = self.live.load_full();
-        if old.sha256() == new.sha256() {
+        if old.fingerprint() == new.fingerprint() {
             self.remember(now, "unchanged", Vec::new());
             self.metrics.reload("unchanged");
             return Ok(Reloaded::Unchanged {

@@ -26,7 +26,7 @@ use super::retry::{self, Decision};
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::{AttemptReport, ErrorKind, Outbound, Sender};
 use crate::metrics::{AttemptOutcome, Metrics, SendPath};
-use crate::policy::PolicySet;
+use crate::policy::{PayloadFormat, PolicySet};
 use crate::store::{
     AttemptRecord, Claimed, Completion, DeliveryState, Lease, Store, Wakeups, WebhookSlot,
 };
@@ -483,6 +483,15 @@ async fn attempt(shared: &Shared, c: Claimed) {
         return;
     };
     let delivery_id = crate::domain::DeliveryId::from_uuid(c.id).to_string();
+    let body = match webhook.payload_format {
+        PayloadFormat::Aion => c.body,
+        // Stored bodies are the engine's own rendering, so this cannot fail;
+        // if it ever did, the receiver still gets the event, in §3's shape.
+        PayloadFormat::Standard => crate::ingest::standard_body(&c.body).unwrap_or_else(|e| {
+            tracing::warn!(delivery = %delivery_id, error = %e, "cannot reshape the body for payload_format: standard");
+            c.body
+        }),
+    };
     let report: AttemptReport = shared
         .sender
         .send(&Outbound {
@@ -492,7 +501,7 @@ async fn attempt(shared: &Shared, c: Claimed) {
             event_id: &c.event_id,
             topic: &c.topic,
             trace_id: c.trace_id.as_deref(),
-            body: Bytes::from(c.body),
+            body: Bytes::from(body),
             timestamp: now.timestamp(),
         })
         .await;

@@ -7,9 +7,11 @@ pub mod payload;
 pub mod reserved;
 pub mod secret;
 pub mod topic;
+pub mod version;
 
 pub use action::InboundAction;
 pub use ids::{DeliveryId, EventId, IdError, WebhookId};
 pub use reserved::{ENGINE_SOURCE, ReservedNamespace};
 pub use secret::Secret;
 pub use topic::{Topic, TopicError, TopicPattern};
+pub use version::EventVersion;

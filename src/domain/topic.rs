@@ -188,6 +188,39 @@ impl TopicPattern {
     }
 }
 
+impl TopicPattern {
+    /// Whether every topic `other` matches is also matched by `self` (so a
+    /// first-match list with `self` earlier never reaches `other`).
+    pub fn covers(&self, other: &TopicPattern) -> bool {
+        let a: Vec<PatternSegment<'_>> = self.segments().collect();
+        let b: Vec<PatternSegment<'_>> = other.segments().collect();
+        // cover[i][j]: a[i..] covers b[j..]. At most 16 × 16 entries.
+        let mut cover = vec![vec![false; b.len() + 1]; a.len() + 1];
+        cover[a.len()][b.len()] = true;
+        for i in (0..a.len()).rev() {
+            for j in (0..=b.len()).rev() {
+                cover[i][j] = match a[i] {
+                    // `**` takes none of b, or one more of b's segments
+                    // (any kind, `**` included).
+                    PatternSegment::DoubleStar => {
+                        cover[i + 1][j] || (j < b.len() && cover[i][j + 1])
+                    }
+                    // `*` takes exactly one segment: a literal or a `*`.
+                    PatternSegment::Star => {
+                        j < b.len()
+                            && !matches!(b[j], PatternSegment::DoubleStar)
+                            && cover[i + 1][j + 1]
+                    }
+                    PatternSegment::Literal(lit) => {
+                        j < b.len() && b[j] == PatternSegment::Literal(lit) && cover[i + 1][j + 1]
+                    }
+                };
+            }
+        }
+        cover[0][0]
+    }
+}
+
 impl From<Topic> for TopicPattern {
     /// Every topic is a literal pattern matching only itself.
     fn from(topic: Topic) -> Self {
@@ -243,6 +276,41 @@ macro_rules! string_newtype {
 
 string_newtype!(Topic, false);
 string_newtype!(TopicPattern, true);
+
+#[cfg(test)]
+mod covers_tests {
+    use super::*;
+
+    fn p(s: &str) -> TopicPattern {
+        TopicPattern::parse(s).expect(s)
+    }
+
+    #[test]
+    fn covers_follows_the_matching_rules() {
+        for (a, b) in [
+            ("aion.**", "aion.router.decisions"),
+            ("aion.**", "aion.*.x"),
+            ("aion.**", "aion.**"),
+            ("**", "a.**.b"),
+            ("a.*", "a.b"),
+            ("a.*", "a.*"),
+            ("a.**.c", "a.b.c"),
+            ("a.b", "a.b"),
+        ] {
+            assert!(p(a).covers(&p(b)), "{a} covers {b}");
+        }
+        for (a, b) in [
+            ("a.*", "a.**"),
+            ("a.*", "*.b"),
+            ("a.b", "a.*"),
+            ("aion.router.decisions", "aion.**"),
+            ("a.*.c", "a.**.c"),
+            ("a.b.*", "a.b"),
+        ] {
+            assert!(!p(a).covers(&p(b)), "{a} does not cover {b}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

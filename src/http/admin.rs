@@ -198,6 +198,15 @@ pub struct EventView {
     source: Option<String>,
     key: Option<String>,
     trace_id: Option<String>,
+    /// `event_version` as the producer wrote it (an integer or a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<Box<serde_json::value::RawValue>>,
+    /// The violations of its topic's schema, when accepted in `warn` mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema_errors: Option<Box<serde_json::value::RawValue>>,
+    /// The W3C traceparent its delivery attempts are parented on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
     /// Embedded as stored, byte for byte: a payload nested deeper than a
     /// parser's recursion limit, or holding `1e400`, reads back as posted.
     payload: Box<serde_json::value::RawValue>,
@@ -227,6 +236,15 @@ pub async fn get_event(
         source: e.source,
         key: e.key,
         trace_id: e.trace_id,
+        version: e
+            .meta
+            .version
+            .and_then(|v| serde_json::value::RawValue::from_string(v).ok()),
+        schema_errors: e
+            .meta
+            .schema_errors
+            .and_then(|v| serde_json::value::RawValue::from_string(v).ok()),
+        traceparent: e.meta.traceparent,
         payload,
     }))
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::policy::schemas::Violation;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,13 @@ pub enum ApiError {
     },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// `422 schema_violation`: `violations` lists each JSON pointer and keyword.
+    #[error("{message}")]
+    SchemaViolation {
+        message: String,
+        field: String,
+        violations: Vec<Violation>,
+    },
     #[error("the database is unavailable; retry later")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -121,6 +129,11 @@ impl ApiError {
             Self::PolicyInvalid { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", None)
             }
+            Self::SchemaViolation { field, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema_violation",
+                Some(field.as_str()),
+            ),
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -141,6 +154,9 @@ impl IntoResponse for ApiError {
         }
         if let Self::PolicyInvalid { errors, .. } = &self {
             error["errors"] = json!(errors);
+        }
+        if let Self::SchemaViolation { violations, .. } = &self {
+            error["violations"] = json!(violations);
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
         if status.is_server_error() {

@@ -11,6 +11,7 @@ use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::ingest::{IngestFailure, ingest};
 use crate::metrics::EventSource;
+use crate::policy::schemas::SchemaMode;
 use crate::rbac::Action;
 
 pub async fn post_events(
@@ -61,6 +62,22 @@ pub async fn post_events(
             message,
             field: Some(field),
         },
+        IngestFailure::SchemaViolation {
+            ref field,
+            ref topic,
+            ..
+        } => {
+            state.metrics.schema_violation(topic, SchemaMode::Enforce);
+            let message = e.to_string();
+            let IngestFailure::SchemaViolation { violations, .. } = e else {
+                unreachable!("matched above")
+            };
+            ApiError::SchemaViolation {
+                message,
+                field: field.clone(),
+                violations,
+            }
+        }
         IngestFailure::Conflict { .. } => ApiError::Conflict {
             code: "event_conflict",
             message: e.to_string(),
@@ -69,6 +86,7 @@ pub async fn post_events(
     })?;
     let created = answers.iter().filter(|a| !a.duplicate).count() as u64;
     state.metrics.events_accepted(EventSource::Api, created);
+    state.metrics.contracts(&answers);
     let status = if answers.iter().all(|a| a.duplicate) {
         StatusCode::OK
     } else {

@@ -11,14 +11,15 @@ use serde_saphyr::{Location, Spanned};
 use super::duration::parse_duration;
 use super::error::PolicyError;
 use super::interp::interpolate;
-use super::model::{RetryPolicy, SignatureMode, Webhook};
+use super::model::{PayloadFormat, RetryPolicy, SignatureMode, Webhook};
 use super::raw::{RawDefaults, RawRetry, RawWebhook, Str};
-use crate::domain::{Secret, TopicPattern, WebhookId};
+use crate::domain::{EventVersion, Secret, TopicPattern, WebhookId};
 use crate::signing::ed25519::{PUBLIC_PREFIX, SIGNING_PREFIX};
 use crate::signing::{Ed25519Secret, StandardSecret};
 
 mod access;
 mod retention;
+mod schemas;
 mod sources;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,6 +77,9 @@ pub(crate) struct Compiler<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub base_dir: &'a Path,
     pub errors: Vec<PolicyError>,
+    /// Files the policy includes by name (schemas) and their bytes, for
+    /// the policy's fingerprint.
+    pub included: Vec<(String, Vec<u8>)>,
 }
 
 fn at(loc: Location) -> (u64, u64) {
@@ -378,6 +382,27 @@ impl Compiler<'_> {
             }
         });
         let headers = self.headers(&w.headers, &format!("{path}.headers"), loc);
+        let min_version = w.min_version.as_ref().and_then(|m| {
+            let text = self.string(m, &format!("{path}.min_version"))?;
+            EventVersion::parse(&text)
+                .map_err(|e| self.error(format!("{path}.min_version"), m.referenced, e))
+                .ok()
+        });
+        let payload_format = match &w.payload_format {
+            None => PayloadFormat::Aion,
+            Some(f) => match self.string(f, &format!("{path}.payload_format")).as_deref() {
+                Some("aion") | None => PayloadFormat::Aion,
+                Some("standard") => PayloadFormat::Standard,
+                Some(other) => {
+                    self.error(
+                        format!("{path}.payload_format"),
+                        f.referenced,
+                        format!("unknown payload format {other:?}; expected aion or standard"),
+                    );
+                    PayloadFormat::Aion
+                }
+            },
+        };
         let signature = match &w.signature {
             None => SignatureMode::Aion,
             Some(s) => {
@@ -431,6 +456,8 @@ impl Compiler<'_> {
             max_in_flight,
             rate_limit,
             ordered,
+            min_version,
+            payload_format,
         })
     }
 

@@ -13,6 +13,7 @@ mod interp;
 mod model;
 mod raw;
 pub mod router;
+pub mod schemas;
 pub mod sources;
 mod yaml_path;
 
@@ -24,8 +25,8 @@ use sha2::{Digest, Sha256};
 pub use duration::parse_duration;
 pub use error::{PolicyError, PolicyErrors};
 pub use model::{
-    ApiKey, AuthPolicy, InboundPolicy, JwtConfig, JwtKey, NetworkPolicy, RetentionPolicy,
-    RetryPolicy, SignatureMode, Webhook,
+    ApiKey, AuthPolicy, InboundPolicy, JwtConfig, JwtKey, NetworkPolicy, PayloadFormat,
+    RetentionPolicy, RetryPolicy, SignatureMode, Webhook,
 };
 use router::{Router, RouterBuilder};
 
@@ -55,7 +56,27 @@ pub struct PolicySet {
     network: NetworkPolicy,
     retention: RetentionPolicy,
     sources: Vec<sources::Source>,
+    schemas: schemas::Schemas,
     sha256: String,
+    /// The file and every file it includes (schemas): what a reload compares.
+    fingerprint: String,
+}
+
+/// The policy's own sha256 when it includes no file, else a digest over the
+/// text and each included file's name and bytes.
+fn fingerprint(text: &str, included: &[(String, Vec<u8>)]) -> String {
+    let mut digest = Sha256::new();
+    digest.update(text.as_bytes());
+    if included.is_empty() {
+        return hex::encode(digest.finalize());
+    }
+    for (name, bytes) in included {
+        digest.update((name.len() as u64).to_le_bytes());
+        digest.update(name.as_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    }
+    hex::encode(digest.finalize())
 }
 
 impl PolicySet {
@@ -124,6 +145,7 @@ impl PolicySet {
             env,
             base_dir,
             errors: Vec::new(),
+            included: Vec::new(),
         };
         if raw.version.value != 1 {
             c.error(
@@ -139,6 +161,7 @@ impl PolicySet {
         let network = c.network(&raw.network);
         let retention = c.retention(&raw.retention);
         let sources = c.sources(&raw.sources);
+        let schemas = c.schemas(&raw.schemas);
         if !c.errors.is_empty() {
             c.errors.sort_by_key(|e| (e.line, e.column));
             return Err(PolicyErrors {
@@ -166,7 +189,9 @@ impl PolicySet {
             network,
             retention,
             sources,
+            schemas,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
+            fingerprint: fingerprint(text, &c.included),
         })
     }
 
@@ -195,6 +220,11 @@ impl PolicySet {
         &self.network
     }
 
+    /// The `schemas:` entries, compiled.
+    pub fn schemas(&self) -> &schemas::Schemas {
+        &self.schemas
+    }
+
     pub fn retention(&self) -> RetentionPolicy {
         self.retention
     }
@@ -207,6 +237,12 @@ impl PolicySet {
     /// Lowercase hex SHA-256 of the policy text, to tell versions apart.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// A digest of the policy text and the files it includes (schemas): a
+    /// reload with the same text but an edited schema file applies.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The webhooks an event of `topic` and `tenant` goes to, each once, in

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use url::Url;
 
-use crate::domain::{Secret, TopicPattern, WebhookId};
+use crate::domain::{EventVersion, Secret, TopicPattern, WebhookId};
 use crate::signing::{Ed25519Secret, StandardSecret};
 
 /// How long and how often a delivery is retried (contract §3).
@@ -95,9 +95,32 @@ pub struct Webhook {
     /// `ordering: key`: deliveries of events with the same `key` go out one
     /// at a time, in acceptance order (see `store::DeliveryState`).
     pub ordered: bool,
+    /// `min_version:` events below this version are not delivered here (an
+    /// event without `event_version` counts as version 1).
+    pub min_version: Option<EventVersion>,
+    /// The body's shape: today's envelope or the Standard Webhooks one.
+    pub payload_format: PayloadFormat,
+}
+
+/// `payload_format:` — the shape of a webhook's delivery body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadFormat {
+    /// Contract §3: `{"id","topic","occurred_at",…,"payload"}`.
+    #[default]
+    Aion,
+    /// Standard Webhooks: `{"type","timestamp","data"}`, the id in `webhook-id`.
+    Standard,
 }
 
 impl Webhook {
+    /// Whether an event of `version` reaches this webhook (`min_version`).
+    pub fn accepts_version(&self, version: Option<&EventVersion>) -> bool {
+        match (&self.min_version, version) {
+            (None, _) => true,
+            (Some(min), Some(v)) => v >= min,
+            (Some(min), None) => EventVersion::parse("1").is_ok_and(|one| &one >= min),
+        }
+    }
     /// Whether an event of `tenant` may go to this webhook. A tenant filter
     /// admits the listed tenants; an event with no tenant only when the
     /// webhook says `include_untenanted: true`.

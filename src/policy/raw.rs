@@ -28,6 +28,18 @@ pub(crate) struct RawPolicy {
     pub retention: Option<RawRetention>,
     #[serde(default)]
     pub sources: Vec<Spanned<RawSource>>,
+    #[serde(default)]
+    pub schemas: Vec<Spanned<RawSchema>>,
+}
+
+/// One `schemas:` entry (issue 16).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchema {
+    pub topic: Str,
+    pub file: Option<Str>,
+    pub versions: Option<Spanned<BTreeMap<String, Str>>>,
+    pub mode: Option<Str>,
 }
 
 /// One event-bus source (contract §9). Kafka and NATS fields share one
@@ -128,6 +140,8 @@ pub(crate) struct RawWebhook {
     pub tenants: Option<Spanned<Vec<Str>>>,
     pub include_untenanted: Option<bool>,
     pub enabled: Option<bool>,
+    pub min_version: Option<Str>,
+    pub payload_format: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

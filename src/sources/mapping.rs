@@ -75,6 +75,7 @@ fn reason(e: &IngestFailure) -> String {
         {
             format!("{field}: {message}")
         }
+        IngestFailure::SchemaViolation { field, .. } => format!("{field}: schema_violation: {e}"),
         other => other.to_string(),
     }
 }

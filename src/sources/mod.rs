@@ -331,6 +331,7 @@ impl Pipeline {
             .consumed
             .fetch_add(msgs.len() as u64, Ordering::Relaxed);
         self.metrics.events_accepted(EventSource::Bus, created);
+        self.metrics.contracts(&answers);
         self.metrics
             .source_messages(&source.id, MessageOutcome::Created, created);
         self.metrics

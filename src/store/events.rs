@@ -22,8 +22,25 @@ pub struct NewEvent {
     pub source: Option<String>,
     pub key: Option<String>,
     pub trace_id: Option<String>,
+    pub meta: EventMeta,
     /// The webhooks that get one delivery each.
     pub webhooks: Vec<Recipient>,
+    /// Not stored: the webhooks whose topics matched but whose
+    /// `min_version` the event is below, for the metrics.
+    pub below_min_version: Vec<String>,
+}
+
+/// What an event carries besides the contract §2 fields (issue 16), stored
+/// with it and never changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventMeta {
+    /// The envelope's `event_version`, as written (an integer or semver).
+    pub version: Option<String>,
+    /// The schema violations of an event accepted in `warn` mode: a JSON
+    /// array of `{"pointer", "keyword", "message"}`.
+    pub schema_errors: Option<String>,
+    /// The W3C traceparent its delivery attempts are parented on.
+    pub traceparent: Option<String>,
 }
 
 /// A webhook an event is routed to.
@@ -131,6 +148,7 @@ pub struct StoredEvent {
     pub source: Option<String>,
     pub key: Option<String>,
     pub trace_id: Option<String>,
+    pub meta: EventMeta,
 }
 
 /// Whether each pair of payload texts is the same JSON value, off the async
@@ -197,6 +215,7 @@ impl Written {
                     topic: event.topic.clone(),
                     body: event.body.clone(),
                     trace_id: event.trace_id.clone(),
+                    traceparent: event.meta.traceparent.clone(),
                     in_line: false,
                 }),
                 _ => written.queued = true,

@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 pub use endpoints::{EndpointState, EndpointStatus};
 pub use events::{
-    IngestError, InsertOutcome, Lease, NewEvent, Recipient, Stored, StoredEvent, same_payloads,
+    EventMeta, IngestError, InsertOutcome, Lease, NewEvent, Recipient, Stored, StoredEvent,
+    same_payloads,
 };
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,

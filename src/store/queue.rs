@@ -28,6 +28,8 @@ pub struct Claimed {
     pub topic: String,
     pub body: Vec<u8>,
     pub trace_id: Option<String>,
+    /// The event's stored traceparent: the parent of the attempt's span.
+    pub traceparent: Option<String>,
     /// The delivery is in a key's line (`ordering: key`).
     pub in_line: bool,
 }

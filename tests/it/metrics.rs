@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::support::*;
 
 /// Scrapes `/metrics` (no credentials) and parses it with `prometheus-parse`.
-async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
+pub(crate) async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
     let r = app
         .http
         .get(format!("{}/metrics", app.base))
@@ -28,7 +28,11 @@ async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text")
 }
 
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn value(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     scrape
         .samples
         .iter()

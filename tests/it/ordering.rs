@@ -31,6 +31,8 @@ fn event(id: &str, key: Option<&str>) -> NewEvent {
         source: None,
         key: key.map(str::to_owned),
         trace_id: None,
+        meta: Default::default(),
+        below_min_version: Vec::new(),
         webhooks: vec![Recipient {
             webhook_id: "h".into(),
             ordered: true,

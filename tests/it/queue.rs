@@ -33,6 +33,8 @@ async fn add_deliveries(store: &Store, prefix: &str, webhook: &str, n: usize) {
             source: None,
             key: None,
             trace_id: None,
+            meta: Default::default(),
+            below_min_version: Vec::new(),
             webhooks: vec![Recipient::unordered(webhook)],
         })
         .collect();

@@ -56,6 +56,8 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         secrets: vec![Secret::new("first-secret"), Secret::new("old-secret")],
         standard_secrets: vec![StandardSecret::parse(WHSEC).unwrap()],
         ed25519_keys: Vec::new(),
+        min_version: None,
+        payload_format: Default::default(),
         topics: Vec::new(),
         retry: RetryPolicy {
             initial_interval: Duration::from_secs(1),

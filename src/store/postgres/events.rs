@@ -10,7 +10,7 @@ use super::{Pg, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
 use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
 use crate::store::{
-    IngestError, InsertOutcome, NewEvent, Recipient, StoreError, Stored, StoredEvent,
+    EventMeta, IngestError, InsertOutcome, NewEvent, Recipient, StoreError, Stored, StoredEvent,
 };
 
 /// Inserts the events that are new, and the deliveries of exactly those,
@@ -40,10 +40,14 @@ pub(super) async fn insert_statement(
     }
     let inserted: Vec<String> = sqlx::query_scalar(&format!(
         "WITH ins AS (
-             INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered)
-             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id, undelivered
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[], $15::bool[])
-                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id, undelivered)
+             INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered,
+                                 version, schema_errors, traceparent)
+             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id, undelivered,
+                    version, schema_errors, traceparent
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[], $15::bool[],
+                         $20::text[], $21::text[], $22::text[])
+                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id, undelivered,
+                       version, schema_errors, traceparent)
              ON CONFLICT (id) DO NOTHING
              RETURNING id
          ), dl AS (
@@ -89,6 +93,9 @@ pub(super) async fn insert_statement(
     .bind(&dl.places)
     .bind(&dl.holders)
     .bind(&dl.lease_ms)
+    .bind(&cols.versions)
+    .bind(&cols.schema_errors)
+    .bind(&cols.traceparents)
     .fetch_all(&mut *conn)
     .await?;
     // The statement locked the lines it added to; now their heads.
@@ -202,7 +209,8 @@ impl Pg {
         id: &str,
     ) -> Result<Option<StoredEvent>, StoreError> {
         let row: Option<EventRow> = sqlx::query_as(
-            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id
+            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id,
+                    version, schema_errors, traceparent
              FROM events WHERE id = $1",
         )
         .bind(id)
@@ -218,6 +226,11 @@ impl Pg {
             source: r.source,
             key: r.key,
             trace_id: r.trace_id,
+            meta: EventMeta {
+                version: r.version,
+                schema_errors: r.schema_errors,
+                traceparent: r.traceparent,
+            },
         }))
     }
 }
@@ -233,6 +246,9 @@ struct EventRow {
     source: Option<String>,
     key: Option<String>,
     trace_id: Option<String>,
+    version: Option<String>,
+    schema_errors: Option<String>,
+    traceparent: Option<String>,
 }
 
 /// The deliveries' column arrays, in the events' row order.
@@ -281,6 +297,9 @@ struct EventColumns<'a> {
     keys: Vec<Option<&'a str>>,
     traces: Vec<Option<&'a str>>,
     undelivered: Vec<bool>,
+    versions: Vec<Option<&'a str>>,
+    schema_errors: Vec<Option<&'a str>>,
+    traceparents: Vec<Option<&'a str>>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -295,5 +314,8 @@ impl<'a> EventColumns<'a> {
         self.keys.push(e.key.as_deref());
         self.traces.push(e.trace_id.as_deref());
         self.undelivered.push(e.webhooks.is_empty());
+        self.versions.push(e.meta.version.as_deref());
+        self.schema_errors.push(e.meta.schema_errors.as_deref());
+        self.traceparents.push(e.meta.traceparent.as_deref());
     }
 }

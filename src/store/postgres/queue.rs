@@ -76,9 +76,9 @@ impl Pg {
                  WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
                  RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base, d.order_key IS NOT NULL AS in_line
              )
-             SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id, c.in_line
+             SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id, e.traceparent, c.in_line
              FROM claimed c
-             CROSS JOIN LATERAL (SELECT topic, body, trace_id FROM events WHERE events.id = c.event_id) AS e";
+             CROSS JOIN LATERAL (SELECT topic, body, trace_id, traceparent FROM events WHERE events.id = c.event_id) AS e";
         let rows: Vec<ClaimRow> = sqlx::query_as(sql)
             .bind(&ids)
             .bind(&rooms)
@@ -98,6 +98,7 @@ impl Pg {
                 topic: r.topic,
                 body: r.body,
                 trace_id: r.trace_id,
+                traceparent: r.traceparent,
                 in_line: r.in_line,
             })
             .collect())
@@ -441,5 +442,6 @@ struct ClaimRow {
     topic: String,
     body: Vec<u8>,
     trace_id: Option<String>,
+    traceparent: Option<String>,
     in_line: bool,
 }

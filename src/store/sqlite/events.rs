@@ -13,8 +13,9 @@ use crate::domain::DeliveryId;
 use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
 use crate::store::lines::Line;
 use crate::store::{
-    AuditListRow, AuditRow, CommandStored, IdempotencyRecord, IngestError, InsertOutcome,
-    NewCommand, NewEvent, SignatureRecord, StoreError, Stored, StoredEvent, storable,
+    AuditListRow, AuditRow, CommandStored, EventMeta, IdempotencyRecord, IngestError,
+    InsertOutcome, NewCommand, NewEvent, SignatureRecord, StoreError, Stored, StoredEvent,
+    storable,
 };
 
 /// Inserts the events of `events` that are new and the deliveries of
@@ -42,7 +43,7 @@ pub(super) async fn insert_rows(
     // connection's thread, so a group of events costs a few, not two each.
     for chunk in super::shaped(events, ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered) ",
+            "INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered, version, schema_errors, traceparent) ",
         );
         insert.push_values(chunk, |mut row, e| {
             row.push_bind(&e.id)
@@ -55,7 +56,10 @@ pub(super) async fn insert_rows(
                 .push_bind(e.source.as_deref())
                 .push_bind(e.key.as_deref())
                 .push_bind(e.trace_id.as_deref())
-                .push_bind(e.webhooks.is_empty());
+                .push_bind(e.webhooks.is_empty())
+                .push_bind(e.meta.version.as_deref())
+                .push_bind(e.meta.schema_errors.as_deref())
+                .push_bind(e.meta.traceparent.as_deref());
         });
         insert.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
         let new: Vec<String> = insert.build_query_scalar().fetch_all(&mut *conn).await?;
@@ -232,16 +236,33 @@ impl Lite {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
         );
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id
+            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id,
+                    version, schema_errors, traceparent
              FROM events WHERE id = ?1",
         )
         .bind(id)
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(
-            |(id, topic, payload, occurred, received, tenant_id, source, key, trace_id)| {
+            |(
+                id,
+                topic,
+                payload,
+                occurred,
+                received,
+                tenant_id,
+                source,
+                key,
+                trace_id,
+                version,
+                schema_errors,
+                traceparent,
+            )| {
                 StoredEvent {
                     id,
                     topic,
@@ -252,6 +273,11 @@ impl Lite {
                     source,
                     key,
                     trace_id,
+                    meta: EventMeta {
+                        version,
+                        schema_errors,
+                        traceparent,
+                    },
                 }
             },
         ))

@@ -74,7 +74,8 @@ impl Lite {
                     ") RETURNING id, event_id, webhook_id, attempts, replay_base, order_key IS NOT NULL AS in_line,
                        (SELECT topic FROM events WHERE events.id = event_id) AS topic,
                        (SELECT body FROM events WHERE events.id = event_id) AS body,
-                       (SELECT trace_id FROM events WHERE events.id = event_id) AS trace_id",
+                       (SELECT trace_id FROM events WHERE events.id = event_id) AS trace_id,
+                       (SELECT traceparent FROM events WHERE events.id = event_id) AS traceparent",
                 );
                 let rows: Vec<ClaimRow> = update.build_query_as().fetch_all(&mut *tx).await?;
                 claimed.extend(rows.into_iter().map(|r| Claimed {
@@ -86,6 +87,7 @@ impl Lite {
                     topic: r.topic,
                     body: r.body,
                     trace_id: r.trace_id,
+                    traceparent: r.traceparent,
                     in_line: r.in_line,
                 }));
             }
@@ -401,4 +403,5 @@ struct ClaimRow {
     topic: String,
     body: Vec<u8>,
     trace_id: Option<String>,
+    traceparent: Option<String>,
 }

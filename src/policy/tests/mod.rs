@@ -624,6 +624,8 @@ fn ordering_is_key_or_none_and_refuses_anything_else() {
     }
 }
 
+mod schemas;
+
 mod sources {
     use super::*;
     use crate::policy::sources::{MessageFormat, SaslMechanism, SourceKind, StartAt};
