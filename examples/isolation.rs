@@ -133,6 +133,7 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         watch_policy: false,
         ingest_writers: 2,
         run_sources: false,
+        otlp: None,
     };
     let engine = common::Engine::start(config, policy).await?;
     let base = engine.base.clone();

@@ -24,6 +24,7 @@ use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
 use crate::reload::{Reloader, Trigger};
 use crate::store::{Store, StoreKind};
+use crate::telemetry::Telemetry;
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -47,6 +48,8 @@ pub struct Config {
     pub ingest_writers: usize,
     /// Run the policy's event-bus sources in this process.
     pub run_sources: bool,
+    /// Export OpenTelemetry spans with OTLP/HTTP (`None` = tracing off).
+    pub otlp: Option<crate::telemetry::OtlpConfig>,
 }
 
 impl Config {
@@ -68,6 +71,7 @@ impl Config {
             watch_policy: true,
             ingest_writers: 2,
             run_sources: true,
+            otlp: crate::telemetry::OtlpConfig::from_env(|name| std::env::var(name).ok()),
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
             std::env::var(name)
@@ -185,6 +189,10 @@ impl App {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
+        let telemetry = match &config.otlp {
+            Some(otlp) => Telemetry::start(otlp).map_err(|e| anyhow::anyhow!(e))?,
+            None => Telemetry::off(),
+        };
         let reloader = Arc::new(Reloader::new(
             config.policy_path.clone(),
             policy.clone(),
@@ -198,6 +206,7 @@ impl App {
                 sender,
                 metrics.clone(),
                 config.worker.clone(),
+                telemetry.clone(),
             )
         });
         let dispatcher = worker.as_ref().map(worker::Worker::dispatcher);
@@ -210,6 +219,7 @@ impl App {
             depth_cache: Arc::default(),
             ingestor: Ingestor::start(store.clone(), config.ingest_writers, dispatcher),
             sources: crate::sources::Registry::default(),
+            telemetry,
         };
         Ok(Self {
             listener,
@@ -283,6 +293,7 @@ impl App {
                 policy: self.state.policy.clone(),
                 metrics: self.state.metrics.clone(),
                 max_event_bytes: self.state.limits.max_event_bytes,
+                telemetry: self.state.telemetry.clone(),
             };
             let supervisor = crate::sources::Supervisor::new(pipeline, self.state.sources.clone());
             sources = Some(tokio::spawn(supervisor.run(cancel.clone())));
@@ -315,6 +326,7 @@ impl App {
             max_connections = limits.max_connections,
             "serving"
         );
+        let telemetry = self.state.telemetry.clone();
         let app = crate::http::router(self.state);
         crate::http::serve::serve(
             self.listener,
@@ -331,6 +343,7 @@ impl App {
         if let Some(w) = worker {
             w.await.context("delivery worker panicked")?;
         }
+        telemetry.shutdown(Duration::from_secs(5)).await;
         // The pool is left open: it may be shared (tests run two engines on
         // one), and process exit closes its connections.
         tracing::info!("stopped");

@@ -22,3 +22,4 @@ pub mod retention;
 pub mod signing;
 pub mod sources;
 pub mod store;
+pub mod telemetry;

@@ -30,6 +30,9 @@ use crate::policy::{PayloadFormat, PolicySet};
 use crate::store::{
     AttemptRecord, Claimed, Completion, DeliveryState, Lease, Store, Wakeups, WebhookSlot,
 };
+use crate::telemetry::Telemetry;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::SpanKind;
 
 mod control;
 
@@ -92,6 +95,8 @@ impl Default for WorkerConfig {
 
 /// Shared between the claim loop, the send tasks and the [`Dispatcher`].
 struct Shared {
+    /// OpenTelemetry: one span per attempt (a no-op when tracing is off).
+    telemetry: Telemetry,
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
     sender: Sender,
@@ -134,9 +139,11 @@ impl Worker {
         sender: Sender,
         metrics: Arc<Metrics>,
         cfg: WorkerConfig,
+        telemetry: Telemetry,
     ) -> Self {
         let (done, done_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            telemetry,
             global: Arc::new(Semaphore::new(cfg.max_in_flight as usize)),
             store,
             policy,
@@ -222,7 +229,7 @@ pub async fn run(
     cfg: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    Worker::new(store, policy, sender, metrics, cfg)
+    Worker::new(store, policy, sender, metrics, cfg, Telemetry::off())
         .run(shutdown)
         .await;
 }
@@ -492,6 +499,20 @@ async fn attempt(shared: &Shared, c: Claimed) {
             c.body
         }),
     };
+    // The attempt's span is a child of the event's ingest span (stored with
+    // the event), and its id goes out in `traceparent`.
+    let mut span = shared.telemetry.span(
+        "delivery attempt",
+        SpanKind::Client,
+        c.traceparent.as_deref().or(c.trace_id.as_deref()),
+        vec![
+            KeyValue::new("aion.webhook", c.webhook_id.clone()),
+            KeyValue::new("aion.delivery", delivery_id.clone()),
+            KeyValue::new("aion.event.id", c.event_id.clone()),
+            KeyValue::new("aion.attempt", i64::from(c.attempt)),
+        ],
+    );
+    let traceparent = span.traceparent();
     let report: AttemptReport = shared
         .sender
         .send(&Outbound {
@@ -500,11 +521,34 @@ async fn attempt(shared: &Shared, c: Claimed) {
             attempt: u32::try_from(c.attempt).unwrap_or(1),
             event_id: &c.event_id,
             topic: &c.topic,
-            trace_id: c.trace_id.as_deref(),
+            trace_id: traceparent
+                .as_deref()
+                .or(c.trace_id.as_deref())
+                .or(c.traceparent.as_deref()),
             body: Bytes::from(body),
             timestamp: now.timestamp(),
         })
         .await;
+    if let Some(status) = report.status {
+        span.set(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+    }
+    span.set(KeyValue::new(
+        "aion.duration_ms",
+        i64::try_from(report.duration.as_millis()).unwrap_or(i64::MAX),
+    ));
+    if let Some(kind) = report.error_kind {
+        span.set(KeyValue::new("error.type", kind.as_str()));
+        span.fail(
+            report
+                .error
+                .clone()
+                .unwrap_or_else(|| kind.as_str().to_owned()),
+        );
+    }
+    span.end();
     let budget_used = u32::try_from(c.attempt - c.replay_base).unwrap_or(1).max(1);
     let jitter = rand::rng().random_range(-1.0..=1.0);
     let decided_at = shared.cfg.now();

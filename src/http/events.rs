@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::extract::{authorize, json_body};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::ingest::{IngestFailure, ingest};
+use crate::ingest::{IngestFailure, Trace, ingest};
 use crate::metrics::EventSource;
 use crate::policy::schemas::SchemaMode;
 use crate::rbac::Action;
@@ -35,6 +35,10 @@ pub async fn post_events(
         &bytes,
         state.limits.max_event_bytes,
         chrono::Utc::now(),
+        Trace {
+            telemetry: &state.telemetry,
+            traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        },
     )
     .await
     .map_err(|e| match e {

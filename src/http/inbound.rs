@@ -20,6 +20,12 @@ pub async fn post_inbound(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let mut span = state.telemetry.span(
+        "inbound command",
+        opentelemetry::trace::SpanKind::Server,
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        Vec::new(),
+    );
     let result = async {
         let bytes = read_body(
             body,
@@ -44,6 +50,7 @@ pub async fn post_inbound(
         match handle(&state.store, &policy, &request, chrono::Utc::now()).await {
             Ok(answer) => {
                 state.metrics.count_inbound(answer.outcome);
+                span.set(opentelemetry::KeyValue::new("aion.inbound.outcome", answer.outcome.as_str()));
                 if answer.outcome == InboundOutcome::Accepted {
                     state.metrics.events_accepted(crate::metrics::EventSource::Inbound, 1);
                 }
@@ -53,6 +60,7 @@ pub async fn post_inbound(
             Err(e) => {
                 if let Some(outcome) = e.outcome() {
                     state.metrics.count_inbound(outcome);
+                    span.set(opentelemetry::KeyValue::new("aion.inbound.outcome", outcome.as_str()));
                     let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
                     if state.metrics.should_log(outcome, now_ms) {
                         tracing::warn!(reason = outcome.as_str(), peer = %peer.ip(), error = %e, "inbound request refused");
@@ -65,7 +73,17 @@ pub async fn post_inbound(
         }
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let status = response.status();
+    span.set(opentelemetry::KeyValue::new(
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    ));
+    if !status.is_success() {
+        span.fail(format!("answered {status}"));
+    }
+    span.end();
+    response
 }
 
 fn map_error(e: InboundError) -> ApiError {

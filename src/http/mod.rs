@@ -67,6 +67,8 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// The event-bus sources' status (empty without `sources:`).
     pub sources: crate::sources::Registry,
+    /// OpenTelemetry spans (a no-op when tracing is off).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 pub fn router(state: AppState) -> Router {

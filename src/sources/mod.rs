@@ -223,6 +223,7 @@ pub struct Pipeline {
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub metrics: Arc<Metrics>,
     pub max_event_bytes: usize,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// The task stopped while a batch was still unstored: do not commit it.
@@ -283,6 +284,15 @@ impl Pipeline {
                 }
             }
         }
+        // Bus messages carry no traceparent header here: each event's own
+        // `trace_id` parents its ingest span.
+        let spans = ingest::trace_events(
+            ingest::Trace {
+                telemetry: &self.telemetry,
+                traceparent: None,
+            },
+            &mut events,
+        );
         let mut delay = RETRY_FIRST;
         let answers = loop {
             if events.is_empty() {
@@ -310,6 +320,7 @@ impl Pipeline {
                 }
             }
         };
+        ingest::end_spans(spans, None);
         let mut delay = RETRY_FIRST;
         while let Err(e) = self.store.record_rejects(&rejects).await {
             self.pause(status, &e.to_string(), &mut delay, cancel)

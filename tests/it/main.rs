@@ -29,3 +29,4 @@ mod slow_clients;
 mod sources;
 mod support;
 mod throttling;
+mod tracing;

@@ -66,6 +66,7 @@ pub fn test_config() -> Config {
         watch_policy: false,
         ingest_writers: 2,
         run_sources: true,
+        otlp: None,
     }
 }
 
