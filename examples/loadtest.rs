@@ -21,6 +21,7 @@
 //! cargo run --release --example loadtest -- --scenario latency --rate 300 --seconds 30 --against main --repeat 5
 //! cargo run --release --example loadtest -- --scenario a --engine /path/to/aion-webhooks   # a given binary
 //! cargo run --release --example loadtest -- --scenario a --store sqlite   # the embedded store
+//! cargo run --release --example loadtest -- --scenario a --schema on   # 1 KiB orders checked against a JSON Schema (`off`: the same orders, no schema)
 //! ```
 //! The engine is this checkout's: the tool first runs `cargo build --release
 //! --bin aion-webhooks` here (`--engine PATH` runs a given binary instead).
@@ -80,6 +81,7 @@ const FLAGS: &[&str] = &[
     "--repeat",
     "--against",
     "--engine",
+    "--schema",
 ];
 const SWITCHES: &[&str] = &["--via-api"];
 
@@ -164,6 +166,9 @@ struct Tuning {
     backlog_via_api: bool,
     /// The engine keeps its queue in an SQLite file instead of PostgreSQL.
     sqlite: bool,
+    /// `--schema off|on`: events carry a realistic 1 KiB order payload, and
+    /// with `on` the policy checks it against a JSON Schema (issue 16).
+    schema: Option<bool>,
 }
 
 impl Tuning {
@@ -239,6 +244,12 @@ impl Args {
                 tuning.knobs.push((var, n.to_string()));
             }
         }
+        tuning.schema = match pick("--schema").as_deref() {
+            None => None,
+            Some("off") => Some(false),
+            Some("on") => Some(true),
+            Some(other) => anyhow::bail!("--schema {other:?}: off or on"),
+        };
         if let Some(n) = num("--ordered-keys")? {
             anyhow::ensure!(n > 0, "--ordered-keys needs at least 1 key");
             tuning.ordered_keys = Some(usize::try_from(n)?);
@@ -574,6 +585,7 @@ async fn run(
     let (rx_url, _receiver) = start_receiver(receipts.clone()).await?;
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, policy_yaml(&sc, tuning, &rx_url))?;
+    std::fs::write(dir.join("order.schema.json"), ORDER_SCHEMA)?;
     let spawn = |name: &str, workers: bool| {
         EngineProcess::spawn(
             bin,
@@ -653,6 +665,7 @@ async fn load(
     let accepted: Arc<Mutex<HashMap<String, (Instant, Instant)>>> = Arc::default();
     let per_client = sc.events / sc.clients;
     let ordered_keys = tuning.ordered_keys;
+    let order_payload = tuning.schema.is_some();
     let cpu_before = CpuMark::now(engine.pid());
     let started = Instant::now();
     // Dropping the set (on an error) aborts the other clients.
@@ -673,7 +686,12 @@ async fn load(
                     .iter()
                     .enumerate()
                     .map(|(i, id)| {
-                        let mut e = serde_json::json!({"id": id, "topic": "load.test.event", "payload": {"client": c, "n": id, "pad": "x".repeat(200)}});
+                        let payload = if order_payload {
+                            order(c, id)
+                        } else {
+                            serde_json::json!({"client": c, "n": id, "pad": "x".repeat(200)})
+                        };
+                        let mut e = serde_json::json!({"id": id, "topic": "load.test.event", "payload": payload});
                         if let Some(keys) = ordered_keys {
                             e["key"] = format!("k{}", ((sent + i) * sc.clients + c) % keys).into();
                         }
@@ -789,12 +807,52 @@ fn policy_yaml(sc: &Scenario, tuning: &Tuning, rx_url: &str) -> String {
             "  - id: sink-{i}\n    url: {rx_url}\n    secret: load-secret-{i}\n    topics: [\"load.**\"]\n    timeout: 5s\n    retry: {{ initial_interval: 100ms, max_interval: 1s, max_attempts: 20 }}\n{ordering}"
         ));
     }
+    if tuning.schema == Some(true) {
+        yaml.push_str("schemas:\n  - topic: load.test.event\n    file: order.schema.json\n");
+    }
     yaml.push_str(&format!(
         "auth:\n  api_keys:\n    - id: load\n      sha256: \"{}\"\n      roles: [publisher]\nnetwork:\n  allow_private_targets: [127.0.0.0/8]\n",
         hex::encode(sha2::Sha256::digest(KEY.as_bytes()))
     ));
     yaml
 }
+
+/// A realistic 1 KiB order event's payload (`--schema`).
+fn order(client: usize, id: &str) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = (0..8)
+        .map(|i| serde_json::json!({"sku": format!("SKU-{i:05}"), "name": format!("Item number {i} with a name"), "qty": i, "price": i as f64 * 3.0 + 0.99, "tags": ["a", "b", "c"]}))
+        .collect();
+    serde_json::json!({
+        "order_id": format!("ord-{client}-{id}"),
+        "customer": {"id": "cus-7", "email": "someone@example.com", "tier": "gold"},
+        "total": 1234.5,
+        "currency": "EUR",
+        "items": items,
+        "shipping": {"city": "Lyon", "zip": "69001", "express": true}
+    })
+}
+
+/// What `--schema on` checks every order against: required members, types
+/// and bounds of every item.
+const ORDER_SCHEMA: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["order_id", "customer", "total", "currency", "items"],
+  "properties": {
+    "order_id": {"type": "string", "pattern": "^ord-"},
+    "customer": {"type": "object", "required": ["id", "email"],
+                 "properties": {"id": {"type": "string"}, "email": {"type": "string", "maxLength": 254},
+                                "tier": {"enum": ["bronze", "silver", "gold"]}}},
+    "total": {"type": "number", "minimum": 0},
+    "currency": {"type": "string", "minLength": 3, "maxLength": 3},
+    "items": {"type": "array", "minItems": 1,
+              "items": {"type": "object", "required": ["sku", "qty", "price"], "additionalProperties": false,
+                        "properties": {"sku": {"type": "string"}, "name": {"type": "string"},
+                                       "qty": {"type": "integer", "minimum": 0}, "price": {"type": "number"},
+                                       "tags": {"type": "array", "items": {"type": "string"}}}}},
+    "shipping": {"type": "object"}
+  }
+}"#;
 
 /// Posts `n` events in batches of 1,000 from 4 clients.
 async fn post_backlog(base: &str, n: usize) -> anyhow::Result<()> {
