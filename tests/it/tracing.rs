@@ -130,6 +130,8 @@ both! {
             .await
             .expect("post");
         assert_eq!(response.status().as_u16(), 202);
+        // The scripted 500 goes to t-1's first attempt, not to t-2.
+        rx.wait_for_count(1).await;
         // An event naming only its `trace_id`, without the header.
         let other_trace = "0af7651916cd43dd8448eb211c80319c";
         let (status, _) = app
