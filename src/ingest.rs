@@ -4,22 +4,27 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::domain::reserved::claims_engine_source;
 use crate::domain::{ENGINE_SOURCE, EventId, EventVersion, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
-use crate::policy::schemas::{SchemaMode, Violation};
+use crate::policy::schemas::Violation;
 use crate::store::{EventMeta, IngestError, InsertOutcome, NewEvent, Recipient, StoreError};
-use crate::telemetry::{Telemetry, TraceSpan};
-use opentelemetry::KeyValue;
-use opentelemetry::trace::SpanKind;
 
+mod body;
 mod group;
+mod schema;
+mod trace;
 
+pub use body::standard_body;
 pub use group::Ingestor;
+pub use trace::{Trace, end_spans, trace_events};
+
+use body::{Envelope, render_body};
+use schema::{check_schema, schema_message};
 
 /// At most this many events in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -113,14 +118,6 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// Where an ingest call's trace comes from: the tracer, and the request's
-/// W3C `traceparent` header if it sent one.
-#[derive(Debug, Clone, Copy)]
-pub struct Trace<'a> {
-    pub telemetry: &'a Telemetry,
-    pub traceparent: Option<&'a str>,
-}
-
 /// Parses, validates, routes and stores the events in `body`.
 /// Returns the answers in request order and whether the body was a batch.
 pub async fn ingest(
@@ -136,69 +133,6 @@ pub async fn ingest(
     let stored = store_events(ingestor, events, now).await;
     end_spans(spans, stored.as_ref().err());
     Ok((stored?, batch))
-}
-
-/// Starts each event's `ingest` span, parented on the request's
-/// `traceparent`, else the event's `trace_id`, with a `fan-out` child
-/// naming its deliveries, and writes the ingest span's context into the
-/// event (`meta.traceparent`) so every attempt, whenever it runs, is its
-/// child. With tracing off, the producer's traceparent is kept instead, for
-/// the outbound `traceparent` header.
-pub fn trace_events(trace: Trace<'_>, events: &mut [NewEvent]) -> Vec<TraceSpan> {
-    let header = trace
-        .traceparent
-        .filter(|t| crate::telemetry::parse_parent(t).is_some());
-    if !trace.telemetry.enabled() {
-        for e in events.iter_mut() {
-            e.meta.traceparent = header.map(str::to_owned);
-        }
-        return Vec::new();
-    }
-    events
-        .iter_mut()
-        .map(|e| {
-            let parent = header.or(e.trace_id.as_deref());
-            let span = trace.telemetry.span(
-                "ingest",
-                SpanKind::Server,
-                parent,
-                vec![
-                    KeyValue::new("aion.event.id", e.id.clone()),
-                    KeyValue::new("aion.event.topic", e.topic.clone()),
-                ],
-            );
-            trace
-                .telemetry
-                .child(
-                    "fan-out",
-                    &span,
-                    vec![
-                        KeyValue::new("aion.deliveries", e.webhooks.len() as i64),
-                        KeyValue::new(
-                            "aion.webhooks",
-                            e.webhooks
-                                .iter()
-                                .map(|r| r.webhook_id.as_str())
-                                .collect::<Vec<_>>()
-                                .join(","),
-                        ),
-                    ],
-                )
-                .end();
-            e.meta.traceparent = span.traceparent().or_else(|| header.map(str::to_owned));
-            span
-        })
-        .collect()
-}
-
-/// Ends the ingest spans of [`trace_events`], failed if the store refused.
-pub fn end_spans(spans: Vec<TraceSpan>, error: Option<&IngestFailure>) {
-    for mut span in spans {
-        if let Some(e) = error {
-            span.fail(e.to_string());
-        }
-        span.end();
-    }
 }
 
 /// Stores validated events (from [`parse`] or a bus source) with their
@@ -518,61 +452,6 @@ fn build(
     })
 }
 
-/// Checks `payload` against its topic's schema, if the policy has one:
-/// `Err` in `enforce` mode, the violations as JSON text in `warn` mode.
-fn check_schema(
-    policy: &PolicySet,
-    topic: &Topic,
-    version: Option<&EventVersion>,
-    payload: &RawValue,
-    prefix: &str,
-) -> Result<Option<String>, IngestFailure> {
-    let Some(entry) = policy.schemas().for_topic(topic) else {
-        return Ok(None);
-    };
-    // serde_json's own nesting limit (128) bounds the validator's recursion.
-    let value: serde_json::Value =
-        serde_json::from_str(payload.get()).map_err(|e| IngestFailure::Invalid {
-            field: format!("{prefix}payload"),
-            message: format!(
-                "the payload cannot be checked against the schema of topic {topic}: {e}"
-            ),
-        })?;
-    match entry.check(version, &value) {
-        Ok(()) => Ok(None),
-        Err(failed) if failed.mode == SchemaMode::Enforce => Err(IngestFailure::SchemaViolation {
-            field: format!("{prefix}payload"),
-            topic: topic.to_string(),
-            file: failed.file,
-            violations: failed.violations,
-        }),
-        Err(failed) => Ok(Some(
-            serde_json::to_string(&failed.violations).unwrap_or_else(|_| "[]".into()),
-        )),
-    }
-}
-
-fn schema_message(topic: &str, file: &str, violations: &[Violation]) -> String {
-    let mut message = format!("the payload does not match the schema of topic {topic}");
-    if !file.is_empty() {
-        message.push_str(&format!(" ({file})"));
-    }
-    for (i, v) in violations.iter().enumerate() {
-        let at = if v.pointer.is_empty() {
-            "(root)"
-        } else {
-            &v.pointer
-        };
-        message.push_str(&format!(
-            "{} at {at}: {} [{}]",
-            if i == 0 { ":" } else { ";" },
-            v.message,
-            v.keyword
-        ));
-    }
-    message
-}
-
 /// An event the engine itself emits (command dispatch, audit), routed
 /// through the policy like any producer's event.
 pub fn internal_event(
@@ -643,119 +522,4 @@ fn recipients(
         })
         .collect();
     (to, below)
-}
-
-/// The fields of the delivery body besides the payload.
-struct Envelope<'a> {
-    id: &'a str,
-    topic: &'a str,
-    occurred_at: DateTime<Utc>,
-    version: Option<&'a EventVersion>,
-    tenant_id: &'a Option<String>,
-    source: &'a Option<String>,
-    key: &'a Option<String>,
-    trace_id: &'a Option<String>,
-}
-
-/// The delivery body (contract §3); absent optional fields are omitted and
-/// the payload is embedded byte for byte as the producer sent it.
-fn render_body(e: Envelope<'_>, payload: &RawValue) -> Vec<u8> {
-    let s = |v: &str| serde_json::Value::from(v).to_string();
-    let mut out = String::with_capacity(payload.get().len() + 256);
-    out.push_str(&format!(
-        "{{\"id\":{},\"topic\":{},\"occurred_at\":{}",
-        s(e.id),
-        s(e.topic),
-        s(&e.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-    ));
-    if let Some(v) = e.version {
-        out.push_str(&format!(",\"version\":{}", v.json()));
-    }
-    for (name, value) in [
-        ("tenant_id", e.tenant_id),
-        ("source", e.source),
-        ("key", e.key),
-        ("trace_id", e.trace_id),
-    ] {
-        if let Some(v) = value {
-            out.push_str(&format!(",\"{name}\":{}", s(v)));
-        }
-    }
-    out.push_str(",\"payload\":");
-    out.push_str(payload.get());
-    out.push('}');
-    out.into_bytes()
-}
-
-/// The Standard Webhooks body (`payload_format: standard`) of a stored
-/// contract §3 body: `{"type","timestamp","data"}`, the payload embedded
-/// byte for byte. A pure function of the stored bytes, so every attempt and
-/// replay sends the same bytes.
-pub fn standard_body(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    #[derive(Deserialize)]
-    struct Stored<'a> {
-        topic: String,
-        occurred_at: String,
-        #[serde(borrow)]
-        payload: &'a RawValue,
-    }
-    let stored: Stored<'_> = serde_json::from_slice(body)?;
-    let s = |v: &str| serde_json::Value::from(v).to_string();
-    let mut out = String::with_capacity(body.len());
-    out.push_str(&format!(
-        "{{\"type\":{},\"timestamp\":{},\"data\":",
-        s(&stored.topic),
-        s(&stored.occurred_at)
-    ));
-    out.push_str(stored.payload.get());
-    out.push('}');
-    Ok(out.into_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn body_embeds_the_payload_bytes_exactly_and_omits_absent_fields() {
-        let payload: &RawValue = serde_json::from_str(r#"{ "b" : 1.50, "a":[ ] }"#).expect("raw");
-        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.5Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let tenant = Some("t1".to_owned());
-        let envelope = |version| Envelope {
-            id: "e1",
-            topic: "a.b",
-            occurred_at: at,
-            version,
-            tenant_id: &tenant,
-            source: &None,
-            key: &None,
-            trace_id: &None,
-        };
-        let body = render_body(envelope(None), payload);
-        assert_eq!(
-            String::from_utf8(body).expect("utf8"),
-            r#"{"id":"e1","topic":"a.b","occurred_at":"2026-01-02T03:04:05.500Z","tenant_id":"t1","payload":{ "b" : 1.50, "a":[ ] }}"#
-        );
-        let standard = standard_body(&render_body(envelope(None), payload)).expect("standard");
-        assert_eq!(
-            String::from_utf8(standard).expect("utf8"),
-            r#"{"type":"a.b","timestamp":"2026-01-02T03:04:05.500Z","data":{ "b" : 1.50, "a":[ ] }}"#
-        );
-        let deep = format!("{}{}", "[".repeat(50_000), "]".repeat(50_000));
-        let deep: &RawValue = serde_json::from_str(&deep).expect("a deep payload is a raw value");
-        let standard = standard_body(&render_body(envelope(None), deep)).expect("deep payload");
-        assert_eq!(
-            standard.len(),
-            100_000 + r#"{"type":"a.b","timestamp":"2026-01-02T03:04:05.500Z","data":}"#.len()
-        );
-        let v2 = EventVersion::parse("2.1").expect("version");
-        let body = render_body(envelope(Some(&v2)), payload);
-        assert!(
-            String::from_utf8(body).expect("utf8").contains(
-                r#""occurred_at":"2026-01-02T03:04:05.500Z","version":"2.1","tenant_id""#
-            )
-        );
-    }
 }
