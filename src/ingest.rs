@@ -12,7 +12,9 @@ use crate::domain::reserved::claims_engine_source;
 use crate::domain::{ENGINE_SOURCE, EventId, EventVersion, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
 use crate::policy::schemas::Violation;
-use crate::store::{EventMeta, IngestError, InsertOutcome, NewEvent, Recipient, StoreError};
+use crate::store::{
+    EventMeta, EventNotes, IngestError, InsertOutcome, NewEvent, Recipient, StoreError,
+};
 
 mod body;
 mod group;
@@ -47,11 +49,12 @@ pub enum IngestFailure {
     #[error("event {id:?} already exists with a different topic or payload")]
     Conflict { id: String },
     /// The payload fails its topic's schema (`mode: enforce`).
-    #[error("{}", schema_message(topic, file, violations))]
+    #[error("{}", schema_message(topic, violations))]
     SchemaViolation {
         field: String,
         topic: String,
-        file: String,
+        /// The schema entry's topic pattern (the metrics label).
+        pattern: String,
         violations: Vec<Violation>,
     },
     #[error(transparent)]
@@ -86,12 +89,9 @@ pub struct Accepted {
     pub deliveries: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
-    /// For the metrics, not the answer: webhooks left out by `min_version`.
+    /// For the metrics, not the answer.
     #[serde(skip)]
-    pub below_min_version: Vec<String>,
-    /// For the metrics: accepted with `schema_errors` (`mode: warn`).
-    #[serde(skip)]
-    pub schema_warned: bool,
+    pub notes: EventNotes,
 }
 
 /// One event as producers send it; aliases keep existing producers working.
@@ -190,8 +190,7 @@ pub async fn store_events(
             topic: e.topic.clone(),
             deliveries: e.webhooks.len(),
             duplicate: true,
-            below_min_version: e.below_min_version.clone(),
-            schema_warned: e.meta.schema_errors.is_some(),
+            notes: e.notes.clone(),
         })
         .collect();
     let mut unique: Vec<NewEvent> = events
@@ -416,7 +415,7 @@ fn build(
         }
         _ => None,
     };
-    let schema_errors = check_schema(policy, &topic, version.as_ref(), payload, prefix)?;
+    let warned = check_schema(policy, &topic, version.as_ref(), payload, prefix)?;
     let (webhooks, below_min_version) =
         recipients(policy, &topic, w.tenant_id.as_deref(), version.as_ref());
     let body = render_body(
@@ -444,11 +443,14 @@ fn build(
         trace_id: w.trace_id,
         meta: EventMeta {
             version: version.map(|v| v.json().to_owned()),
-            schema_errors,
+            schema_errors: warned.as_ref().map(|w| w.errors.clone()),
             traceparent: None,
         },
         webhooks,
-        below_min_version,
+        notes: EventNotes {
+            below_min_version,
+            schema_warned: warned.map(|w| w.pattern),
+        },
     })
 }
 
@@ -492,7 +494,10 @@ pub fn internal_event(
         trace_id: None,
         meta: EventMeta::default(),
         webhooks,
-        below_min_version,
+        notes: EventNotes {
+            below_min_version,
+            schema_warned: None,
+        },
     }
 }
 

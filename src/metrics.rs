@@ -421,7 +421,7 @@ impl Default for Metrics {
         );
         registry.register(
             "schema_violations",
-            "Events whose payload failed their topic's JSON Schema, by topic and mode (enforce: refused; warn: accepted and marked)",
+            "Events whose payload failed their topic's JSON Schema, by the schema entry's topic pattern and mode (enforce: refused; warn: accepted and marked)",
             m.schema_violations.clone(),
         );
         registry.register(
@@ -479,11 +479,13 @@ impl Metrics {
         self.events.get_or_create(&SourceLabel { source }).inc_by(n);
     }
 
-    /// An event of `topic` failed its schema in `mode`.
-    pub fn schema_violation(&self, topic: &str, mode: SchemaMode) {
+    /// An event failed the schema of entry `pattern` (the entry's topic
+    /// pattern: bounded by the policy, whatever topics producers send) in
+    /// `mode`.
+    pub fn schema_violation(&self, pattern: &str, mode: SchemaMode) {
         self.schema_violations
             .get_or_create(&SchemaLabel {
-                topic: topic.to_owned(),
+                topic: pattern.to_owned(),
                 mode: mode.as_str(),
             })
             .inc();
@@ -493,10 +495,10 @@ impl Metrics {
     /// schema violations, and webhooks left out by `min_version`.
     pub fn contracts(&self, answers: &[Accepted]) {
         for a in answers.iter().filter(|a| !a.duplicate) {
-            if a.schema_warned {
-                self.schema_violation(&a.topic, SchemaMode::Warn);
+            if let Some(pattern) = &a.notes.schema_warned {
+                self.schema_violation(pattern, SchemaMode::Warn);
             }
-            for webhook in &a.below_min_version {
+            for webhook in &a.notes.below_min_version {
                 self.below_min_version
                     .get_or_create(&WebhookLabel {
                         webhook: webhook.clone(),

@@ -186,6 +186,10 @@ impl Reloader {
         let mut extra = serde_json::Map::new();
         extra.insert("old_sha256".into(), json!(old.sha256()));
         extra.insert("diff".into(), json!(diff));
+        // A reload that changed only schema files keeps the file's sha256:
+        // the fingerprints (policy text and schema files) tell it apart.
+        extra.insert("old_fingerprint".into(), json!(old.fingerprint()));
+        extra.insert("fingerprint".into(), json!(new.fingerprint()));
         let event = entry.event_with(&new, extra);
         if let Err(e) = self.store.record_audit(&entry.row(), &event, now).await {
             tracing::error!(error = %e, "the policy was reloaded but its audit record could not be written");
@@ -269,6 +273,10 @@ fn fingerprint(w: &Webhook) -> [u8; 32] {
     for s in &w.secrets {
         field(s.expose().as_bytes());
     }
+    for k in &w.ed25519_keys {
+        field(k.expose().as_bytes());
+    }
+    field(format!("{:?}/{:?}", w.min_version, w.payload_format).as_bytes());
     for t in &w.topics {
         field(t.as_str().as_bytes());
     }
@@ -327,5 +335,26 @@ mod tests {
             }
         );
         assert_eq!(diff(&new, &new), Diff::default());
+    }
+
+    #[test]
+    fn an_ed25519_rotation_min_version_and_payload_format_are_changes() {
+        let with = |extra: &str| {
+            parse(&format!(
+                "  - id: h\n    url: https://h.example.com\n    topics: [x]\n    signature: standard\n{extra}"
+            ))
+        };
+        let base = with("    secrets: [\"whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\"]\n");
+        let rotated =
+            with("    secrets: [\"whsk_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\"]\n");
+        let versioned = with(
+            "    secrets: [\"whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\"]\n    min_version: 2\n",
+        );
+        let reshaped = with(
+            "    secrets: [\"whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=\"]\n    payload_format: standard\n",
+        );
+        for other in [&rotated, &versioned, &reshaped] {
+            assert_eq!(diff(&base, other).changed, vec!["h".to_owned()]);
+        }
     }
 }

@@ -521,10 +521,13 @@ async fn attempt(shared: &Shared, c: Claimed) {
             attempt: u32::try_from(c.attempt).unwrap_or(1),
             event_id: &c.event_id,
             topic: &c.topic,
-            trace_id: traceparent
-                .as_deref()
-                .or(c.trace_id.as_deref())
-                .or(c.traceparent.as_deref()),
+            // Tracing off: the first of the event's trace ids that is one.
+            trace_id: traceparent.as_deref().or_else(|| {
+                [c.trace_id.as_deref(), c.traceparent.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|t| crate::telemetry::parse_parent(t).is_some())
+            }),
             body: Bytes::from(body),
             timestamp: now.timestamp(),
         })

@@ -68,10 +68,10 @@ pub async fn post_events(
         },
         IngestFailure::SchemaViolation {
             ref field,
-            ref topic,
+            ref pattern,
             ..
         } => {
-            state.metrics.schema_violation(topic, SchemaMode::Enforce);
+            state.metrics.schema_violation(pattern, SchemaMode::Enforce);
             let message = e.to_string();
             let IngestFailure::SchemaViolation { violations, .. } = e else {
                 unreachable!("matched above")

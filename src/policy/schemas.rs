@@ -88,8 +88,6 @@ pub struct Violation {
 #[derive(Debug, Clone)]
 pub struct Failed {
     pub mode: SchemaMode,
-    /// The schema file that refused it.
-    pub file: String,
     pub violations: Vec<Violation>,
 }
 
@@ -110,7 +108,6 @@ impl SchemaEntry {
                         let known: Vec<String> = map.keys().map(u64::to_string).collect();
                         return Err(Failed {
                             mode: self.mode,
-                            file: String::new(),
                             violations: vec![Violation {
                                 pointer: String::new(),
                                 keyword: "event_version".into(),
@@ -140,7 +137,6 @@ impl SchemaEntry {
         } else {
             Err(Failed {
                 mode: self.mode,
-                file: schema.file.clone(),
                 violations,
             })
         }

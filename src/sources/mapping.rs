@@ -28,6 +28,37 @@ pub struct Message {
     pub kafka: Option<(String, i32, i64)>,
 }
 
+/// Why a message is no event: the line recorded in `source_rejects`, and
+/// the schema entry's topic pattern when its payload failed a schema (for
+/// the metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub reason: String,
+    pub schema: Option<String>,
+}
+
+impl From<String> for Refused {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            schema: None,
+        }
+    }
+}
+
+impl std::ops::Deref for Refused {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// The event `msg` stands for, routed through `policy`; or why there is none.
 pub fn event_of(
     source: &Source,
@@ -35,15 +66,15 @@ pub fn event_of(
     policy: &PolicySet,
     max_event_bytes: usize,
     now: DateTime<Utc>,
-) -> Result<NewEvent, String> {
+) -> Result<NewEvent, Refused> {
     if msg.value.len() > max_event_bytes {
-        return Err(format!(
+        return Err(Refused::from(format!(
             "the message is {} bytes; the event limit is {max_event_bytes}",
             msg.value.len()
-        ));
+        )));
     }
-    let raw: &RawValue =
-        serde_json::from_slice(&msg.value).map_err(|e| format!("the message is not JSON: {e}"))?;
+    let raw: &RawValue = serde_json::from_slice(&msg.value)
+        .map_err(|e| Refused::from(format!("the message is not JSON: {e}")))?;
     let origin = Origin {
         default_id: Some(msg.msg_id.as_deref().unwrap_or(&msg.position)),
         default_source: Some(&source.id),
@@ -56,13 +87,19 @@ pub fn event_of(
                 None => None,
                 Some(k) => Some(
                     String::from_utf8(k.clone())
-                        .map_err(|_| "the message key is not UTF-8".to_owned())?,
+                        .map_err(|_| Refused::from("the message key is not UTF-8".to_owned()))?,
                 ),
             };
             ingest::raw_event(raw, &msg.topic, key, policy, max_event_bytes, now, origin)
         }
     };
-    made.map_err(|e| reason(&e))
+    made.map_err(|e| Refused {
+        reason: reason(&e),
+        schema: match e {
+            IngestFailure::SchemaViolation { pattern, .. } => Some(pattern),
+            _ => None,
+        },
+    })
 }
 
 /// An ingest refusal as one line for `source_rejects`.

@@ -256,13 +256,19 @@ impl Pipeline {
                     events.push(e);
                     owners.push(i);
                 }
-                Err(reason) => rejects.push(NewReject::new(
-                    &source.id,
-                    m.position.clone(),
-                    reason,
-                    &m.value,
-                    now,
-                )),
+                Err(refused) => {
+                    if let Some(pattern) = &refused.schema {
+                        self.metrics
+                            .schema_violation(pattern, crate::policy::schemas::SchemaMode::Enforce);
+                    }
+                    rejects.push(NewReject::new(
+                        &source.id,
+                        m.position.clone(),
+                        refused.reason,
+                        &m.value,
+                        now,
+                    ));
+                }
             }
         }
         // A later message with an earlier one's id but another topic or

@@ -25,9 +25,18 @@ pub struct NewEvent {
     pub meta: EventMeta,
     /// The webhooks that get one delivery each.
     pub webhooks: Vec<Recipient>,
-    /// Not stored: the webhooks whose topics matched but whose
-    /// `min_version` the event is below, for the metrics.
+    /// Not stored: what the metrics count of this event.
+    pub notes: EventNotes,
+}
+
+/// What ingest noticed about an event for the metrics; never stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventNotes {
+    /// The webhooks whose topics matched but whose `min_version` the event
+    /// is below.
     pub below_min_version: Vec<String>,
+    /// The topic pattern of the schema entry it violated in `warn` mode.
+    pub schema_warned: Option<String>,
 }
 
 /// What an event carries besides the contract §2 fields (issue 16), stored

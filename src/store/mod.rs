@@ -28,8 +28,8 @@ use uuid::Uuid;
 
 pub use endpoints::{EndpointState, EndpointStatus};
 pub use events::{
-    EventMeta, IngestError, InsertOutcome, Lease, NewEvent, Recipient, Stored, StoredEvent,
-    same_payloads,
+    EventMeta, EventNotes, IngestError, InsertOutcome, Lease, NewEvent, Recipient, Stored,
+    StoredEvent, same_payloads,
 };
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,

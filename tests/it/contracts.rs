@@ -237,7 +237,7 @@ both! {
         assert!(event.get("schema_errors").is_none(), "a valid event is not marked: {event}");
         let scrape = crate::metrics::scrape(&app).await;
         assert_eq!(
-            crate::metrics::value(&scrape, "aion_webhooks_schema_violations_total", &[("topic", "a.decisions"), ("mode", "warn")]),
+            crate::metrics::value(&scrape, "aion_webhooks_schema_violations_total", &[("topic", "a.*"), ("mode", "warn")]),
             Some(1.0)
         );
         app.stop().await;
@@ -429,6 +429,12 @@ both! {
         let (_, body) = app.get("/v1/sources/bus/rejects").await;
         let reason = body["data"][0]["reason"].as_str().unwrap_or_default().to_owned();
         assert!(reason.contains("schema_violation") && reason.contains("/latency_ms"), "{reason}");
+        let scrape = crate::metrics::scrape(&app).await;
+        assert_eq!(
+            crate::metrics::value(&scrape, "aion_webhooks_schema_violations_total", &[("topic", topic.as_str()), ("mode", "enforce")]),
+            Some(1.0),
+            "labelled with the schema entry's pattern"
+        );
         app.stop().await;
         stream.delete().await;
     }

@@ -32,7 +32,7 @@ fn event(id: &str, key: Option<&str>) -> NewEvent {
         key: key.map(str::to_owned),
         trace_id: None,
         meta: Default::default(),
-        below_min_version: Vec::new(),
+        notes: Default::default(),
         webhooks: vec![Recipient {
             webhook_id: "h".into(),
             ordered: true,

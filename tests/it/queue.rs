@@ -34,7 +34,7 @@ async fn add_deliveries(store: &Store, prefix: &str, webhook: &str, n: usize) {
             key: None,
             trace_id: None,
             meta: Default::default(),
-            below_min_version: Vec::new(),
+            notes: Default::default(),
             webhooks: vec![Recipient::unordered(webhook)],
         })
         .collect();

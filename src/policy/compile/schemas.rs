@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_saphyr::{Location, Spanned};
 
@@ -175,12 +176,31 @@ impl Compiler<'_> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let base = std::fs::canonicalize(&full).unwrap_or(full.clone());
+        let base = match url::Url::from_file_path(&base) {
+            Ok(url) => url,
+            Err(()) => return fail(self, format!("{} is not an absolute path", base.display())),
+        };
+        // Files a `$ref` reads join the policy's fingerprint too, so an edit
+        // of one applies on the next reload.
+        let read = Arc::new(Mutex::new(Vec::new()));
         let options = jsonschema::options()
             .with_retriever(LocalFiles {
                 dir: std::fs::canonicalize(&dir).unwrap_or(dir),
+                read: read.clone(),
             })
-            .with_base_uri(format!("file://{}", base.display()));
-        match options.build(&schema) {
+            .with_base_uri(base.to_string())
+            // `pattern` may use lookaround (fancy-regex): bound the work one
+            // hostile string can cost (the crate's default is a million steps).
+            .with_pattern_options(
+                jsonschema::PatternOptions::fancy_regex().backtrack_limit(10_000),
+            );
+        let built = options.build(&schema);
+        self.included.extend(
+            read.lock()
+                .map(|mut r| std::mem::take(&mut *r))
+                .unwrap_or_default(),
+        );
+        match built {
             Ok(validator) => Some(CompiledSchema::new(name.clone(), validator)),
             Err(e) => fail(self, format!("not a valid JSON Schema: {}", e.masked())),
         }
@@ -214,7 +234,12 @@ fn remote_ref(schema: &serde_json::Value) -> Option<String> {
 /// never anything else: no network, no file outside that directory.
 struct LocalFiles {
     dir: PathBuf,
+    /// Every file read: its path and bytes.
+    read: Arc<Mutex<Vec<Included>>>,
 }
+
+/// A file the policy includes: its name and bytes.
+type Included = (String, Vec<u8>);
 
 impl jsonschema::Retrieve for LocalFiles {
     fn retrieve(
@@ -222,10 +247,12 @@ impl jsonschema::Retrieve for LocalFiles {
         uri: &jsonschema::Uri<String>,
     ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
         let text = uri.as_str();
-        let path = text
-            .strip_prefix("file://")
+        let path = url::Url::parse(text)
+            .ok()
+            .filter(|u| u.scheme() == "file")
+            .and_then(|u| u.to_file_path().ok())
             .ok_or_else(|| format!("{text} is refused: schemas resolve only from local files"))?;
-        let path = std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"))?;
+        let path = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !path.starts_with(&self.dir) {
             return Err(format!(
                 "{} is outside the schema's directory {}",
@@ -239,6 +266,11 @@ impl jsonschema::Retrieve for LocalFiles {
                 format!("{} is larger than {MAX_SCHEMA_BYTES} bytes", path.display()).into(),
             );
         }
-        Ok(serde_json::from_str(&std::fs::read_to_string(&path)?)?)
+        let bytes = std::fs::read(&path)?;
+        let value = serde_json::from_slice(&bytes)?;
+        if let Ok(mut read) = self.read.lock() {
+            read.push((path.display().to_string(), bytes));
+        }
+        Ok(value)
     }
 }

@@ -112,6 +112,43 @@ fn a_remote_ref_is_refused_without_a_network_fetch() {
 }
 
 #[test]
+fn a_file_read_through_a_ref_is_part_of_the_fingerprint_and_paths_may_need_escaping() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("with space #1");
+    std::fs::create_dir(&dir).expect("mkdir");
+    write(
+        &dir,
+        "local.json",
+        r#"{"properties": {"a": {"$ref": "common.json"}}}"#,
+    );
+    write(&dir, "common.json", r#"{"type": "integer"}"#);
+    let load = || with_schemas(&dir, "  - topic: a\n    file: local.json\n").expect("valid");
+    let before = load();
+    let entry = before
+        .schemas()
+        .for_topic(&Topic::parse("a").unwrap())
+        .expect("entry");
+    assert!(entry.check(None, &serde_json::json!({"a": "x"})).is_err());
+    write(&dir, "common.json", r#"{"type": "string"}"#);
+    let after = load();
+    assert_eq!(
+        before.sha256(),
+        after.sha256(),
+        "the policy text is the same"
+    );
+    assert_ne!(
+        before.fingerprint(),
+        after.fingerprint(),
+        "the referenced file changed"
+    );
+    let entry = after
+        .schemas()
+        .for_topic(&Topic::parse("a").unwrap())
+        .expect("entry");
+    assert!(entry.check(None, &serde_json::json!({"a": "x"})).is_ok());
+}
+
+#[test]
 fn a_shadowed_entry_and_bad_fields_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "s.json", OBJECT);
