@@ -10,19 +10,9 @@ use std::hint::black_box;
 use aion_webhooks::domain::payload::{check, same_value};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn realistic() -> String {
-    let mut items = Vec::new();
-    for i in 0..8 {
-        items.push(format!(
-            r#"{{"sku":"SKU-{i:05}","name":"Item number {i} with a name","qty":{i},"price":{}.99,"tags":["a","b","c"]}}"#,
-            i * 3
-        ));
-    }
-    format!(
-        r#"{{"order_id":"ord-1042","customer":{{"id":"cus-7","email":"someone@example.com","tier":"gold"}},"total":1234.5,"currency":"EUR","items":[{}],"shipping":{{"city":"Lyon","zip":"69001","express":true}}}}"#,
-        items.join(",")
-    )
-}
+#[path = "common/order.rs"]
+mod order;
+use order::realistic;
 
 fn bench(c: &mut Criterion) {
     let small = realistic();

@@ -13,19 +13,8 @@ use aion_webhooks::ingest::parse;
 use aion_webhooks::policy::PolicySet;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-fn payload() -> String {
-    let mut items = Vec::new();
-    for i in 0..8 {
-        items.push(format!(
-            r#"{{"sku":"SKU-{i:05}","name":"Item number {i} with a name","qty":{i},"price":{}.99,"tags":["a","b","c"]}}"#,
-            i * 3
-        ));
-    }
-    format!(
-        r#"{{"order_id":"ord-1042","customer":{{"id":"cus-7","email":"someone@example.com","tier":"gold"}},"total":1234.5,"currency":"EUR","items":[{}],"shipping":{{"city":"Lyon","zip":"69001","express":true}}}}"#,
-        items.join(",")
-    )
-}
+#[path = "common/order.rs"]
+mod order;
 
 const SCHEMA: &str = r#"{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -77,7 +66,7 @@ fn policy(dir: &std::path::Path, with_schema: bool) -> PolicySet {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let payload = payload();
+    let payload = order::realistic();
     assert!((900..1400).contains(&payload.len()));
     let body = format!(r#"{{"topic":"shop.order.created","payload":{payload}}}"#).into_bytes();
     let now = chrono::Utc::now();

@@ -126,13 +126,14 @@ impl Telemetry {
     }
 
     /// Starts a span under `parent` (a W3C traceparent, or a bare 32-hex
-    /// trace id; anything else starts a new trace).
+    /// trace id; anything else starts a new trace). `attributes` runs only
+    /// when tracing is on: with it off, a span costs nothing on the hot path.
     pub fn span(
         &self,
         name: &'static str,
         kind: SpanKind,
         parent: Option<&str>,
-        attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> TraceSpan {
         let Some(inner) = &self.inner else {
             return TraceSpan { span: None };
@@ -145,7 +146,7 @@ impl Telemetry {
             .tracer
             .span_builder(name)
             .with_kind(kind)
-            .with_attributes(attributes)
+            .with_attributes(attributes())
             .start_with_context(&inner.tracer, &cx);
         TraceSpan { span: Some(span) }
     }
@@ -155,7 +156,7 @@ impl Telemetry {
         &self,
         name: &'static str,
         parent: &TraceSpan,
-        attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> TraceSpan {
         let parent = parent.traceparent();
         self.span(name, SpanKind::Internal, parent.as_deref(), attributes)
@@ -317,7 +318,7 @@ mod tests {
             "x",
             SpanKind::Internal,
             Some("4bf92f3577b34da6a3ce929d0e0e4736"),
-            vec![],
+            Vec::new,
         );
         assert!(span.traceparent().is_none(), "off: no span, no traceparent");
     }

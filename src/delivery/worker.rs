@@ -505,12 +505,14 @@ async fn attempt(shared: &Shared, c: Claimed) {
         "delivery attempt",
         SpanKind::Client,
         c.traceparent.as_deref().or(c.trace_id.as_deref()),
-        vec![
-            KeyValue::new("aion.webhook", c.webhook_id.clone()),
-            KeyValue::new("aion.delivery", delivery_id.clone()),
-            KeyValue::new("aion.event.id", c.event_id.clone()),
-            KeyValue::new("aion.attempt", i64::from(c.attempt)),
-        ],
+        || {
+            vec![
+                KeyValue::new("aion.webhook", c.webhook_id.clone()),
+                KeyValue::new("aion.delivery", delivery_id.clone()),
+                KeyValue::new("aion.event.id", c.event_id.clone()),
+                KeyValue::new("aion.attempt", i64::from(c.attempt)),
+            ]
+        },
     );
     let traceparent = span.traceparent();
     let report: AttemptReport = shared

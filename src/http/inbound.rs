@@ -24,7 +24,7 @@ pub async fn post_inbound(
         "inbound command",
         opentelemetry::trace::SpanKind::Server,
         headers.get("traceparent").and_then(|v| v.to_str().ok()),
-        Vec::new(),
+        Vec::new,
     );
     let result = async {
         let bytes = read_body(

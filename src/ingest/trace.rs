@@ -37,20 +37,17 @@ pub fn trace_events(trace: Trace<'_>, events: &mut [NewEvent]) -> Vec<TraceSpan>
         .iter_mut()
         .map(|e| {
             let parent = header.or(e.trace_id.as_deref());
-            let span = trace.telemetry.span(
-                "ingest",
-                SpanKind::Server,
-                parent,
-                vec![
-                    KeyValue::new("aion.event.id", e.id.clone()),
-                    KeyValue::new("aion.event.topic", e.topic.clone()),
-                ],
-            );
+            let span = trace
+                .telemetry
+                .span("ingest", SpanKind::Server, parent, || {
+                    vec![
+                        KeyValue::new("aion.event.id", e.id.clone()),
+                        KeyValue::new("aion.event.topic", e.topic.clone()),
+                    ]
+                });
             trace
                 .telemetry
-                .child(
-                    "fan-out",
-                    &span,
+                .child("fan-out", &span, || {
                     vec![
                         KeyValue::new("aion.deliveries", e.webhooks.len() as i64),
                         KeyValue::new(
@@ -61,8 +58,8 @@ pub fn trace_events(trace: Trace<'_>, events: &mut [NewEvent]) -> Vec<TraceSpan>
                                 .collect::<Vec<_>>()
                                 .join(","),
                         ),
-                    ],
-                )
+                    ]
+                })
                 .end();
             e.meta.traceparent = span.traceparent().or_else(|| header.map(str::to_owned));
             span

@@ -14,8 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
-use super::standard::signatures_of;
-use super::{SecretFormatError, VerifyError, check_freshness, parse_unix_seconds};
+use super::standard::{id_and_timestamp, signatures_of};
+use super::{SecretFormatError, VerifyError, check_freshness};
 
 /// The prefix of an ed25519 signing key.
 pub const SIGNING_PREFIX: &str = "whsk_";
@@ -144,11 +144,7 @@ pub fn v1a_verify(
     now: i64,
     tolerance_secs: u64,
 ) -> Result<i64, VerifyError> {
-    if msg_id.is_empty() {
-        return Err(VerifyError::Malformed("empty webhook-id"));
-    }
-    let raw_timestamp = timestamp_header.trim();
-    let timestamp = parse_unix_seconds(raw_timestamp)?;
+    let (raw_timestamp, timestamp) = id_and_timestamp(msg_id, timestamp_header)?;
     let signatures = signatures_of(signature_header, "v1a")?
         .into_iter()
         .map(decode_signature)

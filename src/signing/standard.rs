@@ -95,12 +95,7 @@ pub fn standard_verify(
     now: i64,
     tolerance_secs: u64,
 ) -> Result<i64, VerifyError> {
-    if msg_id.is_empty() {
-        return Err(VerifyError::Malformed("empty webhook-id"));
-    }
-    // The signed content uses the timestamp as the sender wrote it.
-    let raw_timestamp = timestamp_header.trim();
-    let timestamp = parse_unix_seconds(raw_timestamp)?;
+    let (raw_timestamp, timestamp) = id_and_timestamp(msg_id, timestamp_header)?;
     let signatures = parse_signatures(signature_header)?;
     check_freshness(timestamp, now, tolerance_secs)?;
 
@@ -120,6 +115,20 @@ pub fn standard_verify(
     } else {
         Err(VerifyError::Mismatch)
     }
+}
+
+/// Checks the `webhook-id` and `webhook-timestamp` headers (shared by `v1`
+/// and `v1a`): the timestamp as the sender wrote it, which the signed
+/// content uses, and its value.
+pub(super) fn id_and_timestamp<'t>(
+    msg_id: &str,
+    timestamp_header: &'t str,
+) -> Result<(&'t str, i64), VerifyError> {
+    if msg_id.is_empty() {
+        return Err(VerifyError::Malformed("empty webhook-id"));
+    }
+    let raw_timestamp = timestamp_header.trim();
+    Ok((raw_timestamp, parse_unix_seconds(raw_timestamp)?))
 }
 
 fn parse_signatures(header: &str) -> Result<Vec<[u8; 32]>, VerifyError> {

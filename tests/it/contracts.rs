@@ -123,6 +123,16 @@ fn write_schemas(dir: &std::path::Path) -> (String, String) {
     (v1.display().to_string(), v2.display().to_string())
 }
 
+/// `aion_webhooks_schema_violations_total` for one schema entry and mode.
+async fn schema_violations(app: &TestApp, pattern: &str, mode: &str) -> Option<f64> {
+    let scrape = crate::metrics::scrape(app).await;
+    crate::metrics::value(
+        &scrape,
+        "aion_webhooks_schema_violations_total",
+        &[("topic", pattern), ("mode", mode)],
+    )
+}
+
 fn with_schemas(webhooks: &str, schemas: &str) -> String {
     format!("{}schemas:\n{schemas}", policy_yaml(webhooks))
 }
@@ -198,9 +208,8 @@ both! {
         app.drain().await;
         let ids: Vec<String> = rx.received().iter().map(|r| r.header("x-aion-event-id").to_owned()).collect();
         assert_eq!(ids.len(), 2, "nothing refused was delivered: {ids:?}");
-        let scrape = crate::metrics::scrape(&app).await;
         assert_eq!(
-            crate::metrics::value(&scrape, "aion_webhooks_schema_violations_total", &[("topic", "a.decisions"), ("mode", "enforce")]),
+            schema_violations(&app, "a.decisions", "enforce").await,
             Some(2.0)
         );
         app.stop().await;
@@ -235,9 +244,8 @@ both! {
         rx.wait_for_count(2).await;
         let (_, event) = app.get("/v1/events/w-2").await;
         assert!(event.get("schema_errors").is_none(), "a valid event is not marked: {event}");
-        let scrape = crate::metrics::scrape(&app).await;
         assert_eq!(
-            crate::metrics::value(&scrape, "aion_webhooks_schema_violations_total", &[("topic", "a.*"), ("mode", "warn")]),
+            schema_violations(&app, "a.*", "warn").await,
             Some(1.0)
         );
         app.stop().await;
@@ -429,9 +437,8 @@ both! {
         let (_, body) = app.get("/v1/sources/bus/rejects").await;
         let reason = body["data"][0]["reason"].as_str().unwrap_or_default().to_owned();
         assert!(reason.contains("schema_violation") && reason.contains("/latency_ms"), "{reason}");
-        let scrape = crate::metrics::scrape(&app).await;
         assert_eq!(
-            crate::metrics::value(&scrape, "aion_webhooks_schema_violations_total", &[("topic", topic.as_str()), ("mode", "enforce")]),
+            schema_violations(&app, &topic, "enforce").await,
             Some(1.0),
             "labelled with the schema entry's pattern"
         );
