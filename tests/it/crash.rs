@@ -629,3 +629,77 @@ both_binary! {
         db.engine_sessions_gone().await;
     }
 }
+
+/// The delivery path keeps its database connections between statements and
+/// reuses them unchecked for a second (`store::postgres::hot`). After a
+/// restart a statement on such a connection may fail, as transient; a broken
+/// connection is never kept, and the statements after it run on fresh ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_connections_are_dropped_when_the_database_restarts() {
+    use aion_webhooks::store::{NewEvent, Recipient, Store};
+    let pg = PrivatePg::start_new();
+    // 8 connections: the delivery path holds at most 2 of them.
+    let store = Store::connect_lazy(&pg.url(), 8).expect("store");
+    store.migrate().await.expect("migrate");
+    let event = |id: String| NewEvent {
+        id,
+        topic: "a.b".into(),
+        payload: "1".into(),
+        body: b"{\"payload\":1}".to_vec(),
+        occurred_at: chrono::Utc::now(),
+        tenant_id: None,
+        source: None,
+        key: None,
+        trace_id: None,
+        meta: Default::default(),
+        notes: Default::default(),
+        webhooks: vec![Recipient::unordered("h")],
+    };
+    // Two writers at once, twice, so two connections are held.
+    for round in 0..2 {
+        let (a, b) = tokio::join!(
+            store.insert_independent(&[event(format!("a{round}"))], chrono::Utc::now()),
+            store.insert_independent(&[event(format!("b{round}"))], chrono::Utc::now()),
+        );
+        a.expect("insert before the restart");
+        b.expect("insert before the restart");
+    }
+    tokio::task::block_in_place(|| {
+        pg.stop_immediate();
+        pg.start();
+    });
+    let (mut failed, mut stored) = (0, Vec::new());
+    for i in 0..10 {
+        let id = format!("c{i}");
+        match store
+            .insert_independent(&[event(id.clone())], chrono::Utc::now())
+            .await
+        {
+            Ok(_) => stored.push(id),
+            Err(e) => {
+                assert!(
+                    e.is_transient(),
+                    "a dropped connection is a transient failure: {e}"
+                );
+                failed += 1;
+            }
+        }
+    }
+    assert!(
+        failed <= 2,
+        "only the held connections may fail, once each: {failed} failures"
+    );
+    assert_eq!(stored.len() + failed, 10);
+    let pool = sqlx::PgPool::connect(&pg.url()).await.expect("connect");
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE id LIKE 'c%'")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        n as usize,
+        stored.len(),
+        "every statement that succeeded is stored"
+    );
+    pool.close().await;
+    store.close().await;
+}

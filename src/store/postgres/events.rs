@@ -149,15 +149,15 @@ impl Pg {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
+        let mut conn = self.hot.take(&self.pool).await?;
         let (written, outcomes) = if events.len() == 1 && lines_of(events).is_empty() {
-            let mut conn = self.pool.acquire().await?;
             let written = insert_statement(&mut conn, events, now).await?;
             let stored = stored_content(&mut *conn, events, &written.events).await?;
             let outcomes =
                 all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
             (written, outcomes)
         } else {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let written = insert_statement(&mut tx, events, now).await?;
             let stored = stored_content(&mut *tx, events, &written.events).await?;
             let outcomes =
@@ -165,6 +165,7 @@ impl Pg {
             tx.commit().await?;
             (written, outcomes)
         };
+        conn.done();
         if written.queued {
             self.local.wake.notify_one();
         }
@@ -182,10 +183,11 @@ impl Pg {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
+        let mut conn = self.hot.take(&self.pool).await?;
         let written = if lines_of(events).is_empty() {
-            insert_statement(&mut *self.pool.acquire().await?, events, now).await?
+            insert_statement(&mut conn, events, now).await?
         } else {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let written = insert_statement(&mut tx, events, now).await?;
             tx.commit().await?;
             written
@@ -196,7 +198,8 @@ impl Pg {
         // Only ids not inserted are looked up. Should that fail, the
         // leased deliveries are committed but not handed back: they are
         // sent after their lease expires, by whichever engine rescues them.
-        let stored = stored_content(&self.pool, events, &written.events).await?;
+        let stored = stored_content(&mut *conn, events, &written.events).await?;
+        conn.done();
         let outcomes = outcomes_of(events, &written.events, stored).await;
         Ok(Stored {
             outcomes,

@@ -7,6 +7,7 @@
 
 mod endpoints;
 mod events;
+mod hot;
 mod inbound;
 mod lines;
 mod queries;
@@ -29,11 +30,14 @@ const WAKE_CHANNEL: &str = "aion_deliveries";
 pub(super) struct Pg {
     pool: PgPool,
     local: Arc<Local>,
+    /// Connections kept between the delivery path's statements.
+    hot: Arc<hot::Hot>,
 }
 
 impl Pg {
     pub(super) fn new(pool: PgPool, local: Arc<Local>) -> Self {
-        Self { pool, local }
+        let hot = Arc::new(hot::Hot::for_pool(&pool));
+        Self { pool, local, hot }
     }
 
     pub(super) fn connect_lazy(
@@ -50,6 +54,9 @@ impl Pg {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // Checked on hand-out only after a second idle (see `hot`).
+            .test_before_acquire(false)
+            .before_acquire(hot::check_if_idle)
             .connect_lazy_with(options);
         Ok(Self::new(pool, local))
     }
@@ -85,6 +92,7 @@ impl Pg {
     }
 
     pub(super) async fn close(&self) {
+        self.hot.clear();
         self.pool.close().await;
     }
 }

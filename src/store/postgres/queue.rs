@@ -79,14 +79,16 @@ impl Pg {
              SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id, e.traceparent, c.in_line
              FROM claimed c
              CROSS JOIN LATERAL (SELECT topic, body, trace_id, traceparent FROM events WHERE events.id = c.event_id) AS e";
+        let mut conn = self.hot.take(&self.pool).await?;
         let rows: Vec<ClaimRow> = sqlx::query_as(sql)
             .bind(&ids)
             .bind(&rooms)
             .bind(&leases)
             .bind(i64::from(limit))
             .bind(worker)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
+        conn.done();
         Ok(rows
             .into_iter()
             .map(|r| Claimed {
@@ -222,14 +224,15 @@ impl Pg {
             .bind(&started)
             .bind(&durations)
             .bind(&bodies);
+        let mut conn = self.hot.take(&self.pool).await?;
         let promoted = if done.iter().any(|c| c.in_line) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let finished = statement.fetch_all(&mut *tx).await?;
             let promoted = promote(&mut tx, &lines_from(finished)).await?;
             tx.commit().await?;
             promoted
         } else {
-            let finished = statement.fetch_all(&self.pool).await?;
+            let finished = statement.fetch_all(&mut *conn).await?;
             // Not expected (a delivery's line never changes), but should a
             // line show up here its locks are gone: settle it afresh.
             let lines = lines_from(finished);
@@ -242,6 +245,7 @@ impl Pg {
                 promoted
             }
         };
+        conn.done();
         if promoted > 0 {
             self.local.wake.notify_one();
         }
