@@ -56,20 +56,17 @@ impl Hot {
     pub(super) async fn take<'a>(&'a self, pool: &'a PgPool) -> Result<HotConn<'a>, sqlx::Error> {
         let reused = {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            let mut found = None;
-            // Newest last: stale ones are all below the fresh ones.
-            while let Some((conn, at)) = held.pop() {
-                if at.elapsed() < FRESH {
-                    found = Some(conn);
-                    break;
+            // Newest last: when the top one is stale, all below it are too,
+            // and they go back to the pool, which checks them.
+            match held.pop() {
+                Some((conn, at)) if at.elapsed() < FRESH => Some(conn),
+                Some(stale) => {
+                    let older: Vec<_> = held.drain(..).collect();
+                    drop((stale, older));
+                    None
                 }
-                // Stale: back to the pool, which checks it. Everything
-                // below it is older still.
-                let stale: Vec<_> = held.drain(..).collect();
-                drop((conn, stale));
-                break;
+                None => None,
             }
-            found
         };
         let conn = match reused {
             Some(conn) => conn,
