@@ -372,10 +372,19 @@ async fn claim_loop(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             tokio::time::sleep(shared.cfg.claim_debounce).await;
             continue;
         }
+        // The send slots are taken before the claim, so every claimed
+        // delivery has one: were they taken after, the ingest path could
+        // fill them meanwhile and a claimed delivery would wait out its
+        // lease (tens of seconds) for the rescue.
+        let limit = free.min(shared.cfg.claim_batch);
+        let Ok(mut held) = shared.global.clone().try_acquire_many_owned(limit) else {
+            // Ingest took some of them since `free` was read: count again.
+            tokio::task::yield_now().await;
+            continue;
+        };
         let policy = shared.policy.load_full();
         let slots = shared.scheduler.slots(&policy, free);
         let (slots, grants) = control::take_rate_tokens(shared, &policy, slots).await;
-        let limit = free.min(shared.cfg.claim_batch);
         let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
@@ -384,6 +393,7 @@ async fn claim_loop(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                drop(held);
                 wakeups = None;
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -396,15 +406,15 @@ async fn claim_loop(shared: &Arc<Shared>, shutdown: &CancellationToken) {
         let full_batch = claimed.len() as u32 == limit;
         note_caught_up(shared, &slots, &claimed, full_batch);
         for c in claimed {
-            let Ok(permit) = shared.global.clone().try_acquire_owned() else {
-                // Only when ingest took the slot meanwhile: the delivery is
-                // rescued when its lease expires.
-                tracing::warn!(delivery = %c.id, "no send slot for a claimed delivery; it will be rescued");
+            let Some(permit) = held.split(1) else {
+                // Not expected: a claim returns at most `limit` rows.
+                tracing::warn!(delivery = %c.id, "the claim returned more rows than its limit; this one is rescued when its lease expires");
                 continue;
             };
             shared.scheduler.started(&c.webhook_id);
             spawn_send(shared, permit, c, SendPath::Claim);
         }
+        drop(held); // the slots nothing was claimed for, back to ingest
         if full_batch {
             continue;
         }

@@ -93,3 +93,62 @@ both! {
         );
     }
 }
+
+both! {
+    async fn few_slots_shared_by_the_claim_and_the_ingest_path_leave_nothing_to_the_rescue(db) {
+        // Three send slots, a backlog for `a` that only the claim sends, and
+        // eight producers of `b` whose deliveries the ingest path sends at
+        // once while a slot is free (and leaves to the claim when none is):
+        // both ways draw on the same slots. Every delivery must go out once,
+        // long before a lease (65 s) could expire — none left claimed without
+        // a slot for the rescue. (The claim takes its slots before its
+        // statement; the race that taking them after allowed is timing-
+        // dependent, and this test does not force it.)
+        let a = Receiver::start().await;
+        let b = fixed_receiver(StatusCode::OK, b"", Duration::from_millis(3)).await;
+        let long = "timeout: 60s";
+        let policy = policy_yaml(&format!(
+            "{}{}",
+            hook("a", &a.url, "[a.event]", long),
+            hook("b", &b, "[b.event]", long)
+        ));
+        let mut config = test_config();
+        config.worker.max_in_flight = 3;
+        config.worker.max_in_flight_per_webhook = 3;
+        let app = TestApp::spawn_with(db, &policy, config).await;
+        post_many(&app, "a.event", 200).await;
+        let producer = |p: usize| {
+            let app = &app;
+            async move {
+                for i in 0..50 {
+                    app.post_events(&json!({"topic": "b.event", "payload": [p, i]}))
+                        .await;
+                }
+            }
+        };
+        let started = Instant::now();
+        tokio::join!(
+            producer(0),
+            producer(1),
+            producer(2),
+            producer(3),
+            producer(4),
+            producer(5),
+            producer(6),
+            producer(7)
+        );
+        let unfinished = "SELECT count(*) FROM deliveries WHERE state <> 'succeeded'";
+        while app.count(unfinished).await > 0 && started.elapsed() < Duration::from_secs(45) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            app.count(unfinished).await,
+            0,
+            "deliveries unfinished 45 s in (a received {}; the lease is 65 s)",
+            a.received().len(),
+        );
+        // Each sent once: none was claimed twice or rescued and sent again.
+        assert_eq!(a.received().len(), 200);
+        assert_eq!(app.count("SELECT count(*) FROM delivery_attempts").await, 600);
+    }
+}
