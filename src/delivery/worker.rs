@@ -108,6 +108,8 @@ struct Shared {
     scheduler: Scheduler,
     slot_freed: Notify,
     done: mpsc::UnboundedSender<Completion>,
+    /// Rung after sending an outcome the completer must write at once.
+    flush_now: Arc<Notify>,
     /// Every send task, so shutdown can wait for them.
     tracker: TaskTracker,
     /// Cancelled when a send must stop at once (grace period over).
@@ -158,6 +160,7 @@ impl Worker {
             cfg,
             slot_freed: Notify::new(),
             done,
+            flush_now: Arc::new(Notify::new()),
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             accepting: AtomicBool::new(true),
@@ -185,6 +188,7 @@ impl Worker {
         let completer = tokio::spawn(complete_loop(
             shared.store.clone(),
             done_rx,
+            shared.flush_now.clone(),
             shared.cfg.completion_gather,
             hard_stop.clone(),
             sends_over.clone(),
@@ -606,6 +610,7 @@ async fn attempt(shared: &Shared, c: Claimed) {
         // matters if disabling failed, so a `410` is not hammered.
         Decision::Gone => (DeliveryState::Pending, Some(webhook.retry.initial_interval)),
     };
+    let in_line = c.in_line;
     let _ = shared.done.send(Completion {
         id: c.id,
         attempt: c.attempt,
@@ -619,14 +624,21 @@ async fn attempt(shared: &Shared, c: Claimed) {
             error: report.error,
             response_body: report.response_body,
         },
-        in_line: c.in_line,
+        in_line,
     });
+    if in_line {
+        shared.flush_now.notify_one();
+    }
 }
+
+/// Most outcomes one statement records.
+const MAX_OUTCOMES_PER_STATEMENT: usize = 1000;
 
 /// Writes completions in batches: one statement for whatever has queued up.
 async fn complete_loop(
     store: Store,
     mut rx: mpsc::UnboundedReceiver<Completion>,
+    flush_now: Arc<Notify>,
     gather: Duration,
     hard_stop: CancellationToken,
     sends_over: CancellationToken,
@@ -641,20 +653,31 @@ async fn complete_loop(
         let mut batch = vec![first];
         // Outcomes that arrive within `gather` share the statement: at light
         // load one statement (and one commit) records several sends, while
-        // the sends themselves never wait for it. A line's next delivery
-        // waits for its head's outcome, so one of those is written at once.
+        // the sends themselves never wait for it. Meanwhile this task does
+        // not listen to the channel, so an outcome costs no wake-up of its
+        // own (each woke the task, and often the other runtime thread). A
+        // line's next delivery waits for its head's outcome, so a send in a
+        // line rings `flush_now` and its outcome is written at once.
         let until = tokio::time::Instant::now() + gather;
-        while batch.len() < 1000 {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) if sends_over.is_cancelled() || batch.iter().any(|c| c.in_line) => break,
-                Err(_) => tokio::select! {
-                    c = rx.recv() => match c {
-                        Some(c) => batch.push(c),
-                        None => break,
-                    },
-                    () = tokio::time::sleep_until(until) => break,
-                },
+        let mut due = false;
+        loop {
+            while batch.len() < MAX_OUTCOMES_PER_STATEMENT {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            if due
+                || batch.len() >= MAX_OUTCOMES_PER_STATEMENT
+                || batch.iter().any(|c| c.in_line)
+                || sends_over.is_cancelled()
+            {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => due = true,
+                () = flush_now.notified() => {}
+                () = sends_over.cancelled() => {}
             }
         }
         if !record_outcomes(&store, &batch, &hard_stop).await {

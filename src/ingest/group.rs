@@ -1,10 +1,10 @@
 //! Group commit for single-event ingest (see [`Ingestor`]).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::delivery::worker::{Dispatcher, Reservation};
 use crate::store::{Claimed, IngestError, InsertOutcome, NewEvent, Store, StoreError};
@@ -13,6 +13,13 @@ use crate::store::{Claimed, IngestError, InsertOutcome, NewEvent, Store, StoreEr
 /// write is under way share the next statement and its one commit, so the
 /// database does one round trip and one WAL flush for many producers. Each
 /// event still succeeds, duplicates or conflicts on its own.
+///
+/// A request that finds its shard idle writes its event itself, on its own
+/// task: at light load an event costs no hand-over to another task and
+/// back (two wake-ups, often of the other runtime thread). Requests that
+/// arrive while a write is under way queue; when it ends, one writer task
+/// is started for the queue and keeps writing groups until it is empty, so
+/// the request that wrote alone is answered without waiting for them.
 ///
 /// Events are sharded over the writers by id, so two writers never hold the
 /// same new id at once (their statements would wait on each other).
@@ -24,7 +31,7 @@ use crate::store::{Claimed, IngestError, InsertOutcome, NewEvent, Store, StoreEr
 pub struct Ingestor {
     store: Store,
     dispatcher: Option<Dispatcher>,
-    shards: Arc<[mpsc::Sender<Job>]>,
+    shards: Arc<[Arc<Shard>]>,
 }
 
 #[derive(Debug)]
@@ -34,20 +41,28 @@ struct Job {
     reply: oneshot::Sender<Result<Option<InsertOutcome>, StoreError>>,
 }
 
+/// One shard's writer state. Invariant: `queue` is empty while `writing`
+/// is false (whoever ends a write hands a non-empty queue to a writer task
+/// under the same lock).
+#[derive(Debug, Default)]
+struct Shard {
+    state: Mutex<ShardState>,
+}
+
+#[derive(Debug, Default)]
+struct ShardState {
+    writing: bool,
+    queue: VecDeque<Job>,
+}
+
 /// Most events one group statement carries.
 const GROUP_MAX: usize = 256;
 
 impl Ingestor {
-    /// Starts `writers` writer tasks (more than one keeps the database busy
-    /// while a statement is in flight). Must run inside a Tokio runtime.
+    /// `writers` shards, each writing one statement at a time (more than
+    /// one keeps the database busy while a statement is in flight).
     pub fn start(store: Store, writers: usize, dispatcher: Option<Dispatcher>) -> Self {
-        let shards: Vec<mpsc::Sender<Job>> = (0..writers.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(1024);
-                tokio::spawn(write_groups(store.clone(), dispatcher.clone(), rx));
-                tx
-            })
-            .collect();
+        let shards: Vec<Arc<Shard>> = (0..writers.max(1)).map(|_| Arc::default()).collect();
         Self {
             store,
             dispatcher,
@@ -82,12 +97,27 @@ impl Ingestor {
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(&event.id);
         let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
         let (reply, answer) = oneshot::channel();
-        if shard.send(Job { event, now, reply }).await.is_err() {
-            return Err(StoreError::Group {
-                unavailable: true,
-                transient: true,
-                message: "the ingest writers have stopped".into(),
-            });
+        let job = Job { event, now, reply };
+        let lead = {
+            let mut state = shard.state.lock().expect("lock");
+            if state.writing {
+                state.queue.push_back(job);
+                None
+            } else {
+                state.writing = true;
+                Some(job)
+            }
+        };
+        if let Some(job) = lead {
+            // Should this request be dropped mid-write, the guard still
+            // hands the queue on.
+            let writer = Writer {
+                shard: shard.clone(),
+                store: self.store.clone(),
+                dispatcher: self.dispatcher.clone(),
+            };
+            write_group(&self.store, self.dispatcher.as_ref(), vec![job]).await;
+            drop(writer);
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Group {
@@ -96,6 +126,66 @@ impl Ingestor {
                 message: "the ingest writer stopped mid-write".into(),
             })
         })
+    }
+}
+
+/// Holds a shard's `writing` flag; dropped, it clears the flag or, when
+/// requests queued meanwhile, hands them to a writer task.
+struct Writer {
+    shard: Arc<Shard>,
+    store: Store,
+    dispatcher: Option<Dispatcher>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let mut state = self.shard.state.lock().expect("lock");
+        if state.queue.is_empty() {
+            state.writing = false;
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                drop(state);
+                runtime.spawn(drain(Writer {
+                    shard: self.shard.clone(),
+                    store: self.store.clone(),
+                    dispatcher: self.dispatcher.clone(),
+                }));
+            }
+            // Only when the runtime is gone: nothing is left to write with.
+            Err(_) => {
+                state.writing = false;
+                state.queue.clear(); // their requests get "stopped mid-write"
+            }
+        }
+    }
+}
+
+/// Writes the shard's queue group by group until it is empty.
+async fn drain(writer: Writer) {
+    // Jobs whose id is already in the group wait for the next one: one
+    // statement must not insert the same id twice.
+    loop {
+        let group = {
+            let mut state = writer.shard.state.lock().expect("lock");
+            let mut group = Vec::new();
+            let mut ids = HashSet::new();
+            let mut later = VecDeque::new();
+            while let Some(job) = state.queue.pop_front() {
+                if group.len() < GROUP_MAX && ids.insert(job.event.id.clone()) {
+                    group.push(job);
+                } else {
+                    later.push_back(job);
+                }
+            }
+            state.queue = later;
+            group
+        };
+        if group.is_empty() {
+            return; // `writer` drops: the flag clears, or new jobs go on
+        }
+        write_group(&writer.store, writer.dispatcher.as_ref(), group).await;
     }
 }
 
@@ -158,81 +248,50 @@ impl Reservations {
     }
 }
 
-async fn write_groups(store: Store, dispatcher: Option<Dispatcher>, mut rx: mpsc::Receiver<Job>) {
-    // Jobs whose id is already in the group wait for the next one: one
-    // statement must not insert the same id twice.
-    let mut carry: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
-    loop {
-        let mut group: Vec<Job> = Vec::new();
-        let mut ids = std::collections::HashSet::new();
-        let mut waiting = std::collections::VecDeque::new();
-        for job in carry.drain(..) {
-            if group.len() < GROUP_MAX && ids.insert(job.event.id.clone()) {
-                group.push(job);
-            } else {
-                waiting.push_back(job);
+/// Writes one group in one statement and answers each of its requests.
+async fn write_group(store: &Store, dispatcher: Option<&Dispatcher>, group: Vec<Job>) {
+    let now = group.iter().map(|j| j.now).max().unwrap_or_else(Utc::now);
+    let (mut events, replies): (Vec<NewEvent>, Vec<_>) =
+        group.into_iter().map(|j| (j.event, j.reply)).unzip();
+    let mut reservations = Reservations::take(dispatcher, &mut events);
+    match store.insert_independent(&events, now).await {
+        Ok(stored) => {
+            // Sent before answering: the send starts as early as it can.
+            reservations.send(stored.leased);
+            for (reply, outcome) in replies.into_iter().zip(stored.outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
-        carry = waiting;
-        if group.is_empty() {
-            match rx.recv().await {
-                Some(job) => {
-                    ids.insert(job.event.id.clone());
-                    group.push(job);
-                }
-                None => return,
+        // Not the database but some row: each event is written on its
+        // own, so one request's data can only fail that request.
+        Err(e) if !e.is_transient() && events.len() > 1 => {
+            tracing::warn!(error = %e, events = events.len(), "group insert refused; writing its events one by one");
+            for (event, reply) in events.into_iter().zip(replies) {
+                let mine = reservations.of(&event);
+                let one = store
+                    .insert_independent(std::slice::from_ref(&event), now)
+                    .await
+                    .map(|stored| {
+                        mine.send(stored.leased);
+                        stored.outcomes.into_iter().next().flatten()
+                    });
+                let _ = reply.send(one.map_err(|e| StoreError::Group {
+                    unavailable: e.is_unavailable(),
+                    transient: e.is_transient(),
+                    message: e.to_string(),
+                }));
             }
         }
-        while group.len() < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(job) if ids.insert(job.event.id.clone()) => group.push(job),
-                Ok(job) => carry.push_back(job),
-                Err(_) => break,
-            }
-        }
-        let now = group.iter().map(|j| j.now).max().unwrap_or_else(Utc::now);
-        let (mut events, replies): (Vec<NewEvent>, Vec<_>) =
-            group.into_iter().map(|j| (j.event, j.reply)).unzip();
-        let mut reservations = Reservations::take(dispatcher.as_ref(), &mut events);
-        match store.insert_independent(&events, now).await {
-            Ok(stored) => {
-                // Sent before answering: the send starts as early as it can.
-                reservations.send(stored.leased);
-                for (reply, outcome) in replies.into_iter().zip(stored.outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-            }
-            // Not the database but some row: each event is written on its
-            // own, so one request's data can only fail that request.
-            Err(e) if !e.is_transient() && events.len() > 1 => {
-                tracing::warn!(error = %e, events = events.len(), "group insert refused; writing its events one by one");
-                for (event, reply) in events.into_iter().zip(replies) {
-                    let mine = reservations.of(&event);
-                    let one = store
-                        .insert_independent(std::slice::from_ref(&event), now)
-                        .await
-                        .map(|stored| {
-                            mine.send(stored.leased);
-                            stored.outcomes.into_iter().next().flatten()
-                        });
-                    let _ = reply.send(one.map_err(|e| StoreError::Group {
-                        unavailable: e.is_unavailable(),
-                        transient: e.is_transient(),
-                        message: e.to_string(),
-                    }));
-                }
-            }
-            Err(e) => {
-                let unavailable = e.is_unavailable();
-                let transient = e.is_transient();
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Group {
-                        unavailable,
-                        transient,
-                        message: message.clone(),
-                    }));
-                }
+        Err(e) => {
+            let unavailable = e.is_unavailable();
+            let transient = e.is_transient();
+            let message = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Group {
+                    unavailable,
+                    transient,
+                    message: message.clone(),
+                }));
             }
         }
     }

@@ -392,3 +392,68 @@ both! {
         assert_eq!(stored(&app).await, (22, 22));
     }
 }
+
+/// Polls `f` once: whether it is still pending.
+async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> bool {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *f).poll(cx).is_pending())
+    })
+    .await
+}
+
+both! {
+    async fn a_request_dropped_while_it_writes_its_group_hands_the_queue_on(db) {
+        use aion_webhooks::ingest::Ingestor;
+        use aion_webhooks::store::{InsertOutcome, NewEvent, Recipient};
+        let store = db.store();
+        store.migrate().await.expect("migrate");
+        let ingestor = Ingestor::start(store.clone(), 1, None);
+        let now = chrono::Utc::now();
+        let event = |id: String| NewEvent {
+            id,
+            topic: "a.b".into(),
+            payload: "1".into(),
+            body: b"{\"payload\":1}".to_vec(),
+            occurred_at: now,
+            tenant_id: None,
+            source: None,
+            key: None,
+            trace_id: None,
+            meta: Default::default(),
+            notes: Default::default(),
+            webhooks: vec![Recipient::unordered("h")],
+        };
+        // The first request finds its shard idle and writes on its own task;
+        // five more arrive while its statement is in flight and queue.
+        let mut first = Box::pin(ingestor.insert_one(event("first".into()), now));
+        assert!(poll_once(&mut first).await, "the first write finished at once");
+        let mut queued: Vec<_> = (0..5)
+            .map(|i| Box::pin(ingestor.insert_one(event(format!("queued-{i}")), now)))
+            .collect();
+        for q in &mut queued {
+            assert!(poll_once(q).await);
+        }
+        // Its client goes away mid-write: the queue is still written.
+        drop(first);
+        for q in queued {
+            let outcome = tokio::time::timeout(std::time::Duration::from_secs(20), q)
+                .await
+                .expect("a queued request is answered after the writer was dropped")
+                .expect("stored");
+            assert!(matches!(outcome, Some(InsertOutcome::Created { deliveries: 1 })), "{outcome:?}");
+        }
+        // And the shard is not left marked busy.
+        let after = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            ingestor.insert_one(event("after".into()), now),
+        )
+        .await
+        .expect("a later request is answered")
+        .expect("stored");
+        assert!(matches!(after, Some(InsertOutcome::Created { deliveries: 1 })), "{after:?}");
+        let written = db
+            .count("SELECT count(*) FROM events WHERE id LIKE 'queued-%' OR id = 'after'")
+            .await;
+        assert_eq!(written, 6);
+    }
+}
