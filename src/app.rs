@@ -151,6 +151,9 @@ impl Config {
     }
 }
 
+/// Longest the API and the sources wait for the worker's first claim.
+const PRIME_WAIT: Duration = Duration::from_secs(5);
+
 /// A built application, bound and migrated, not yet serving.
 #[derive(Debug)]
 pub struct App {
@@ -269,7 +272,20 @@ impl App {
             shutdown.await;
             trigger.cancel();
         });
+        let primed = self.worker.as_ref().map(worker::Worker::primed);
         let worker = self.worker.map(|w| tokio::spawn(w.run(cancel.clone())));
+        // Nothing is accepted before the worker's first claim has shown
+        // which webhooks have nothing due (see `Worker::primed`): connections
+        // wait in the listen queue for those few milliseconds.
+        if let Some(primed) = primed {
+            tokio::select! {
+                () = primed.cancelled() => {}
+                () = tokio::time::sleep(PRIME_WAIT) => tracing::warn!(
+                    waited_ms = PRIME_WAIT.as_millis() as u64,
+                    "the first claim has not finished; serving anyway (new deliveries are left to the claim until it catches up)"
+                ),
+            }
+        }
         let mut sources = None;
         tokio::spawn(reload_on_signal(
             self.state.reloader.clone(),

@@ -114,6 +114,9 @@ struct Shared {
     tracker: TaskTracker,
     /// Cancelled when a send must stop at once (grace period over).
     hard_stop: CancellationToken,
+    /// Cancelled once the first claim has run (or failed, or shutdown
+    /// came first): see [`Worker::primed`].
+    primed: CancellationToken,
     /// Whether deliveries may still be handed over at ingest (not once
     /// shutdown has begun).
     accepting: AtomicBool,
@@ -163,11 +166,22 @@ impl Worker {
             flush_now: Arc::new(Notify::new()),
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            primed: CancellationToken::new(),
             accepting: AtomicBool::new(true),
             caught_up: Mutex::new(HashSet::new()),
             applied_states: AtomicU64::new(u64::MAX),
         });
         Self { shared, done_rx }
+    }
+
+    /// Cancelled once the worker's first claim has run (or failed). Until
+    /// then no webhook is known to have nothing due, so every new delivery
+    /// is left to the claim; an engine that accepts events before that
+    /// (the moment it starts, under load) can stay claim-driven for as long
+    /// as producers outpace the claims, at twice the database's work per
+    /// delivery. So the API and the sources wait for it (see `App::run`).
+    pub fn primed(&self) -> CancellationToken {
+        self.shared.primed.clone()
     }
 
     /// The handle ingest uses to send new deliveries at once.
@@ -199,6 +213,7 @@ impl Worker {
             shutdown.clone(),
         ));
         claim_loop(&shared, &shutdown).await;
+        shared.primed.cancel();
         shared.accepting.store(false, Ordering::SeqCst);
 
         shared.tracker.close();
@@ -389,7 +404,9 @@ async fn claim_loop(shared: &Arc<Shared>, shutdown: &CancellationToken) {
         let policy = shared.policy.load_full();
         let slots = shared.scheduler.slots(&policy, free);
         let (slots, grants) = control::take_rate_tokens(shared, &policy, slots).await;
-        let claimed = match shared.store.claim(&slots, limit, &shared.cfg.id).await {
+        let claimed = shared.store.claim(&slots, limit, &shared.cfg.id).await;
+        shared.primed.cancel();
+        let claimed = match claimed {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
                 control::give_back_rate_tokens(shared, &grants, &c).await;

@@ -544,7 +544,7 @@ async fn postgres_restarted_under_load_loses_nothing() {
 }
 
 /// What `/metrics` says about how sends started (`ingest`, `claim`).
-async fn sends_started(http: &reqwest::Client, base: &str, path: &str) -> u64 {
+pub(crate) async fn sends_started(http: &reqwest::Client, base: &str, path: &str) -> u64 {
     let text = http
         .get(format!("{base}/metrics"))
         .send()

@@ -391,3 +391,31 @@ both! {
         assert!(idle["last_success_at"].is_null());
     }
 }
+
+both! {
+    /// Events posted the moment the engine serves are sent at once, not left
+    /// to the claim: the API accepts nothing before the worker's first claim
+    /// has shown that the webhook has nothing due. (Before, under load, an
+    /// engine that took events in those first milliseconds could stay
+    /// claim-driven, at twice the database's work per delivery, for as long
+    /// as producers outpaced its claims.)
+    async fn events_posted_as_the_engine_starts_are_sent_at_once(db) {
+        let rx = Receiver::start().await;
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[\"a.*\"]", ""))).await;
+        let posts = (0..20).map(|i| {
+            let app = &app;
+            async move {
+                app.post_events(&json!({"id": format!("e-{i}"), "topic": "a.b", "payload": i}))
+                    .await
+                    .0
+            }
+        });
+        let statuses = futures::future::join_all(posts).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED), "{statuses:?}");
+        rx.wait_for_count(20).await;
+        let http = reqwest::Client::new();
+        assert_eq!(crate::crash::sends_started(&http, &app.base, "claim").await, 0);
+        assert_eq!(crate::crash::sends_started(&http, &app.base, "ingest").await, 20);
+        app.stop().await;
+    }
+}
