@@ -116,7 +116,7 @@ impl Ingestor {
                 store: self.store.clone(),
                 dispatcher: self.dispatcher.clone(),
             };
-            write_group(&self.store, self.dispatcher.as_ref(), vec![job]).await;
+            write_group(&writer.store, writer.dispatcher.as_ref(), vec![job]).await;
             drop(writer);
         }
         answer.await.unwrap_or_else(|_| {

@@ -636,26 +636,13 @@ both_binary! {
 /// connection is never kept, and the statements after it run on fresh ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_connections_are_dropped_when_the_database_restarts() {
-    use aion_webhooks::store::{NewEvent, Recipient, Store};
+    use aion_webhooks::store::Store;
     use sqlx::Connection;
     let pg = PrivatePg::start_new();
     // 8 connections: the delivery path holds at most 2 of them.
     let store = Store::connect_lazy(&pg.url(), 8).expect("store");
     store.migrate().await.expect("migrate");
-    let event = |id: String| NewEvent {
-        id,
-        topic: "a.b".into(),
-        payload: "1".into(),
-        body: b"{\"payload\":1}".to_vec(),
-        occurred_at: chrono::Utc::now(),
-        tenant_id: None,
-        source: None,
-        key: None,
-        trace_id: None,
-        meta: Default::default(),
-        notes: Default::default(),
-        webhooks: vec![Recipient::unordered("h")],
-    };
+    let event = crate::support::plain_event;
     // Two writers at once, twice, so two connections are held.
     for round in 0..2 {
         let (first, second) = ([event(format!("a{round}"))], [event(format!("b{round}"))]);

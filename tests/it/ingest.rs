@@ -404,25 +404,12 @@ async fn poll_once<F: std::future::Future + Unpin>(f: &mut F) -> bool {
 both! {
     async fn a_request_dropped_while_it_writes_its_group_hands_the_queue_on(db) {
         use aion_webhooks::ingest::Ingestor;
-        use aion_webhooks::store::{InsertOutcome, NewEvent, Recipient};
+        use aion_webhooks::store::InsertOutcome;
         let store = db.store();
         store.migrate().await.expect("migrate");
         let ingestor = Ingestor::start(store.clone(), 1, None);
         let now = chrono::Utc::now();
-        let event = |id: String| NewEvent {
-            id,
-            topic: "a.b".into(),
-            payload: "1".into(),
-            body: b"{\"payload\":1}".to_vec(),
-            occurred_at: now,
-            tenant_id: None,
-            source: None,
-            key: None,
-            trace_id: None,
-            meta: Default::default(),
-            notes: Default::default(),
-            webhooks: vec![Recipient::unordered("h")],
-        };
+        let event = plain_event;
         // The first request finds its shard idle and writes on its own task;
         // five more arrive while its statement is in flight and queue.
         let mut first = Box::pin(ingestor.insert_one(event("first".into()), now));

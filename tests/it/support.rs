@@ -48,6 +48,25 @@ pub fn hook(id: &str, url: &str, topics: &str, extra: &str) -> String {
     s
 }
 
+/// An event of topic `a.b` with payload `1`, for webhook `h`, written
+/// straight through the store (no policy involved).
+pub fn plain_event(id: String) -> aion_webhooks::store::NewEvent {
+    aion_webhooks::store::NewEvent {
+        id,
+        topic: "a.b".into(),
+        payload: "1".into(),
+        body: b"{\"payload\":1}".to_vec(),
+        occurred_at: chrono::Utc::now(),
+        tenant_id: None,
+        source: None,
+        key: None,
+        trace_id: None,
+        meta: Default::default(),
+        notes: Default::default(),
+        webhooks: vec![aion_webhooks::store::Recipient::unordered("h")],
+    }
+}
+
 pub fn test_config() -> Config {
     Config {
         database_url: String::new(),
