@@ -22,6 +22,7 @@
 //! cargo run --release --example loadtest -- --scenario a --engine /path/to/aion-webhooks   # a given binary
 //! cargo run --release --example loadtest -- --scenario a --store sqlite   # the embedded store
 //! cargo run --release --example loadtest -- --scenario a --schema on   # 1 KiB orders checked against a JSON Schema (`off`: the same orders, no schema)
+//! cargo run --release --example loadtest -- --scenario a --readyz-flood 16   # 16 clients asking /readyz back to back meanwhile
 //! ```
 //! The engine is this checkout's: the tool first runs `cargo build --release
 //! --bin aion-webhooks` here (`--engine PATH` runs a given binary instead).
@@ -82,6 +83,7 @@ const FLAGS: &[&str] = &[
     "--against",
     "--engine",
     "--schema",
+    "--readyz-flood",
 ];
 const SWITCHES: &[&str] = &["--via-api"];
 
@@ -169,6 +171,10 @@ struct Tuning {
     /// `--schema off|on`: events carry a realistic 1 KiB order payload, and
     /// with `on` the policy checks it against a JSON Schema (issue 16).
     schema: Option<bool>,
+    /// `--readyz-flood N`: N clients ask `/readyz` back to back for the
+    /// whole run (issue 27, item 7: does an unauthenticated probe flood
+    /// slow ingest and delivery?).
+    readyz_flood: usize,
 }
 
 impl Tuning {
@@ -250,6 +256,7 @@ impl Args {
             Some("on") => Some(true),
             Some(other) => anyhow::bail!("--schema {other:?}: off or on"),
         };
+        tuning.readyz_flood = usize::try_from(num("--readyz-flood")?.unwrap_or(0))?;
         if let Some(n) = num("--ordered-keys")? {
             anyhow::ensure!(n > 0, "--ordered-keys needs at least 1 key");
             tuning.ordered_keys = Some(usize::try_from(n)?);
@@ -666,6 +673,25 @@ async fn load(
     let per_client = sc.events / sc.clients;
     let ordered_keys = tuning.ordered_keys;
     let order_payload = tuning.schema.is_some();
+    // Probe flood: bounded by the run (the set is dropped, and its tasks
+    // aborted, when this function returns).
+    let probes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..tuning.readyz_flood {
+        let (client, url, probes) = (
+            client.clone(),
+            format!("{}/readyz", engine.base),
+            probes.clone(),
+        );
+        flood.spawn(async move {
+            loop {
+                if let Ok(r) = client.get(&url).send().await {
+                    let _ = r.bytes().await;
+                    probes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
     let cpu_before = CpuMark::now(engine.pid());
     let started = Instant::now();
     // Dropping the set (on an error) aborts the other clients.
@@ -736,6 +762,15 @@ async fn load(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let cpu = CpuMark::now(engine.pid()).since(&cpu_before);
+    flood.abort_all();
+    if tuning.readyz_flood > 0 {
+        let n = probes.load(std::sync::atomic::Ordering::Relaxed);
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "readyz flood: {n} probes answered, {:.0}/s",
+            n as f64 / secs
+        );
+    }
     let peak_rss = engine.peak_rss_bytes();
     engine.stop().await?;
 

@@ -22,7 +22,7 @@ use crate::http::serve::{ServerLimits, connection_cap, raise_descriptor_limit};
 use crate::http::{AppState, Limits};
 use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
-use crate::reload::{Reloader, Trigger};
+use crate::reload::Reloader;
 use crate::store::{Store, StoreKind};
 use crate::telemetry::Telemetry;
 
@@ -220,6 +220,7 @@ impl App {
             limits: config.limits,
             metrics,
             depth_cache: Arc::default(),
+            ready_probe: Arc::default(),
             ingestor: Ingestor::start(store.clone(), config.ingest_writers, dispatcher),
             sources: crate::sources::Registry::default(),
             telemetry,
@@ -287,12 +288,12 @@ impl App {
             }
         }
         let mut sources = None;
-        tokio::spawn(reload_on_signal(
+        tokio::spawn(crate::reload::watch::reload_on_signal(
             self.state.reloader.clone(),
             cancel.clone(),
         ));
         if self.config.watch_policy {
-            watch_policy_file(self.state.reloader.clone(), cancel.clone());
+            crate::reload::watch::watch_policy_files(self.state.reloader.clone(), cancel.clone());
         }
         if self.config.run_workers {
             tokio::spawn(crate::retention::run(
@@ -365,82 +366,6 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
-}
-
-/// Reloads the policy on every SIGHUP until `cancel`.
-async fn reload_on_signal(reloader: Arc<Reloader>, cancel: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload through the file or the API");
-        return;
-    };
-    loop {
-        tokio::select! {
-            got = hup.recv() => {
-                if got.is_none() {
-                    return;
-                }
-                tracing::info!("SIGHUP: reloading the policy");
-                let _ = reloader.reload(Trigger::Signal).await;
-            }
-            () = cancel.cancelled() => return,
-        }
-    }
-}
-
-/// Watches the policy file's directory (an editor that writes a new file and
-/// renames it over the old one is seen too) and reloads 200 ms after the
-/// last change, until `cancel`.
-fn watch_policy_file(reloader: Arc<Reloader>, cancel: CancellationToken) {
-    use notify::Watcher;
-    let path = reloader.path().to_path_buf();
-    let Some(name) = path.file_name().map(std::ffi::OsStr::to_os_string) else {
-        return;
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let handler = move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !event.kind.is_access()
-            && event
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
-        {
-            let _ = tx.try_send(());
-        }
-    };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the policy file; reload with SIGHUP or the API");
-            return;
-        }
-    };
-    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy directory; reload with SIGHUP or the API");
-        return;
-    }
-    tokio::spawn(async move {
-        let _watcher = watcher;
-        loop {
-            tokio::select! {
-                got = rx.recv() => if got.is_none() { return; },
-                () = cancel.cancelled() => return,
-            }
-            // Debounce: an editor's save is several events.
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(200)) => break,
-                    got = rx.recv() => if got.is_none() { return; },
-                }
-            }
-            let _ = reloader.reload(Trigger::File).await;
-        }
-    });
 }
 
 /// `aion-webhooks serve`: runs until SIGTERM or SIGINT, then exits 0.

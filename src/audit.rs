@@ -30,6 +30,16 @@ impl Outcome {
     }
 }
 
+/// Which request caused an audited action: its id (the caller's
+/// `X-Request-Id`, else one the engine made and answered with) and the
+/// peer's address. Empty for actions no request caused (a file change,
+/// SIGHUP, the engine's own decisions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    pub request_id: Option<String>,
+    pub source_ip: Option<String>,
+}
+
 /// One audit record.
 #[derive(Debug, Clone)]
 pub struct AuditEntry {

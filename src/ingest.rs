@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::domain::derived_id::{DERIVED_ID_PREFIXES, is_derived_id};
 use crate::domain::reserved::claims_engine_source;
 use crate::domain::{ENGINE_SOURCE, EventId, EventVersion, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
@@ -66,8 +67,12 @@ pub enum IngestFailure {
 /// and may be allowed the platform's audit topics (contract §1, §9).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Origin<'a> {
-    /// The event id when the event names none (a message's position).
+    /// The event id when the event names none (a message's `Nats-Msg-Id`
+    /// or its position).
     pub default_id: Option<&'a str>,
+    /// The id this way in derived from the message's position, the only id
+    /// of a derived form (`kafka:…`, `nats:…`) it may use (contract §9).
+    pub derived_id: Option<&'a str>,
     /// The `source` when the event names none (the source's id).
     pub default_source: Option<&'a str>,
     /// Whether `aion.audit.**` is accepted.
@@ -77,6 +82,7 @@ pub struct Origin<'a> {
 /// The HTTP API: ids generated, no default source, no reserved topics.
 pub const API: Origin<'static> = Origin {
     default_id: None,
+    derived_id: None,
     default_source: None,
     allow_audit: false,
 };
@@ -369,6 +375,15 @@ fn build(
         });
     }
     let id = match w.id.as_deref().or(origin.default_id) {
+        Some(id) if is_derived_id(id) && origin.derived_id != Some(id) => {
+            return Err(invalid(
+                "id",
+                format!(
+                    "ids starting with {} are derived by the event-bus sources from a message's position; choose another id",
+                    DERIVED_ID_PREFIXES.join(" or ")
+                ),
+            ));
+        }
         Some(id) => EventId::parse(id).map_err(|e| invalid("id", e.to_string()))?,
         None => EventId::generate(),
     };

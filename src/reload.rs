@@ -5,7 +5,9 @@
 //! content again is a no-op. Triggers — a file change, `SIGHUP`, the API —
 //! all come through [`Reloader::reload`], one at a time.
 //!
-//! No HTTP types here; the watcher and the signal live in `app`.
+//! No HTTP types here. The file watcher and `SIGHUP` are in [`watch`].
+
+pub mod watch;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AuditEntry, Outcome};
+use crate::audit::{AuditEntry, Outcome, RequestContext};
 use crate::metrics::Metrics;
 use crate::policy::{PolicyErrors, PolicySet, Webhook};
 use crate::store::Store;
@@ -26,8 +28,9 @@ use crate::store::Store;
 pub enum Trigger {
     File,
     Signal,
-    /// An admin through the API (the caller's actor id).
-    Api(String),
+    /// An admin through the API: the caller's actor id, and the request's
+    /// id and peer for the audit record.
+    Api(String, RequestContext),
 }
 
 impl Trigger {
@@ -35,7 +38,14 @@ impl Trigger {
         match self {
             Self::File => "file",
             Self::Signal => "signal",
-            Self::Api(actor) => actor,
+            Self::Api(actor, _) => actor,
+        }
+    }
+
+    fn request(&self) -> RequestContext {
+        match self {
+            Self::Api(_, request) => request.clone(),
+            Self::File | Self::Signal => RequestContext::default(),
         }
     }
 }
@@ -97,6 +107,8 @@ pub struct Reloader {
     state: Mutex<State>,
     /// One reload at a time: two triggers must not interleave read and swap.
     serial: tokio::sync::Mutex<()>,
+    /// Counts finished reload attempts, for [`Reloader::attempts`].
+    attempts: tokio::sync::watch::Sender<u64>,
 }
 
 impl Reloader {
@@ -116,6 +128,7 @@ impl Reloader {
                 last: None,
             }),
             serial: tokio::sync::Mutex::new(()),
+            attempts: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -123,9 +136,49 @@ impl Reloader {
         &self.path
     }
 
+    /// The policy file and every file the policy in force read.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        files.extend(self.live.load().files().iter().cloned());
+        files
+    }
+
     /// Reads, validates and (if valid and new) swaps in the policy file.
-    pub async fn reload(&self, trigger: Trigger) -> Result<Reloaded, PolicyErrors> {
+    /// Once started, a reload finishes — swap and audit record together —
+    /// whatever becomes of the caller: it runs on a task of its own, so an
+    /// API client that hangs up (dropping its handler) cannot leave a change
+    /// in force with no audit record.
+    pub async fn reload(self: &Arc<Self>, trigger: Trigger) -> Result<Reloaded, PolicyErrors> {
+        let this = self.clone();
+        tokio::spawn(async move { this.reload_to_the_end(trigger).await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(PolicyErrors {
+                    source_name: self.path.display().to_string(),
+                    errors: vec![crate::policy::PolicyError {
+                        path: String::new(),
+                        line: 0,
+                        column: 0,
+                        message: format!("the reload failed: {e}"),
+                    }],
+                })
+            })
+    }
+
+    /// Subscribes to reloads: the value changes after each attempt that
+    /// read the files (the file watcher then looks at the files again).
+    pub fn attempts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.attempts.subscribe()
+    }
+
+    async fn reload_to_the_end(&self, trigger: Trigger) -> Result<Reloaded, PolicyErrors> {
         let _one = self.serial.lock().await;
+        let result = self.reload_serial(trigger).await;
+        self.attempts.send_modify(|n| *n += 1);
+        result
+    }
+
+    async fn reload_serial(&self, trigger: Trigger) -> Result<Reloaded, PolicyErrors> {
         let path = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || PolicySet::load_file(&path))
             .await
@@ -174,14 +227,15 @@ impl Reloader {
                 errors: Vec::new(),
             });
         }
+        let request = trigger.request();
         let entry = AuditEntry {
             at: now,
             actor_id: trigger.actor().to_owned(),
             action: "policy.reload".into(),
             outcome: Outcome::Applied,
             target: Some(new.sha256().to_owned()),
-            request_id: None,
-            source_ip: None,
+            request_id: request.request_id,
+            source_ip: request.source_ip,
         };
         let mut extra = serde_json::Map::new();
         extra.insert("old_sha256".into(), json!(old.sha256()));

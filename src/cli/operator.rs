@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use crate::domain::redact::escape_controls;
+
 /// Where the engine is and how to print.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
@@ -167,12 +169,19 @@ pub fn call(target: &Target, request: Request, view: View) -> anyhow::Result<Exi
     })?;
     let value: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     if !status.is_success() {
-        let code = value["error"]["code"].as_str().unwrap_or("error");
-        let message = value["error"]["message"].as_str().unwrap_or("");
+        let code = match &value["error"]["code"] {
+            Value::Null => "error".to_owned(),
+            c => text(c),
+        };
+        let message = match &value["error"]["message"] {
+            Value::Null if !value.is_object() => text(&value),
+            Value::Null => String::new(),
+            m => text(m),
+        };
         eprintln!("error: {status}: {code}: {message}");
         if let Some(errors) = value["error"]["errors"].as_array() {
             for e in errors {
-                eprintln!("  {}", e.as_str().unwrap_or_default());
+                eprintln!("  {}", text(e));
             }
         }
         return Ok(ExitCode::FAILURE);
@@ -185,11 +194,14 @@ pub fn call(target: &Target, request: Request, view: View) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// A value as a cell. Strings come from outside (reject reasons, errors,
+/// ids, topics, response bodies): their control characters are escaped so
+/// they cannot drive the operator's terminal.
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => escape_controls(s).into_owned(),
+        other => escape_controls(&other.to_string()).into_owned(),
     }
 }
 
@@ -359,7 +371,7 @@ pub fn render(view: View, value: &Value) -> String {
             let mut out = String::new();
             if let Some(map) = value.as_object() {
                 for (k, v) in map {
-                    out.push_str(&format!("{k}: {}\n", text(v)));
+                    out.push_str(&format!("{}: {}\n", escape_controls(k), text(v)));
                 }
             }
             out

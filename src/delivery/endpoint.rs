@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::audit::{AuditEntry, Outcome};
+use crate::audit::{AuditEntry, Outcome, RequestContext};
 use crate::domain::Topic;
 use crate::ingest::internal_event;
 use crate::metrics::Metrics;
@@ -37,6 +37,8 @@ pub struct Transition<'a> {
     pub reason: &'a str,
     /// Who decided: an admin's actor id, or the engine (`aion-webhooks`).
     pub actor: &'a str,
+    /// The request that asked for it (empty for the engine's own calls).
+    pub request: &'a RequestContext,
     /// The last error seen from the endpoint, for the announcement.
     pub last_error: Option<&'a str>,
 }
@@ -68,8 +70,8 @@ pub async fn transition(
         action: action.into(),
         outcome: Outcome::Applied,
         target: Some(t.webhook.to_owned()),
-        request_id: None,
-        source_ip: None,
+        request_id: t.request.request_id.clone(),
+        source_ip: t.request.source_ip.clone(),
     };
     let topic =
         Topic::parse(&format!("aion.webhooks.endpoint.{word}")).expect("a valid literal topic");

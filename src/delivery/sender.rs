@@ -18,6 +18,7 @@ use url::Host;
 
 use super::retry::{self, AttemptResult};
 use super::ssrf::{GuardedResolver, SsrfGuard, is_blocked_destination};
+use crate::domain::redact::{text_url_origin, url_origin};
 use crate::policy::Webhook;
 use crate::signing::{SignError, aion_sign, standard_sign, v1a_sign};
 
@@ -170,10 +171,7 @@ impl Sender {
             Some(Host::Ipv6(v6)) => Some(v6.into()),
             Some(Host::Domain(_)) => None,
             None => {
-                return Err((
-                    ErrorKind::Other,
-                    format!("{} has no host", redacted(url.as_str())),
-                ));
+                return Err((ErrorKind::Other, format!("{} has no host", url_origin(url))));
             }
         };
         if let Some(ip) = literal.filter(|&ip| !self.guard.permits(ip)) {
@@ -202,7 +200,7 @@ impl Sender {
         let mut response = tokio::time::timeout_at(deadline, sent)
             .await
             .map_err(|_| timed_out())?
-            .map_err(classify)?;
+            .map_err(|e| classify(e, url))?;
 
         let status = response.status();
         report.status = Some(status.as_u16());
@@ -215,7 +213,7 @@ impl Sender {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .map(redacted);
+            .map(text_url_origin);
 
         // The status is the receiver's answer; the body is only diagnostics.
         // So a body that is slow or breaks off does not change the outcome —
@@ -274,11 +272,12 @@ fn lossy_capped(bytes: &[u8]) -> String {
 
 /// Maps a transport error to a kind and a message with its whole cause
 /// chain (reqwest's top-level text alone is just "error sending request").
-fn classify(mut err: reqwest::Error) -> (ErrorKind, String) {
-    // reqwest names the URL in its text; its query may carry a token.
-    if let Some(url) = err.url_mut() {
-        redact_query(url);
-    }
+/// The URL is dropped from reqwest's text and only its origin named: a
+/// webhook URL's path or query may hold a credential (Slack-style
+/// `/services/T…/B…/token`), and this text reaches `last_error`, the
+/// `endpoint.disabled` event another receiver gets, spans and logs.
+fn classify(err: reqwest::Error, url: &url::Url) -> (ErrorKind, String) {
+    let err = err.without_url();
     let kind = if err.is_timeout() {
         ErrorKind::Timeout
     } else if is_blocked_destination(&err) {
@@ -290,7 +289,7 @@ fn classify(mut err: reqwest::Error) -> (ErrorKind, String) {
     } else {
         response_error_kind(&err)
     };
-    let mut message = err.to_string();
+    let mut message = format!("{err} to {}", url_origin(url));
     let mut source = err.source();
     while let Some(cause) = source {
         message.push_str(": ");
@@ -327,29 +326,6 @@ fn response_error_kind(err: &reqwest::Error) -> ErrorKind {
         source = cause.source();
     }
     ErrorKind::Other
-}
-
-/// Replaces a URL's query string (which may carry a credential) with
-/// `redacted`, so the URL can appear in attempt records and logs.
-fn redact_query(url: &mut url::Url) {
-    if url.query().is_some() {
-        url.set_query(Some("redacted"));
-    }
-}
-
-/// `text` as a URL with its query redacted; text that is no absolute URL
-/// loses everything from its first `?`.
-fn redacted(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut url) => {
-            redact_query(&mut url);
-            url.to_string()
-        }
-        Err(_) => match text.split_once('?') {
-            Some((head, _)) => format!("{head}?redacted"),
-            None => text.to_owned(),
-        },
-    }
 }
 
 /// All request headers of contract §3. Static headers go in first so the

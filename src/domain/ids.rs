@@ -74,8 +74,11 @@ fn webhook_id_valid(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// The longest event id, in bytes (contract §2).
+pub const MAX_EVENT_ID_BYTES: usize = 128;
+
 fn event_id_valid(s: &str) -> bool {
-    (1..=128).contains(&s.len())
+    (1..=MAX_EVENT_ID_BYTES).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }

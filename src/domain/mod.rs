@@ -2,8 +2,10 @@
 //! Nothing here does I/O or knows about HTTP or SQL.
 
 pub mod action;
+pub mod derived_id;
 pub mod ids;
 pub mod payload;
+pub mod redact;
 pub mod reserved;
 pub mod secret;
 pub mod topic;

@@ -7,10 +7,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::authorize;
+use super::extract::{Caller, authorize};
 use super::{ApiError, AppState};
-use crate::audit::{AuditEntry, Outcome};
-use crate::auth::Principal;
+use crate::audit::Outcome;
 use crate::domain::DeliveryId;
 use crate::rbac::Action;
 use crate::store::{
@@ -86,7 +85,7 @@ fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
 
 pub async fn list_deliveries(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ListDeliveries).await?;
@@ -130,7 +129,7 @@ pub async fn list_deliveries(
 
 pub async fn get_delivery(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::GetDelivery).await?;
@@ -147,21 +146,18 @@ pub async fn get_delivery(
 
 pub async fn replay_delivery(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authorize(&state, &principal, Action::ReplayDelivery).await?;
     let id = parse_id(&id)?;
     let now = chrono::Utc::now();
-    let entry = AuditEntry {
-        at: now,
-        actor_id: principal.actor_id.clone(),
-        action: "replay_delivery".into(),
-        outcome: Outcome::Applied,
-        target: Some(id.to_string()),
-        request_id: None,
-        source_ip: None,
-    };
+    let entry = principal.audit(
+        now,
+        "replay_delivery",
+        Outcome::Applied,
+        Some(id.to_string()),
+    );
     let policy = state.policy.load_full();
     let (row, event) = (entry.row(), entry.event(&policy));
     match state
@@ -214,7 +210,7 @@ pub struct EventView {
 
 pub async fn get_event(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<EventView>, ApiError> {
     authorize(&state, &principal, Action::GetEvent).await?;
@@ -251,7 +247,7 @@ pub async fn get_event(
 
 pub async fn list_webhooks(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ListWebhooks).await?;
     let policy = state.policy.load_full();
@@ -277,7 +273,7 @@ pub async fn list_webhooks(
             };
             let throttled_until = stored.and_then(|r| r.throttled_until);
             json!({
-                "id": w.id, "url": w.url.as_str(), "topics": w.topics, "enabled": w.enabled,
+                "id": w.id, "url": crate::domain::redact::url_origin(&w.url), "topics": w.topics, "enabled": w.enabled,
                 "state": st, "state_reason": reason, "state_since": since,
                 "throttled_until": throttled_until,
                 "signature": w.signature.as_str(),
@@ -300,7 +296,7 @@ pub struct AuditQuery {
 
 pub async fn list_audit(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ListAudit).await?;

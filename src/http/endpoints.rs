@@ -6,15 +6,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::extract::authorize;
+use super::extract::{Caller, authorize};
 use super::{ApiError, AppState};
-use crate::auth::Principal;
 use crate::delivery::endpoint::{REASON_MANUAL, Target, Transition, transition};
 use crate::rbac::Action;
 
 pub async fn disable_webhook(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     change(&state, &principal, &id, Target::Disabled).await
@@ -22,7 +21,7 @@ pub async fn disable_webhook(
 
 pub async fn enable_webhook(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     change(&state, &principal, &id, Target::Enabled).await
@@ -30,7 +29,7 @@ pub async fn enable_webhook(
 
 async fn change(
     state: &AppState,
-    principal: &Principal,
+    principal: &Caller,
     id: &str,
     to: Target,
 ) -> Result<Json<Value>, ApiError> {
@@ -52,6 +51,7 @@ async fn change(
         to,
         reason: REASON_MANUAL,
         actor: &principal.actor_id,
+        request: &principal.request,
         last_error: None,
     };
     let (in_force, changed) = transition(

@@ -6,9 +6,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{authorize, json_body};
+use super::extract::{Caller, authorize, json_body};
 use super::{ApiError, AppState};
-use crate::auth::Principal;
 use crate::ingest::{IngestFailure, Trace, ingest};
 use crate::metrics::EventSource;
 use crate::policy::schemas::SchemaMode;
@@ -16,7 +15,7 @@ use crate::rbac::Action;
 
 pub async fn post_events(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

@@ -1,4 +1,4 @@
-//! Extractors: the authenticated [`Principal`], and a JSON body read under
+//! Extractors: the authenticated [`Caller`], and a JSON body read under
 //! our own size limit so oversized bodies get a JSON 413.
 
 use std::time::Duration;
@@ -10,11 +10,27 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::audit::{AuditEntry, Outcome};
+use crate::audit::{AuditEntry, Outcome, RequestContext};
 use crate::auth::{Principal, authenticate};
 use crate::rbac::{self, Action};
 
-impl FromRequestParts<AppState> for Principal {
+/// The authenticated caller of an admin or publisher route, with the
+/// request's id and peer for the audit records it causes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request: RequestContext,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -23,44 +39,55 @@ impl FromRequestParts<AppState> for Principal {
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let policy = state.policy.load();
-        Ok(authenticate(
-            policy.auth(),
-            header,
-            chrono::Utc::now().timestamp(),
-        )?)
+        let principal = authenticate(policy.auth(), header, chrono::Utc::now().timestamp())?;
+        let request = parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_default();
+        Ok(Self { principal, request })
     }
 }
 
-/// Lets `principal` run `action`, or answers 403 — after writing the
+impl Caller {
+    /// An audit record of what this caller did, stamped with the request.
+    pub fn audit(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        action: &str,
+        outcome: Outcome,
+        target: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at,
+            actor_id: self.principal.actor_id.clone(),
+            action: action.to_owned(),
+            outcome,
+            target,
+            request_id: self.request.request_id.clone(),
+            source_ip: self.request.source_ip.clone(),
+        }
+    }
+}
+
+/// Lets `caller` run `action`, or answers 403 — after writing the
 /// denial to the audit log (contract §5: every RBAC denial of an
 /// authenticated caller). A denial that cannot be audited (database down)
 /// is still a denial: it is logged and answered 403.
-pub async fn authorize(
-    state: &AppState,
-    principal: &Principal,
-    action: Action,
-) -> Result<(), ApiError> {
-    let reason = match rbac::decide(principal, action, None) {
+pub async fn authorize(state: &AppState, caller: &Caller, action: Action) -> Result<(), ApiError> {
+    let reason = match rbac::decide(&caller.principal, action, None) {
         rbac::Decision::Allow => return Ok(()),
         rbac::Decision::Deny { reason } => reason,
     };
     let now = chrono::Utc::now();
-    let entry = AuditEntry {
-        at: now,
-        actor_id: principal.actor_id.clone(),
-        action: action.as_str().to_owned(),
-        outcome: Outcome::Denied,
-        target: None,
-        request_id: None,
-        source_ip: None,
-    };
+    let entry = caller.audit(now, action.as_str(), Outcome::Denied, None);
     let policy = state.policy.load_full();
     if let Err(e) = state
         .store
         .record_audit(&entry.row(), &entry.event(&policy), now)
         .await
     {
-        tracing::error!(error = %e, actor = %principal.actor_id, action = action.as_str(), "could not audit a denial");
+        tracing::error!(error = %e, actor = %caller.actor_id, action = action.as_str(), "could not audit a denial");
     }
     Err(ApiError::Forbidden(reason.to_string()))
 }

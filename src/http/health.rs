@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
 use super::{ApiError, AppState};
 
@@ -13,8 +14,37 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// How long one database probe answers `/readyz` for.
+const PROBE_TTL: Duration = Duration::from_secs(1);
+
+/// The last database probe of `/readyz`. Anyone may ask `/readyz`, as
+/// often as they like; the database is asked at most once a second (one
+/// probe at a time: callers meanwhile wait for its answer), so a probe
+/// flood costs no database work beside ingest and delivery.
+#[derive(Debug, Default)]
+pub struct ReadyProbe {
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl ReadyProbe {
+    /// Whether the database answered, asking it only when the last answer
+    /// is older than [`PROBE_TTL`].
+    pub async fn database_ok(&self, store: &crate::store::Store) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, ok)) = *last
+            && at.elapsed() < PROBE_TTL
+        {
+            return ok;
+        }
+        let ok = store.ping(Duration::from_secs(1)).await.is_ok();
+        *last = Some((Instant::now(), ok));
+        ok
+    }
+}
+
 /// Unauthenticated, so it says nothing about the policy beyond "loaded"
-/// (its hash would tell an outsider when the configuration changes).
+/// (its hash would tell an outsider when the configuration changes). The
+/// database's answer may be up to a second old ([`ReadyProbe`]).
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     // Each source: `consuming`, `paused` (its batch cannot be stored: the
     // database is down), `disconnected` (broker unreachable) or `disabled`.
@@ -25,19 +55,20 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         .iter()
         .map(|s| (s.id().to_owned(), json!(s.state())))
         .collect();
-    match state.store.ping(std::time::Duration::from_secs(1)).await {
-        Ok(()) => (
+    if state.ready_probe.database_ok(&state.store).await {
+        (
             StatusCode::OK,
             Json(
                 json!({ "status": "ready", "database": "ok", "policy": "loaded", "sources": sources }),
             ),
-        ),
-        Err(_) => (
+        )
+    } else {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
                 json!({ "status": "not_ready", "database": "unreachable", "policy": "loaded", "sources": sources }),
             ),
-        ),
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::AUTHORIZATION;
@@ -11,12 +12,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::read_body;
 use super::{ApiError, AppState};
+use crate::audit::RequestContext;
 use crate::inbound::{InboundError, InboundRequest, handle};
 use crate::metrics::InboundOutcome;
 
 pub async fn post_inbound(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(context): Extension<RequestContext>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -43,8 +46,8 @@ pub async fn post_inbound(
             signature: text("x-aion-signature"),
             authorization: text(AUTHORIZATION.as_str()),
             idempotency_key: text("idempotency-key"),
-            request_id: text("x-request-id").map(|s| s.chars().take(128).collect()),
-            source_ip: Some(peer.ip().to_string()),
+            request_id: context.request_id,
+            source_ip: context.source_ip.or_else(|| Some(peer.ip().to_string())),
         };
         let policy = state.policy.load_full();
         match handle(&state.store, &policy, &request, chrono::Utc::now()).await {

@@ -24,7 +24,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use health::ReadyProbe;
 
+use crate::audit::RequestContext;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::policy::PolicySet;
@@ -64,6 +66,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// When the queue depth for `/metrics` was last read.
     pub depth_cache: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// `/readyz`'s last database probe: at most one a second, whatever the
+    /// rate of unauthenticated probes.
+    pub ready_probe: Arc<ReadyProbe>,
     pub ingestor: Ingestor,
     /// The event-bus sources' status (empty without `sources:`).
     pub sources: crate::sources::Registry,
@@ -108,9 +113,14 @@ pub fn router(state: AppState) -> Router {
 /// logged here, once. The path is logged, never the query string (it may
 /// carry anything) nor any header. A body that did not arrive in time is
 /// counted, not logged: slow clients come in floods.
+///
+/// Every request gets an id — the caller's `X-Request-Id` (at most 128
+/// visible characters), else `req_<UUIDv7>` — answered in `X-Request-Id`
+/// and carried with the peer's address to the audit records the request
+/// causes ([`RequestContext`]).
 async fn log_requests(
     axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     use tracing::Instrument;
@@ -120,10 +130,23 @@ async fn log_requests(
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(128).collect::<String>());
+        .map(|s| s.trim().chars().take(128).collect::<String>())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()));
+    let source_ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    req.extensions_mut().insert(RequestContext {
+        request_id: Some(request_id.clone()),
+        source_ip,
+    });
     let span = tracing::info_span!("request", %method, %path, request_id);
     let started = Instant::now();
-    let response = next.run(req).instrument(span.clone()).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
     let _entered = span.enter();
     let status = response.status();
     let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);

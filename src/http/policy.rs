@@ -6,15 +6,14 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use super::extract::authorize;
+use super::extract::{Caller, authorize};
 use super::{ApiError, AppState};
-use crate::auth::Principal;
 use crate::rbac::Action;
 use crate::reload::{Reloaded, Trigger, error_lines};
 
 pub async fn get_policy(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::GetPolicy).await?;
     let s = state.reloader.status();
@@ -34,12 +33,15 @@ pub async fn get_policy(
 
 pub async fn reload_policy(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ReloadPolicy).await?;
     match state
         .reloader
-        .reload(Trigger::Api(principal.actor_id.clone()))
+        .reload(Trigger::Api(
+            principal.actor_id.clone(),
+            principal.request.clone(),
+        ))
         .await
     {
         Ok(Reloaded::Applied {

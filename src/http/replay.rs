@@ -10,10 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{authorize, json_body};
+use super::extract::{Caller, authorize, json_body};
 use super::{ApiError, AppState};
-use crate::audit::{AuditEntry, Outcome};
-use crate::auth::Principal;
+use crate::audit::Outcome;
 use crate::rbac::Action;
 use crate::store::{DeliveryState, ReplayFilter};
 
@@ -46,7 +45,7 @@ fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiEr
 
 pub async fn bulk_replay(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -118,15 +117,12 @@ pub async fn bulk_replay(
         .replay_matching(
             &filter,
             |count| {
-                let entry = AuditEntry {
-                    at: now,
-                    actor_id: principal.actor_id.clone(),
-                    action: "bulk_replay".into(),
-                    outcome: Outcome::Applied,
-                    target: Some(described.to_string()),
-                    request_id: None,
-                    source_ip: None,
-                };
+                let entry = principal.audit(
+                    now,
+                    "bulk_replay",
+                    Outcome::Applied,
+                    Some(described.to_string()),
+                );
                 let mut extra = serde_json::Map::new();
                 extra.insert("filter".into(), described.clone());
                 extra.insert("replayed".into(), json!(count));

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::{invalid, parse_limit};
-use super::extract::authorize;
+use super::extract::{Caller, authorize};
 use super::{ApiError, AppState};
-use crate::auth::Principal;
+use crate::domain::redact::url_list_origins;
 use crate::policy::sources::{Source, SourceKind};
 use crate::rbac::Action;
 
@@ -21,14 +21,14 @@ fn config_json(s: &Source) -> Value {
             "tls": k.tls.is_some(), "sasl": k.sasl.as_ref().map(|s| s.mechanism.as_str()),
         }),
         SourceKind::Nats(n) => json!({
-            "url": n.url, "stream": n.stream, "consumer": n.consumer, "subjects": n.subjects,
+            "url": url_list_origins(&n.url), "stream": n.stream, "consumer": n.consumer, "subjects": n.subjects,
         }),
     }
 }
 
 pub async fn list_sources(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state, &principal, Action::ListSources).await?;
     let policy = state.policy.load();
@@ -57,7 +57,7 @@ pub struct RejectsQuery {
 
 pub async fn list_rejects(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller,
     Path(id): Path<String>,
     Query(q): Query<RejectsQuery>,
 ) -> Result<Json<Value>, ApiError> {

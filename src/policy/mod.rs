@@ -18,7 +18,7 @@ pub mod sources;
 mod yaml_path;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -58,21 +58,25 @@ pub struct PolicySet {
     sources: Vec<sources::Source>,
     schemas: schemas::Schemas,
     sha256: String,
-    /// The file and every file it includes (schemas): what a reload compares.
+    /// The file and every file it reads: what a reload compares.
     fingerprint: String,
+    /// Every file the policy read besides itself (secrets, keys, schemas,
+    /// source credentials), for the file watcher.
+    files: Vec<PathBuf>,
 }
 
 /// The policy's own sha256 when it includes no file, else a digest over the
 /// text and each included file's name and bytes.
-fn fingerprint(text: &str, included: &[(String, Vec<u8>)]) -> String {
+fn fingerprint(text: &str, included: &[(PathBuf, Vec<u8>)]) -> String {
     let mut digest = Sha256::new();
     digest.update(text.as_bytes());
     if included.is_empty() {
         return hex::encode(digest.finalize());
     }
-    for (name, bytes) in included {
+    for (path, bytes) in included {
+        let name = path.as_os_str().as_encoded_bytes();
         digest.update((name.len() as u64).to_le_bytes());
-        digest.update(name.as_bytes());
+        digest.update(name);
         digest.update((bytes.len() as u64).to_le_bytes());
         digest.update(bytes);
     }
@@ -192,6 +196,12 @@ impl PolicySet {
             schemas,
             sha256: hex::encode(Sha256::digest(text.as_bytes())),
             fingerprint: fingerprint(text, &c.included),
+            files: {
+                let mut files: Vec<PathBuf> = c.included.into_iter().map(|(p, _)| p).collect();
+                files.sort();
+                files.dedup();
+                files
+            },
         })
     }
 
@@ -239,10 +249,17 @@ impl PolicySet {
         &self.sha256
     }
 
-    /// A digest of the policy text and the files it includes (schemas): a
-    /// reload with the same text but an edited schema file applies.
+    /// A digest of the policy text and every file it reads (secret, key,
+    /// password and credentials files, schemas): a reload with the same text
+    /// but a rotated secret file or an edited schema applies.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// The files the policy read besides itself, sorted: what the watcher
+    /// watches beside the policy file.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The webhooks an event of `topic` and `tenant` goes to, each once, in

@@ -24,6 +24,10 @@ pub struct Source {
     /// `false` = configured but not consuming.
     pub enabled: bool,
     pub kind: SourceKind,
+    /// A digest of the files the consumer reads when it connects (TLS
+    /// certificates and keys, a NATS creds file): part of the entry's value,
+    /// so rotating one restarts the source on reload.
+    pub files_stamp: [u8; 32],
 }
 
 /// How a message's value becomes an event.
@@ -55,6 +59,23 @@ impl SourceKind {
         match self {
             Self::Kafka(_) => "kafka",
             Self::Nats(_) => "nats",
+        }
+    }
+
+    /// The files this consumer reads when it connects.
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        match self {
+            Self::Kafka(k) => k
+                .tls
+                .iter()
+                .flat_map(|t| [&t.ca_file, &t.cert_file, &t.key_file])
+                .flatten()
+                .map(PathBuf::as_path)
+                .collect(),
+            Self::Nats(n) => match &n.credentials {
+                Some(NatsCredentials::CredsFile(path)) => vec![path.as_path()],
+                _ => Vec::new(),
+            },
         }
     }
 }

@@ -208,7 +208,7 @@ fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
     let topic = m.topic().to_owned();
     Message {
         value: m.payload().unwrap_or_default().to_vec(),
-        position: format!("kafka:{topic}:{}:{}", m.partition(), m.offset()),
+        position: crate::domain::derived_id::kafka_id(&topic, m.partition(), m.offset()),
         key: m.key().map(<[u8]>::to_vec),
         kafka: Some((topic.clone(), m.partition(), m.offset())),
         topic,

@@ -77,6 +77,7 @@ pub fn event_of(
         .map_err(|e| Refused::from(format!("the message is not JSON: {e}")))?;
     let origin = Origin {
         default_id: Some(msg.msg_id.as_deref().unwrap_or(&msg.position)),
+        derived_id: Some(&msg.position),
         default_source: Some(&source.id),
         allow_audit: source.accept_audit_topics,
     };
@@ -146,6 +147,7 @@ mod tests {
                 subjects: vec![],
                 credentials: None,
             }),
+            files_stamp: [0; 32],
         }
     }
 

@@ -114,7 +114,10 @@ impl Status {
 
     /// Records a problem for `/v1/sources` and logs it (once per distinct message).
     pub fn error(&self, message: impl Into<String>) {
-        let message = message.into();
+        // Client libraries repeat the address they were given; a credential
+        // in it must reach neither `/v1/sources` nor the log.
+        let message: String = message.into();
+        let message = crate::domain::redact::strip_userinfo_in(&message).into_owned();
         let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
         if last.as_ref().is_none_or(|(_, m)| *m != message) {
             tracing::warn!(source = %self.id, error = %message, "source error");

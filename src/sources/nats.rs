@@ -128,10 +128,12 @@ async fn connect(cfg: &NatsSource, status: &Arc<Status>) -> Result<async_nats::C
             .await
             .map_err(|e| format!("NATS credentials file {}: {e}", path.display()))?,
     };
-    options
-        .connect(&cfg.url)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", cfg.url))
+    options.connect(&cfg.url).await.map_err(|e| {
+        // The policy refuses userinfo in the URL; shown without it all
+        // the same, and async-nats's own text may repeat the address.
+        let shown = crate::domain::redact::url_list_origins(&cfg.url);
+        format!("connecting to {shown}: {e}")
+    })
 }
 
 async fn consume(
@@ -196,7 +198,7 @@ fn owned(cfg: &NatsSource, m: &jetstream::Message) -> Message {
         value: m.payload.to_vec(),
         topic: m.subject.to_string(),
         key: None,
-        position: format!("nats:{}:{sequence}", cfg.stream),
+        position: crate::domain::derived_id::nats_id(&cfg.stream, sequence),
         msg_id: m
             .headers
             .as_ref()

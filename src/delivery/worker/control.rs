@@ -114,6 +114,7 @@ async fn disable(
         to: Target::Disabled,
         reason,
         actor: crate::domain::ENGINE_SOURCE,
+        request: &crate::audit::RequestContext::default(),
         last_error: error,
     };
     if let Err(e) = transition(&shared.store, policy, &shared.metrics, &t, shared.cfg.now()).await {

@@ -157,7 +157,7 @@ impl Compiler<'_> {
             Err(e) => return fail(self, format!("cannot read {}: {e}", full.display())),
         };
         self.included
-            .push((name.clone(), text.clone().into_bytes()));
+            .push((full.clone(), text.clone().into_bytes()));
         let schema: serde_json::Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => return fail(self, format!("not JSON: {e}")),
@@ -239,7 +239,7 @@ struct LocalFiles {
 }
 
 /// A file the policy includes: its name and bytes.
-type Included = (String, Vec<u8>);
+type Included = (PathBuf, Vec<u8>);
 
 impl jsonschema::Retrieve for LocalFiles {
     fn retrieve(
@@ -269,7 +269,7 @@ impl jsonschema::Retrieve for LocalFiles {
         let bytes = std::fs::read(&path)?;
         let value = serde_json::from_slice(&bytes)?;
         if let Ok(mut read) = self.read.lock() {
-            read.push((path.display().to_string(), bytes));
+            read.push((path, bytes));
         }
         Ok(value)
     }

@@ -11,6 +11,7 @@ use super::super::sources::{
     NatsCredentials, NatsSource, SaslMechanism, Source, SourceKind, StartAt,
 };
 use super::Compiler;
+use crate::domain::redact::{has_userinfo, url_list_origins};
 use crate::domain::{Secret, WebhookId};
 
 impl Compiler<'_> {
@@ -105,13 +106,16 @@ impl Compiler<'_> {
                 None
             }
         };
+        let kind = kind?;
+        let files_stamp = self.stamp_files(&kind.files());
         Some(Source {
             id: id?,
             format: format?,
             accept_audit_topics: s.accept_audit_topics.unwrap_or(false),
             max_batch: max_batch?,
             enabled: s.enabled.unwrap_or(true),
-            kind: kind?,
+            kind,
+            files_stamp,
         })
     }
 
@@ -308,16 +312,29 @@ impl Compiler<'_> {
             let ok = ["nats://", "tls://", "ws://", "wss://"]
                 .iter()
                 .any(|p| u.starts_with(p));
-            if !ok {
-                let at = s
-                    .url
-                    .as_ref()
-                    .map(|v| v.referenced)
-                    .unwrap_or(s.kind.referenced);
+            let at = s
+                .url
+                .as_ref()
+                .map(|v| v.referenced)
+                .unwrap_or(s.kind.referenced);
+            // The URL is shown by `GET /v1/sources` and in errors: a
+            // credential in it would be too. Never echo it in this message.
+            if has_userinfo(&u) {
                 self.error(
                     format!("{path}.url"),
                     at,
-                    format!("{u:?} is not a NATS URL (nats://host:port or tls://host:port)"),
+                    "the URL must not hold a user, password or token: put them under `credentials:` (user and password, token, or creds_file)",
+                );
+                return None;
+            }
+            if !ok {
+                self.error(
+                    format!("{path}.url"),
+                    at,
+                    format!(
+                        "{:?} is not a NATS URL (nats://host:port or tls://host:port)",
+                        url_list_origins(&u)
+                    ),
                 );
                 return None;
             }
