@@ -216,3 +216,38 @@ both! {
         app.stop().await;
     }
 }
+
+both! {
+    async fn a_token_in_a_webhook_url_path_never_reaches_a_span(db) {
+        // Issue 27, item 4: the attempt span's status carries the error text.
+        let collector = Collector::default();
+        let endpoint = collector.start().await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let mut config = test_config();
+        config.otlp = Some(aion_webhooks::telemetry::OtlpConfig {
+            endpoint: Some(endpoint),
+            schedule_delay: Duration::from_millis(100),
+            timeout: Duration::from_secs(2),
+        });
+        let url = format!("http://127.0.0.1:{port}/services/T000/B000/SpanT0ken");
+        let app = TestApp::spawn_with(
+            db,
+            &policy_yaml(&hook("h", &url, "[\"a.**\"]", "retry: { initial_interval: 50ms, max_interval: 50ms, max_attempts: 2 }")),
+            config,
+        )
+        .await;
+        app.post_events(&json!({"id": "t-1", "topic": "a.b", "payload": 1})).await;
+        wait_for("both failed attempts exported", || async {
+            collector.named("delivery attempt").len() >= 2
+        })
+        .await;
+        let attempts = collector.named("delivery attempt");
+        assert!(attempts.iter().all(|s| s.status.as_ref().is_some_and(|st| !st.message.is_empty())), "{attempts:?}");
+        let text = format!("{:?}", collector.spans.lock().expect("lock"));
+        assert!(!text.contains("SpanT0ken") && !text.contains("/services/"), "{text}");
+        assert!(text.contains(&format!("http://127.0.0.1:{port}/…")), "the origin is named: {text}");
+        app.stop().await;
+    }
+}

@@ -453,3 +453,30 @@ both! {
         app.stop().await;
     }
 }
+
+both! {
+    async fn a_249_character_topic_still_yields_a_valid_derived_id(db) {
+        // Issue 27, item 9: `kafka:<topic>:<p>:<o>` would exceed the 128-byte
+        // id limit; the topic part is shortened (its head and a hash), so the
+        // envelope is stored, not rejected, and a redelivery finds it again.
+        let broker = Broker::start();
+        let topic = format!("platform.{}", "t".repeat(240));
+        assert_eq!(topic.len(), 249);
+        broker.create_topic(&topic, 1).await;
+        let rx = Receiver::start().await;
+        let policy = with_sources(
+            &hook("h", &rx.url, "[\"**\"]", ""),
+            &broker.source("long", "g-long", &format!("[{topic}]"), ""),
+        );
+        let app = TestApp::spawn(db, &policy).await;
+        let p = broker.producer();
+        send(&p, &topic, None, json!({"event_type": "orders.created", "payload": {"i": 1}}).to_string().as_bytes()).await;
+        let got = rx.wait_for_count(1).await;
+        let id = got[0].header("x-aion-event-id").to_owned();
+        assert_eq!(id, aion_webhooks::domain::derived_id::kafka_id(&topic, 0, 0));
+        assert!(id.len() <= 128 && id.starts_with("kafka:platform.ttt") && id.ends_with(":0:0"), "{id}");
+        let v = source_view(&app, "long").await;
+        assert_eq!((v["events_created"].as_u64(), v["rejects"].as_u64()), (Some(1), Some(0)), "{v}");
+        app.stop().await;
+    }
+}
