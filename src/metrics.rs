@@ -5,6 +5,8 @@
 //! rate-limited level, never audited (that would let anyone flood the
 //! audit log).
 
+mod classic;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -666,7 +668,14 @@ impl Metrics {
         self.oldest_due.set(d.oldest_due_seconds);
     }
 
-    /// The Prometheus text of every metric, process figures read now.
+    /// Every metric in the classic Prometheus text format (`text/plain;
+    /// version=0.0.4`), process figures read now.
+    pub fn render_classic(&self) -> String {
+        classic::to_classic(&self.render())
+    }
+
+    /// Every metric as OpenMetrics text (`application/openmetrics-text;
+    /// version=1.0.0`), process figures read now.
     pub fn render(&self) -> String {
         self.read_process();
         let mut out = String::new();

@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -72,15 +73,18 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     }
 }
 
-/// Prometheus text (no auth, contract §6). The queue depth is a few
+/// Prometheus metrics (no auth, contract §6), in the format the scraper
+/// asks for: OpenMetrics when its `Accept` prefers it (Prometheus does),
+/// else the classic text format — each with its own `Content-Type`, so
+/// the scraper parses what it gets as what it is. The queue depth is a few
 /// counts through partial indexes, read at most every 5 s however often
 /// this is scraped.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     let stale = {
         let mut last = state.depth_cache.lock().expect("lock");
-        let stale = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5));
+        let stale = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
         if stale {
-            *last = Some(std::time::Instant::now());
+            *last = Some(Instant::now());
         }
         stale
     };
@@ -90,13 +94,76 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             Err(e) => tracing::debug!(error = %e, "queue depth for /metrics unavailable"),
         }
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if prefers_openmetrics(accept) {
+        (
+            [(CONTENT_TYPE, OPENMETRICS)],
+            state.metrics.render(),
+        )
+    } else {
+        ([(CONTENT_TYPE, CLASSIC)], state.metrics.render_classic())
+    }
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header ranks OpenMetrics (any version we can answer
+/// with 1.0.0: unversioned, 0.0.1 or 1.0.0) above the classic text format.
+/// Ties go to OpenMetrics, which names itself explicitly; no `Accept`, or
+/// `*/*` alone, gets the classic text.
+fn prefers_openmetrics(accept: &str) -> bool {
+    let (mut openmetrics, mut classic) = (0.0_f32, 0.0_f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut q = 1.0_f32;
+        let mut version = None;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text"
+                if version.as_deref().is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+            {
+                openmetrics = openmetrics.max(q);
+            }
+            "text/plain" | "*/*" | "text/*" => classic = classic.max(q),
+            _ => {}
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= classic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefers_openmetrics;
+
+    #[test]
+    fn the_accept_header_picks_the_format() {
+        // Prometheus 2.x/3.x scrape headers.
+        assert!(prefers_openmetrics(
+            "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+        ));
+        assert!(prefers_openmetrics("application/openmetrics-text"));
+        assert!(!prefers_openmetrics(""));
+        assert!(!prefers_openmetrics("*/*"));
+        assert!(!prefers_openmetrics("text/plain;version=0.0.4"));
+        assert!(!prefers_openmetrics(
+            "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"
+        ));
+        assert!(!prefers_openmetrics("application/openmetrics-text;version=2.0.0"));
+        assert!(!prefers_openmetrics("application/openmetrics-text;q=0"));
+    }
 }
 
 pub async fn not_found() -> ApiError {

@@ -117,3 +117,61 @@ both! {
         );
     }
 }
+
+/// `promtool` (Debian's `prometheus` package; `.ci/run` installs it).
+pub(crate) fn promtool() -> std::process::Command {
+    let which = std::process::Command::new("promtool").arg("--version").output();
+    assert!(
+        which.is_ok_and(|o| o.status.success()),
+        "promtool is needed: apt-get install prometheus (bash .ci/run installs it)"
+    );
+    std::process::Command::new("promtool")
+}
+
+both! {
+    async fn prometheus_gets_openmetrics_and_everyone_else_classic_text_that_promtool_passes(db) {
+        // Issue 28, item 5: each format under its own Content-Type.
+        let rx = Receiver::start().await;
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
+        app.post_events(&json!({"topic": "a.b", "payload": 1})).await;
+        app.drain().await;
+        let get = |accept: Option<&'static str>| {
+            let mut r = app.http.get(format!("{}/metrics", app.base));
+            if let Some(a) = accept {
+                r = r.header("accept", a);
+            }
+            async move {
+                let r = r.send().await.expect("scrape");
+                let ct = r.headers()["content-type"].to_str().unwrap_or("").to_owned();
+                (ct, r.text().await.expect("text"))
+            }
+        };
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        let (ct, om) = get(Some(prometheus)).await;
+        assert_eq!(ct, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE aion_webhooks_events_accepted counter\n"), "{om}");
+
+        for accept in [None, Some("text/plain;version=0.0.4"), Some("*/*")] {
+            let (ct, classic) = get(accept).await;
+            assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8", "{accept:?}");
+            assert!(!classic.contains("# EOF"), "{classic}");
+            assert!(classic.contains("# TYPE aion_webhooks_events_accepted_total counter\n"), "{classic}");
+            assert!(classic.contains("# HELP aion_webhooks_events_accepted_total "), "{classic}");
+        }
+        let (_, classic) = get(None).await;
+        let mut check = promtool()
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        use std::io::Write as _;
+        check.stdin.take().expect("stdin").write_all(classic.as_bytes()).expect("write");
+        let out = check.wait_with_output().expect("promtool");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
+        app.stop().await;
+    }
+}
