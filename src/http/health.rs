@@ -56,7 +56,9 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         .iter()
         .map(|s| (s.id().to_owned(), json!(s.state())))
         .collect();
-    if state.ready_probe.database_ok(&state.store).await {
+    let database_ok = state.ready_probe.database_ok(&state.store).await;
+    state.metrics.database_reached(database_ok);
+    if database_ok {
         (
             StatusCode::OK,
             Json(
@@ -91,7 +93,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
     if stale {
         match state.store.queue_depth().await {
             Ok(depth) => state.metrics.set_queue_depth(depth),
-            Err(e) => tracing::debug!(error = %e, "queue depth for /metrics unavailable"),
+            Err(e) => {
+                state.metrics.database_reached(false);
+                tracing::debug!(error = %e, "queue depth for /metrics unavailable");
+            }
         }
     }
     let accept = headers
@@ -99,10 +104,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if prefers_openmetrics(accept) {
-        (
-            [(CONTENT_TYPE, OPENMETRICS)],
-            state.metrics.render(),
-        )
+        ([(CONTENT_TYPE, OPENMETRICS)], state.metrics.render())
     } else {
         ([(CONTENT_TYPE, CLASSIC)], state.metrics.render_classic())
     }
@@ -133,7 +135,9 @@ fn prefers_openmetrics(accept: &str) -> bool {
         }
         match media.as_str() {
             "application/openmetrics-text"
-                if version.as_deref().is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
+                if version
+                    .as_deref()
+                    .is_none_or(|v| v == "1.0.0" || v == "0.0.1") =>
             {
                 openmetrics = openmetrics.max(q);
             }
@@ -161,7 +165,9 @@ mod tests {
         assert!(!prefers_openmetrics(
             "text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"
         ));
-        assert!(!prefers_openmetrics("application/openmetrics-text;version=2.0.0"));
+        assert!(!prefers_openmetrics(
+            "application/openmetrics-text;version=2.0.0"
+        ));
         assert!(!prefers_openmetrics("application/openmetrics-text;q=0"));
     }
 }

@@ -140,9 +140,15 @@ mod tests {
             let name = &line[..line.find(['{', ' ']).expect("sample")];
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
-                .find_map(|s| name.strip_suffix(s).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")))
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+                })
                 .unwrap_or(name);
-            assert!(typed.contains_key(family), "{name} has no TYPE in:\n{classic}");
+            assert!(
+                typed.contains_key(family),
+                "{name} has no TYPE in:\n{classic}"
+            );
             assert!(
                 classic.contains(&format!("# HELP {family} ")),
                 "{family} has no HELP"
