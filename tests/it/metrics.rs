@@ -120,7 +120,9 @@ both! {
 
 /// `promtool` (Debian's `prometheus` package; `.ci/run` installs it).
 pub(crate) fn promtool() -> std::process::Command {
-    let which = std::process::Command::new("promtool").arg("--version").output();
+    let which = std::process::Command::new("promtool")
+        .arg("--version")
+        .output();
     assert!(
         which.is_ok_and(|o| o.status.success()),
         "promtool is needed: apt-get install prometheus (bash .ci/run installs it)"
