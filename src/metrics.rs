@@ -6,6 +6,8 @@
 //! audit log).
 
 mod classic;
+#[cfg(test)]
+mod deploy_tests;
 mod kinds;
 mod record;
 
@@ -128,6 +130,9 @@ pub struct Metrics {
     depth: Family<StateLabel, Gauge>,
     oldest_due: Gauge<f64, AtomicU64>,
     database_up: Gauge,
+    webhook_disabled: Family<WebhookLabel, Gauge>,
+    /// The webhooks `webhook_disabled` shows now.
+    disabled_shown: std::sync::Mutex<std::collections::BTreeSet<String>>,
     retention: Family<KindLabel, Counter>,
     rss: Gauge,
     open_fds: Gauge,
@@ -159,6 +164,8 @@ impl Default for Metrics {
             depth: Family::default(),
             oldest_due: Gauge::default(),
             database_up: Gauge::default(),
+            webhook_disabled: Family::default(),
+            disabled_shown: std::sync::Mutex::default(),
             retention: Family::default(),
             rss: Gauge::default(),
             open_fds: Gauge::default(),
@@ -223,6 +230,11 @@ impl Default for Metrics {
             "oldest_due_delivery_age_seconds",
             "How long the oldest due delivery has waited",
             m.oldest_due.clone(),
+        );
+        registry.register(
+            "webhook_disabled",
+            "1 for each webhook disabled at runtime (by an admin, a 410 Gone, or failing for its disable_after); absent otherwise",
+            m.webhook_disabled.clone(),
         );
         registry.register(
             "database_up",

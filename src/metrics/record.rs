@@ -289,4 +289,28 @@ impl Metrics {
     pub fn database_reached(&self, up: bool) {
         self.database_up.set(i64::from(up));
     }
+
+    /// The webhooks disabled at runtime now: each shows as 1, the others
+    /// not at all. Only changes are applied, so a scrape never sees a
+    /// webhook that stays disabled missing for a moment.
+    pub fn webhooks_disabled(&self, ids: &[String]) {
+        let now: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+        let mut shown = self
+            .disabled_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for gone in shown.difference(&now) {
+            self.webhook_disabled.remove(&WebhookLabel {
+                webhook: gone.clone(),
+            });
+        }
+        for id in now.difference(&shown) {
+            self.webhook_disabled
+                .get_or_create(&WebhookLabel {
+                    webhook: id.clone(),
+                })
+                .set(1);
+        }
+        *shown = now;
+    }
 }

@@ -177,3 +177,41 @@ both! {
         app.stop().await;
     }
 }
+
+#[test]
+fn the_shipped_alert_rules_pass_promtool_and_their_unit_tests() {
+    // Issue 28, item 6. Which metrics they query is checked against the
+    // engine's own (src/metrics/deploy_tests.rs).
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus");
+    for args in [
+        &["check", "rules", "alerts.yml"][..],
+        &["test", "rules", "alerts.test.yml"][..],
+    ] {
+        let out = promtool()
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana/aion-webhooks.json"
+        ))
+        .expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(
+        panels
+            .iter()
+            .filter(|p| p["type"] != "row")
+            .all(|p| p["targets"].as_array().is_some_and(|t| !t.is_empty()))
+    );
+}

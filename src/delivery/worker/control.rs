@@ -231,13 +231,15 @@ impl StateRefresh {
                         .filter_map(|(id, s)| s.throttled_for.map(|d| (id.clone(), now + d)))
                         .collect(),
                 );
-                shared.scheduler.set_disabled(
-                    states
-                        .into_iter()
-                        .filter(|(_, s)| s.status == EndpointStatus::Disabled)
-                        .map(|(id, _)| id)
-                        .collect(),
-                );
+                let disabled: Vec<String> = states
+                    .into_iter()
+                    .filter(|(_, s)| s.status == EndpointStatus::Disabled)
+                    .map(|(id, _)| id)
+                    .collect();
+                shared.metrics.webhooks_disabled(&disabled);
+                shared
+                    .scheduler
+                    .set_disabled(disabled.into_iter().collect());
                 self.version = Some(version);
                 self.at = Some(tokio::time::Instant::now());
                 shared
