@@ -5,7 +5,7 @@
 # engines, set DATABASE_URL=postgres://… instead.
 #
 # The default policy is the production one: it starts only once every
-# secret variable it names is set (see README, "Production secrets"). To
+# secret variable it names is set (see docs/src/reference/policy.md, "Production secrets"). To
 # try it out: docker run -p 8080:8080 -e AION_WEBHOOKS_POLICY=/etc/aion-webhooks/policies/dev.yaml IMAGE
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

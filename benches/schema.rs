@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench schema -- --warm-up-time 1 --measurement-time 5`.
 //! The ratio of the two times is the CPU cost of validation per event; the
-//! end-to-end figure (through the database) is in the README.
+//! end-to-end figure (through the database) is in docs/src/performance/index.md.
 
 use std::hint::black_box;
 

@@ -92,7 +92,9 @@ pub async fn fresh_postgres() -> (PgPool, FreshPostgres) {
         .log_statements(tracing::log::LevelFilter::Off)
         .connect()
         .await
-        .expect("connect to the test PostgreSQL (see README, Development)");
+        .expect(
+            "connect to the test PostgreSQL (scripts/test starts it; see docs/src/development.md)",
+        );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

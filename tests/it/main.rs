@@ -8,6 +8,7 @@ mod cli;
 mod contracts;
 mod crash;
 mod delivery;
+mod docs;
 mod edge_input;
 mod embedded;
 mod endpoint_state;

@@ -28,7 +28,7 @@ impl TestStream {
     pub async fn new() -> Self {
         let client = async_nats::connect(NATS_URL)
             .await
-            .expect("NATS with JetStream on 127.0.0.1:4222 (see README › Development)");
+            .expect("NATS with JetStream on 127.0.0.1:4222 (scripts/test starts it; see docs/src/development.md)");
         let js = jetstream::new(client);
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("S{}", &tag[..12]);

@@ -4,8 +4,8 @@
 //! `ReadyForQuery`) when it hands it out and again, in a task of its own,
 //! when it takes it back. For a one-statement ingest or outcome that is three
 //! round trips and three wake-ups on each side where one is the work; at
-//! light load those checks were most of what an event cost (see README ›
-//! Performance). So the statements on the delivery path — ingest, claim,
+//! light load those checks were most of what an event cost (see
+//! docs/src/performance/log.md). So the statements on the delivery path — ingest, claim,
 //! outcomes — take their connection from a small stack of connections that
 //! just finished a statement successfully, and put it back when they finish
 //! one; anything else goes through the pool as before.

@@ -1,5 +1,5 @@
-//! Kafka sources against a real Kafka-protocol broker: `tansu` (see README ›
-//! Development), started by each test on a free port with in-memory
+//! Kafka sources against a real Kafka-protocol broker: `tansu` (see
+//! docs/src/development.md), started by each test on a free port with in-memory
 //! storage, and rdkafka's producer and admin client as the platform's
 //! producers.
 
