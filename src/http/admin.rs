@@ -2,19 +2,20 @@
 //! attempts, replay), events, webhooks with counts. Role `admin`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
-use super::extract::{Caller, authorize};
-use super::{ApiError, AppState};
+use super::extract::{ApiPath, ApiQuery, Caller, authorize};
+use super::views::{
+    AttemptView, AuditPage, AuditView, DeliveryPage, DeliveryStatus, DeliveryView, ReplayedView,
+    WebhookList, WebhookView,
+};
+use super::{ApiError, AppState, ErrorCode};
 use crate::audit::Outcome;
 use crate::domain::DeliveryId;
 use crate::rbac::Action;
-use crate::store::{
-    AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, EndpointStatus, ReplayResult,
-};
+use crate::store::{DeliveryFilter, DeliveryState, EndpointStatus, ReplayResult};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
@@ -29,39 +30,9 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-fn delivery_json(d: &DeliveryRow) -> Value {
-    json!({
-        "id": DeliveryId::from_uuid(d.id),
-        "event_id": d.event_id,
-        "webhook_id": d.webhook_id,
-        "topic": d.topic,
-        "status": d.state,
-        "attempts": d.attempts,
-        "next_attempt_at": d.next_attempt_at,
-        "last_status_code": d.last_status,
-        "last_error": d.last_error,
-        "created_at": d.created_at,
-        "updated_at": d.updated_at,
-        "completed_at": d.completed_at,
-    })
-}
-
-fn attempt_json(a: &AttemptRow) -> Value {
-    json!({
-        "attempt": a.attempt,
-        "started_at": a.started_at,
-        "duration_ms": a.duration_ms,
-        "status_code": a.status_code,
-        "error_kind": a.error_kind,
-        "error": a.error,
-        "response_body": a.response_body,
-        "recorded_by": a.recorded_by,
-    })
-}
-
 pub(super) fn invalid(field: &str, message: String) -> ApiError {
     ApiError::BadRequest {
-        code: "invalid_query",
+        code: ErrorCode::InvalidQuery,
         message,
         field: Some(field.into()),
     }
@@ -83,11 +54,33 @@ fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
     DeliveryId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries",
+    tag = "deliveries",
+    summary = "Deliveries, newest first",
+    params(
+        ("status" = Option<DeliveryStatus>, Query, description = "Only deliveries in this state"),
+        ("webhook" = Option<String>, Query, description = "Only this webhook's"),
+        ("topic" = Option<String>, Query, description = "Only this topic's"),
+        ("event_id" = Option<String>, Query, description = "Only this event's"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, pattern = "^dlv_[0-9a-f]{32}$", description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = DeliveryPage),
+        (status = 400, description = "Malformed request or query (`malformed_json`, `invalid_query`, `incomplete_body`)", body = super::views::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     principal: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
     authorize(&state, &principal, Action::ListDeliveries).await?;
     let state_filter = match q.status.as_deref() {
         None | Some("") => None,
@@ -121,17 +114,32 @@ pub async fn list_deliveries(
     let next_cursor = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| DeliveryId::from_uuid(r.id).to_string()))
         .flatten();
-    Ok(Json(json!({
-        "data": rows.iter().map(delivery_json).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(DeliveryPage {
+        data: rows.iter().map(DeliveryView::of).collect(),
+        next_cursor,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/deliveries/{id}",
+    tag = "deliveries",
+    summary = "One delivery with every attempt",
+    params(("id" = String, Path, description = "The delivery id (`dlv_…`)")),
+    responses(
+        (status = 200, description = "The delivery and `attempts_detail`", body = DeliveryView),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 404, description = "Not found (`not_found`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn get_delivery(
     State(state): State<AppState>,
     principal: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath,
+) -> Result<Json<DeliveryView>, ApiError> {
     authorize(&state, &principal, Action::GetDelivery).await?;
     let id = parse_id(&id)?;
     let (row, attempts) = state
@@ -139,16 +147,33 @@ pub async fn get_delivery(
         .get_delivery(id.uuid())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no delivery {id}")))?;
-    let mut body = delivery_json(&row);
-    body["attempts_detail"] = json!(attempts.iter().map(attempt_json).collect::<Vec<_>>());
-    Ok(Json(body))
+    let mut view = DeliveryView::of(&row);
+    view.attempts_detail = Some(attempts.iter().map(AttemptView::of).collect());
+    Ok(Json(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/deliveries/{id}/replay",
+    tag = "deliveries",
+    summary = "Send a finished delivery again",
+    description = "A `dead` or `succeeded` delivery back to `pending` (to `waiting` at its place in its key's line with `ordering: key`), same id, so the same `Idempotency-Key`. Audited.",
+    params(("id" = String, Path, description = "The delivery id (`dlv_…`)")),
+    responses(
+        (status = 202, description = "Replayed", body = ReplayedView),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 404, description = "Not found (`not_found`)", body = super::views::ErrorBody),
+        (status = 409, description = "Not finished (`not_replayable`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn replay_delivery(
     State(state): State<AppState>,
     principal: Caller,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ApiPath(id): ApiPath,
+) -> Result<(StatusCode, Json<ReplayedView>), ApiError> {
     authorize(&state, &principal, Action::ReplayDelivery).await?;
     let id = parse_id(&id)?;
     let now = chrono::Utc::now();
@@ -167,7 +192,7 @@ pub async fn replay_delivery(
     {
         None => Err(ApiError::NotFound(format!("no delivery {id}"))),
         Some(ReplayResult::NotFinished(s)) => Err(ApiError::Conflict {
-            code: "not_replayable",
+            code: ErrorCode::NotReplayable,
             message: format!(
                 "delivery {id} is {}; only dead or succeeded deliveries can be replayed",
                 s.as_str()
@@ -177,14 +202,18 @@ pub async fn replay_delivery(
             tracing::info!(delivery = %id, actor = %principal.actor_id, previous = previous.as_str(), "delivery replayed");
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({ "id": id, "status": "pending", "previous_status": previous })),
+                Json(ReplayedView {
+                    id: id.to_string(),
+                    status: DeliveryStatus::Pending,
+                    previous_status: DeliveryStatus::of(previous.as_str()),
+                }),
             ))
         }
     }
 }
 
 /// A stored event as `GET /v1/events/{id}` shows it.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct EventView {
     id: String,
     topic: String,
@@ -196,22 +225,40 @@ pub struct EventView {
     trace_id: Option<String>,
     /// `event_version` as the producer wrote it (an integer or a string).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     version: Option<Box<serde_json::value::RawValue>>,
     /// The violations of its topic's schema, when accepted in `warn` mode.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<super::views::ViolationView>>)]
     schema_errors: Option<Box<serde_json::value::RawValue>>,
     /// The W3C traceparent its delivery attempts are parented on.
     #[serde(skip_serializing_if = "Option::is_none")]
     traceparent: Option<String>,
     /// Embedded as stored, byte for byte: a payload nested deeper than a
     /// parser's recursion limit, or holding `1e400`, reads back as posted.
+    #[schema(value_type = serde_json::Value)]
     payload: Box<serde_json::value::RawValue>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "events",
+    summary = "A stored event",
+    params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "The event, its payload as stored", body = EventView),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 404, description = "Not found (`not_found`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn get_event(
     State(state): State<AppState>,
     principal: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath,
 ) -> Result<Json<EventView>, ApiError> {
     authorize(&state, &principal, Action::GetEvent).await?;
     let e = state
@@ -245,16 +292,29 @@ pub async fn get_event(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    summary = "The policy's webhooks with state and counts",
+    responses(
+        (status = 200, description = "Every webhook of the policy in force", body = WebhookList),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn list_webhooks(
     State(state): State<AppState>,
     principal: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WebhookList>, ApiError> {
     authorize(&state, &principal, Action::ListWebhooks).await?;
     let policy = state.policy.load_full();
     let ids: Vec<&str> = policy.webhooks().iter().map(|w| w.id.as_str()).collect();
     let stats = state.store.webhook_stats(&ids).await?;
     let runtime = state.store.endpoint_states().await?;
-    let data: Vec<Value> = policy
+    let data: Vec<WebhookView> = policy
         .webhooks()
         .iter()
         .zip(stats)
@@ -272,19 +332,29 @@ pub async fn list_webhooks(
                 None => ("active", None, None),
             };
             let throttled_until = stored.and_then(|r| r.throttled_until);
-            json!({
-                "id": w.id, "url": crate::domain::redact::url_origin(&w.url), "topics": w.topics, "enabled": w.enabled,
-                "state": st, "state_reason": reason, "state_since": since,
-                "throttled_until": throttled_until,
-                "signature": w.signature.as_str(),
-                "pending": s.pending, "waiting": s.waiting, "in_flight": s.in_flight, "dead": s.dead,
-                "last_success_at": s.last_success_at, "last_failure_at": s.last_failure_at,
-                "last_error_kind": s.last_error_kind,
-                "attempts_last_hour": attempts, "success_rate_last_hour": rate,
-            })
+            WebhookView {
+                id: w.id.to_string(),
+                url: crate::domain::redact::url_origin(&w.url),
+                topics: w.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+                enabled: w.enabled,
+                state: st.to_owned(),
+                state_reason: reason,
+                state_since: since,
+                throttled_until,
+                signature: w.signature.as_str().to_owned(),
+                pending: s.pending,
+                waiting: s.waiting,
+                in_flight: s.in_flight,
+                dead: s.dead,
+                last_success_at: s.last_success_at,
+                last_failure_at: s.last_failure_at,
+                last_error_kind: s.last_error_kind,
+                attempts_last_hour: attempts,
+                success_rate_last_hour: rate,
+            }
         })
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(WebhookList { data }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,11 +364,30 @@ pub struct AuditQuery {
     limit: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    summary = "The audit log, newest first",
+    params(
+        ("actor" = Option<String>, Query, description = "Only this actor's records"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339: records at or after"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500 (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "Records", body = AuditPage),
+        (status = 400, description = "Malformed request or query (`malformed_json`, `invalid_query`, `incomplete_body`)", body = super::views::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn list_audit(
     State(state): State<AppState>,
     principal: Caller,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     authorize(&state, &principal, Action::ListAudit).await?;
     let since = match q.since.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -313,14 +402,18 @@ pub async fn list_audit(
         .store
         .list_audit(q.actor.as_deref().filter(|s| !s.is_empty()), since, limit)
         .await?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "at": r.at, "actor_id": r.actor_id, "action": r.action, "outcome": r.outcome,
-                "target": r.target, "request_id": r.request_id, "source_ip": r.source_ip,
-            })
+    let data = rows
+        .into_iter()
+        .map(|r| AuditView {
+            id: r.id,
+            at: r.at,
+            actor_id: r.actor_id,
+            action: r.action,
+            outcome: r.outcome,
+            target: r.target,
+            request_id: r.request_id,
+            source_ip: r.source_ip,
         })
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(AuditPage { data }))
 }

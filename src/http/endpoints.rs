@@ -3,27 +3,59 @@
 //! audited and announced on `aion.webhooks.endpoint.disabled|enabled`.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use serde_json::{Value, json};
+use axum::extract::State;
 
-use super::extract::{Caller, authorize};
+use super::extract::{ApiPath, Caller, authorize};
+use super::views::EndpointView;
 use super::{ApiError, AppState};
 use crate::delivery::endpoint::{REASON_MANUAL, Target, Transition, transition};
 use crate::rbac::Action;
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/disable",
+    tag = "webhooks",
+    summary = "Stop sending to one webhook",
+    description = "Runtime state, stored and audited; deliveries of a disabled webhook are kept pending, not sent. The policy's `enabled: false` always wins.",
+    params(("id" = String, Path, description = "The webhook id")),
+    responses(
+        (status = 200, description = "The state in force now", body = EndpointView),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 404, description = "Not found (`not_found`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn disable_webhook(
     State(state): State<AppState>,
     principal: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath,
+) -> Result<Json<EndpointView>, ApiError> {
     change(&state, &principal, &id, Target::Disabled).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/enable",
+    tag = "webhooks",
+    summary = "Resume sending to one webhook",
+    description = "Runtime state, stored and audited; deliveries of a disabled webhook are kept pending, not sent. The policy's `enabled: false` always wins.",
+    params(("id" = String, Path, description = "The webhook id")),
+    responses(
+        (status = 200, description = "The state in force now", body = EndpointView),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 404, description = "Not found (`not_found`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn enable_webhook(
     State(state): State<AppState>,
     principal: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(id): ApiPath,
+) -> Result<Json<EndpointView>, ApiError> {
     change(&state, &principal, &id, Target::Enabled).await
 }
 
@@ -32,7 +64,7 @@ async fn change(
     principal: &Caller,
     id: &str,
     to: Target,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EndpointView>, ApiError> {
     let action = match to {
         Target::Disabled => Action::DisableWebhook,
         Target::Enabled => Action::EnableWebhook,
@@ -62,14 +94,14 @@ async fn change(
         chrono::Utc::now(),
     )
     .await?;
-    Ok(Json(json!({
-        "id": id,
-        "state": in_force.status.as_str(),
-        "reason": in_force.reason,
-        "since": in_force.since,
-        "changed": changed,
+    Ok(Json(EndpointView {
+        id: id.to_owned(),
+        state: in_force.status.as_str().to_owned(),
+        reason: in_force.reason,
+        since: in_force.since,
+        changed,
         // Runtime state cannot override the policy: a webhook the policy
         // disables stays disabled whatever this says.
-        "policy_enabled": policy_enabled,
-    })))
+        policy_enabled,
+    }))
 }

@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use super::code::ErrorCode;
+use super::views::{ErrorBody, ErrorDetail, ViolationView};
 use crate::auth::AuthError;
 use crate::policy::schemas::Violation;
 use crate::store::StoreError;
@@ -15,13 +16,13 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{message}")]
     BadRequest {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         field: Option<String>,
     },
     #[error("{message}")]
     Unprocessable {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         field: Option<String>,
     },
@@ -29,19 +30,19 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     /// 401 with a code of its own (signature problems).
     #[error("{message}")]
-    UnauthorizedCode { code: &'static str, message: String },
+    UnauthorizedCode { code: ErrorCode, message: String },
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
     ForbiddenCode {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         field: Option<String>,
     },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     /// The body did not arrive in time.
@@ -81,11 +82,7 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(
-        code: &'static str,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Unprocessable {
             code,
             message: message.into(),
@@ -93,14 +90,14 @@ impl ApiError {
         }
     }
 
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::UnauthorizedCode {
             code,
             message: message.into(),
         }
     }
 
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::ForbiddenCode {
             code,
             message: message.into(),
@@ -108,39 +105,51 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, Option<&str>) {
+    fn parts(&self) -> (StatusCode, ErrorCode, Option<&str>) {
         match self {
             Self::BadRequest { code, field, .. } => {
-                (StatusCode::BAD_REQUEST, code, field.as_deref())
+                (StatusCode::BAD_REQUEST, *code, field.as_deref())
             }
             Self::Unprocessable { code, field, .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, code, field.as_deref())
+                (StatusCode::UNPROCESSABLE_ENTITY, *code, field.as_deref())
             }
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            Self::UnauthorizedCode { code, .. } => (StatusCode::UNAUTHORIZED, code, None),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None),
+            Self::UnauthorizedCode { code, .. } => (StatusCode::UNAUTHORIZED, *code, None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, None),
             Self::ForbiddenCode { code, field, .. } => {
-                (StatusCode::FORBIDDEN, code, field.as_deref())
+                (StatusCode::FORBIDDEN, *code, field.as_deref())
             }
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
-            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code, None),
-            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
-            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", None),
-            Self::PolicyInvalid { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "policy_invalid", None)
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound, None),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, *code, None),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::PayloadTooLarge,
+                None,
+            ),
+            Self::RequestTimeout(_) => {
+                (StatusCode::REQUEST_TIMEOUT, ErrorCode::RequestTimeout, None)
             }
+            Self::PolicyInvalid { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::PolicyInvalid,
+                None,
+            ),
             Self::SchemaViolation { field, .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "schema_violation",
+                ErrorCode::SchemaViolation,
                 Some(field.as_str()),
             ),
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 None,
             ),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", None),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                None,
+            ),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, None),
         }
     }
 }
@@ -148,22 +157,34 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, field) = self.parts();
-        let mut error = json!({ "code": code, "message": self.to_string() });
-        if let Some(field) = field {
-            error["field"] = json!(field);
-        }
-        if let Self::PolicyInvalid { errors, .. } = &self {
-            error["errors"] = json!(errors);
-        }
-        if let Self::SchemaViolation { violations, .. } = &self {
-            error["violations"] = json!(violations);
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let detail = ErrorDetail {
+            code,
+            message: self.to_string(),
+            field: field.map(str::to_owned),
+            errors: match &self {
+                Self::PolicyInvalid { errors, .. } => Some(errors.clone()),
+                _ => None,
+            },
+            violations: match &self {
+                Self::SchemaViolation { violations, .. } => Some(
+                    violations
+                        .iter()
+                        .map(|v| ViolationView {
+                            pointer: v.pointer.clone(),
+                            keyword: v.keyword.clone(),
+                            message: v.message.clone(),
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            },
+        };
+        let mut response = (status, Json(ErrorBody { error: detail })).into_response();
         if status.is_server_error() {
             // The middleware logs the cause chain once; the client saw only the generic text.
             response
                 .extensions_mut()
-                .insert(ErrorDetail(error_chain(&self)));
+                .insert(ErrorChain(error_chain(&self)));
         }
         response
     }
@@ -171,7 +192,7 @@ impl IntoResponse for ApiError {
 
 /// The full cause chain of a 5xx, for the request log.
 #[derive(Debug, Clone)]
-pub struct ErrorDetail(pub String);
+pub struct ErrorChain(pub String);
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();

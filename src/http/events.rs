@@ -7,12 +7,36 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::extract::{Caller, authorize, json_body};
-use super::{ApiError, AppState};
+use super::views::{AcceptedBody, AcceptedView};
+use super::{ApiError, AppState, ErrorCode};
 use crate::ingest::{IngestFailure, Trace, ingest};
 use crate::metrics::EventSource;
 use crate::policy::schemas::SchemaMode;
 use crate::rbac::Action;
 
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Publish one event or a batch",
+    description = "Role `publisher`. One event object, or an array of 1 to 1000 (one transaction: all accepted or none). Each accepted event is stored and fanned out to one delivery per matching webhook. The same id again with the same topic and payload is a duplicate (no new deliveries); with another topic or payload, `409 event_conflict`.",
+    request_body(content = super::views::EventsIn, content_type = "application/json"),
+    params(("traceparent" = Option<String>, Header, description = "W3C trace context; the event's spans join this trace")),
+    responses(
+        (status = 202, description = "Accepted: the answer for the event, or for each of the batch in order", body = super::views::AcceptedBody),
+        (status = 200, description = "Every event was a duplicate: nothing new stored", body = super::views::AcceptedBody),
+        (status = 400, description = "Malformed request or query (`malformed_json`, `invalid_query`, `incomplete_body`)", body = super::views::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 408, description = "The body did not arrive in time (`request_timeout`)", body = super::views::ErrorBody),
+        (status = 409, description = "The same id with another topic or payload (`event_conflict`)", body = super::views::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = super::views::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON (`unsupported_media_type`)", body = super::views::ErrorBody),
+        (status = 422, description = "An invalid field (`invalid_event`, `field` names it) or a payload failing its topic's schema (`schema_violation`, with `violations`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn post_events(
     State(state): State<AppState>,
     principal: Caller,
@@ -42,26 +66,26 @@ pub async fn post_events(
     .await
     .map_err(|e| match e {
         IngestFailure::MalformedJson(_) => ApiError::BadRequest {
-            code: "malformed_json",
+            code: ErrorCode::MalformedJson,
             message: e.to_string(),
             field: None,
         },
         IngestFailure::Invalid { ref field, .. } => {
             let field = (!field.is_empty()).then(|| field.clone());
             ApiError::Unprocessable {
-                code: "invalid_event",
+                code: ErrorCode::InvalidEvent,
                 message: e.to_string(),
                 field,
             }
         }
         IngestFailure::TooLarge { message } => ApiError::PayloadTooLarge(message),
         IngestFailure::ReservedTopic { field, message } => ApiError::ForbiddenCode {
-            code: "reserved_topic",
+            code: ErrorCode::ReservedTopic,
             message,
             field: Some(field),
         },
         IngestFailure::ReservedSource { field, message } => ApiError::ForbiddenCode {
-            code: "reserved_source",
+            code: ErrorCode::ReservedSource,
             message,
             field: Some(field),
         },
@@ -82,7 +106,7 @@ pub async fn post_events(
             }
         }
         IngestFailure::Conflict { .. } => ApiError::Conflict {
-            code: "event_conflict",
+            code: ErrorCode::EventConflict,
             message: e.to_string(),
         },
         IngestFailure::Store(s) => s.into(),
@@ -95,9 +119,20 @@ pub async fn post_events(
     } else {
         StatusCode::ACCEPTED
     };
-    Ok(if batch {
-        (status, Json(answers)).into_response()
+    let mut views = answers.into_iter().map(|a| AcceptedView {
+        id: a.id,
+        topic: a.topic,
+        deliveries: a.deliveries,
+        duplicate: a.duplicate,
+    });
+    let body = if batch {
+        AcceptedBody::Many(views.collect())
     } else {
-        (status, Json(&answers[0])).into_response()
-    })
+        AcceptedBody::One(views.next().ok_or_else(|| ApiError::BadRequest {
+            code: ErrorCode::MalformedJson,
+            message: "no event in the request".into(),
+            field: None,
+        })?)
+    };
+    Ok((status, Json(body)).into_response())
 }

@@ -9,10 +9,47 @@ use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::audit::{AuditEntry, Outcome, RequestContext};
 use crate::auth::{Principal, authenticate};
 use crate::rbac::{self, Action};
+
+/// The query string as `T`; a query that does not fit (a repeated
+/// parameter, a wrong type) is a JSON `400 invalid_query` like every other
+/// error, not axum's plain-text rejection.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|e| ApiError::BadRequest {
+                code: ErrorCode::InvalidQuery,
+                message: e.body_text(),
+                field: None,
+            })
+    }
+}
+
+/// One path segment, percent-decoded; one that does not decode (invalid
+/// UTF-8) names nothing: a JSON `404 not_found`.
+#[derive(Debug)]
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Self(v))
+            .map_err(|_| ApiError::NotFound("no such resource".into()))
+    }
+}
 
 /// The authenticated caller of an admin or publisher route, with the
 /// request's id and peer for the audit records it causes.
@@ -123,7 +160,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
         // The client reset or closed the connection mid-body: nobody reads
         // the answer, but it must not be a 5xx.
         Ok(Err(_)) => Err(ApiError::BadRequest {
-            code: "incomplete_body",
+            code: ErrorCode::IncompleteBody,
             message: "the request body ended before its declared length".into(),
             field: None,
         }),

@@ -6,13 +6,24 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+
+use super::views::{Health, Readiness};
 use std::time::{Duration, Instant};
 
 use super::{ApiError, AppState};
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    summary = "The process is up",
+    responses((status = 200, description = "Up", body = Health)),
+    security(())
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// How long one database probe answers `/readyz` for.
@@ -46,33 +57,43 @@ impl ReadyProbe {
 /// Unauthenticated, so it says nothing about the policy beyond "loaded"
 /// (its hash would tell an outsider when the configuration changes). The
 /// database's answer may be up to a second old ([`ReadyProbe`]).
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    summary = "The database is reachable and the policy loaded",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "The database is unreachable", body = Readiness),
+    ),
+    security(())
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     // Each source: `consuming`, `paused` (its batch cannot be stored: the
     // database is down), `disconnected` (broker unreachable) or `disabled`.
     // A source's broker does not decide readiness: the API still serves.
-    let sources: serde_json::Map<String, Value> = state
+    let sources = state
         .sources
         .all()
         .iter()
-        .map(|s| (s.id().to_owned(), json!(s.state())))
+        .map(|s| (s.id().to_owned(), s.state().to_owned()))
         .collect();
     let database_ok = state.ready_probe.database_ok(&state.store).await;
     state.metrics.database_reached(database_ok);
-    if database_ok {
-        (
-            StatusCode::OK,
-            Json(
-                json!({ "status": "ready", "database": "ok", "policy": "loaded", "sources": sources }),
-            ),
-        )
+    let (status, word, database) = if database_ok {
+        (StatusCode::OK, "ready", "ok")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "status": "not_ready", "database": "unreachable", "policy": "loaded", "sources": sources }),
-            ),
-        )
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "unreachable")
+    };
+    (
+        status,
+        Json(Readiness {
+            status: word.into(),
+            database: database.into(),
+            policy: "loaded".into(),
+            sources,
+        }),
+    )
 }
 
 /// Prometheus metrics (no auth, contract §6), in the format the scraper
@@ -81,6 +102,18 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 /// the scraper parses what it gets as what it is. The queue depth is a few
 /// counts through partial indexes, read at most every 5 s however often
 /// this is scraped.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    summary = "Prometheus metrics",
+    description = "OpenMetrics when the `Accept` header prefers it, else the classic text format.",
+    responses((status = 200, description = "Every metric", content(
+        (String = "text/plain; version=0.0.4"),
+        (String = "application/openmetrics-text; version=1.0.0"),
+    ))),
+    security(())
+)]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     let stale = {
         let mut last = state.depth_cache.lock().expect("lock");
@@ -148,6 +181,10 @@ fn prefers_openmetrics(accept: &str) -> bool {
     openmetrics > 0.0 && openmetrics >= classic
 }
 
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::prefers_openmetrics;
@@ -170,8 +207,4 @@ mod tests {
         ));
         assert!(!prefers_openmetrics("application/openmetrics-text;q=0"));
     }
-}
-
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint".into())
 }

@@ -11,11 +11,36 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::extract::read_body;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::audit::RequestContext;
 use crate::inbound::{InboundError, InboundRequest, handle};
 use crate::metrics::InboundOutcome;
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/inbound",
+    tag = "inbound",
+    summary = "A signed command from an external system",
+    description = "Checked in this order, each with a JSON error and no side effect: body too large `413`; missing, malformed, stale or invalid signature `401`; missing or invalid credentials `401`; action not in the allow-list `403`; caller lacks a role the action needs `403`; malformed body or params not an object `400`/`422`. Accepted commands are stored and dispatched as an event on `command.<action>`, and audited.",
+    request_body(content = super::views::CommandIn, content_type = "application/json"),
+    params(
+        ("X-Aion-Signature" = String, Header, description = "`t=<unix seconds>,v1=<hex>`: HMAC-SHA256 with the inbound secret over `<t>.<raw body>`; one `v1=` per secret tried"),
+        ("Idempotency-Key" = Option<String>, Header, description = "At most 255 characters: the same key with the same body within 24 h returns the first answer without dispatching again"),
+    ),
+    responses(
+        (status = 202, description = "Accepted and dispatched", body = super::views::CommandAccepted),
+        (status = 400, description = "Not JSON (`malformed_json`) or a bad `Idempotency-Key` (`invalid_idempotency_key`)", body = super::views::ErrorBody),
+        (status = 401, description = "Signature missing, malformed, stale or invalid (`signature_*`), or credentials missing or invalid (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "Action not in the allow-list (`action_not_allowed`) or a role missing (`forbidden`)", body = super::views::ErrorBody),
+        (status = 404, description = "Inbound commands are not configured on this engine", body = super::views::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = super::views::ErrorBody),
+        (status = 409, description = "The same `Idempotency-Key` with another body (`idempotency_key_reused`)", body = super::views::ErrorBody),
+        (status = 413, description = "Body too large", body = super::views::ErrorBody),
+        (status = 422, description = "The body's fields are invalid (`invalid_command`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn post_inbound(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -93,32 +118,36 @@ fn map_error(e: InboundError) -> ApiError {
     let message = e.to_string();
     match e {
         InboundError::NotConfigured => ApiError::NotFound(message),
-        InboundError::SignatureMissing => ApiError::unauthorized("signature_missing", message),
-        InboundError::SignatureMalformed(_) => {
-            ApiError::unauthorized("signature_malformed", message)
+        InboundError::SignatureMissing => {
+            ApiError::unauthorized(ErrorCode::SignatureMissing, message)
         }
-        InboundError::SignatureStale => ApiError::unauthorized("signature_stale", message),
-        InboundError::SignatureInvalid => ApiError::unauthorized("signature_invalid", message),
+        InboundError::SignatureMalformed(_) => {
+            ApiError::unauthorized(ErrorCode::SignatureMalformed, message)
+        }
+        InboundError::SignatureStale => ApiError::unauthorized(ErrorCode::SignatureStale, message),
+        InboundError::SignatureInvalid => {
+            ApiError::unauthorized(ErrorCode::SignatureInvalid, message)
+        }
         InboundError::Unauthenticated(a) => ApiError::Unauthorized(a),
-        InboundError::NotAllowed(_) => ApiError::forbidden("action_not_allowed", message),
-        InboundError::MissingRole { .. } => ApiError::forbidden("forbidden", message),
+        InboundError::NotAllowed(_) => ApiError::forbidden(ErrorCode::ActionNotAllowed, message),
+        InboundError::MissingRole { .. } => ApiError::forbidden(ErrorCode::Forbidden, message),
         InboundError::MalformedJson(_) => ApiError::BadRequest {
-            code: "malformed_json",
+            code: ErrorCode::MalformedJson,
             message,
             field: None,
         },
         InboundError::InvalidBody { field, .. } => ApiError::Unprocessable {
-            code: "invalid_command",
+            code: ErrorCode::InvalidCommand,
             message,
             field: Some(field.into()),
         },
         InboundError::InvalidIdempotencyKey => ApiError::BadRequest {
-            code: "invalid_idempotency_key",
+            code: ErrorCode::InvalidIdempotencyKey,
             message,
             field: Some("Idempotency-Key".into()),
         },
         InboundError::KeyReused => ApiError::Conflict {
-            code: "idempotency_key_reused",
+            code: ErrorCode::IdempotencyKeyReused,
             message,
         },
         InboundError::Store(s) => s.into(),

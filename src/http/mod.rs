@@ -2,16 +2,19 @@
 //! Handlers extract, call a use case, map the result; no SQL here.
 
 mod admin;
+mod code;
 mod endpoints;
 mod error;
 mod events;
 mod extract;
 mod health;
 mod inbound;
+pub mod openapi;
 mod policy;
 mod replay;
 pub mod serve;
 mod sources;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+pub use code::ErrorCode;
 pub use error::ApiError;
 pub use health::ReadyProbe;
 
@@ -96,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy", get(policy::get_policy))
         .route("/v1/policy/reload", post(policy::reload_policy))
         .route("/webhooks/inbound", post(inbound::post_inbound))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -153,7 +158,7 @@ async fn log_requests(
     if status == axum::http::StatusCode::REQUEST_TIMEOUT {
         metrics.connection(crate::metrics::ConnectionEvent::BodyTimeout);
         tracing::debug!(%method, %path, status = status.as_u16(), us, "request body too slow");
-    } else if let Some(detail) = response.extensions().get::<error::ErrorDetail>() {
+    } else if let Some(detail) = response.extensions().get::<error::ErrorChain>() {
         tracing::error!(%method, %path, status = status.as_u16(), us, error = %detail.0, "request failed");
     } else if status.is_client_error() {
         tracing::info!(%method, %path, status = status.as_u16(), us, "request refused");

@@ -7,11 +7,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+
+use super::views::{BulkReplayIn, BulkReplayedView};
 
 use super::extract::{Caller, authorize, json_body};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorCode};
 use crate::audit::Outcome;
 use crate::rbac::Action;
 use crate::store::{DeliveryState, ReplayFilter};
@@ -19,18 +20,8 @@ use crate::store::{DeliveryState, ReplayFilter};
 pub const DEFAULT_LIMIT: u32 = 1000;
 pub const MAX_LIMIT: u32 = 10_000;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BulkReplay {
-    webhook: Option<String>,
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    limit: Option<u32>,
-}
-
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::invalid("invalid_replay", field, message)
+    ApiError::invalid(ErrorCode::InvalidReplay, field, message)
 }
 
 fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -43,16 +34,37 @@ fn time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiEr
         .transpose()
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/deliveries/replay",
+    tag = "deliveries",
+    summary = "Replay finished deliveries by filter",
+    description = "At least `webhook` or a time range. One transaction, one audit record.",
+    request_body(content = BulkReplayIn, content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many were replayed", body = BulkReplayedView),
+        (status = 400, description = "Malformed request or query (`malformed_json`, `invalid_query`, `incomplete_body`)", body = super::views::ErrorBody),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 408, description = "The body did not arrive in time (`request_timeout`)", body = super::views::ErrorBody),
+        (status = 409, description = "The webhook is disabled (`webhook_disabled`) or not in the policy (`webhook_unknown`)", body = super::views::ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = super::views::ErrorBody),
+        (status = 415, description = "Content-Type is not JSON (`unsupported_media_type`)", body = super::views::ErrorBody),
+        (status = 422, description = "An invalid filter (`invalid_replay`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
 pub async fn bulk_replay(
     State(state): State<AppState>,
     principal: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BulkReplayedView>, ApiError> {
     authorize(&state, &principal, Action::BulkReplay).await?;
     let bytes = json_body(&headers, body, 64 * 1024, state.limits.body_timeout).await?;
-    let req: BulkReplay = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
-        code: "malformed_json",
+    let req: BulkReplayIn = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
+        code: ErrorCode::MalformedJson,
         message: format!("invalid replay request: {e}"),
         field: None,
     })?;
@@ -89,13 +101,13 @@ pub async fn bulk_replay(
             Some(w) if w.enabled => {}
             Some(_) => {
                 return Err(ApiError::Conflict {
-                    code: "webhook_disabled",
+                    code: ErrorCode::WebhookDisabled,
                     message: format!("webhook {id:?} is disabled; enable it before replaying"),
                 });
             }
             None => {
                 return Err(ApiError::Conflict {
-                    code: "webhook_unknown",
+                    code: ErrorCode::WebhookUnknown,
                     message: format!("webhook {id:?} is not in the policy in force"),
                 });
             }
@@ -132,5 +144,5 @@ pub async fn bulk_replay(
         )
         .await?;
     tracing::info!(actor = %principal.actor_id, replayed, filter = %described, "bulk replay");
-    Ok(Json(json!({ "replayed": replayed })))
+    Ok(Json(BulkReplayedView { replayed }))
 }

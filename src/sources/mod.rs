@@ -67,6 +67,24 @@ pub struct PartitionLag {
     pub lag: u64,
 }
 
+/// One source's figures at a moment, for the API.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: String,
+    pub kind: &'static str,
+    pub enabled: bool,
+    pub state: &'static str,
+    pub connected: bool,
+    pub paused: bool,
+    pub lag_total: u64,
+    pub lag: Lag,
+    pub consumed: u64,
+    pub events_created: u64,
+    pub duplicates: u64,
+    pub rejects: u64,
+    pub last_error: Option<(DateTime<Utc>, String)>,
+}
+
 /// What one source has done since the engine (or its entry) started.
 #[derive(Debug)]
 pub struct Status {
@@ -130,30 +148,29 @@ impl Status {
         *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 
-    /// The view `GET /v1/sources` shows.
-    pub fn view(&self) -> serde_json::Value {
+    /// What `GET /v1/sources` shows of it.
+    pub fn snapshot(&self) -> Snapshot {
         let last_error = self
             .last_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        serde_json::json!({
-            "id": self.id,
-            "kind": self.kind,
-            "enabled": self.enabled,
-            "state": self.state(),
-            "connected": self.connected.load(Ordering::Relaxed),
-            "paused": self.paused.load(Ordering::Relaxed),
-            "lag": lag.total(),
-            "lag_detail": lag,
-            "consumed": self.consumed.load(Ordering::Relaxed),
-            "events_created": self.created.load(Ordering::Relaxed),
-            "duplicates": self.duplicates.load(Ordering::Relaxed),
-            "rejects": self.rejects.load(Ordering::Relaxed),
-            "last_error": last_error.as_ref().map(|(_, m)| m),
-            "last_error_at": last_error.map(|(at, _)| at),
-        })
+        Snapshot {
+            id: self.id.clone(),
+            kind: self.kind,
+            enabled: self.enabled,
+            state: self.state(),
+            connected: self.connected.load(Ordering::Relaxed),
+            paused: self.paused.load(Ordering::Relaxed),
+            lag_total: lag.total(),
+            lag,
+            consumed: self.consumed.load(Ordering::Relaxed),
+            events_created: self.created.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            rejects: self.rejects.load(Ordering::Relaxed),
+            last_error,
+        }
     }
 
     /// One word for `/readyz`.

@@ -261,3 +261,62 @@ fn the_readme_is_short_and_starts_with_its_two_commands() {
         "{first_block:?}"
     );
 }
+
+#[test]
+fn every_route_is_in_the_openapi_description() {
+    let routes = std::fs::read_to_string(root().join("src/http/mod.rs")).expect("routes");
+    let document: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("docs/openapi.json")).expect("docs/openapi.json"),
+    )
+    .expect("JSON");
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut count = 0;
+    for line in routes.lines() {
+        let line = line.trim();
+        let Some(path) = line
+            .strip_prefix(".route(\"")
+            .or_else(|| line.strip_prefix('"').filter(|_| line.ends_with("\",")))
+            .and_then(|l| l.split('"').next())
+            .filter(|p| p.starts_with('/'))
+        else {
+            continue;
+        };
+        count += 1;
+        assert!(
+            paths.contains_key(path),
+            "{path} is routed but not described in docs/openapi.json"
+        );
+    }
+    assert_eq!(
+        count,
+        paths.len(),
+        "docs/openapi.json describes a path that is not routed"
+    );
+}
+
+#[tokio::test]
+async fn the_engine_serves_the_committed_openapi_description_without_credentials() {
+    let app = crate::support::TestApp::spawn(
+        crate::db::TestDb::sqlite().await,
+        &crate::support::policy_yaml(&crate::support::hook(
+            "h",
+            "http://127.0.0.1:9/",
+            "[a.b]",
+            "",
+        )),
+    )
+    .await;
+    let r = reqwest::get(format!("{}/v1/openapi.json", app.base))
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let served = r.text().await.expect("text");
+    let committed = std::fs::read_to_string(root().join("docs/openapi.json")).expect("committed");
+    assert!(
+        served == committed,
+        "the served description is not docs/openapi.json"
+    );
+    app.stop().await;
+}

@@ -4,6 +4,7 @@
 #[macro_use]
 mod db;
 
+mod api_contract;
 mod cli;
 mod contracts;
 mod crash;
