@@ -1,4 +1,4 @@
-//! `POST /v1/events` (contract §2).
+//! `POST /v1/events` (contract §2) and `GET /v1/events/{id}` (§6).
 
 use axum::Json;
 use axum::body::Body;
@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{Caller, authorize, json_body};
+use super::extract::{ApiPath, Caller, authorize, json_body};
 use super::views::{AcceptedBody, AcceptedView};
 use super::{ApiError, AppState, ErrorCode};
 use crate::ingest::{IngestFailure, Trace, ingest};
@@ -135,4 +135,84 @@ pub async fn post_events(
         })?)
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// A stored event as `GET /v1/events/{id}` shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    id: String,
+    topic: String,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+    received_at: chrono::DateTime<chrono::Utc>,
+    tenant_id: Option<String>,
+    source: Option<String>,
+    key: Option<String>,
+    trace_id: Option<String>,
+    /// `event_version` as the producer wrote it (an integer or a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    version: Option<Box<serde_json::value::RawValue>>,
+    /// The violations of its topic's schema, when accepted in `warn` mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<super::views::ViolationView>>)]
+    schema_errors: Option<Box<serde_json::value::RawValue>>,
+    /// The W3C traceparent its delivery attempts are parented on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+    /// Embedded as stored, byte for byte: a payload nested deeper than a
+    /// parser's recursion limit, or holding `1e400`, reads back as posted.
+    #[schema(value_type = serde_json::Value)]
+    payload: Box<serde_json::value::RawValue>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}",
+    tag = "events",
+    summary = "A stored event",
+    params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "The event, its payload as stored", body = EventView),
+        (status = 401, description = "Missing or invalid credentials (`unauthorized`)", body = super::views::ErrorBody),
+        (status = 403, description = "The caller's roles do not allow this (`forbidden`; audited)", body = super::views::ErrorBody),
+        (status = 404, description = "Not found (`not_found`)", body = super::views::ErrorBody),
+        (status = 503, description = "The database is unavailable; retry later (`unavailable`)", body = super::views::ErrorBody),
+    ),
+    security(("api_key" = []), ("jwt" = []))
+)]
+pub async fn get_event(
+    State(state): State<AppState>,
+    principal: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<EventView>, ApiError> {
+    authorize(&state, &principal, Action::GetEvent).await?;
+    let e = state
+        .store
+        .get_event(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such event".into()))?;
+    // Ingest stores only valid JSON; anything else is shown as a string.
+    let payload = serde_json::value::RawValue::from_string(e.payload).unwrap_or_else(|err| {
+        serde_json::value::to_raw_value(&err.to_string()).unwrap_or_default()
+    });
+    Ok(Json(EventView {
+        id: e.id,
+        topic: e.topic,
+        occurred_at: e.occurred_at,
+        received_at: e.received_at,
+        tenant_id: e.tenant_id,
+        source: e.source,
+        key: e.key,
+        trace_id: e.trace_id,
+        version: e
+            .meta
+            .version
+            .and_then(|v| serde_json::value::RawValue::from_string(v).ok()),
+        schema_errors: e
+            .meta
+            .schema_errors
+            .and_then(|v| serde_json::value::RawValue::from_string(v).ok()),
+        traceparent: e.meta.traceparent,
+        payload,
+    }))
 }

@@ -83,7 +83,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(events::post_events))
-        .route("/v1/events/{id}", get(admin::get_event))
+        .route("/v1/events/{id}", get(events::get_event))
         .route("/v1/deliveries", get(admin::list_deliveries))
         .route("/v1/deliveries/replay", post(replay::bulk_replay))
         .route("/v1/deliveries/{id}", get(admin::get_delivery))

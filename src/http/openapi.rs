@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::admin::EventView;
 use super::code::ErrorCode;
+use super::events::EventView;
 use super::views::*;
 
 #[derive(OpenApi)]
@@ -21,7 +21,7 @@ use super::views::*;
     ),
     paths(
         super::events::post_events,
-        super::admin::get_event,
+        super::events::get_event,
         super::admin::list_deliveries,
         super::admin::get_delivery,
         super::admin::replay_delivery,
