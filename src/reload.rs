@@ -152,17 +152,21 @@ impl Reloader {
         let this = self.clone();
         tokio::spawn(async move { this.reload_to_the_end(trigger).await })
             .await
-            .unwrap_or_else(|e| {
-                Err(PolicyErrors {
-                    source_name: self.path.display().to_string(),
-                    errors: vec![crate::policy::PolicyError {
-                        path: String::new(),
-                        line: 0,
-                        column: 0,
-                        message: format!("the reload failed: {e}"),
-                    }],
-                })
-            })
+            .unwrap_or_else(|e| Err(self.failed(format!("the reload failed: {e}"))))
+    }
+
+    /// A reload that ended before validation could say anything (a task
+    /// that panicked), as one error without a position.
+    fn failed(&self, message: String) -> PolicyErrors {
+        PolicyErrors {
+            source_name: self.path.display().to_string(),
+            errors: vec![crate::policy::PolicyError {
+                path: String::new(),
+                line: 0,
+                column: 0,
+                message,
+            }],
+        }
     }
 
     /// Subscribes to reloads: the value changes after each attempt that
@@ -182,17 +186,7 @@ impl Reloader {
         let path = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || PolicySet::load_file(&path))
             .await
-            .unwrap_or_else(|e| {
-                Err(PolicyErrors {
-                    source_name: self.path.display().to_string(),
-                    errors: vec![crate::policy::PolicyError {
-                        path: String::new(),
-                        line: 0,
-                        column: 0,
-                        message: format!("reading the policy failed: {e}"),
-                    }],
-                })
-            });
+            .unwrap_or_else(|e| Err(self.failed(format!("reading the policy failed: {e}"))));
         let now = Utc::now();
         let new = match loaded {
             Ok(p) => p,

@@ -206,30 +206,33 @@ fn every_variable_the_engine_reads_is_in_the_configuration_reference() {
     );
 }
 
+/// Every path the router serves, read from `src/http/mod.rs`.
+fn routed_paths() -> Vec<String> {
+    let routes = std::fs::read_to_string(root().join("src/http/mod.rs")).expect("routes");
+    routes
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| {
+            line.strip_prefix(".route(\"")
+                .or_else(|| line.strip_prefix('"').filter(|_| line.ends_with("\",")))
+                .and_then(|l| l.split('"').next())
+                .filter(|p| p.starts_with('/'))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 #[test]
 fn every_route_is_in_the_http_api_reference() {
-    let routes = std::fs::read_to_string(root().join("src/http/mod.rs")).expect("routes");
     let reference = std::fs::read_to_string(root().join("docs/src/reference/http-api.md"))
         .expect("http-api.md");
-    let mut missing = Vec::new();
-    let mut count = 0;
-    for line in routes.lines() {
-        let line = line.trim();
-        let Some(path) = line
-            .strip_prefix(".route(\"")
-            .or_else(|| line.strip_prefix('"').filter(|_| line.ends_with("\",")))
-            .and_then(|l| l.split('"').next())
-            .filter(|p| p.starts_with('/'))
-        else {
-            continue;
-        };
-        count += 1;
-        // The reference writes `{id}` paths with their query strings.
-        if !reference.contains(path) {
-            missing.push(path.to_owned());
-        }
-    }
-    assert!(count > 15, "{count} routes found");
+    let routes = routed_paths();
+    assert!(routes.len() > 15, "{} routes found", routes.len());
+    // The reference writes `{id}` paths with their query strings.
+    let missing: Vec<&String> = routes
+        .iter()
+        .filter(|p| !reference.contains(p.as_str()))
+        .collect();
     assert!(
         missing.is_empty(),
         "routes not in docs/src/reference/http-api.md: {missing:?}"
@@ -264,32 +267,21 @@ fn the_readme_is_short_and_starts_with_its_two_commands() {
 
 #[test]
 fn every_route_is_in_the_openapi_description() {
-    let routes = std::fs::read_to_string(root().join("src/http/mod.rs")).expect("routes");
     let document: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("docs/openapi.json")).expect("docs/openapi.json"),
     )
     .expect("JSON");
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().expect("paths");
-    let mut count = 0;
-    for line in routes.lines() {
-        let line = line.trim();
-        let Some(path) = line
-            .strip_prefix(".route(\"")
-            .or_else(|| line.strip_prefix('"').filter(|_| line.ends_with("\",")))
-            .and_then(|l| l.split('"').next())
-            .filter(|p| p.starts_with('/'))
-        else {
-            continue;
-        };
-        count += 1;
+    let routes = routed_paths();
+    for path in &routes {
         assert!(
             paths.contains_key(path),
             "{path} is routed but not described in docs/openapi.json"
         );
     }
     assert_eq!(
-        count,
+        routes.len(),
         paths.len(),
         "docs/openapi.json describes a path that is not routed"
     );

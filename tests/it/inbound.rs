@@ -3,7 +3,7 @@
 //! events, idempotency (also concurrent), secret rotation, and no secret in
 //! the logs.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
@@ -480,27 +480,6 @@ both! {
             assert_eq!(status, StatusCode::ACCEPTED, "{secret}: {answer}");
         }
         assert_eq!(app.count("SELECT count(*) FROM commands").await, 2);
-    }
-}
-
-/// A `MakeWriter` that appends everything to one buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 
