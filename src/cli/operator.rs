@@ -380,30 +380,4 @@ pub fn render(view: View, value: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_their_columns() {
-        let t = table(
-            &["ID", "STATUS"],
-            &[
-                vec!["a".into(), "dead".into()],
-                vec!["long-id".into(), "ok".into()],
-            ],
-        );
-        assert_eq!(t, "ID       STATUS\na        dead\nlong-id  ok\n");
-    }
-
-    #[test]
-    fn bulk_replay_needs_a_filter() {
-        let none = DeliveriesCommand::Replay {
-            id: None,
-            webhook: None,
-            since: None,
-            until: None,
-            status: None,
-        };
-        assert!(deliveries(none).is_err());
-    }
-}
+mod tests;

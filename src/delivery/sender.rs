@@ -5,6 +5,9 @@
 //! It never retries, sleeps, touches the store or decides a delivery's next
 //! state — that is `retry::decide` and the worker. It never follows
 //! redirects and never puts secrets into error text.
+//!
+//! Longer than 400 lines until the delivery-core reshape (issue 29) splits
+//! the attempt from the transport (error classification, body capture).
 
 use std::error::Error as StdError;
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! Raw policy → validated model. Every check lives here and records an error
 //! with the YAML path and position instead of returning early, so one run of
 //! `policy check` lists everything wrong with a file.
+//!
+//! Longer than 400 lines: the webhook entry's checks (secrets, retry,
+//! headers, signature modes, versions) are one sequence that reads best in
+//! one place; the other sections of the file are compiled in `compile/`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
