@@ -485,12 +485,7 @@ both! {
 
 both! {
     async fn secrets_and_keys_never_appear_in_logs(db) {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(capture.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (capture, _guard) = Capture::install();
 
         let cp = Receiver::start().await;
         let app = TestApp::spawn(db, &policy(&cp.url, "http://127.0.0.1:9/audit")).await;

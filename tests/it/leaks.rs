@@ -17,12 +17,7 @@ const TOKEN: &str = "XoXbT0kenInThePath";
 
 both! {
     async fn a_token_in_a_webhook_url_path_reaches_no_error_event_answer_or_log(db) {
-        let capture = Capture::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(capture.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (capture, _guard) = Capture::install();
 
         // Connection refused: the kind of error whose text named the URL.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::crash::Engine;
 use crate::support::*;
 
-async fn spawn_watching(db: TestDb, file: &Path, yaml: &str, watch: bool) -> TestApp {
+pub(crate) async fn spawn_watching(db: TestDb, file: &Path, yaml: &str, watch: bool) -> TestApp {
     std::fs::write(file, yaml).expect("write policy");
     let mut config = test_config();
     config.policy_path = file.to_path_buf();

@@ -42,13 +42,7 @@ network:
     )
 }
 
-async fn spawn(db: TestDb, file: &Path, yaml: &str, watch: bool) -> TestApp {
-    std::fs::write(file, yaml).expect("write policy");
-    let mut config = test_config();
-    config.policy_path = file.to_path_buf();
-    config.watch_policy = watch;
-    TestApp::spawn_with(db, yaml, config).await
-}
+use crate::reload::spawn_watching as spawn;
 
 /// An inbound command signed with `secret`: its status.
 async fn command(app: &TestApp, secret: &str) -> StatusCode {
