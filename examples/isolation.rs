@@ -134,6 +134,7 @@ async fn run(busy: Busy, knobs: Knobs, db_url: &str) -> anyhow::Result<()> {
         ingest_writers: 2,
         run_sources: false,
         otlp: None,
+        console: Default::default(),
     };
     let engine = common::Engine::start(config, policy).await?;
     let base = engine.base.clone();

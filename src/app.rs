@@ -53,6 +53,8 @@ pub struct Config {
     pub run_sources: bool,
     /// Export OpenTelemetry spans with OTLP/HTTP (`None` = tracing off).
     pub otlp: Option<crate::telemetry::OtlpConfig>,
+    /// The web console's sessions and cookie.
+    pub console: crate::http::console::ConsoleConfig,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             ingest_writers: 2,
             run_sources: true,
             otlp: crate::telemetry::OtlpConfig::from_env(|name| std::env::var(name).ok()),
+            console: crate::http::console::ConsoleConfig::from_env()?,
         };
         let num = |name: &str| -> anyhow::Result<Option<u64>> {
             std::env::var(name)
@@ -227,6 +230,7 @@ impl App {
             ingestor: Ingestor::start(store.clone(), config.ingest_writers, dispatcher),
             sources: crate::sources::Registry::default(),
             telemetry,
+            console: crate::http::console::Console::new(config.console),
         };
         Ok(Self {
             listener,

@@ -46,6 +46,8 @@ pub enum Action {
     EnableWebhook,
     /// `GET /v1/sources`, `GET /v1/sources/{id}/rejects`.
     ListSources,
+    /// `POST /console/login`: a session of the web console.
+    ConsoleSignIn,
     /// `POST /webhooks/inbound` with this action.
     Inbound(InboundAction),
 }
@@ -67,6 +69,7 @@ impl Action {
             Self::DisableWebhook,
             Self::EnableWebhook,
             Self::ListSources,
+            Self::ConsoleSignIn,
         ]
         .into_iter()
         .chain(InboundAction::ALL.into_iter().map(Self::Inbound))
@@ -89,6 +92,7 @@ impl Action {
             Self::DisableWebhook => "disable_webhook",
             Self::EnableWebhook => "enable_webhook",
             Self::ListSources => "list_sources",
+            Self::ConsoleSignIn => "console_sign_in",
             Self::Inbound(a) => a.as_str(),
         }
     }
@@ -158,7 +162,8 @@ pub fn decide(principal: &Principal, action: Action, inbound: Option<&InboundPol
         | Action::ReloadPolicy
         | Action::DisableWebhook
         | Action::EnableWebhook
-        | Action::ListSources => require_role(principal, ADMIN),
+        | Action::ListSources
+        | Action::ConsoleSignIn => require_role(principal, ADMIN),
         Action::Inbound(a) => match inbound.and_then(|p| p.actions.get(a.as_str())) {
             None => Decision::Deny {
                 reason: DenyReason::NotAllowListed,

@@ -41,6 +41,8 @@ pub struct Transition<'a> {
     pub request: &'a RequestContext,
     /// The last error seen from the endpoint, for the announcement.
     pub last_error: Option<&'a str>,
+    /// An admin's note on why (kept while disabled, announced).
+    pub note: Option<&'a str>,
 }
 
 /// Applies `t`: returns the state in force afterwards and whether it
@@ -63,6 +65,7 @@ pub async fn transition(
         changed_by: t.actor.to_owned(),
         throttled_until: None,
         throttled_for: None,
+        note: t.note.map(str::to_owned),
     };
     let entry = AuditEntry {
         at: now,
@@ -77,7 +80,7 @@ pub async fn transition(
         Topic::parse(&format!("aion.webhooks.endpoint.{word}")).expect("a valid literal topic");
     let payload = json!({
         "webhook_id": t.webhook, "state": status.as_str(), "reason": t.reason,
-        "since": now, "actor_id": t.actor, "last_error": t.last_error,
+        "since": now, "actor_id": t.actor, "last_error": t.last_error, "note": t.note,
     });
     let announcement = internal_event(policy, &topic, Some(t.webhook.to_owned()), &payload, now);
     let (row, audit_event) = (entry.row(), entry.event(policy));

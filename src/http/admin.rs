@@ -15,19 +15,21 @@ use super::{ApiError, AppState, ErrorCode};
 use crate::audit::Outcome;
 use crate::domain::DeliveryId;
 use crate::rbac::Action;
-use crate::store::{DeliveryFilter, DeliveryState, EndpointStatus, ReplayResult};
+use crate::store::{AuditFilter, DeliveryFilter, DeliveryState, EndpointStatus, ReplayResult};
 
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
-    status: Option<String>,
-    webhook: Option<String>,
-    topic: Option<String>,
-    event_id: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub status: Option<String>,
+    pub webhook: Option<String>,
+    pub topic: Option<String>,
+    pub event_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
 pub(super) fn invalid(field: &str, message: String) -> ApiError {
@@ -50,6 +52,20 @@ pub(super) fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
     }
 }
 
+/// `since=`/`until=` (RFC 3339) as the lowest id of that millisecond:
+/// delivery ids are UUIDv7, ordered by creation time.
+fn time_bound(field: &str, value: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
+    let Some(text) = value.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| invalid(field, format!("{text:?} is not an RFC 3339 time: {e}")))?;
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    Ok(Some(
+        uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid(),
+    ))
+}
+
 fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
     DeliveryId::parse(id).map_err(|e| ApiError::NotFound(e.to_string()))
 }
@@ -64,6 +80,8 @@ fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
         ("webhook" = Option<String>, Query, description = "Only this webhook's"),
         ("topic" = Option<String>, Query, description = "Only this topic's"),
         ("event_id" = Option<String>, Query, description = "Only this event's"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339: created at or after"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339: created before"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Page size, 1 to 500 (default 50)"),
         ("cursor" = Option<String>, Query, pattern = "^dlv_[0-9a-f]{32}$", description = "`next_cursor` of the previous page"),
     ),
@@ -102,12 +120,19 @@ pub async fn list_deliveries(
                 .uuid(),
         ),
     };
+    let after = time_bound("since", q.since.as_deref())?;
+    let until = time_bound("until", q.until.as_deref())?;
+    let before = match (before, until) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let filter = DeliveryFilter {
         state: state_filter,
         webhook_id: q.webhook.filter(|s| !s.is_empty()),
         event_id: q.event_id.filter(|s| !s.is_empty()),
         topic: q.topic.filter(|s| !s.is_empty()),
         before,
+        after,
         limit,
     };
     let rows = state.store.list_deliveries(&filter).await?;
@@ -251,6 +276,7 @@ pub async fn list_webhooks(
                 Some(r) => ("active", None, Some(r.since)),
                 None => ("active", None, None),
             };
+            let note = stored.filter(|_| w.enabled).and_then(|r| r.note.clone());
             let throttled_until = stored.and_then(|r| r.throttled_until);
             WebhookView {
                 id: w.id.to_string(),
@@ -259,6 +285,7 @@ pub async fn list_webhooks(
                 enabled: w.enabled,
                 state: st.to_owned(),
                 state_reason: reason,
+                state_note: note,
                 state_since: since,
                 throttled_until,
                 signature: w.signature.as_str().to_owned(),
@@ -277,11 +304,13 @@ pub async fn list_webhooks(
     Ok(Json(WebhookList { data }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct AuditQuery {
-    actor: Option<String>,
-    since: Option<String>,
-    limit: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(
@@ -291,8 +320,10 @@ pub struct AuditQuery {
     summary = "The audit log, newest first",
     params(
         ("actor" = Option<String>, Query, description = "Only this actor's records"),
+        ("action" = Option<String>, Query, description = "Only this action's records (`replay_delivery`, `disable_webhook`, `console_sign_in`, …)"),
         ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339: records at or after"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500 (default 50)"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9]{1,19}$", description = "`next_cursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "Records", body = AuditPage),
@@ -318,10 +349,26 @@ pub async fn list_audit(
         ),
     };
     let limit = parse_limit(q.limit.as_deref())?;
-    let rows = state
-        .store
-        .list_audit(q.actor.as_deref().filter(|s| !s.is_empty()), since, limit)
-        .await?;
+    let before = match q.cursor.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid("cursor", format!("{c:?} is not a cursor")))?,
+        ),
+    };
+    let filter = AuditFilter {
+        actor: q.actor.filter(|s| !s.is_empty()),
+        action: q.action.filter(|s| !s.is_empty()),
+        since,
+        before,
+        limit,
+    };
+    let rows = state.store.list_audit(&filter).await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
     let data = rows
         .into_iter()
         .map(|r| AuditView {
@@ -335,5 +382,5 @@ pub async fn list_audit(
             source_ip: r.source_ip,
         })
         .collect();
-    Ok(Json(AuditPage { data }))
+    Ok(Json(AuditPage { data, next_cursor }))
 }

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     InvalidEvent,
     /// A bulk replay request is invalid.
     InvalidReplay,
+    /// A webhook state change's `note` is too long.
+    InvalidNote,
     /// An inbound command's body is invalid.
     InvalidCommand,
     /// An inbound `Idempotency-Key` is empty or longer than 255 characters.
@@ -68,12 +70,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and docs.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::MalformedJson,
         Self::IncompleteBody,
         Self::InvalidQuery,
         Self::InvalidEvent,
         Self::InvalidReplay,
+        Self::InvalidNote,
         Self::InvalidCommand,
         Self::InvalidIdempotencyKey,
         Self::ReservedTopic,
@@ -108,6 +111,7 @@ impl ErrorCode {
             Self::InvalidQuery => "invalid_query",
             Self::InvalidEvent => "invalid_event",
             Self::InvalidReplay => "invalid_replay",
+            Self::InvalidNote => "invalid_note",
             Self::InvalidCommand => "invalid_command",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::ReservedTopic => "reserved_topic",

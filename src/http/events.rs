@@ -140,29 +140,29 @@ pub async fn post_events(
 /// A stored event as `GET /v1/events/{id}` shows it.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct EventView {
-    id: String,
-    topic: String,
-    occurred_at: chrono::DateTime<chrono::Utc>,
-    received_at: chrono::DateTime<chrono::Utc>,
-    tenant_id: Option<String>,
-    source: Option<String>,
-    key: Option<String>,
-    trace_id: Option<String>,
+    pub(crate) id: String,
+    pub(crate) topic: String,
+    pub(crate) occurred_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) received_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) source: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) trace_id: Option<String>,
     /// `event_version` as the producer wrote it (an integer or a string).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
-    version: Option<Box<serde_json::value::RawValue>>,
+    pub(crate) version: Option<Box<serde_json::value::RawValue>>,
     /// The violations of its topic's schema, when accepted in `warn` mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<super::views::ViolationView>>)]
-    schema_errors: Option<Box<serde_json::value::RawValue>>,
+    pub(crate) schema_errors: Option<Box<serde_json::value::RawValue>>,
     /// The W3C traceparent its delivery attempts are parented on.
     #[serde(skip_serializing_if = "Option::is_none")]
-    traceparent: Option<String>,
+    pub(crate) traceparent: Option<String>,
     /// Embedded as stored, byte for byte: a payload nested deeper than a
     /// parser's recursion limit, or holding `1e400`, reads back as posted.
     #[schema(value_type = serde_json::Value)]
-    payload: Box<serde_json::value::RawValue>,
+    pub(crate) payload: Box<serde_json::value::RawValue>,
 }
 
 #[utoipa::path(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod code;
+pub mod console;
 mod endpoints;
 mod error;
 mod events;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub sources: crate::sources::Registry,
     /// OpenTelemetry spans (a no-op when tracing is off).
     pub telemetry: crate::telemetry::Telemetry,
+    /// The web console's sessions.
+    pub console: Arc<console::Console>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -104,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(console::routes())
         .fallback(health::not_found)
         // Bodies are read with our own limit so a 413 is JSON like every error.
         .layer(DefaultBodyLimit::disable())

@@ -68,6 +68,17 @@ pub async fn bulk_replay(
         message: format!("invalid replay request: {e}"),
         field: None,
     })?;
+    replay_by_filter(&state, &principal, req).await.map(Json)
+}
+
+/// Replays the finished deliveries `req` names, for `principal` (the API
+/// and the console): validated, one transaction, one audit record.
+pub(super) async fn replay_by_filter(
+    state: &AppState,
+    principal: &Caller,
+    req: BulkReplayIn,
+) -> Result<BulkReplayedView, ApiError> {
+    authorize(state, principal, Action::BulkReplay).await?;
     let since = time("since", req.since.as_deref())?;
     let until = time("until", req.until.as_deref())?;
     if req.webhook.is_none() && since.is_none() && until.is_none() {
@@ -144,5 +155,5 @@ pub async fn bulk_replay(
         )
         .await?;
     tracing::info!(actor = %principal.actor_id, replayed, filter = %described, "bulk replay");
-    Ok(Json(BulkReplayedView { replayed }))
+    Ok(BulkReplayedView { replayed })
 }

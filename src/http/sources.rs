@@ -94,10 +94,10 @@ pub async fn list_sources(
     Ok(Json(SourceList { data }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct RejectsQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }
 
 #[utoipa::path(

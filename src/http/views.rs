@@ -146,6 +146,16 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Succeeded => "succeeded",
+            Self::Dead => "dead",
+        }
+    }
+
     pub fn of(state: &str) -> Self {
         match state {
             "waiting" => Self::Waiting,
@@ -268,4 +278,6 @@ pub struct AuditView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
     pub data: Vec<AuditView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }

@@ -44,7 +44,7 @@ use InboundAction as I;
 use Want::{Allow, Need, NotListed};
 
 /// Every action, listed by hand (not via `Action::all`), in table order.
-const ACTIONS: [Action; 18] = [
+const ACTIONS: [Action; 19] = [
     Action::PublishEvents,
     Action::ListWebhooks,
     Action::ListDeliveries,
@@ -58,6 +58,7 @@ const ACTIONS: [Action; 18] = [
     Action::DisableWebhook,
     Action::EnableWebhook,
     Action::ListSources,
+    Action::ConsoleSignIn,
     Action::Inbound(I::ApproveKernelProposal),
     Action::Inbound(I::RejectKernelProposal),
     Action::Inbound(I::InstallModule),
@@ -70,7 +71,7 @@ const PUBLISHER_ONLY: Want = Need(&["publisher"]);
 const KERNEL: Want = Need(&["kernel-approver"]);
 
 /// policies/webhooks.yaml: api key id → expected decision per `ACTIONS` entry.
-const SHIPPED: [(&str, [Want; 18]); 3] = [
+const SHIPPED: [(&str, [Want; 19]); 3] = [
     (
         // roles: publisher, kernel-approver, module-admin
         "control-plane",
@@ -88,6 +89,7 @@ const SHIPPED: [(&str, [Want; 18]); 3] = [
             ADMIN_ONLY, // disable_webhook
             ADMIN_ONLY, // enable_webhook
             ADMIN_ONLY, // list_sources
+            ADMIN_ONLY, // console_sign_in
             Allow,      // approve_kernel_proposal
             Allow,      // reject_kernel_proposal
             Allow,      // install_module
@@ -114,6 +116,7 @@ const SHIPPED: [(&str, [Want; 18]); 3] = [
             Allow,
             Allow,
             Allow,
+            Allow,
             Need(&["module-admin"]),
             Need(&["data-engineer"]),
             Need(&["memory-admin"]),
@@ -124,6 +127,7 @@ const SHIPPED: [(&str, [Want; 18]); 3] = [
         "data-pipeline",
         [
             Allow,
+            ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
@@ -210,6 +214,7 @@ fn a_principal_without_roles_may_do_nothing() {
         ADMIN_ONLY,
         ADMIN_ONLY,
         ADMIN_ONLY,
+        ADMIN_ONLY,
         KERNEL,
         KERNEL,
         Need(&["module-admin"]),
@@ -241,7 +246,7 @@ fn without_an_inbound_section_no_inbound_action_is_allowed() {
     );
     let want: [Want; ACTIONS.len()] = [
         Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow,
-        NotListed, NotListed, NotListed, NotListed, NotListed,
+        Allow, NotListed, NotListed, NotListed, NotListed, NotListed,
     ];
     for (action, want) in ACTIONS.iter().zip(want) {
         assert_eq!(

@@ -35,4 +35,7 @@ pub struct EndpointState {
     /// database's clock.
     pub throttled_until: Option<DateTime<Utc>>,
     pub throttled_for: Option<std::time::Duration>,
+    /// While disabled by an admin: the note they gave (at most 500
+    /// characters).
+    pub note: Option<String>,
 }

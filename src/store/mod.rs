@@ -34,7 +34,7 @@ pub use events::{
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
 };
-pub use queries::{AttemptRow, DeliveryFilter, DeliveryRow, Purged, WebhookStats};
+pub use queries::{AttemptRow, AuditFilter, DeliveryFilter, DeliveryRow, Purged, WebhookStats};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, WebhookSlot};
 pub use rate::Grant;
 pub use rejects::{NewReject, REJECT_VALUE_BYTES, RejectRow};
@@ -489,6 +489,12 @@ impl Store {
     }
 
     /// Health of the given webhooks, in their order.
+    /// Attempts that succeeded and failed in the last `window`, all
+    /// webhooks (minute resolution).
+    pub async fn recent_outcomes(&self, window: Duration) -> Result<(i64, i64), StoreError> {
+        dispatch!(self.recent_outcomes(window))
+    }
+
     pub async fn webhook_stats(
         &self,
         webhook_ids: &[&str],
@@ -591,13 +597,8 @@ impl Store {
         dispatch!(self.purge_idempotency_keys(now))
     }
 
-    pub async fn list_audit(
-        &self,
-        actor: Option<&str>,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
-    ) -> Result<Vec<AuditListRow>, StoreError> {
-        dispatch!(self.list_audit(actor, since, limit))
+    pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditListRow>, StoreError> {
+        dispatch!(self.list_audit(filter))
     }
 
     /// Records messages an event-bus source could not turn into events; a

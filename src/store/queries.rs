@@ -14,6 +14,20 @@ pub struct DeliveryFilter {
     pub event_id: Option<String>,
     pub topic: Option<String>,
     pub before: Option<Uuid>,
+    /// Ids at or above this (a UUIDv7 bound: deliveries created since a
+    /// time).
+    pub after: Option<Uuid>,
+    pub limit: u32,
+}
+
+/// Filters for listing audit records; newest first, paged by `before`
+/// (the last id of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub before: Option<i64>,
     pub limit: u32,
 }
 

@@ -6,6 +6,8 @@ mod db;
 
 mod api_contract;
 mod cli;
+mod console;
+mod console_browser;
 mod contracts;
 mod crash;
 mod delivery;

@@ -86,6 +86,7 @@ pub fn test_config() -> Config {
         ingest_writers: 2,
         run_sources: true,
         otlp: None,
+        console: Default::default(),
     }
 }
 

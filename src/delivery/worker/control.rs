@@ -116,6 +116,7 @@ async fn disable(
         actor: crate::domain::ENGINE_SOURCE,
         request: &crate::audit::RequestContext::default(),
         last_error: error,
+        note: None,
     };
     if let Err(e) = transition(&shared.store, policy, &shared.metrics, &t, shared.cfg.now()).await {
         tracing::warn!(webhook, reason, error = %e, "could not disable the webhook; will try again");

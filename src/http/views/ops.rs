@@ -19,6 +19,8 @@ pub struct WebhookView {
     pub state: String,
     /// `policy`, `manual`, `gone`, `failing`, `throttled`; null when active.
     pub state_reason: Option<String>,
+    /// While disabled by an admin: their note.
+    pub state_note: Option<String>,
     pub state_since: Option<DateTime<Utc>>,
     pub throttled_until: Option<DateTime<Utc>>,
     /// `aion`, `standard` or `both`.
@@ -41,12 +43,22 @@ pub struct WebhookList {
 }
 
 /// A webhook's runtime state after `disable` or `enable`.
+/// The optional body of `POST /v1/webhooks/{id}/disable`.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointChangeIn {
+    /// Why, in at most 500 characters; kept while disabled.
+    pub note: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointView {
     pub id: String,
     /// `active`, `throttled` or `disabled`.
     pub state: String,
     pub reason: String,
+    /// The admin's note, while disabled by one.
+    pub note: Option<String>,
     pub since: DateTime<Utc>,
     /// Whether this call changed anything.
     pub changed: bool,

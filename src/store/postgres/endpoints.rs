@@ -25,39 +25,43 @@ impl Pg {
             String,
             Option<DateTime<Utc>>,
             Option<f64>,
+            Option<String>,
         );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT webhook_id, state, reason, since, changed_by, throttled_until,
-                    extract(epoch FROM throttled_until - now())::float8
+                    extract(epoch FROM throttled_until - now())::float8, note
              FROM webhook_state",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, state, reason, since, changed_by, until, left)| {
-                // A pause that has run out is simply active again.
-                let left = left
-                    .filter(|s| *s > 0.0)
-                    .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok());
-                let status = match state.as_str() {
-                    "disabled" => EndpointStatus::Disabled,
-                    "throttled" if left.is_some() => EndpointStatus::Throttled,
-                    _ => EndpointStatus::Active,
-                };
-                let throttled = status == EndpointStatus::Throttled;
-                (
-                    id,
-                    EndpointState {
-                        status,
-                        reason,
-                        since,
-                        changed_by,
-                        throttled_until: until.filter(|_| throttled),
-                        throttled_for: left.filter(|_| throttled),
-                    },
-                )
-            })
+            .map(
+                |(id, state, reason, since, changed_by, until, left, note)| {
+                    // A pause that has run out is simply active again.
+                    let left = left
+                        .filter(|s| *s > 0.0)
+                        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok());
+                    let status = match state.as_str() {
+                        "disabled" => EndpointStatus::Disabled,
+                        "throttled" if left.is_some() => EndpointStatus::Throttled,
+                        _ => EndpointStatus::Active,
+                    };
+                    let throttled = status == EndpointStatus::Throttled;
+                    (
+                        id,
+                        EndpointState {
+                            status,
+                            reason,
+                            since,
+                            changed_by,
+                            throttled_until: until.filter(|_| throttled),
+                            throttled_for: left.filter(|_| throttled),
+                            note: note.filter(|_| status == EndpointStatus::Disabled),
+                        },
+                    )
+                },
+            )
             .collect())
     }
 
@@ -127,18 +131,19 @@ impl Pg {
             return Ok((kept, false));
         }
         sqlx::query(
-            "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by, note)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (webhook_id) DO UPDATE
              SET state = EXCLUDED.state, reason = EXCLUDED.reason,
                  since = EXCLUDED.since, changed_by = EXCLUDED.changed_by,
-                 throttled_until = NULL",
+                 throttled_until = NULL, note = EXCLUDED.note",
         )
         .bind(webhook)
         .bind(state.status.as_str())
         .bind(crate::store::storable(&state.reason))
         .bind(state.since)
         .bind(crate::store::storable(&state.changed_by))
+        .bind(state.note.as_deref().map(crate::store::storable))
         .execute(&mut *tx)
         .await?;
         let (row, audit_event) = audit;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::Pg;
 use super::events::insert_statement;
 use crate::store::{
-    AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, NewEvent,
+    AuditFilter, AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, NewEvent,
     SignatureRecord, StoreError, storable,
 };
 
@@ -146,18 +146,19 @@ impl Pg {
 
     pub(in crate::store) async fn list_audit(
         &self,
-        actor: Option<&str>,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
+        f: &AuditFilter,
     ) -> Result<Vec<AuditListRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, at, actor_id, action, outcome, target, request_id, source_ip FROM audit_log
              WHERE ($1::text IS NULL OR actor_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)
+               AND ($4::text IS NULL OR action = $4) AND ($5::bigint IS NULL OR id < $5)
              ORDER BY id DESC LIMIT $3",
         )
-        .bind(actor)
-        .bind(since)
-        .bind(i64::from(limit))
+        .bind(f.actor.as_deref())
+        .bind(f.since)
+        .bind(i64::from(f.limit))
+        .bind(f.action.as_deref())
+        .bind(f.before)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -10,6 +10,7 @@ mod events;
 mod hot;
 mod inbound;
 mod lines;
+mod overview;
 mod queries;
 mod queue;
 mod rate;

@@ -22,6 +22,7 @@ impl Pg {
                AND ($3::text IS NULL OR d.event_id = $3)
                AND ($4::text IS NULL OR e.topic = $4)
                AND ($5::uuid IS NULL OR d.id < $5)
+               AND ($7::uuid IS NULL OR d.id >= $7)
              ORDER BY d.id DESC LIMIT $6"
         );
         Ok(sqlx::query_as(&sql)
@@ -31,6 +32,7 @@ impl Pg {
             .bind(f.topic.as_deref())
             .bind(f.before)
             .bind(i64::from(f.limit))
+            .bind(f.after)
             .fetch_all(&self.pool)
             .await?)
     }

@@ -13,7 +13,7 @@ use crate::domain::DeliveryId;
 use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
 use crate::store::lines::Line;
 use crate::store::{
-    AuditListRow, AuditRow, CommandStored, EventMeta, IdempotencyRecord, IngestError,
+    AuditFilter, AuditListRow, AuditRow, CommandStored, EventMeta, IdempotencyRecord, IngestError,
     InsertOutcome, NewCommand, NewEvent, SignatureRecord, StoreError, Stored, StoredEvent,
     storable,
 };
@@ -412,9 +412,7 @@ impl Lite {
 
     pub(in crate::store) async fn list_audit(
         &self,
-        actor: Option<&str>,
-        since: Option<DateTime<Utc>>,
-        limit: u32,
+        f: &AuditFilter,
     ) -> Result<Vec<AuditListRow>, StoreError> {
         type Row = (
             i64,
@@ -429,11 +427,14 @@ impl Lite {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, at, actor_id, action, outcome, target, request_id, source_ip FROM audit_log
              WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR at >= ?2)
+               AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR id < ?5)
              ORDER BY id DESC LIMIT ?3",
         )
-        .bind(actor)
-        .bind(since.map(ms))
-        .bind(i64::from(limit))
+        .bind(f.actor.as_deref())
+        .bind(f.since.map(ms))
+        .bind(i64::from(f.limit))
+        .bind(f.action.as_deref())
+        .bind(f.before)
         .fetch_all(&self.read)
         .await?;
         Ok(rows

@@ -19,6 +19,7 @@
 //! With one engine there is no other clock to disagree with.
 
 mod events;
+mod overview;
 mod queries;
 mod queue;
 mod rejects;

@@ -61,6 +61,7 @@ impl Lite {
                AND (?3 IS NULL OR d.event_id = ?3)
                AND (?4 IS NULL OR e.topic = ?4)
                AND (?5 IS NULL OR d.id < ?5)
+               AND (?7 IS NULL OR d.id >= ?7)
              ORDER BY d.id DESC LIMIT ?6"
         );
         let rows: Vec<Row> = sqlx::query_as(&sql)
@@ -70,6 +71,7 @@ impl Lite {
             .bind(f.topic.as_deref())
             .bind(f.before)
             .bind(i64::from(f.limit))
+            .bind(f.after)
             .fetch_all(&self.read)
             .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -279,16 +281,24 @@ impl Lite {
     pub(in crate::store) async fn endpoint_states(
         &self,
     ) -> Result<HashMap<String, EndpointState>, StoreError> {
-        type Row = (String, String, String, i64, String, Option<i64>);
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT webhook_id, state, reason, since, changed_by, throttled_until FROM webhook_state",
+            "SELECT webhook_id, state, reason, since, changed_by, throttled_until, note FROM webhook_state",
         )
         .fetch_all(&self.read)
         .await?;
         let now = now_ms();
         Ok(rows
             .into_iter()
-            .map(|(id, state, reason, since, changed_by, until)| {
+            .map(|(id, state, reason, since, changed_by, until, note)| {
                 // A pause that has run out is simply active again.
                 let left = until
                     .filter(|&u| u > now)
@@ -306,6 +316,7 @@ impl Lite {
                     changed_by,
                     throttled_until: until.filter(|_| throttled).map(at),
                     throttled_for: left.filter(|_| throttled),
+                    note: note.filter(|_| status == EndpointStatus::Disabled),
                 };
                 (id, state)
             })
@@ -362,18 +373,19 @@ impl Lite {
             return Ok((kept, false));
         }
         sqlx::query(
-            "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by, note)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (webhook_id) DO UPDATE
              SET state = excluded.state, reason = excluded.reason,
                  since = excluded.since, changed_by = excluded.changed_by,
-                 throttled_until = NULL",
+                 throttled_until = NULL, note = excluded.note",
         )
         .bind(webhook)
         .bind(state.status.as_str())
         .bind(storable(&state.reason))
         .bind(ms(state.since))
         .bind(storable(&state.changed_by))
+        .bind(state.note.as_deref().map(storable))
         .execute(&mut *tx)
         .await?;
         let (row, audit_event) = audit;
