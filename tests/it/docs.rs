@@ -208,7 +208,12 @@ fn every_variable_the_engine_reads_is_in_the_configuration_reference() {
 
 /// Every path the router serves, read from `src/http/mod.rs`.
 fn routed_paths() -> Vec<String> {
-    let routes = std::fs::read_to_string(root().join("src/http/mod.rs")).expect("routes");
+    routed_paths_in("src/http/mod.rs")
+}
+
+/// Every path routed in `file`.
+fn routed_paths_in(file: &str) -> Vec<String> {
+    let routes = std::fs::read_to_string(root().join(file)).expect("routes");
     routes
         .lines()
         .map(str::trim)
@@ -220,6 +225,23 @@ fn routed_paths() -> Vec<String> {
                 .map(str::to_owned)
         })
         .collect()
+}
+
+#[test]
+fn every_console_page_is_in_the_console_guide() {
+    let guide =
+        std::fs::read_to_string(root().join("docs/src/operations/console.md")).expect("console.md");
+    let routes = routed_paths_in("src/http/console/mod.rs");
+    assert!(routes.len() > 15, "{} routes found", routes.len());
+    let missing: Vec<&String> = routes
+        .iter()
+        .filter(|p| !p.contains("/static/") && p.as_str() != "/console/")
+        .filter(|p| !guide.contains(&format!("`{p}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "console pages not in docs/src/operations/console.md: {missing:?}"
+    );
 }
 
 #[test]

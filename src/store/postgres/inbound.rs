@@ -154,10 +154,10 @@ impl Pg {
                AND ($4::text IS NULL OR action = $4) AND ($5::bigint IS NULL OR id < $5)
              ORDER BY id DESC LIMIT $3",
         )
-        .bind(f.actor.as_deref())
+        .bind(f.actor.as_deref().map(storable))
         .bind(f.since)
         .bind(i64::from(f.limit))
-        .bind(f.action.as_deref())
+        .bind(f.action.as_deref().map(storable))
         .bind(f.before)
         .fetch_all(&self.pool)
         .await?)

@@ -8,6 +8,7 @@ use super::Pg;
 use crate::store::queries::DELIVERY_COLUMNS;
 use crate::store::{
     AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, Purged, StoreError, WebhookStats,
+    storable,
 };
 
 impl Pg {
@@ -27,9 +28,11 @@ impl Pg {
         );
         Ok(sqlx::query_as(&sql)
             .bind(f.state.map(DeliveryState::as_str))
-            .bind(f.webhook_id.as_deref())
-            .bind(f.event_id.as_deref())
-            .bind(f.topic.as_deref())
+            // What was stored went through `storable`; so do the filters
+            // (PostgreSQL text cannot hold U+0000 even in a parameter).
+            .bind(f.webhook_id.as_deref().map(storable))
+            .bind(f.event_id.as_deref().map(storable))
+            .bind(f.topic.as_deref().map(storable))
             .bind(f.before)
             .bind(i64::from(f.limit))
             .bind(f.after)

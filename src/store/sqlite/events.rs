@@ -125,6 +125,8 @@ pub(super) async fn promote(
             "UPDATE deliveries SET state = 'pending', next_attempt_at = ?3, updated_at = ?3
              WHERE id = (SELECT id FROM deliveries
                          WHERE webhook_id = ?1 AND order_key = ?2 AND state = 'waiting'
+                           -- the partial index's own terms, so SQLite uses it
+                           AND state IN ('waiting', 'pending', 'in_flight')
                          ORDER BY order_seq LIMIT 1)
                AND NOT EXISTS (SELECT 1 FROM deliveries
                                WHERE webhook_id = ?1 AND order_key = ?2 AND state IN ('pending', 'in_flight'))",

@@ -10,8 +10,8 @@ use super::queue::audited;
 use super::{Lite, after, at, ms, now_ms};
 use crate::store::queries::DELIVERY_COLUMNS;
 use crate::store::{
-    AttemptRow, AuditRow, DeliveryFilter, DeliveryRow, DeliveryState, EndpointState,
-    EndpointStatus, Grant, NewEvent, Purged, StoreError, WebhookStats, millis, storable,
+    AttemptRow, AuditRow, DeliveryFilter, DeliveryRow, EndpointState, EndpointStatus, Grant,
+    NewEvent, Purged, StoreError, WebhookStats, millis, storable,
 };
 
 #[derive(sqlx::FromRow)]
@@ -54,26 +54,33 @@ impl Lite {
         &self,
         f: &DeliveryFilter,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id
-             WHERE (?1 IS NULL OR d.state = ?1)
-               AND (?2 IS NULL OR d.webhook_id = ?2)
-               AND (?3 IS NULL OR d.event_id = ?3)
-               AND (?4 IS NULL OR e.topic = ?4)
-               AND (?5 IS NULL OR d.id < ?5)
-               AND (?7 IS NULL OR d.id >= ?7)
-             ORDER BY d.id DESC LIMIT ?6"
-        );
-        let rows: Vec<Row> = sqlx::query_as(&sql)
-            .bind(f.state.map(DeliveryState::as_str))
-            .bind(f.webhook_id.as_deref())
-            .bind(f.event_id.as_deref())
-            .bind(f.topic.as_deref())
-            .bind(f.before)
-            .bind(i64::from(f.limit))
-            .bind(f.after)
-            .fetch_all(&self.read)
-            .await?;
+        // Only the filters given, and the state as a literal: SQLite plans
+        // once per statement, so `(? IS NULL OR …)` or a bound state would
+        // keep it from the indexes (a 1,000,000-row scan for a rare value).
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id WHERE 1 = 1"
+        ));
+        if let Some(state) = f.state {
+            q.push(format_args!(" AND d.state = '{}'", state.as_str()));
+        }
+        if let Some(w) = &f.webhook_id {
+            q.push(" AND d.webhook_id = ").push_bind(w);
+        }
+        if let Some(e) = &f.event_id {
+            q.push(" AND d.event_id = ").push_bind(e);
+        }
+        if let Some(t) = &f.topic {
+            q.push(" AND e.topic = ").push_bind(t);
+        }
+        if let Some(before) = f.before {
+            q.push(" AND d.id < ").push_bind(before);
+        }
+        if let Some(after) = f.after {
+            q.push(" AND d.id >= ").push_bind(after);
+        }
+        q.push(" ORDER BY d.id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows: Vec<Row> = q.build_query_as().fetch_all(&self.read).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
@@ -200,6 +207,8 @@ impl Lite {
         Ok(purged)
     }
 
+    /// Each count names its partial index: without fresh statistics
+    /// SQLite may otherwise walk a webhook's every delivery.
     pub(in crate::store) async fn queue_depth(
         &self,
     ) -> Result<crate::metrics::QueueDepth, StoreError> {
@@ -207,11 +216,12 @@ impl Lite {
         let (due, scheduled, waiting, in_flight, dead, oldest): (i64, i64, i64, i64, i64, Option<i64>) =
             sqlx::query_as(
                 "SELECT
-                   (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?1),
-                   (SELECT count(*) FROM deliveries WHERE state = 'pending' AND next_attempt_at > ?1),
-                   (SELECT count(*) FROM deliveries WHERE state = 'waiting' AND order_key IS NOT NULL),
-                   (SELECT count(*) FROM deliveries WHERE state = 'in_flight'),
-                   (SELECT count(*) FROM deliveries WHERE state = 'dead'),
+                   (SELECT count(*) FROM deliveries INDEXED BY deliveries_due_by_webhook WHERE state = 'pending' AND next_attempt_at <= ?1),
+                   (SELECT count(*) FROM deliveries INDEXED BY deliveries_due_by_webhook WHERE state = 'pending' AND next_attempt_at > ?1),
+                   (SELECT count(*) FROM deliveries INDEXED BY deliveries_line WHERE state = 'waiting' AND order_key IS NOT NULL
+                                                      AND state IN ('waiting', 'pending', 'in_flight')),
+                   (SELECT count(*) FROM deliveries INDEXED BY deliveries_leases WHERE state = 'in_flight'),
+                   (SELECT count(*) FROM deliveries INDEXED BY deliveries_dead WHERE state = 'dead'),
                    (SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ?1)",
             )
             .bind(now)
@@ -248,10 +258,11 @@ impl Lite {
             let (pending, waiting, in_flight, dead, success, failure, kind, ok, failed): Stats =
                 sqlx::query_as(
                     "SELECT
-                       (SELECT count(*) FROM deliveries WHERE webhook_id = ?1 AND state = 'pending'),
-                       (SELECT count(*) FROM deliveries WHERE webhook_id = ?1 AND state = 'waiting' AND order_key IS NOT NULL),
-                       (SELECT count(*) FROM deliveries WHERE webhook_id = ?1 AND state = 'in_flight'),
-                       (SELECT count(*) FROM deliveries WHERE webhook_id = ?1 AND state = 'dead'),
+                       (SELECT count(*) FROM deliveries INDEXED BY deliveries_due_by_webhook WHERE webhook_id = ?1 AND state = 'pending'),
+                       (SELECT count(*) FROM deliveries INDEXED BY deliveries_line WHERE webhook_id = ?1 AND state = 'waiting' AND order_key IS NOT NULL
+                                                          AND state IN ('waiting', 'pending', 'in_flight')),
+                       (SELECT count(*) FROM deliveries INDEXED BY deliveries_leases WHERE webhook_id = ?1 AND state = 'in_flight'),
+                       (SELECT count(*) FROM deliveries INDEXED BY deliveries_dead WHERE webhook_id = ?1 AND state = 'dead'),
                        (SELECT last_success_at FROM webhook_health WHERE webhook_id = ?1),
                        (SELECT last_failure_at FROM webhook_health WHERE webhook_id = ?1),
                        (SELECT last_error_kind FROM webhook_health WHERE webhook_id = ?1),
