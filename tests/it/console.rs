@@ -269,6 +269,10 @@ both! {
         let (status, said) = app.post_events(&json!({
             "topic": "a.b", "id": "evt-x1", "payload": {"note": hostile}, "key": "\"><svg onload=alert(4)><i>"
         })).await;
+        // A payload is shown as the producer wrote it: key order, a number
+        // beyond 64 bits, `1.10`.
+        let exact = br#"{"topic": "a.b", "id": "evt-x2", "payload": {"z": 1.10, "a": 18446744073709551617, "b": "again"}}"#;
+        assert_eq!(app.post_raw("/v1/events", API_KEY, exact.to_vec()).await.0, axum::http::StatusCode::ACCEPTED);
         assert_eq!(status, axum::http::StatusCode::ACCEPTED, "{said}");
         app.drain().await;
         let cookie = sign_in(&app.base, API_KEY).await;
@@ -288,6 +292,9 @@ both! {
         }
         let detail = get(&app.base, &cookie, &format!("/console/deliveries/{delivery}")).await;
         assert!(detail.body.contains(&html("<img src=x onerror=alert(1)>")), "the response excerpt, escaped: {}", detail.body);
+        let exact = get(&app.base, &cookie, "/console/events/evt-x2").await;
+        let shown = html("{\n  \"z\": 1.10,\n  \"a\": 18446744073709551617,\n  \"b\": \"again\"\n}");
+        assert!(exact.body.contains(&shown), "{}", exact.body);
         let event = get(&app.base, &cookie, "/console/events/evt-x1").await;
         assert!(event.body.contains(&html("<script>alert(3)</script>")), "the payload, escaped");
         app.stop().await;
@@ -303,7 +310,18 @@ both! {
         let cookie = sign_in(&app.base, API_KEY).await;
         assert_eq!(get(&app.base, &cookie, "/console").await.status, 200);
         tokio::time::sleep(Duration::from_millis(1200)).await;
+        // A form of an ended session: sign in again, then to the overview
+        // (a form's target cannot be opened with a GET).
+        let form = post(&app.base, &cookie, "/console/policy/reload", &[("csrf", "x")], &[("sec-fetch-site", "same-origin")]).await;
+        assert_eq!((form.status, location(&form)), (303, "/console/login?next=%2Fconsole"));
         assert_eq!(get(&app.base, &cookie, "/console").await.status, 303, "idle too long");
+
+        // Signing in again from a browser with a session ends that session.
+        let first = sign_in(&app.base, API_KEY).await;
+        let (again, second) = sign_in_with(&app.base, API_KEY, &[("cookie", &first)]).await;
+        assert_eq!(again.status, 303);
+        assert_eq!(get(&app.base, &first, "/console").await.status, 303, "the old session ended");
+        assert_eq!(get(&app.base, &second.expect("cookie"), "/console").await.status, 200);
 
         // The key leaves the policy (a reload): its session ends at once.
         let cookie = sign_in(&app.base, API_KEY).await;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::ConsoleError;
 use super::operator::{Operator, form};
 use super::pages::see_other;
-use super::view::{Chrome, path_escape, query, render};
+use super::view::{Chrome, indent_json, path_escape, query, render};
 use crate::http::events::{self, EventView};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::views::{BulkReplayIn, DeliveryView};
@@ -283,11 +283,9 @@ pub async fn event(State(state): State<AppState>, op: Operator, ApiPath(id): Api
     let e = events::get_event(State(state.clone()), op.caller.clone(), ApiPath(id.clone()))
         .await?
         .0;
-    let raw = e.payload.get();
-    let pretty = serde_json::from_str::<serde_json::Value>(raw)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok())
-        .unwrap_or_else(|| raw.to_owned());
+    // Indented, never re-serialized: key order, duplicate keys and numbers
+    // beyond 64 bits show as the producer wrote them.
+    let pretty = indent_json(e.payload.get());
     let truncated = pretty.len() > SHOWN_BYTES;
     let mut payload = pretty;
     if truncated {

@@ -19,7 +19,7 @@ use crate::rbac::{self, Action};
 
 /// A request of a live session whose credential is still valid and still
 /// carries role `admin`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Operator {
     /// The principal, as the JSON API's use cases take it (audits name it).
     pub caller: Caller,
@@ -31,15 +31,30 @@ pub struct Operator {
     pub flash: Option<Flash>,
 }
 
+/// Never shows the session token or the CSRF token.
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("actor", &self.caller.actor_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ConsoleError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
-        let next = parts
-            .uri
-            .path_and_query()
-            .map_or("/console", |p| p.as_str())
-            .to_owned();
+        // After signing in, back to the page; a form's target cannot be
+        // opened with a GET, so a form sends the operator to the overview.
+        let next = if parts.method == axum::http::Method::GET {
+            parts
+                .uri
+                .path_and_query()
+                .map_or("/console", |p| p.as_str())
+                .to_owned()
+        } else {
+            "/console".to_owned()
+        };
         let sign_in = || ConsoleError::SignIn { next: next.clone() };
         let token = session::token_from(&parts.headers).ok_or_else(sign_in)?;
         let sessions = &state.console.sessions;

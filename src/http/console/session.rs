@@ -62,11 +62,18 @@ pub struct Flash {
 }
 
 /// What a request's cookie opens.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Opened {
     pub credential: String,
     pub csrf: String,
     pub flash: Option<Flash>,
+}
+
+/// Never shows the credential or the CSRF token.
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened").finish_non_exhaustive()
+    }
 }
 
 /// The sessions of this engine.

@@ -134,6 +134,10 @@ pub async fn sign_in(
         );
         return Ok(login_page(StatusCode::FORBIDDEN, &f.next, Some(&message)));
     }
+    // A session this browser already had ends: one browser, one session.
+    if let Some(old) = super::session::token_from(&headers) {
+        state.console.sessions.close(&old);
+    }
     let token = state.console.sessions.open(credential, Instant::now());
     audit(
         &state,

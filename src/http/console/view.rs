@@ -128,6 +128,64 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(kept).unwrap_or_default()
 }
 
+/// `json` (valid JSON, as stored) indented for reading, every token kept
+/// byte for byte: keys in their order, numbers as written, duplicates
+/// kept. Only whitespace between tokens changes.
+pub fn indent_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + json.len() / 4);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                while chars.peek().is_some_and(|n| n.is_ascii_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek() == Some(&close) {
+                    out.push(close);
+                    chars.next();
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_ascii_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A time as the console shows it (UTC, to the second).
 pub fn when(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -157,6 +215,19 @@ mod tests {
         assert_eq!(local_path("//evil.example/console"), "/console");
         assert_eq!(local_path("/consolex/\\evil"), "/console");
         assert_eq!(local_path("/console\n/x"), "/console");
+    }
+
+    #[test]
+    fn a_payload_is_indented_but_never_changed() {
+        let raw = r#"{"z":1,"a":[1.10, 18446744073709551617,{}],"a":"x\\\"{,:}","e":[] }"#;
+        let shown = indent_json(raw);
+        assert_eq!(
+            shown,
+            "{\n  \"z\": 1,\n  \"a\": [\n    1.10,\n    18446744073709551617,\n    {}\n  ],\n  \"a\": \"x\\\\\\\"{,:}\",\n  \"e\": []\n}"
+        );
+        let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+        assert_eq!(squeeze(&shown), squeeze(raw), "only whitespace differs");
+        assert_eq!(indent_json("42"), "42");
     }
 
     #[test]
