@@ -1,8 +1,9 @@
 //! The web console over HTTP (issue 28, item 3; contract §11), on both
 //! stores: sign-in and its cookie, a publisher refused, forms that need the
 //! session's token and this origin, escaping of outside text, sessions that
-//! end, keyset pages, audits naming the signed-in actor. The same flows in
-//! a real browser are in `console_browser.rs`.
+//! end (in `console_sessions.rs`), keyset pages, audits naming the
+//! signed-in actor. The same flows in a real browser are in
+//! `console_browser.rs`.
 
 use std::time::Duration;
 
@@ -37,7 +38,11 @@ async fn answer(r: reqwest::Response) -> Answer {
 }
 
 /// Signs in with `key` (extra headers given); the answer and the cookie.
-async fn sign_in_with(base: &str, key: &str, extra: &[(&str, &str)]) -> (Answer, Option<String>) {
+pub(crate) async fn sign_in_with(
+    base: &str,
+    key: &str,
+    extra: &[(&str, &str)],
+) -> (Answer, Option<String>) {
     let mut req = client()
         .post(format!("{base}/console/login"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -57,13 +62,13 @@ async fn sign_in_with(base: &str, key: &str, extra: &[(&str, &str)]) -> (Answer,
     (a, cookie)
 }
 
-async fn sign_in(base: &str, key: &str) -> String {
+pub(crate) async fn sign_in(base: &str, key: &str) -> String {
     let (a, cookie) = sign_in_with(base, key, &[]).await;
     assert_eq!(a.status, 303, "signed in: {}", a.body);
     cookie.expect("a session cookie")
 }
 
-async fn get(base: &str, cookie: &str, path: &str) -> Answer {
+pub(crate) async fn get(base: &str, cookie: &str, path: &str) -> Answer {
     answer(
         client()
             .get(format!("{base}{path}"))
@@ -76,7 +81,7 @@ async fn get(base: &str, cookie: &str, path: &str) -> Answer {
 }
 
 /// Posts a form with the session's cookie and the given headers.
-async fn post(
+pub(crate) async fn post(
     base: &str,
     cookie: &str,
     path: &str,
@@ -112,14 +117,14 @@ fn html(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn location(a: &Answer) -> &str {
+pub(crate) fn location(a: &Answer) -> &str {
     a.headers
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
 
-async fn audit_count(app: &TestApp, actor: &str, action: &str, outcome: &str) -> i64 {
+pub(crate) async fn audit_count(app: &TestApp, actor: &str, action: &str, outcome: &str) -> i64 {
     app.count(&format!(
         "SELECT count(*) FROM audit_log WHERE actor_id = '{actor}' AND action = '{action}' AND outcome = '{outcome}'"
     ))
@@ -302,39 +307,6 @@ both! {
 }
 
 both! {
-    async fn sessions_end_when_idle_when_the_key_goes_and_on_sign_out(db) {
-        let mut config = test_config();
-        config.console.sessions.idle = Duration::from_millis(800);
-        let yaml = policy_yaml("  []");
-        let app = TestApp::spawn_with(db, &yaml, config).await;
-        let cookie = sign_in(&app.base, API_KEY).await;
-        assert_eq!(get(&app.base, &cookie, "/console").await.status, 200);
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        // A form of an ended session: sign in again, then to the overview
-        // (a form's target cannot be opened with a GET).
-        let form = post(&app.base, &cookie, "/console/policy/reload", &[("csrf", "x")], &[("sec-fetch-site", "same-origin")]).await;
-        assert_eq!((form.status, location(&form)), (303, "/console/login?next=%2Fconsole"));
-        assert_eq!(get(&app.base, &cookie, "/console").await.status, 303, "idle too long");
-
-        // Signing in again from a browser with a session ends that session.
-        let first = sign_in(&app.base, API_KEY).await;
-        let (again, second) = sign_in_with(&app.base, API_KEY, &[("cookie", &first)]).await;
-        assert_eq!(again.status, 303);
-        assert_eq!(get(&app.base, &first, "/console").await.status, 303, "the old session ended");
-        assert_eq!(get(&app.base, &second.expect("cookie"), "/console").await.status, 200);
-
-        // The key leaves the policy (a reload): its session ends at once.
-        let cookie = sign_in(&app.base, API_KEY).await;
-        assert_eq!(get(&app.base, &cookie, "/console").await.status, 200);
-        app.set_policy(&yaml.replace(&sha256_hex(API_KEY), &sha256_hex("another-key")));
-        assert_eq!(get(&app.base, &cookie, "/console").await.status, 303, "key removed");
-        app.set_policy(&yaml);
-        assert_eq!(get(&app.base, &cookie, "/console").await.status, 303, "and stays ended");
-        app.stop().await;
-    }
-}
-
-both! {
     async fn pages_are_keyset_pages_and_filters_narrow_them(db) {
         let rx = Receiver::start().await;
         let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[a.b]", ""))).await;
@@ -375,35 +347,6 @@ both! {
             assert_eq!(status, axum::http::StatusCode::OK, "{path}: {body}");
             assert_eq!(body["data"], json!([]), "{path}");
         }
-        app.stop().await;
-    }
-}
-
-both! {
-    async fn a_jwt_signs_in_as_its_subject_and_its_expiry_ends_the_session(db) {
-        use crate::inbound::{JWT_SECRET, jwt};
-        let jwt_auth = format!(
-            "  jwt:\n    issuer: https://id.example.com\n    audience: aion-webhooks\n    hs256_secret: {JWT_SECRET}\nnetwork:\n"
-        );
-        let app = TestApp::spawn(db, &policy_yaml("  []").replace("network:\n", &jwt_auth)).await;
-        let now = chrono::Utc::now().timestamp();
-        let claims = |roles: &[&str], exp: i64| json!({
-            "iss": "https://id.example.com", "aud": "aion-webhooks", "sub": "alice",
-            "exp": exp, "roles": roles,
-        });
-        let (a, cookie) = sign_in_with(&app.base, &jwt(claims(&["publisher"], now + 300), JWT_SECRET), &[]).await;
-        assert_eq!(a.status, 403);
-        assert!(cookie.is_none());
-        // Valid for about 2 s more (the engine allows 30 s of clock skew).
-        let token = jwt(claims(&["admin"], now - 28), JWT_SECRET);
-        let cookie = sign_in(&app.base, &token).await;
-        let page = get(&app.base, &cookie, "/console").await;
-        assert_eq!(page.status, 200);
-        assert!(page.body.contains("data-testid=\"actor\">alice<"));
-        assert_eq!(audit_count(&app, "alice", "console_sign_in", "applied").await, 1);
-        assert_eq!(audit_count(&app, "alice", "console_sign_in", "denied").await, 1);
-        tokio::time::sleep(Duration::from_millis(3200)).await;
-        assert_eq!(get(&app.base, &cookie, "/console").await.status, 303, "the JWT expired");
         app.stop().await;
     }
 }

@@ -8,6 +8,7 @@ mod api_contract;
 mod cli;
 mod console;
 mod console_browser;
+mod console_sessions;
 mod contracts;
 mod crash;
 mod delivery;
