@@ -32,15 +32,7 @@ async fn run(base: &str, key: &str) -> (bool, String) {
         .args(["-H", &format!("Authorization: Bearer {key}")])
         .args(["--workers", "1", "--request-timeout", "10"])
         .args(["--max-examples", &examples, "--seed", &seed]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run schemathesis"))
-        .await
-        .expect("join");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+    run_tool(cmd).await
 }
 
 both! {

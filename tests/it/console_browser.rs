@@ -70,15 +70,8 @@ both! {
             .args(["--chromium", &chromium()])
             .arg("--policy-file")
             .arg(&file);
-        let out = tokio::task::spawn_blocking(move || cmd.output().expect("run e2e.py"))
-            .await
-            .expect("join");
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "the browser test failed:\n{said}");
+        let (passed, said) = run_tool(cmd).await;
+        assert!(passed, "the browser test failed:\n{said}");
         assert!(said.contains("all console steps passed"), "{said}");
 
         // What the browser did reached the receiver and the audit log.

@@ -193,6 +193,22 @@ impl TestApp {
     }
 }
 
+/// Runs an outside tool (Schemathesis, the browser test) off the runtime's
+/// threads; whether it succeeded, and all it printed.
+pub async fn run_tool(mut cmd: std::process::Command) -> (bool, String) {
+    let what = format!("{:?}", cmd.get_program());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// Polls `cond` every 20 ms until it holds; panics after 30 s naming `what`.
 pub async fn wait_for<F, Fut>(what: &str, mut cond: F)
 where
