@@ -94,6 +94,9 @@ impl Config {
         if let Some(n) = num("AION_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK")? {
             cfg.worker.max_in_flight_per_webhook = u32::try_from(n).unwrap_or(u32::MAX).max(1);
         }
+        if let Some(n) = num("AION_WEBHOOKS_INITIAL_IN_FLIGHT")? {
+            cfg.worker.initial_in_flight = u32::try_from(n).unwrap_or(u32::MAX).max(1);
+        }
         if let Some(n) = num("AION_WEBHOOKS_DB_MAX_CONNECTIONS")? {
             cfg.db_max_connections = u32::try_from(n).unwrap_or(u32::MAX).max(2);
         }

@@ -1,10 +1,11 @@
 //! Outbound delivery: one HTTP attempt (`sender`), the SSRF guard (`ssrf`),
-//! the retry schedule (`retry`), what may be sent now (`scheduler`), and the
-//! worker that claims due deliveries, sends them and records outcomes
-//! (`worker`); endpoint state transitions, by an admin or the engine
-//! (`endpoint`).
+//! the retry schedule (`retry`), what an attempt decides (`outcome`), what
+//! may be sent now (`scheduler`), and the worker's services that claim due
+//! deliveries, send them and record outcomes (`worker`); endpoint state
+//! transitions, by an admin or the engine (`endpoint`).
 
 pub mod endpoint;
+pub mod outcome;
 pub mod retry;
 pub mod scheduler;
 pub mod sender;

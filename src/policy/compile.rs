@@ -265,6 +265,19 @@ impl Compiler<'_> {
         }
     }
 
+    /// `max_in_flight` / `initial_in_flight`: sends at once, 1 to 10,000.
+    fn in_flight(&mut self, n: &Option<Spanned<i64>>, path: &str) -> Option<u32> {
+        let n = n.as_ref()?;
+        match u32::try_from(n.value) {
+            Ok(v) if (1..=10_000).contains(&v) => Some(v),
+            _ => {
+                let msg = format!("must be between 1 and 10000, got {}", n.value);
+                self.error(path.to_owned(), n.referenced, msg);
+                None
+            }
+        }
+    }
+
     /// `disable_after`: a duration, or `never`.
     fn disable_after(
         &mut self,
@@ -331,20 +344,9 @@ impl Compiler<'_> {
             &w.disable_after,
             &format!("{path}.disable_after"),
         );
-        let max_in_flight = w
-            .max_in_flight
-            .as_ref()
-            .and_then(|n| match u32::try_from(n.value) {
-                Ok(v) if (1..=10_000).contains(&v) => Some(v),
-                _ => {
-                    self.error(
-                        format!("{path}.max_in_flight"),
-                        n.referenced,
-                        format!("must be between 1 and 10000, got {}", n.value),
-                    );
-                    None
-                }
-            });
+        let max_in_flight = self.in_flight(&w.max_in_flight, &format!("{path}.max_in_flight"));
+        let initial_in_flight =
+            self.in_flight(&w.initial_in_flight, &format!("{path}.initial_in_flight"));
         let rate_limit = w.rate_limit.as_ref().and_then(|r| {
             let text = self.string(r, &format!("{path}.rate_limit"))?;
             match parse_rate(&text) {
@@ -445,6 +447,7 @@ impl Compiler<'_> {
             enabled: w.enabled.unwrap_or(true),
             disable_after,
             max_in_flight,
+            initial_in_flight,
             rate_limit,
             ordered,
             min_version,

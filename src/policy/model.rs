@@ -89,6 +89,10 @@ pub struct Webhook {
     /// Ceiling of sends in flight to this webhook per engine; the adaptive
     /// limit moves between 1 and this. `None` = the engine's setting.
     pub max_in_flight: Option<u32>,
+    /// Where the adaptive limit starts for a receiver this engine has not
+    /// sent to yet (or not for a minute): slow start. `None` = the
+    /// engine's setting (8).
+    pub initial_in_flight: Option<u32>,
     /// Attempts per second to this webhook, across every engine sharing the
     /// database (`rate_limit: 50/s` or `/m`); `None` = no limit.
     pub rate_limit: Option<f64>,

@@ -132,6 +132,7 @@ pub(crate) struct RawWebhook {
     pub timeout: Option<Str>,
     pub disable_after: Option<Str>,
     pub max_in_flight: Option<Spanned<i64>>,
+    pub initial_in_flight: Option<Spanned<i64>>,
     pub rate_limit: Option<Str>,
     pub ordering: Option<Str>,
     #[serde(default)]

@@ -401,7 +401,10 @@ both! {
     /// as producers outpaced its claims.)
     async fn events_posted_as_the_engine_starts_are_sent_at_once(db) {
         let rx = Receiver::start().await;
-        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[\"a.*\"]", ""))).await;
+        // Room for all 20 at once from the start (slow start would leave
+        // those past its initial 8 to the claim).
+        let room = "initial_in_flight: 32";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("h", &rx.url, "[\"a.*\"]", room))).await;
         let posts = (0..20).map(|i| {
             let app = &app;
             async move {

@@ -66,8 +66,9 @@ both! {
     async fn hanging_webhooks_cannot_take_every_slot_of_the_engine(db) {
         let ok = Receiver::start().await;
         let hang = fixed_receiver(StatusCode::OK, b"", Duration::from_secs(60)).await;
-        let slow =
-            "timeout: 5s\n    retry: { initial_interval: 10ms, max_interval: 20ms, max_attempts: 100 }";
+        // They start at their ceiling (no slow start), as a webhook whose
+        // receiver was fast until it hung would be.
+        let slow = "timeout: 5s\n    initial_in_flight: 32\n    retry: { initial_interval: 10ms, max_interval: 20ms, max_attempts: 100 }";
         let policy = policy_yaml(&format!(
             "{}{}{}",
             hook("hang-1", &hang, "[busy.event]", slow),

@@ -16,6 +16,7 @@ mod docs;
 mod edge_input;
 mod embedded;
 mod endpoint_state;
+mod first_contact;
 mod hostile_receivers;
 mod id_spaces;
 mod inbound;

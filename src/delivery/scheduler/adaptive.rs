@@ -1,19 +1,53 @@
-//! Adaptive concurrency per endpoint: AIMD, as TCP's congestion control.
-//! Each 2xx adds one send to the limit (up to the ceiling); a sign of
-//! overload — `429`, `502`, `503`, `504`, a timeout, a refused or dropped
-//! connection — halves it (down to one), at most once per `COOL_DOWN` so one
-//! burst of failures in flight together counts as one signal.
+//! Adaptive concurrency per endpoint: slow start, then AIMD, as TCP's
+//! congestion control.
 //!
-//! Why AIMD and not a gradient limiter: the signals receivers give us are
-//! explicit (`429`/`503` mean "slow down"), not just latency; AIMD reacts to
-//! them at once, needs no latency baseline (a webhook's answer time mixes
-//! network and the receiver's own work), and its behaviour is easy to state
-//! to operators. Pure: `now` is a parameter.
+//! - **Slow start.** A webhook starts at its `initial_in_flight` (8 unless
+//!   the policy says otherwise), not at its ceiling, so a receiver that
+//!   has never heard from this engine is not met by hundreds of requests at
+//!   once. Each 2xx that came back fast adds one send, so the limit doubles
+//!   per round trip while answers stay fast — and never faster than
+//!   doubling every [`GROWTH_PERIOD`], however fast the receiver answers:
+//!   in its first 100 ms a fresh webhook has at most `4 × initial` sends in
+//!   flight. Sends to one webhook are also its connections (HTTP/1.1 sends
+//!   one request per connection at a time), so this bounds how fast new
+//!   connections to a receiver are opened.
+//! - **Congestion avoidance.** Once the endpoint has shown where its
+//!   limit is (the first decrease below), growth is one send per round trip
+//!   (per `limit` fast 2xx), not per answer, as TCP Reno after `ssthresh`.
+//! - **Back off.** A sign of overload — `429`, `502`, `503`, `504`, a
+//!   timeout, a refused or dropped connection — halves the limit (down to
+//!   one); a 2xx that took more than [`LATENCY_TOLERANCE`] times the
+//!   webhook's recent fastest answer (plus [`LATENCY_SLACK`]) shrinks it by
+//!   a tenth. Each at most once per [`COOL_DOWN`], so one burst of failures
+//!   in flight together counts as one signal.
+//! - **Idle restart.** A webhook with nothing sent for [`IDLE_RESTART`]
+//!   starts slow again, as TCP does after idle (RFC 2861): a receiver that
+//!   scaled down meanwhile is not flooded by a sudden backlog.
+//!
+//! Why AIMD and not a pure gradient limiter: the signals receivers give us
+//! are mostly explicit (`429`/`503` mean "slow down"); AIMD reacts to them at
+//! once and its behaviour is easy to state to operators. Latency is a
+//! second, gentler signal. Pure: `now` is a parameter.
 
 use std::time::{Duration, Instant};
 
 /// Failures within this time after a decrease do not decrease again.
 pub const COOL_DOWN: Duration = Duration::from_millis(250);
+/// The limit at most doubles once per this period.
+pub const GROWTH_PERIOD: Duration = Duration::from_millis(50);
+/// A 2xx slower than this many times the recent fastest one is a sign of
+/// load.
+pub const LATENCY_TOLERANCE: f64 = 3.0;
+/// ... plus this much, so that the jitter of fast answers (a 1 ms receiver
+/// answering in 4 ms) is not taken for load.
+pub const LATENCY_SLACK: Duration = Duration::from_millis(50);
+/// How long the fastest answer is remembered: the baseline follows a
+/// receiver whose normal speed changes.
+pub const BASELINE_WINDOW: Duration = Duration::from_secs(30);
+/// After this long with nothing sent, a webhook starts slow again.
+pub const IDLE_RESTART: Duration = Duration::from_secs(60);
+/// Shrink factor for a slow answer.
+const SLOW_FACTOR: f64 = 0.9;
 
 /// What an attempt said about the endpoint's capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,48 +78,127 @@ impl Signal {
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
     limit: f64,
+    initial: f64,
+    /// Set by the first decrease: below it the limit grows per answer
+    /// (slow start), at or above it per round trip.
+    threshold: Option<f64>,
+    /// Fast 2xx since the last increase in congestion avoidance.
+    acked: u32,
+    /// The first send (or the restart after idle): the doubling gate counts
+    /// from here; before it the gate is the initial limit.
+    started: Option<Instant>,
     last_decrease: Option<Instant>,
+    /// The fastest 2xx of the previous window, and of this one.
+    baseline: Option<Duration>,
+    window_fastest: Option<Duration>,
+    window_start: Instant,
 }
 
 impl AdaptiveLimit {
-    /// Starts at the ceiling: a healthy endpoint is never slowed down.
-    pub fn new(ceiling: u32) -> Self {
+    /// A fresh endpoint: `initial` sends (at least one).
+    pub fn new(initial: u32, now: Instant) -> Self {
+        let initial = f64::from(initial.max(1));
         Self {
-            limit: f64::from(ceiling.max(1)),
+            limit: initial,
+            initial,
+            threshold: None,
+            acked: 0,
+            started: None,
             last_decrease: None,
+            baseline: None,
+            window_fastest: None,
+            window_start: now,
         }
     }
 
-    /// Sends that may be in flight now.
+    /// Sends that may be in flight now, under `ceiling`.
     pub fn current(&self, ceiling: u32) -> u32 {
-        // Truncation is the point: 2.9 allowed sends are 2.
-        let limit = self.limit.min(f64::from(ceiling)).max(1.0);
-        let whole = limit.floor();
-        if whole >= f64::from(u32::MAX) {
-            u32::MAX
-        } else {
-            // In range (checked above) and whole, so the cast is exact.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let n = whole as u32;
-            n
-        }
+        whole(self.limit.min(f64::from(ceiling)).max(1.0))
     }
 
-    pub fn record(&mut self, signal: Signal, ceiling: u32, now: Instant) {
+    /// A send starts: the first one starts the doubling gate's clock.
+    pub fn sending(&mut self, now: Instant) {
+        self.started.get_or_insert(now);
+    }
+
+    /// Starts slow again (after [`IDLE_RESTART`] with nothing sent).
+    pub fn restart(&mut self, now: Instant) {
+        self.limit = self.limit.min(self.initial);
+        self.started = Some(now);
+    }
+
+    /// The most the limit may be at `now`: `initial × 2^(t / GROWTH_PERIOD)`.
+    fn gate(&self, now: Instant) -> f64 {
+        let Some(started) = self.started else {
+            return self.initial;
+        };
+        let periods =
+            now.saturating_duration_since(started).as_secs_f64() / GROWTH_PERIOD.as_secs_f64();
+        // Past 2^30 the gate no longer binds (ceilings are at most 10,000).
+        self.initial * periods.min(30.0).exp2()
+    }
+
+    /// Takes one attempt's answer into account; `latency` is how long it
+    /// took.
+    pub fn record(&mut self, signal: Signal, latency: Duration, ceiling: u32, now: Instant) {
         let ceiling = f64::from(ceiling.max(1));
         match signal {
-            Signal::Success => self.limit = (self.limit + 1.0).min(ceiling),
-            Signal::Overload => {
-                let cooling = self
-                    .last_decrease
-                    .is_some_and(|at| now.duration_since(at) < COOL_DOWN);
-                if !cooling {
-                    self.limit = (self.limit.min(ceiling) / 2.0).max(1.0);
-                    self.last_decrease = Some(now);
+            Signal::Success => {
+                let slow = self
+                    .baseline
+                    .is_some_and(|fast| latency > fast.mul_f64(LATENCY_TOLERANCE) + LATENCY_SLACK);
+                self.note_latency(latency, now);
+                if slow {
+                    self.decrease(SLOW_FACTOR, ceiling, now);
+                } else if self.threshold.is_none_or(|t| self.limit < t) {
+                    self.limit = (self.limit + 1.0).min(ceiling).min(self.gate(now)).max(1.0);
+                } else {
+                    self.acked += 1;
+                    if f64::from(self.acked) >= self.limit.floor() {
+                        self.acked = 0;
+                        self.limit = (self.limit + 1.0).min(ceiling).max(1.0);
+                    }
                 }
             }
+            Signal::Overload => self.decrease(0.5, ceiling, now),
             Signal::Neutral => {}
         }
+    }
+
+    fn decrease(&mut self, factor: f64, ceiling: f64, now: Instant) {
+        let cooling = self
+            .last_decrease
+            .is_some_and(|at| now.saturating_duration_since(at) < COOL_DOWN);
+        if !cooling {
+            self.limit = (self.limit.min(ceiling) * factor).max(1.0);
+            self.threshold = Some(self.limit);
+            self.acked = 0;
+            self.last_decrease = Some(now);
+        }
+    }
+
+    fn note_latency(&mut self, latency: Duration, now: Instant) {
+        if now.saturating_duration_since(self.window_start) >= BASELINE_WINDOW {
+            self.baseline = self.window_fastest.or(self.baseline);
+            self.window_fastest = None;
+            self.window_start = now;
+        }
+        self.window_fastest = Some(self.window_fastest.map_or(latency, |f| f.min(latency)));
+        // The first answers set the baseline at once.
+        self.baseline = Some(self.baseline.map_or(latency, |b| b.min(latency)));
+    }
+}
+
+/// `x` (at least 1, finite or not) as a whole number of sends.
+fn whole(x: f64) -> u32 {
+    let floor = x.floor();
+    if floor >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        // In range (checked above, and at least 1), so the cast is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let n = floor as u32;
+        n
     }
 }
 
@@ -93,37 +206,154 @@ impl AdaptiveLimit {
 mod tests {
     use super::*;
 
+    const FAST: Duration = Duration::from_millis(5);
+
     #[test]
-    fn overload_halves_down_to_one_and_success_climbs_back() {
+    fn a_fresh_endpoint_starts_at_its_initial_limit_and_doubles_per_round_trip() {
         let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(64);
-        assert_eq!(l.current(64), 64);
+        let mut l = AdaptiveLimit::new(8, t0);
+        assert_eq!(l.current(256), 8);
+        // Before any send the gate stays shut, however long ago it was made.
+        l.record(Signal::Success, FAST, 256, t0 + Duration::from_secs(9));
+        assert_eq!(l.current(256), 8);
+        l.sending(t0);
+        // Eight answers 50 ms later: 16 (the gate allows 16 at 50 ms).
+        let t = t0 + GROWTH_PERIOD;
+        for _ in 0..8 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 16);
+        // However fast the answers, no more than the gate at that time.
+        for _ in 0..100 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 16);
+        let t = t0 + 2 * GROWTH_PERIOD;
+        for _ in 0..100 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 32);
+        let t = t0 + Duration::from_secs(1);
+        for _ in 0..1000 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 256, "up to the ceiling, never above");
+        assert_eq!(l.current(10), 10, "a lower ceiling applies at once");
+    }
+
+    #[test]
+    fn overload_halves_down_to_one_and_success_climbs_back_one_per_round_trip() {
+        let t0 = Instant::now();
+        let mut l = AdaptiveLimit::new(64, t0);
         let mut t = t0;
         for want in [32, 16, 8, 4, 2, 1, 1] {
-            l.record(Signal::Overload, 64, t);
+            l.record(Signal::Overload, FAST, 64, t);
             assert_eq!(l.current(64), want);
             t += COOL_DOWN;
         }
-        for i in 2..=64 {
-            l.record(Signal::Success, 64, t);
-            assert_eq!(l.current(64), i);
+        // Past the threshold (1): one more send per `limit` answers.
+        for k in 1..64 {
+            for _ in 0..k - 1 {
+                l.record(Signal::Success, FAST, 64, t);
+            }
+            assert_eq!(l.current(64), k, "not yet");
+            l.record(Signal::Success, FAST, 64, t);
+            assert_eq!(l.current(64), k + 1);
         }
-        l.record(Signal::Success, 64, t);
-        assert_eq!(l.current(64), 64, "never above the ceiling");
+    }
+
+    #[test]
+    fn below_the_threshold_growth_is_per_answer_again() {
+        let t0 = Instant::now();
+        let mut l = AdaptiveLimit::new(8, t0);
+        l.sending(t0);
+        let t = t0 + Duration::from_secs(1);
+        for _ in 0..56 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 64);
+        l.record(Signal::Overload, FAST, 256, t); // threshold 32
+        assert_eq!(l.current(256), 32);
+        for _ in 0..32 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 33, "one round trip, one more");
     }
 
     #[test]
     fn a_burst_of_failures_counts_once_and_neutral_answers_change_nothing() {
         let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(100);
+        let mut l = AdaptiveLimit::new(100, t0);
         for i in 0..50 {
-            l.record(Signal::Overload, 100, t0 + Duration::from_millis(i));
+            l.record(Signal::Overload, FAST, 100, t0 + Duration::from_millis(i));
         }
         assert_eq!(l.current(100), 50);
-        l.record(Signal::Neutral, 100, t0 + Duration::from_secs(1));
+        l.record(Signal::Neutral, FAST, 100, t0 + Duration::from_secs(1));
         assert_eq!(l.current(100), 50);
-        // A lower ceiling (a policy change) applies at once.
-        assert_eq!(l.current(10), 10);
+    }
+
+    #[test]
+    fn rising_latency_shrinks_the_limit_and_fast_jitter_does_not() {
+        let t0 = Instant::now();
+        let mut l = AdaptiveLimit::new(100, t0);
+        l.record(Signal::Success, Duration::from_millis(50), 100, t0);
+        assert_eq!(l.current(100), 100);
+        // Within tolerance: 3 × 50 + 50 = 200 ms.
+        l.record(Signal::Success, Duration::from_millis(190), 100, t0);
+        assert_eq!(l.current(100), 100);
+        l.record(Signal::Success, Duration::from_millis(400), 100, t0);
+        assert_eq!(l.current(100), 90);
+        // One decrease per cool-down.
+        l.record(Signal::Success, Duration::from_millis(400), 100, t0);
+        assert_eq!(l.current(100), 90);
+        l.record(
+            Signal::Success,
+            Duration::from_millis(400),
+            100,
+            t0 + COOL_DOWN,
+        );
+        assert_eq!(l.current(100), 81);
+        // A 1 ms receiver answering in 20 ms is not slow.
+        let mut l = AdaptiveLimit::new(100, t0);
+        l.record(Signal::Success, Duration::from_millis(1), 100, t0);
+        l.record(Signal::Success, Duration::from_millis(20), 100, t0);
+        assert_eq!(l.current(100), 100);
+    }
+
+    #[test]
+    fn the_baseline_follows_a_receiver_that_became_slower() {
+        let t0 = Instant::now();
+        let mut l = AdaptiveLimit::new(100, t0);
+        l.record(Signal::Success, Duration::from_millis(10), 100, t0);
+        let slow = Duration::from_millis(500);
+        // Two windows of 500 ms answers: the baseline is now 500 ms.
+        let mut t = t0;
+        for _ in 0..3 {
+            t += BASELINE_WINDOW;
+            l.record(Signal::Success, slow, 100, t);
+        }
+        let before = l.current(100);
+        l.record(Signal::Success, slow, 100, t + COOL_DOWN);
+        assert!(l.current(100) >= before, "500 ms is normal now");
+    }
+
+    #[test]
+    fn a_restart_after_idle_starts_slow_again() {
+        let t0 = Instant::now();
+        let mut l = AdaptiveLimit::new(8, t0);
+        l.sending(t0);
+        let t = t0 + Duration::from_secs(2);
+        for _ in 0..300 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 256);
+        let t = t + IDLE_RESTART;
+        l.restart(t);
+        assert_eq!(l.current(256), 8);
+        for _ in 0..100 {
+            l.record(Signal::Success, FAST, 256, t);
+        }
+        assert_eq!(l.current(256), 8, "the gate counts from the restart");
     }
 
     #[test]

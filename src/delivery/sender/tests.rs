@@ -71,6 +71,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         include_untenanted: false,
         disable_after: None,
         max_in_flight: None,
+        initial_in_flight: None,
         rate_limit: None,
         ordered: false,
         enabled: true,

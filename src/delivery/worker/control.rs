@@ -1,56 +1,47 @@
-//! Endpoint control around the worker's claim → send → record loop: the
-//! shared rate-limit tokens a claim takes and gives back, the runtime
-//! endpoint states the scheduler is kept up to date with, and what an
-//! attempt's answer does to its endpoint (adaptive limit, `Retry-After`
-//! pause, disabling on `410` or a long failure streak). The decisions
-//! themselves are the scheduler's and `endpoint::transition`'s; this module
-//! only feeds them.
+//! Endpoint control around the worker's services: the shared rate-limit
+//! tokens a claim takes and gives back, the runtime endpoint states the
+//! scheduler is kept up to date with, and what an attempt decided about its
+//! endpoint (adaptive limit, `Retry-After` pause, disabling on `410` or a
+//! long failure streak). The decisions themselves are `outcome::next`'s,
+//! the scheduler's and `endpoint::transition`'s; this module acts on them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Shared;
 use crate::delivery::endpoint::{REASON_FAILING, REASON_GONE, Target, Transition, transition};
-use crate::delivery::retry::Decision;
-use crate::delivery::scheduler::adaptive::Signal;
-use crate::delivery::sender::{AttemptReport, ErrorKind};
+use crate::delivery::outcome::{EndpointEffect, Next};
+use crate::delivery::scheduler::{AppliedState, Chore};
+use crate::delivery::sender::AttemptReport;
 use crate::policy::{PolicySet, Webhook};
 use crate::store::{Claimed, EndpointStatus, WebhookSlot};
 
-/// What one attempt's answer says about its endpoint, acted on: the
-/// adaptive limit follows it; a `Retry-After` on 429/503 pauses the
-/// endpoint; `410` disables it at once, and failing every attempt for its
-/// `disable_after` disables it too.
+/// What one attempt decided about its endpoint (`outcome::next`), acted
+/// on: the adaptive limit follows the answer; a `Retry-After` on 429/503
+/// pauses the endpoint; `410` disables it at once, and failing every
+/// attempt for its `disable_after` disables it too.
 pub(super) async fn after_attempt(
     shared: &Shared,
     policy: &PolicySet,
     webhook: &Webhook,
     report: &AttemptReport,
-    decision: Decision,
+    next: &Next,
 ) {
     let id = webhook.id.as_str();
-    let overloaded_transport = matches!(
-        report.error_kind,
-        Some(ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::ConnectionClosed)
-    );
-    shared.scheduler.observe(
-        policy,
-        id,
-        Signal::of(report.status, overloaded_transport),
-        Instant::now(),
-    );
-    shared
-        .metrics
-        .concurrency_limit(id, shared.scheduler.current_limit(policy, id));
-    if let (Some(429 | 503), Some(asked)) = (report.status, report.retry_after) {
-        throttle(shared, id, asked.min(webhook.retry.max_interval)).await;
+    let now = shared.clock.instant();
+    let limit = shared
+        .scheduler
+        .observe(policy, id, next.signal, report.duration, now);
+    shared.metrics.concurrency_limit(id, limit);
+    if let Some(pause) = next.pause {
+        throttle(shared, id, pause).await;
     }
     let error = report.error.as_deref();
-    match decision {
-        Decision::Gone => disable(shared, policy, id, REASON_GONE, error).await,
-        Decision::Retry { .. } | Decision::Dead if keeps_failing(shared, webhook).await => {
+    match next.endpoint {
+        EndpointEffect::DisableGone => disable(shared, policy, id, REASON_GONE, error).await,
+        EndpointEffect::CheckFailing if keeps_failing(shared, webhook).await => {
             disable(shared, policy, id, REASON_FAILING, error).await;
         }
-        Decision::Retry { .. } | Decision::Dead | Decision::Succeeded => {}
+        EndpointEffect::CheckFailing | EndpointEffect::Keep => {}
     }
 }
 
@@ -63,7 +54,7 @@ async fn keeps_failing(shared: &Shared, webhook: &Webhook) -> bool {
     let id = webhook.id.as_str();
     if !shared
         .scheduler
-        .due(&format!("failing:{id}"), FAILING_CHECK_EVERY)
+        .chore(id, Chore::FailingCheck, shared.clock.instant())
     {
         return false;
     }
@@ -76,8 +67,6 @@ async fn keeps_failing(shared: &Shared, webhook: &Webhook) -> bool {
     }
 }
 
-/// How often one webhook's failure streak is looked up (at most).
-const FAILING_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Failed attempts needed, besides `disable_after`, before a failing
 /// webhook is disabled: one slow failure a week is not a dead endpoint.
 const MIN_FAILURES: i32 = 3;
@@ -86,14 +75,8 @@ const MIN_FAILURES: i32 = 3;
 /// store (at most once a second per webhook, for pauses of a second or
 /// more) on the others.
 async fn throttle(shared: &Shared, webhook: &str, pause: Duration) {
-    if pause.is_zero() {
-        return;
-    }
-    shared.scheduler.pause(webhook, Instant::now() + pause);
-    if pause >= Duration::from_secs(1)
-        && shared
-            .scheduler
-            .due(&format!("throttle:{webhook}"), Duration::from_secs(1))
+    let now = shared.clock.instant();
+    if shared.scheduler.pause(webhook, now + pause, now)
         && let Err(e) = shared.store.throttle(webhook, pause).await
     {
         tracing::debug!(webhook, error = %e, "could not share the pause with other engines");
@@ -118,7 +101,15 @@ async fn disable(
         last_error: error,
         note: None,
     };
-    if let Err(e) = transition(&shared.store, policy, &shared.metrics, &t, shared.cfg.now()).await {
+    if let Err(e) = transition(
+        &shared.store,
+        policy,
+        &shared.metrics,
+        &t,
+        shared.clock.now(),
+    )
+    .await
+    {
         tracing::warn!(webhook, reason, error = %e, "could not disable the webhook; will try again");
     }
 }
@@ -138,15 +129,16 @@ fn burst_of(rate: f64) -> f64 {
 }
 
 /// Narrows each rate-limited webhook's room to the tokens its shared
-/// bucket grants; one with none left is paused until its next token.
+/// bucket grants; one with none left is dropped from `slots` and paused
+/// until its next token.
 pub(super) async fn take_rate_tokens(
     shared: &Shared,
     policy: &PolicySet,
-    slots: Vec<WebhookSlot>,
-) -> (Vec<WebhookSlot>, Vec<RateGrant>) {
+    slots: &mut Vec<WebhookSlot>,
+) -> Vec<RateGrant> {
     let mut grants = Vec::new();
     let mut kept = Vec::with_capacity(slots.len());
-    for mut slot in slots {
+    for mut slot in std::mem::take(slots) {
         let Some(rate) = policy.webhook(&slot.webhook_id).and_then(|w| w.rate_limit) else {
             kept.push(slot);
             continue;
@@ -169,9 +161,9 @@ pub(super) async fn take_rate_tokens(
             Ok(g) => {
                 let wait =
                     Duration::try_from_secs_f64(g.next_in).unwrap_or(Duration::from_millis(10));
-                shared
-                    .scheduler
-                    .pause(&slot.webhook_id, Instant::now() + wait);
+                let now = shared.clock.instant();
+                // Not shared: the bucket itself is.
+                let _ = shared.scheduler.pause(&slot.webhook_id, now + wait, now);
             }
             // Without a grant nothing is sent: a limit is never exceeded
             // because the database could not be asked.
@@ -180,7 +172,8 @@ pub(super) async fn take_rate_tokens(
             }
         }
     }
-    (kept, grants)
+    *slots = kept;
+    grants
 }
 
 /// Returns the tokens a claim did not use (fewer rows were due than granted).
@@ -225,27 +218,24 @@ impl StateRefresh {
         }
         match shared.store.endpoint_states().await {
             Ok(states) => {
-                let now = tokio::time::Instant::now().into_std();
-                shared.scheduler.set_paused(
-                    states
-                        .iter()
-                        .filter_map(|(id, s)| s.throttled_for.map(|d| (id.clone(), now + d)))
-                        .collect(),
-                );
                 let disabled: Vec<String> = states
-                    .into_iter()
+                    .iter()
                     .filter(|(_, s)| s.status == EndpointStatus::Disabled)
-                    .map(|(id, _)| id)
+                    .map(|(id, _)| id.clone())
                     .collect();
                 shared.metrics.webhooks_disabled(&disabled);
+                let applied = states.into_iter().map(|(webhook, s)| AppliedState {
+                    webhook,
+                    disabled: s.status == EndpointStatus::Disabled,
+                    paused_for: s.throttled_for,
+                });
+                let policy = shared.policy.load();
+                let now = shared.clock.instant();
                 shared
                     .scheduler
-                    .set_disabled(disabled.into_iter().collect());
+                    .apply_states(&policy, version, applied, now);
                 self.version = Some(version);
                 self.at = Some(tokio::time::Instant::now());
-                shared
-                    .applied_states
-                    .store(version, std::sync::atomic::Ordering::SeqCst);
             }
             // Keep the last known states; the claim's own error handling
             // deals with an unreachable database.

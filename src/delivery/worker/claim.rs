@@ -1,0 +1,133 @@
+//! The claim service: ask the scheduler which webhooks may be served and
+//! how much, take their due deliveries from the store, start a send for
+//! each; then sleep until something may have changed (a wake-up from the
+//! store, a freed slot, a pause ending, the next due retry, the poll
+//! interval).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, attempt, control};
+use crate::metrics::SendPath;
+use crate::store::{Claimed, Wakeups, WebhookSlot};
+
+/// Sends `c` on a task of its own; the scheduler already counts it.
+pub(super) fn spawn_send(shared: &Arc<Shared>, c: Claimed, path: SendPath) {
+    shared.metrics.send_started(path);
+    let shared = shared.clone();
+    shared.sends.clone().spawn(async move {
+        let webhook_id = c.webhook_id.clone();
+        tokio::select! {
+            () = attempt::deliver(&shared, c) => {}
+            () = shared.hard_stop.cancelled() => {}
+        }
+        shared
+            .scheduler
+            .finished(&webhook_id, shared.clock.instant());
+        shared.slot_freed.notify_one();
+    });
+}
+
+pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    let mut wakeups: Option<Wakeups> = None;
+    let local = shared.store.local_wakeups();
+    let mut backoff = Duration::from_millis(100);
+    let mut states = control::StateRefresh::default();
+    while !shutdown.is_cancelled() {
+        states.refresh(shared).await;
+        if wakeups.is_none() {
+            // Interest is registered before the claim, so no notify is missed.
+            wakeups = shared.store.wakeups().await.ok();
+        }
+        let policy = shared.policy.load_full();
+        // The plan holds the engine slots the claim may fill, so every
+        // claimed delivery has one: were they taken after, the ingest path
+        // could fill them meanwhile and a claimed delivery would wait out
+        // its lease (tens of seconds) for the rescue.
+        let Some(mut plan) = shared.scheduler.plan_claim(&policy, shared.clock.instant()) else {
+            tokio::select! {
+                () = shared.slot_freed.notified() => {}
+                () = shutdown.cancelled() => break,
+            }
+            tokio::time::sleep(shared.cfg.claim_debounce).await;
+            continue;
+        };
+        let grants = control::take_rate_tokens(shared, &policy, &mut plan.slots).await;
+        let claimed = shared
+            .store
+            .claim(&plan.slots, plan.limit, &shared.cfg.id)
+            .await;
+        shared.primed.cancel();
+        let claimed = match claimed {
+            Ok(c) => {
+                backoff = Duration::from_millis(100);
+                control::give_back_rate_tokens(shared, &grants, &c).await;
+                c
+            }
+            Err(e) => {
+                shared.scheduler.cancel_claim(&plan);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                wakeups = None;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let taken = shared.scheduler.claimed(
+            &policy,
+            &plan,
+            claimed.iter().map(|c| c.webhook_id.as_str()),
+            shared.clock.instant(),
+        );
+        for (i, c) in claimed.into_iter().enumerate() {
+            if i >= taken.sent {
+                // Not expected: a claim returns at most `limit` rows.
+                tracing::warn!(delivery = %c.id, "the claim returned more rows than its limit; this one is rescued when its lease expires");
+                continue;
+            }
+            spawn_send(shared, c, SendPath::Claim);
+        }
+        if taken.full {
+            continue;
+        }
+        let mut wait = next_wait(shared, &plan.slots).await;
+        // A pause (rate limit, Retry-After) ending sooner wakes the loop.
+        if let Some(unpause) = shared.scheduler.next_unpause(shared.clock.instant()) {
+            wait = wait.min(unpause.max(Duration::from_millis(1)));
+        }
+        // A webhook without room, or one that filled its room and may have
+        // more due: a freed slot (or a grown limit) is worth a new claim.
+        let starved =
+            taken.saturated || plan.slots.len() < shared.scheduler.sendable_count(&policy);
+        tokio::select! {
+            r = recv(&mut wakeups) => if r.is_err() { wakeups = None; },
+            () = local.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = shared.slot_freed.notified(), if starved => {}
+            () = shutdown.cancelled() => break,
+        }
+        tokio::time::sleep(shared.cfg.claim_debounce).await;
+    }
+}
+
+async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {
+    match wakeups {
+        Some(w) => w.recv().await.map_err(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleep until the next scheduled retry, but no longer than the poll interval.
+async fn next_wait(shared: &Shared, slots: &[WebhookSlot]) -> Duration {
+    let poll = shared.cfg.poll_interval;
+    let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
+    match shared.store.next_due(&ids).await {
+        Ok(Some(wait)) => wait.clamp(Duration::from_millis(5), poll),
+        _ => poll,
+    }
+}

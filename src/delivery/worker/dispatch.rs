@@ -1,0 +1,93 @@
+//! Ingest's hand-off: a delivery that may be sent now is leased to this
+//! engine in the transaction that stores it and sent as soon as that
+//! commits — no wake-up, no claim, no second round trip. Whether it may go
+//! is the scheduler's call ([`Scheduler::reserve`](crate::delivery::scheduler::Scheduler::reserve)).
+
+use std::sync::Arc;
+
+use super::Shared;
+use crate::metrics::SendPath;
+use crate::store::{Claimed, Lease};
+
+/// Ingest's way to the worker (see the module documentation).
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("holder", &self.shared.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A send slot held for one new delivery until it is stored: sent with
+/// [`Reservation::send`], or given back when dropped.
+pub struct Reservation {
+    shared: Arc<Shared>,
+    webhook_id: String,
+    sent: bool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("webhook_id", &self.webhook_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// A send slot for a new delivery to `webhook_id`, and the lease to
+    /// store it under; `None` leaves the delivery to the claim. The caller
+    /// leaves deliveries that join a line alone.
+    pub fn reserve(&self, webhook_id: &str) -> Option<(Reservation, Lease)> {
+        let shared = &self.shared;
+        let length = shared.scheduler.reserve(
+            &shared.policy.load(),
+            webhook_id,
+            shared.store.endpoint_version(),
+            shared.clock.instant(),
+        )?;
+        let reservation = Reservation {
+            shared: shared.clone(),
+            webhook_id: webhook_id.to_owned(),
+            sent: false,
+        };
+        let lease = Lease {
+            holder: shared.holder.clone(),
+            length,
+        };
+        Some((reservation, lease))
+    }
+
+    /// New deliveries to `webhook_id` were left to the claim: until a
+    /// claim has caught up with them, later ones are too.
+    pub fn queued(&self, webhook_id: &str) {
+        self.shared.scheduler.queued(webhook_id);
+    }
+}
+
+impl Reservation {
+    /// Sends `c`, the delivery stored under this reservation's lease.
+    pub fn send(mut self, c: Claimed) {
+        self.sent = true;
+        super::claim::spawn_send(&self.shared, c, SendPath::Ingest);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.sent {
+            let now = self.shared.clock.instant();
+            self.shared.scheduler.finished(&self.webhook_id, now);
+            self.shared.slot_freed.notify_one();
+        }
+    }
+}

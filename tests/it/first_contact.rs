@@ -1,0 +1,145 @@
+//! Slow start (issue 29, item 2): a receiver the engine has not sent to yet
+//! is not met by hundreds of requests at once. Its concurrency starts at
+//! `initial_in_flight` (8) and grows while its answers stay fast; a
+//! receiver with a small accept queue (Python's `http.server` keeps 5)
+//! loses no request to the timeout.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+/// A receiver answering 200 after 50 ms that notes, at each arrival, how
+/// many requests it had open.
+#[derive(Clone, Default)]
+struct Arrivals {
+    open: Arc<Mutex<usize>>,
+    log: Arc<Mutex<Vec<(Instant, usize)>>>,
+}
+
+impl Arrivals {
+    async fn start(&self) -> String {
+        let a = self.clone();
+        let app = axum::Router::new().fallback(move || {
+            let a = a.clone();
+            async move {
+                {
+                    let mut open = a.open.lock().expect("lock");
+                    *open += 1;
+                    a.log.lock().expect("lock").push((Instant::now(), *open));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                *a.open.lock().expect("lock") -= 1;
+                StatusCode::OK
+            }
+        });
+        serve_loopback(app).await
+    }
+
+    /// Peak open requests within `window` of the first arrival, and over
+    /// the whole run.
+    fn peaks(&self, window: Duration) -> (usize, usize) {
+        let log = self.log.lock().expect("lock");
+        let first = log.first().expect("some request arrived").0;
+        let early = log
+            .iter()
+            .filter(|(at, _)| at.duration_since(first) < window)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0);
+        let all = log.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        (early, all)
+    }
+}
+
+both! {
+    async fn a_fresh_receiver_sees_a_slow_start_and_then_full_speed(db) {
+        let arrivals = Arrivals::default();
+        let url = arrivals.start().await;
+        let app = TestApp::spawn(db, &policy_yaml(&hook("fresh", &url, "[a.b]", ""))).await;
+        for part in 0..2 {
+            let batch: Vec<Value> =
+                (0..1000).map(|i| json!({"topic": "a.b", "payload": [part, i]})).collect();
+            assert_eq!(app.post_events(&Value::Array(batch)).await.0, StatusCode::ACCEPTED);
+        }
+        app.drain().await;
+        assert_eq!(arrivals.log.lock().expect("lock").len(), 2000);
+        let (early, all) = arrivals.peaks(Duration::from_millis(100));
+        eprintln!("first contact: {early} at once in the first 100 ms, {all} at most");
+        // Before: 207–221 at once from the first moment.
+        assert!(early <= 32, "{early} requests at once in the first 100 ms");
+        assert!(all > 64, "concurrency grew on fast 2xx (peak {all})");
+        app.stop().await;
+    }
+}
+
+/// A receiver like Python's single-threaded `http.server`: an accept queue
+/// of 5, one connection served at a time (20 ms each), closed after its
+/// answer.
+async fn small_queue_receiver() -> (String, Arc<Mutex<usize>>) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    let listener = socket.listen(5).expect("listen");
+    let served = Arc::new(Mutex::new(0usize));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // The head, then the body by its Content-Length.
+            let complete = loop {
+                match tokio::time::timeout(Duration::from_secs(2), conn.read(&mut chunk)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break false,
+                    Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+                }
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + length {
+                        break true;
+                    }
+                }
+            };
+            if complete {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                *count.lock().expect("lock") += 1;
+            }
+            let _ = conn.shutdown().await;
+        }
+    });
+    (format!("http://{addr}/"), served)
+}
+
+both! {
+    async fn a_receiver_with_a_small_accept_queue_loses_no_request_to_the_timeout(db) {
+        let (url, served) = small_queue_receiver().await;
+        let app = TestApp::spawn(db, &policy_yaml(&hook("small", &url, "[a.b]", "timeout: 10s"))).await;
+        let batch: Vec<Value> = (0..150).map(|i| json!({"topic": "a.b", "payload": i})).collect();
+        assert_eq!(app.post_events(&Value::Array(batch)).await.0, StatusCode::ACCEPTED);
+        app.drain().await;
+        let failed = app.count("SELECT count(*) FROM delivery_attempts WHERE error_kind IS NOT NULL").await;
+        let timeouts = app.count("SELECT count(*) FROM delivery_attempts WHERE error_kind = 'timeout'").await;
+        eprintln!("small accept queue: {failed} failed attempts, {timeouts} timeouts");
+        assert_eq!(timeouts, 0, "{timeouts} attempts timed out ({failed} failed in all)");
+        assert_eq!(*served.lock().expect("lock"), 150, "each delivered once");
+        assert_eq!(
+            app.count("SELECT count(*) FROM deliveries WHERE state = 'succeeded'").await,
+            150
+        );
+        app.stop().await;
+    }
+}
