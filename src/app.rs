@@ -221,7 +221,9 @@ impl App {
                 telemetry.clone(),
             )
         });
-        let dispatcher = worker.as_ref().map(worker::Worker::dispatcher);
+        let dispatcher = worker
+            .as_ref()
+            .map(|w| Arc::new(w.dispatcher()) as Arc<dyn crate::ingest::Handoff>);
         let state = AppState {
             store: store.clone(),
             reloader,

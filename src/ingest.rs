@@ -26,7 +26,7 @@ mod schema;
 mod trace;
 
 pub use body::standard_body;
-pub use group::Ingestor;
+pub use group::{Handoff, Ingestor, Reserved};
 pub use trace::{Trace, end_spans, trace_events};
 
 use body::{Envelope, render_body};
@@ -89,6 +89,19 @@ pub const API: Origin<'static> = Origin {
     default_source: None,
     allow_audit: false,
 };
+
+/// Counts what newly stored events met of the event contracts: `warn`-mode
+/// schema violations, and webhooks left out by `min_version`.
+pub fn record_contracts(metrics: &crate::metrics::Metrics, answers: &[Accepted]) {
+    for a in answers.iter().filter(|a| !a.duplicate) {
+        if let Some(pattern) = &a.notes.schema_warned {
+            metrics.schema_violation(pattern, crate::policy::schemas::SchemaMode::Warn);
+        }
+        for webhook in &a.notes.below_min_version {
+            metrics.below_min_version(webhook);
+        }
+    }
+}
 
 /// The answer for one event.
 #[derive(Debug, Clone, serde::Serialize)]

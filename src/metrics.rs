@@ -11,9 +11,7 @@ mod deploy_tests;
 mod kinds;
 mod record;
 
-pub use kinds::{
-    AttemptOutcome, ConnectionEvent, EventSource, InboundOutcome, MessageOutcome, QueueDepth,
-};
+pub use kinds::{AttemptOutcome, ConnectionEvent, EventSource, InboundOutcome, MessageOutcome};
 use record::unix_now;
 
 use std::sync::atomic::AtomicU64;
@@ -26,7 +24,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::ingest::Accepted;
 use crate::policy::schemas::SchemaMode;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -39,15 +39,12 @@ pub async fn run_once(
         let p = store
             .purge_finished(cut(r.succeeded), cut(r.dead), BATCH)
             .await?;
-        metrics.retention_deleted(p);
+        metrics.retention_deleted(&p.by_kind());
         total.deliveries += p.deliveries;
         total.attempts += p.attempts;
         total.events += p.events;
         let rejects = store.purge_rejects(cut(r.dead), BATCH).await?;
-        metrics.retention_deleted(Purged {
-            rejects,
-            ..Purged::default()
-        });
+        metrics.retention_deleted(&[("source_rejects", rejects)]);
         total.rejects += rejects;
         let more = p.deliveries >= u64::from(BATCH)
             || p.events >= u64::from(BATCH)

@@ -113,7 +113,7 @@ pub async fn post_events(
     })?;
     let created = answers.iter().filter(|a| !a.duplicate).count() as u64;
     state.metrics.events_accepted(EventSource::Api, created);
-    state.metrics.contracts(&answers);
+    crate::ingest::record_contracts(&state.metrics, &answers);
     let status = if answers.iter().all(|a| a.duplicate) {
         StatusCode::OK
     } else {

@@ -125,7 +125,9 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
     };
     if stale {
         match state.store.queue_depth().await {
-            Ok(depth) => state.metrics.set_queue_depth(depth),
+            Ok(depth) => state
+                .metrics
+                .set_queue_depth(&depth.by_state(), depth.oldest_due_seconds),
             Err(e) => {
                 state.metrics.database_reached(false);
                 tracing::debug!(error = %e, "queue depth for /metrics unavailable");

@@ -6,8 +6,26 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use crate::delivery::worker::{Dispatcher, Reservation};
-use crate::store::{Claimed, IngestError, InsertOutcome, NewEvent, Store, StoreError};
+use crate::store::{Claimed, IngestError, InsertOutcome, Lease, NewEvent, Store, StoreError};
+
+/// The delivery worker, as ingest sees it: a slot to send a new delivery at
+/// once, or word that it was left to the claim. Implemented by
+/// `delivery::worker::Dispatcher`; a trait so that ingest does not depend
+/// on delivery (which depends on ingest's event rendering).
+pub trait Handoff: Send + Sync + std::fmt::Debug {
+    /// A send slot for a new delivery to `webhook_id` and the lease to
+    /// store it under; `None` leaves it to the claim.
+    fn reserve(&self, webhook_id: &str) -> Option<(Box<dyn Reserved>, Lease)>;
+    /// A new delivery to `webhook_id` was left to the claim.
+    fn queued(&self, webhook_id: &str);
+}
+
+/// A send slot held for one new delivery until it is stored: sent with
+/// [`Reserved::send`], or given back when dropped.
+pub trait Reserved: Send {
+    /// Sends `c`, the delivery stored under this slot's lease.
+    fn send(self: Box<Self>, c: Claimed);
+}
 
 /// Group commit for single-event requests: requests that arrive while a
 /// write is under way share the next statement and its one commit, so the
@@ -24,13 +42,13 @@ use crate::store::{Claimed, IngestError, InsertOutcome, NewEvent, Store, StoreEr
 /// Events are sharded over the writers by id, so two writers never hold the
 /// same new id at once (their statements would wait on each other).
 ///
-/// With a [`Dispatcher`] (an engine that also delivers), each new delivery
+/// With a [`Handoff`] (an engine that also delivers), each new delivery
 /// the worker can take at once is stored leased to it and sent as soon as
 /// its statement commits.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     store: Store,
-    dispatcher: Option<Dispatcher>,
+    dispatcher: Option<Arc<dyn Handoff>>,
     shards: Arc<[Arc<Shard>]>,
 }
 
@@ -61,7 +79,7 @@ const GROUP_MAX: usize = 256;
 impl Ingestor {
     /// `writers` shards, each writing one statement at a time (more than
     /// one keeps the database busy while a statement is in flight).
-    pub fn start(store: Store, writers: usize, dispatcher: Option<Dispatcher>) -> Self {
+    pub fn start(store: Store, writers: usize, dispatcher: Option<Arc<dyn Handoff>>) -> Self {
         let shards: Vec<Arc<Shard>> = (0..writers.max(1)).map(|_| Arc::default()).collect();
         Self {
             store,
@@ -134,7 +152,7 @@ impl Ingestor {
 struct Writer {
     shard: Arc<Shard>,
     store: Store,
-    dispatcher: Option<Dispatcher>,
+    dispatcher: Option<Arc<dyn Handoff>>,
 }
 
 impl Drop for Writer {
@@ -192,12 +210,12 @@ async fn drain(writer: Writer) {
 /// Send slots held for the deliveries of events about to be stored, by
 /// event and webhook.
 #[derive(Default)]
-struct Reservations(HashMap<(String, String), Reservation>);
+struct Reservations(HashMap<(String, String), Box<dyn Reserved>>);
 
 impl Reservations {
     /// Leases every delivery of `events` the dispatcher can send at once;
     /// the others are left to the claim.
-    fn take(dispatcher: Option<&Dispatcher>, events: &mut [NewEvent]) -> Self {
+    fn take(dispatcher: Option<&Arc<dyn Handoff>>, events: &mut [NewEvent]) -> Self {
         let mut held = HashMap::new();
         let Some(dispatcher) = dispatcher else {
             return Self(held);
@@ -249,7 +267,7 @@ impl Reservations {
 }
 
 /// Writes one group in one statement and answers each of its requests.
-async fn write_group(store: &Store, dispatcher: Option<&Dispatcher>, group: Vec<Job>) {
+async fn write_group(store: &Store, dispatcher: Option<&Arc<dyn Handoff>>, group: Vec<Job>) {
     let now = group.iter().map(|j| j.now).max().unwrap_or_else(Utc::now);
     let (mut events, replies): (Vec<NewEvent>, Vec<_>) =
         group.into_iter().map(|j| (j.event, j.reply)).unzip();

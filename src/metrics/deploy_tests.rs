@@ -23,13 +23,20 @@ fn exported() -> BTreeSet<String> {
     m.endpoint_transition("h", "disabled");
     m.concurrency_limit("h", 8);
     m.reload("applied");
-    m.retention_deleted(crate::store::Purged {
-        deliveries: 1,
-        attempts: 1,
-        events: 1,
-        rejects: 1,
-    });
-    m.set_queue_depth(QueueDepth::default());
+    m.retention_deleted(&[
+        ("deliveries", 1),
+        ("attempts", 1),
+        ("events", 1),
+        ("source_rejects", 1),
+    ]);
+    let states = [
+        "pending_due",
+        "pending_scheduled",
+        "waiting",
+        "in_flight",
+        "dead",
+    ];
+    m.set_queue_depth(&states.map(|s| (s, 0)), 0.0);
     m.webhooks_disabled(&["h".to_owned()]);
     m.below_min_version
         .get_or_create(&WebhookLabel {

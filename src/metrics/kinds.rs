@@ -132,15 +132,3 @@ impl ConnectionEvent {
         }
     }
 }
-
-/// Queue sizes, read from the store (cached for a few seconds).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QueueDepth {
-    pub pending_due: i64,
-    pub pending_scheduled: i64,
-    pub waiting: i64,
-    pub in_flight: i64,
-    pub dead: i64,
-    /// Seconds the oldest due delivery has been waiting (0 if none).
-    pub oldest_due_seconds: f64,
-}

@@ -61,21 +61,13 @@ impl Metrics {
             .inc();
     }
 
-    /// What newly stored events met of the event contracts: `warn`-mode
-    /// schema violations, and webhooks left out by `min_version`.
-    pub fn contracts(&self, answers: &[Accepted]) {
-        for a in answers.iter().filter(|a| !a.duplicate) {
-            if let Some(pattern) = &a.notes.schema_warned {
-                self.schema_violation(pattern, SchemaMode::Warn);
-            }
-            for webhook in &a.notes.below_min_version {
-                self.below_min_version
-                    .get_or_create(&WebhookLabel {
-                        webhook: webhook.clone(),
-                    })
-                    .inc();
-            }
-        }
+    /// A new event left `webhook` out: below its `min_version`.
+    pub fn below_min_version(&self, webhook: &str) {
+        self.below_min_version
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.to_owned(),
+            })
+            .inc();
     }
 
     /// `n` messages of `source` ended as `outcome`.
@@ -212,28 +204,22 @@ impl Metrics {
         }
     }
 
-    pub fn retention_deleted(&self, p: crate::store::Purged) {
-        for (kind, n) in [
-            ("deliveries", p.deliveries),
-            ("attempts", p.attempts),
-            ("events", p.events),
-            ("source_rejects", p.rejects),
-        ] {
+    /// Rows retention deleted, by kind (`deliveries`, `attempts`,
+    /// `events`, `source_rejects`).
+    pub fn retention_deleted(&self, by_kind: &[(&'static str, u64)]) {
+        for &(kind, n) in by_kind {
             self.retention.get_or_create(&KindLabel { kind }).inc_by(n);
         }
     }
 
-    pub fn set_queue_depth(&self, d: QueueDepth) {
-        for (state, n) in [
-            ("pending_due", d.pending_due),
-            ("pending_scheduled", d.pending_scheduled),
-            ("waiting", d.waiting),
-            ("in_flight", d.in_flight),
-            ("dead", d.dead),
-        ] {
+    /// Deliveries by queue state (`pending_due`, `pending_scheduled`,
+    /// `waiting`, `in_flight`, `dead`), and how long the oldest due one has
+    /// waited.
+    pub fn set_queue_depth(&self, by_state: &[(&'static str, i64)], oldest_due_seconds: f64) {
+        for &(state, n) in by_state {
             self.depth.get_or_create(&StateLabel { state }).set(n);
         }
-        self.oldest_due.set(d.oldest_due_seconds);
+        self.oldest_due.set(oldest_due_seconds);
         self.database_up.set(1);
     }
 

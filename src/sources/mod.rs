@@ -169,7 +169,7 @@ impl Pipeline {
             .consumed
             .fetch_add(msgs.len() as u64, Ordering::Relaxed);
         self.metrics.events_accepted(EventSource::Bus, created);
-        self.metrics.contracts(&answers);
+        crate::ingest::record_contracts(&self.metrics, &answers);
         self.metrics
             .source_messages(&source.id, MessageOutcome::Created, created);
         self.metrics

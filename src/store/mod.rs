@@ -39,7 +39,9 @@ pub use events::{
 pub use inbound::{
     AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, SignatureRecord,
 };
-pub use queries::{AttemptRow, AuditFilter, DeliveryFilter, DeliveryRow, Purged, WebhookStats};
+pub use queries::{
+    AttemptRow, AuditFilter, DeliveryFilter, DeliveryRow, Purged, QueueDepth, WebhookStats,
+};
 pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, WebhookSlot};
 pub use rate::Grant;
 pub use rejects::{NewReject, REJECT_VALUE_BYTES, RejectRow};
@@ -489,7 +491,7 @@ impl Store {
     }
 
     /// Deliveries by state for `/metrics`, and the age of the oldest due one.
-    pub async fn queue_depth(&self) -> Result<crate::metrics::QueueDepth, StoreError> {
+    pub async fn queue_depth(&self) -> Result<QueueDepth, StoreError> {
         dispatch!(self.queue_depth())
     }
 

@@ -61,6 +61,31 @@ pub struct AttemptRow {
     pub recorded_by: String,
 }
 
+/// Queue sizes, read from the store (cached for a few seconds).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueDepth {
+    pub pending_due: i64,
+    pub pending_scheduled: i64,
+    pub waiting: i64,
+    pub in_flight: i64,
+    pub dead: i64,
+    /// Seconds the oldest due delivery has been waiting (0 if none).
+    pub oldest_due_seconds: f64,
+}
+
+impl QueueDepth {
+    /// Each count with its state's metric label.
+    pub fn by_state(&self) -> [(&'static str, i64); 5] {
+        [
+            ("pending_due", self.pending_due),
+            ("pending_scheduled", self.pending_scheduled),
+            ("waiting", self.waiting),
+            ("in_flight", self.in_flight),
+            ("dead", self.dead),
+        ]
+    }
+}
+
 /// What one retention batch deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -69,6 +94,18 @@ pub struct Purged {
     pub events: u64,
     /// `source_rejects` rows (kept as long as dead deliveries).
     pub rejects: u64,
+}
+
+impl Purged {
+    /// Each count with its kind's metric label.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("deliveries", self.deliveries),
+            ("attempts", self.attempts),
+            ("events", self.events),
+            ("source_rejects", self.rejects),
+        ]
+    }
 }
 
 /// Per-webhook health for `GET /v1/webhooks`.

@@ -23,6 +23,7 @@ mod inbound;
 mod inbound_replay;
 mod ingest;
 mod isolation;
+mod layers;
 mod leaks;
 mod metrics;
 mod operator;

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Shared;
+use crate::ingest::{Handoff, Reserved};
 use crate::metrics::SendPath;
 use crate::store::{Claimed, Lease};
 
@@ -79,6 +80,23 @@ impl Reservation {
     pub fn send(mut self, c: Claimed) {
         self.sent = true;
         super::claim::spawn_send(&self.shared, c, SendPath::Ingest);
+    }
+}
+
+impl Handoff for Dispatcher {
+    fn reserve(&self, webhook_id: &str) -> Option<(Box<dyn Reserved>, Lease)> {
+        Dispatcher::reserve(self, webhook_id)
+            .map(|(r, lease)| (Box::new(r) as Box<dyn Reserved>, lease))
+    }
+
+    fn queued(&self, webhook_id: &str) {
+        Dispatcher::queued(self, webhook_id);
+    }
+}
+
+impl Reserved for Reservation {
+    fn send(self: Box<Self>, c: Claimed) {
+        Reservation::send(*self, c);
     }
 }
 

@@ -24,7 +24,7 @@ type Page = Result<Response, ConsoleError>;
 #[template(path = "console/overview.html")]
 struct Overview {
     chrome: Chrome,
-    depth: crate::metrics::QueueDepth,
+    depth: crate::store::QueueDepth,
     per_second: String,
     success: String,
     attention: Vec<WebhookView>,

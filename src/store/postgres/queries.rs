@@ -140,7 +140,7 @@ impl Pg {
     /// partial index, and the age of the oldest due delivery.
     pub(in crate::store) async fn queue_depth(
         &self,
-    ) -> Result<crate::metrics::QueueDepth, StoreError> {
+    ) -> Result<crate::store::QueueDepth, StoreError> {
         let (due, scheduled, waiting, in_flight, dead, oldest): (i64, i64, i64, i64, i64, Option<f64>) =
             sqlx::query_as(
                 "SELECT
@@ -154,7 +154,7 @@ impl Pg {
             )
             .fetch_one(&self.pool)
             .await?;
-        Ok(crate::metrics::QueueDepth {
+        Ok(crate::store::QueueDepth {
             pending_due: due,
             pending_scheduled: scheduled,
             waiting,

@@ -215,7 +215,7 @@ impl Lite {
     /// SQLite may otherwise walk a webhook's every delivery.
     pub(in crate::store) async fn queue_depth(
         &self,
-    ) -> Result<crate::metrics::QueueDepth, StoreError> {
+    ) -> Result<crate::store::QueueDepth, StoreError> {
         let now = now_ms();
         let (due, scheduled, waiting, in_flight, dead, oldest): (i64, i64, i64, i64, i64, Option<i64>) =
             sqlx::query_as(
@@ -231,7 +231,7 @@ impl Lite {
             .bind(now)
             .fetch_one(&self.read)
             .await?;
-        Ok(crate::metrics::QueueDepth {
+        Ok(crate::store::QueueDepth {
             pending_due: due,
             pending_scheduled: scheduled,
             waiting,
