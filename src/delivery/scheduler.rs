@@ -107,6 +107,16 @@ struct Book {
     applied: Option<u64>,
 }
 
+/// A webhook with nothing sent for [`IDLE_RESTART`] starts slow again,
+/// before its room is computed (so an idle webhook's first claim is not
+/// sized by its old limit).
+fn restart_if_idle(hook: &mut Hook, now: Instant) {
+    if hook.in_flight == 0 && now.saturating_duration_since(hook.last_active) >= IDLE_RESTART {
+        hook.limit.restart(now);
+        hook.last_active = now;
+    }
+}
+
 /// The scheduler; see the module documentation.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -159,9 +169,12 @@ impl Scheduler {
             .collect();
         let candidates: Vec<Candidate> = enabled
             .iter()
-            .map(|w| match book.hooks.get(w.id.as_str()) {
+            .map(|w| match book.hooks.get_mut(w.id.as_str()) {
                 Some(h) => Candidate {
-                    used: h.in_flight,
+                    used: {
+                        restart_if_idle(h, now);
+                        h.in_flight
+                    },
                     limit: h.limit.current(self.ceiling(w)),
                 },
                 None => Candidate {
@@ -264,7 +277,8 @@ impl Scheduler {
             return None;
         }
         let share = rooms::share(self.limits.max_in_flight, self.unpaused(&book, policy, now));
-        let hook = book.hooks.get(webhook)?;
+        let hook = book.hooks.get_mut(webhook)?;
+        restart_if_idle(hook, now);
         if !hook.caught_up
             || !rooms::may_start(hook.in_flight, hook.limit.current(self.ceiling(w)), share)
         {
@@ -287,9 +301,7 @@ impl Scheduler {
                 book.hooks.entry(webhook.to_owned()).or_insert(hook)
             }
         };
-        if hook.in_flight == 0 && now.saturating_duration_since(hook.last_active) >= IDLE_RESTART {
-            hook.limit.restart(now);
-        }
+        restart_if_idle(hook, now);
         hook.limit.sending(now);
         hook.in_flight += 1;
         hook.last_active = now;

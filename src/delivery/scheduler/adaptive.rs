@@ -125,6 +125,10 @@ impl AdaptiveLimit {
     pub fn restart(&mut self, now: Instant) {
         self.limit = self.limit.min(self.initial);
         self.started = Some(now);
+        // The receiver may have changed while idle: learn its speed anew.
+        self.baseline = None;
+        self.window_fastest = None;
+        self.window_start = now;
     }
 
     /// The most the limit may be at `now`: `initial × 2^(t / GROWTH_PERIOD)`.

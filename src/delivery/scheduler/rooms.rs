@@ -21,8 +21,7 @@ pub(super) fn share(max_in_flight: u32, sendable: usize) -> u32 {
 }
 
 /// The room of each candidate (same order), given `free` engine slots and
-/// `sendable` webhooks in all (candidates may be fewer: paused ones count
-/// towards the share but get no room).
+/// `sendable` webhooks (sendable and not paused) sharing the engine.
 pub(super) fn rooms(
     max_in_flight: u32,
     free: u32,

@@ -2,7 +2,7 @@
 //! handed-over outcome — reshape the body if the webhook wants the
 //! Standard Webhooks payload, send it in a span, let the retry schedule
 //! and `outcome::next` decide what it means, act on that (`control`), and
-//! hand the outcome to the completer.
+//! return the outcome the send task hands to the completer.
 
 use bytes::Bytes;
 use opentelemetry::KeyValue;
@@ -17,8 +17,9 @@ use crate::policy::PayloadFormat;
 use crate::store::{AttemptRecord, Claimed, Completion};
 
 /// One attempt of `c`, in a span naming the delivery, event, webhook and
-/// attempt.
-pub(super) async fn deliver(shared: &Shared, c: Claimed) {
+/// attempt; its outcome for the completer (`None`: nothing was sent, the
+/// delivery went back untouched).
+pub(super) async fn deliver(shared: &Shared, c: Claimed) -> Option<Completion> {
     use tracing::Instrument;
     let span = tracing::info_span!(
         "attempt",
@@ -27,10 +28,10 @@ pub(super) async fn deliver(shared: &Shared, c: Claimed) {
         webhook = %c.webhook_id,
         attempt = c.attempt,
     );
-    attempt(shared, c).instrument(span).await;
+    attempt(shared, c).instrument(span).await
 }
 
-async fn attempt(shared: &Shared, c: Claimed) {
+async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
     let policy = shared.policy.load_full();
     let sendable = shared.scheduler.is_sendable(&policy, &c.webhook_id);
     let Some(webhook) = policy.webhook(&c.webhook_id).filter(|_| sendable) else {
@@ -44,7 +45,7 @@ async fn attempt(shared: &Shared, c: Claimed) {
         {
             tracing::debug!(delivery = %c.id, error = %e, "release failed; the lease will expire");
         }
-        return;
+        return None;
     };
     let delivery_id = crate::domain::DeliveryId::from_uuid(c.id).to_string();
     let body = match webhook.payload_format {
@@ -134,22 +135,19 @@ async fn attempt(shared: &Shared, c: Claimed) {
         outcome = ?next.outcome,
         "attempt finished"
     );
-    shared
-        .completions
-        .send(Completion {
-            id: c.id,
-            attempt: c.attempt,
-            state: next.state,
-            retry_in: next.retry_in,
-            record: AttemptRecord {
-                started_at: report.started_at,
-                duration: report.duration,
-                status: report.status,
-                error_kind: report.error_kind.map(|k| k.as_str()),
-                error: report.error,
-                response_body: report.response_body,
-            },
-            in_line: c.in_line,
-        })
-        .await;
+    Some(Completion {
+        id: c.id,
+        attempt: c.attempt,
+        state: next.state,
+        retry_in: next.retry_in,
+        record: AttemptRecord {
+            started_at: report.started_at,
+            duration: report.duration,
+            status: report.status,
+            error_kind: report.error_kind.map(|k| k.as_str()),
+            error: report.error,
+            response_body: report.response_body,
+        },
+        in_line: c.in_line,
+    })
 }

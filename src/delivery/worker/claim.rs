@@ -16,18 +16,39 @@ use crate::store::{Claimed, Wakeups, WebhookSlot};
 /// Sends `c` on a task of its own; the scheduler already counts it.
 pub(super) fn spawn_send(shared: &Arc<Shared>, c: Claimed, path: SendPath) {
     shared.metrics.send_started(path);
-    let shared = shared.clone();
+    let slot = SendSlot {
+        shared: shared.clone(),
+        webhook_id: c.webhook_id.clone(),
+    };
     shared.sends.clone().spawn(async move {
-        let webhook_id = c.webhook_id.clone();
-        tokio::select! {
-            () = attempt::deliver(&shared, c) => {}
-            () = shared.hard_stop.cancelled() => {}
+        let shared = &slot.shared;
+        let outcome = tokio::select! {
+            done = attempt::deliver(shared, c) => done,
+            () = shared.hard_stop.cancelled() => None,
+        };
+        // Handed over even once the grace period is over: the receiver got
+        // the request, so its outcome is worth recording. This ends at once
+        // if the completer is gone (the channel closed).
+        if let Some(outcome) = outcome {
+            shared.completions.send(outcome).await;
         }
-        shared
-            .scheduler
-            .finished(&webhook_id, shared.clock.instant());
-        shared.slot_freed.notify_one();
+        drop(slot);
     });
+}
+
+/// A send's slot: given back to the scheduler however the send task ends,
+/// a panic included.
+struct SendSlot {
+    shared: Arc<Shared>,
+    webhook_id: String,
+}
+
+impl Drop for SendSlot {
+    fn drop(&mut self) {
+        let now = self.shared.clock.instant();
+        self.shared.scheduler.finished(&self.webhook_id, now);
+        self.shared.slot_freed.notify_one();
+    }
 }
 
 pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
