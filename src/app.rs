@@ -1,10 +1,8 @@
 //! Application lifecycle: `App::build(config)` loads the policy, connects the
 //! store, runs migrations and binds the listener; `run(shutdown)` serves the
 //! API and runs the workers until `shutdown` resolves, then drains.
-//! Tests call exactly this, on port 0 with a fresh database.
-//!
-//! Longer than 400 lines until the delivery-core reshape (issue 29) moves
-//! the environment parsing into a typed configuration of its own.
+//! Tests call exactly this, on port 0 with a fresh database. The
+//! configuration is `config`'s.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,12 +15,13 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::delivery::sender::Sender;
 use crate::delivery::ssrf::SsrfGuard;
-use crate::delivery::worker::{self, WorkerConfig};
+use crate::delivery::worker;
+use crate::http::AppState;
 use crate::http::serve::{ServerLimits, connection_cap, raise_descriptor_limit};
-use crate::http::{AppState, Limits};
 use crate::ingest::Ingestor;
 use crate::policy::PolicySet;
 use crate::reload::Reloader;
@@ -30,135 +29,11 @@ use crate::store::{Store, StoreKind};
 use crate::telemetry::Telemetry;
 
 /// Everything `serve` needs.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database_url: String,
-    pub listen: String,
-    pub policy_path: PathBuf,
-    pub limits: Limits,
-    /// Connection limits of the API listener.
-    pub server: ServerLimits,
-    pub worker: WorkerConfig,
-    /// Run delivery workers in this process (false = API only).
-    pub run_workers: bool,
-    pub db_max_connections: u32,
-    /// Reload the policy when its file changes (SIGHUP and the API reload
-    /// it whatever this says).
-    pub watch_policy: bool,
-    /// Group-commit writers for single-event ingest. Few is better: each
-    /// writer's group waits for the statement before it, so groups grow and
-    /// commits shrink; two keep one statement in flight while the next fills.
-    pub ingest_writers: usize,
-    /// Run the policy's event-bus sources in this process.
-    pub run_sources: bool,
-    /// Export OpenTelemetry spans with OTLP/HTTP (`None` = tracing off).
-    pub otlp: Option<crate::telemetry::OtlpConfig>,
-    /// The web console's sessions and cookie.
-    pub console: crate::http::console::ConsoleConfig,
-}
+pub use crate::config::Config;
 
-impl Config {
-    /// Defaults, overridden by `AION_WEBHOOKS_*` variables where set.
-    pub fn from_env(
-        database_url: String,
-        listen: String,
-        policy_path: PathBuf,
-    ) -> anyhow::Result<Self> {
-        let mut cfg = Self {
-            database_url,
-            listen,
-            policy_path,
-            limits: Limits::default(),
-            server: ServerLimits::default(),
-            worker: WorkerConfig::default(),
-            run_workers: true,
-            db_max_connections: 16,
-            watch_policy: true,
-            ingest_writers: 2,
-            run_sources: true,
-            otlp: crate::telemetry::OtlpConfig::from_env(|name| std::env::var(name).ok()),
-            console: crate::http::console::ConsoleConfig::from_env()?,
-        };
-        let num = |name: &str| -> anyhow::Result<Option<u64>> {
-            std::env::var(name)
-                .ok()
-                .map(|v| {
-                    v.parse::<u64>()
-                        .with_context(|| format!("{name}={v:?} is not a number"))
-                })
-                .transpose()
-        };
-        if let Some(n) = num("AION_WEBHOOKS_MAX_IN_FLIGHT")? {
-            cfg.worker.max_in_flight = u32::try_from(n).unwrap_or(u32::MAX).max(1);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_MAX_IN_FLIGHT_PER_WEBHOOK")? {
-            cfg.worker.max_in_flight_per_webhook = u32::try_from(n).unwrap_or(u32::MAX).max(1);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_INITIAL_IN_FLIGHT")? {
-            cfg.worker.initial_in_flight = u32::try_from(n).unwrap_or(u32::MAX).max(1);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_DB_MAX_CONNECTIONS")? {
-            cfg.db_max_connections = u32::try_from(n).unwrap_or(u32::MAX).max(2);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_INGEST_WRITERS")? {
-            cfg.ingest_writers = usize::try_from(n).unwrap_or(1).clamp(1, 64);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_MAX_EVENT_BYTES")? {
-            cfg.limits.max_event_bytes = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_MAX_INBOUND_BYTES")? {
-            cfg.limits.max_inbound_bytes = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_HTTP_HEADER_TIMEOUT_SECS")? {
-            cfg.server.header_timeout = Duration::from_secs(n.max(1));
-        }
-        if let Some(n) = num("AION_WEBHOOKS_HTTP_BODY_TIMEOUT_SECS")? {
-            cfg.limits.body_timeout = Duration::from_secs(n.max(1));
-        }
-        if let Some(n) = num("AION_WEBHOOKS_HTTP_WRITE_TIMEOUT_SECS")? {
-            cfg.server.write_timeout = Duration::from_secs(n.max(1));
-        }
-        if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_CONNECTIONS")? {
-            cfg.server.max_connections = usize::try_from(n).unwrap_or(usize::MAX).max(1);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_HEADERS")? {
-            cfg.server.max_headers = usize::try_from(n).unwrap_or(usize::MAX).clamp(8, 1024);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_HTTP_MAX_HEADER_BYTES")? {
-            cfg.server.max_header_bytes = usize::try_from(n)
-                .unwrap_or(usize::MAX)
-                .clamp(1024, 1024 * 1024);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_SHUTDOWN_GRACE_SECS")? {
-            cfg.worker.shutdown_grace = Duration::from_secs(n);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_LEASE_MARGIN_SECS")? {
-            cfg.worker.lease_margin = Duration::from_secs(n);
-        }
-        if let Some(n) = num("AION_WEBHOOKS_RESCUE_INTERVAL_MS")? {
-            cfg.worker.rescue_interval = Duration::from_millis(n.max(10));
-        }
-        if let Some(n) = num("AION_WEBHOOKS_POLL_INTERVAL_MS")? {
-            cfg.worker.poll_interval = Duration::from_millis(n.max(1));
-        }
-        if let Some(n) = num("AION_WEBHOOKS_CLAIM_DEBOUNCE_MS")? {
-            cfg.worker.claim_debounce = Duration::from_millis(n.min(1000));
-        }
-        if let Some(n) = num("AION_WEBHOOKS_COMPLETION_GATHER_MS")? {
-            cfg.worker.completion_gather = Duration::from_millis(n.min(1000));
-        }
-        if let Ok(v) = std::env::var("AION_WEBHOOKS_WATCH_POLICY") {
-            cfg.watch_policy = !matches!(v.as_str(), "0" | "false" | "off");
-        }
-        if let Ok(v) = std::env::var("AION_WEBHOOKS_SOURCES") {
-            cfg.run_sources = !matches!(v.as_str(), "0" | "false" | "off");
-        }
-        if let Ok(v) = std::env::var("AION_WEBHOOKS_WORKERS") {
-            cfg.run_workers = !matches!(v.as_str(), "0" | "false" | "off");
-        }
-        Ok(cfg)
-    }
-}
+/// Longest `run` waits for the background tasks once everything else
+/// stopped.
+const TASKS_GRACE: Duration = Duration::from_secs(10);
 
 /// Longest the API and the sources wait for the worker's first claim.
 const PRIME_WAIT: Duration = Duration::from_secs(5);
@@ -280,13 +155,18 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
+        // Every background task of the engine, so that `run` returns only
+        // once all of them have stopped.
+        let tasks = TaskTracker::new();
         let trigger = cancel.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            trigger.cancel();
+        tasks.spawn(async move {
+            tokio::select! {
+                () = shutdown => trigger.cancel(),
+                () = trigger.cancelled() => {}
+            }
         });
         let primed = self.worker.as_ref().map(worker::Worker::primed);
-        let worker = self.worker.map(|w| tokio::spawn(w.run(cancel.clone())));
+        let worker = self.worker.map(|w| tasks.spawn(w.run(cancel.clone())));
         // Nothing is accepted before the worker's first claim has shown
         // which webhooks have nothing due (see `Worker::primed`): connections
         // wait in the listen queue for those few milliseconds.
@@ -300,15 +180,14 @@ impl App {
             }
         }
         let mut sources = None;
-        tokio::spawn(crate::reload::watch::reload_on_signal(
+        crate::reload::watch::start(
             self.state.reloader.clone(),
+            self.config.watch_policy,
+            &tasks,
             cancel.clone(),
-        ));
-        if self.config.watch_policy {
-            crate::reload::watch::watch_policy_files(self.state.reloader.clone(), cancel.clone());
-        }
+        );
         if self.config.run_workers {
-            tokio::spawn(crate::retention::run(
+            tasks.spawn(crate::retention::run(
                 self.state.store.clone(),
                 self.state.policy.clone(),
                 self.state.metrics.clone(),
@@ -325,7 +204,7 @@ impl App {
                 telemetry: self.state.telemetry.clone(),
             };
             let supervisor = crate::sources::Supervisor::new(pipeline, self.state.sources.clone());
-            sources = Some(tokio::spawn(supervisor.run(cancel.clone())));
+            sources = Some(tasks.spawn(supervisor.run(cancel.clone())));
         }
         // Descriptors for everything that is not an API connection: the
         // database pool, outbound sends and their idle keep-alives, files.
@@ -371,6 +250,16 @@ impl App {
         }
         if let Some(w) = worker {
             w.await.context("delivery worker panicked")?;
+        }
+        // The server stops only once `cancel` fired (or it failed): make
+        // sure, then wait for the rest (reload, retention).
+        cancel.cancel();
+        tasks.close();
+        if tokio::time::timeout(TASKS_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after {TASKS_GRACE:?}; stopping anyway");
         }
         telemetry.shutdown(Duration::from_secs(5)).await;
         // The pool is left open: it may be shared (tests run two engines on

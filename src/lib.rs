@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod banner;
 pub mod cli;
+pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod http;

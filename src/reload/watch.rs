@@ -18,8 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{Reloader, Trigger};
+
+/// Starts what reloads the policy by itself, on `tasks` until `cancel`:
+/// the SIGHUP handler, and with `watch` the file watcher.
+pub fn start(reloader: Arc<Reloader>, watch: bool, tasks: &TaskTracker, cancel: CancellationToken) {
+    tasks.spawn(reload_on_signal(reloader.clone(), cancel.clone()));
+    if watch {
+        watch_policy_files(reloader, tasks, cancel);
+    }
+}
 
 /// Reloads the policy on every SIGHUP until `cancel`.
 pub async fn reload_on_signal(reloader: Arc<Reloader>, cancel: CancellationToken) {
@@ -92,7 +102,7 @@ impl Targets {
 
 /// Watches the policy and its files, and reloads 200 ms after the last
 /// change, until `cancel`.
-pub fn watch_policy_files(reloader: Arc<Reloader>, cancel: CancellationToken) {
+pub fn watch_policy_files(reloader: Arc<Reloader>, tasks: &TaskTracker, cancel: CancellationToken) {
     use notify::Watcher;
     let targets = Arc::new(Mutex::new(Targets::default()));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
@@ -131,7 +141,7 @@ pub fn watch_policy_files(reloader: Arc<Reloader>, cancel: CancellationToken) {
     };
     resync(&mut watcher);
     let mut attempts = reloader.attempts();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         loop {
             tokio::select! {
                 got = rx.recv() => if got.is_none() { return; },

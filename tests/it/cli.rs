@@ -375,3 +375,24 @@ fn policy_check_names_bad_delivery_control_settings_with_their_position() {
         assert!(err.contains(needle), "{needle} not in:\n{err}");
     }
 }
+
+#[test]
+fn serve_refuses_a_malformed_setting_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = bin()
+        .current_dir(dir.path())
+        .env("AION_WEBHOOKS_MAX_IN_FLIGHT", "lots")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("AION_WEBHOOKS_MAX_IN_FLIGHT=\"lots\": expected a whole number"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join(aion_webhooks::store::DEFAULT_SQLITE_FILE).exists(),
+        "refused before opening the store"
+    );
+}

@@ -31,8 +31,10 @@ pub use session::{SessionLimits, Sessions};
 
 use super::{ApiError, AppState};
 
-/// Whether the session cookie is marked `Secure`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Whether the session cookie is marked `Secure`
+/// (`AION_WEBHOOKS_CONSOLE_SECURE_COOKIE`: `auto`, `always` or `never`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SecureCookie {
     /// When the request came over TLS as a proxy in front says
     /// (`X-Forwarded-Proto: https`, `Forwarded: proto=https`).
@@ -47,41 +49,6 @@ pub enum SecureCookie {
 pub struct ConsoleConfig {
     pub sessions: SessionLimits,
     pub secure_cookie: SecureCookie,
-}
-
-impl ConsoleConfig {
-    /// Defaults, overridden by `AION_WEBHOOKS_CONSOLE_IDLE_SECS`,
-    /// `AION_WEBHOOKS_CONSOLE_MAX_AGE_SECS` and
-    /// `AION_WEBHOOKS_CONSOLE_SECURE_COOKIE` (`auto`, `always`, `never`).
-    pub fn from_env() -> anyhow::Result<Self> {
-        let mut cfg = Self::default();
-        let secs = |name: &str| -> anyhow::Result<Option<std::time::Duration>> {
-            std::env::var(name)
-                .ok()
-                .map(|v| match v.parse::<u64>() {
-                    Ok(n) => Ok(std::time::Duration::from_secs(n.max(1))),
-                    Err(_) => Err(anyhow::anyhow!("{name}={v:?} is not a number of seconds")),
-                })
-                .transpose()
-        };
-        if let Some(d) = secs("AION_WEBHOOKS_CONSOLE_IDLE_SECS")? {
-            cfg.sessions.idle = d;
-        }
-        if let Some(d) = secs("AION_WEBHOOKS_CONSOLE_MAX_AGE_SECS")? {
-            cfg.sessions.max_age = d;
-        }
-        if let Ok(v) = std::env::var("AION_WEBHOOKS_CONSOLE_SECURE_COOKIE") {
-            cfg.secure_cookie = match v.as_str() {
-                "auto" => SecureCookie::Auto,
-                "always" => SecureCookie::Always,
-                "never" => SecureCookie::Never,
-                _ => anyhow::bail!(
-                    "AION_WEBHOOKS_CONSOLE_SECURE_COOKIE={v:?}: expected auto, always or never"
-                ),
-            };
-        }
-        Ok(cfg)
-    }
 }
 
 /// The console's state, shared by its handlers.
