@@ -8,6 +8,7 @@ pub mod payload;
 pub mod redact;
 pub mod reserved;
 pub mod secret;
+pub mod state;
 pub mod topic;
 pub mod version;
 
@@ -15,5 +16,6 @@ pub use action::InboundAction;
 pub use ids::{DeliveryId, EventId, IdError, WebhookId};
 pub use reserved::{ENGINE_SOURCE, ReservedNamespace};
 pub use secret::Secret;
+pub use state::DeliveryState;
 pub use topic::{Topic, TopicError, TopicPattern};
 pub use version::EventVersion;

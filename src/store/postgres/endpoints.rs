@@ -9,14 +9,13 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 
 use super::Pg;
+use crate::store::contract::Endpoints;
 use crate::store::{AuditRow, EndpointState, EndpointStatus, NewEvent, StoreError};
 
-impl Pg {
+impl Endpoints for Pg {
     /// Every webhook with a stored runtime state (webhooks without one are
     /// active).
-    pub(in crate::store) async fn endpoint_states(
-        &self,
-    ) -> Result<HashMap<String, EndpointState>, StoreError> {
+    async fn endpoint_states(&self) -> Result<HashMap<String, EndpointState>, StoreError> {
         type Row = (
             String,
             String,
@@ -68,11 +67,7 @@ impl Pg {
     /// Pauses `webhook` for `pause` on every engine (a receiver's
     /// `Retry-After`), unless it is disabled; a longer pause already in
     /// force is kept. Not audited: it is the receiver's request, and passes.
-    pub(in crate::store) async fn throttle(
-        &self,
-        webhook: &str,
-        pause: std::time::Duration,
-    ) -> Result<(), StoreError> {
+    async fn throttle(&self, webhook: &str, pause: std::time::Duration) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO webhook_state (webhook_id, state, reason, since, changed_by, throttled_until)
              VALUES ($1, 'throttled', 'retry_after', now(), $3, now() + make_interval(secs => $2::float8))
@@ -98,7 +93,7 @@ impl Pg {
     /// (on a real change) `event` announcing it, in one transaction. Returns
     /// the state in force afterwards and whether it changed; setting the
     /// state it already has changes nothing and records nothing.
-    pub(in crate::store) async fn set_endpoint_state(
+    async fn set_endpoint_state(
         &self,
         webhook: &str,
         state: &EndpointState,
@@ -162,7 +157,7 @@ impl Pg {
     /// Whether `webhook` has failed every attempt for at least `after`
     /// (by the database's clock) and at least `min_failures` times since its
     /// last success; with its last error kind.
-    pub(in crate::store) async fn failing_for(
+    async fn failing_for(
         &self,
         webhook: &str,
         after: std::time::Duration,

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use super::lines::{lock_query, promote};
 use super::{Pg, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
+use crate::store::contract::Events;
 use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
 use crate::store::{
     EventMeta, IngestError, InsertOutcome, NewEvent, Recipient, StoreError, Stored, StoredEvent,
@@ -137,107 +138,6 @@ async fn stored_content<'c>(
         .collect())
 }
 
-impl Pg {
-    /// Stores `events` (all or none) with one delivery per routed webhook.
-    /// Callers dedupe ids within one call first.
-    ///
-    /// One event is written by a single statement (one round trip, its own
-    /// atomic commit); a batch runs the same statement in a transaction so a
-    /// conflict found afterwards rolls the whole batch back.
-    pub(in crate::store) async fn insert_events(
-        &self,
-        events: &[NewEvent],
-        now: DateTime<Utc>,
-    ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
-        let mut conn = self.hot.take(&self.pool).await?;
-        let (written, outcomes) = if events.len() == 1 && lines_of(events).is_empty() {
-            let written = insert_statement(&mut conn, events, now).await?;
-            let stored = stored_content(&mut *conn, events, &written.events).await?;
-            let outcomes =
-                all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
-            (written, outcomes)
-        } else {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            let written = insert_statement(&mut tx, events, now).await?;
-            let stored = stored_content(&mut *tx, events, &written.events).await?;
-            let outcomes =
-                all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
-            tx.commit().await?;
-            (written, outcomes)
-        };
-        conn.done();
-        if written.queued {
-            self.local.wake.notify_one();
-        }
-        Ok(Stored {
-            outcomes,
-            leased: written.leased,
-        })
-    }
-
-    /// Inserts events of separate requests together — one statement, one
-    /// commit — each created, a duplicate or a conflict on its own (`None`).
-    /// Ids must be distinct within the call.
-    pub(in crate::store) async fn insert_independent(
-        &self,
-        events: &[NewEvent],
-        now: DateTime<Utc>,
-    ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
-        let mut conn = self.hot.take(&self.pool).await?;
-        let written = if lines_of(events).is_empty() {
-            insert_statement(&mut conn, events, now).await?
-        } else {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            let written = insert_statement(&mut tx, events, now).await?;
-            tx.commit().await?;
-            written
-        };
-        if written.queued {
-            self.local.wake.notify_one();
-        }
-        // Only ids not inserted are looked up. Should that fail, the
-        // leased deliveries are committed but not handed back: they are
-        // sent after their lease expires, by whichever engine rescues them.
-        let stored = stored_content(&mut *conn, events, &written.events).await?;
-        conn.done();
-        let outcomes = outcomes_of(events, &written.events, stored).await;
-        Ok(Stored {
-            outcomes,
-            leased: written.leased,
-        })
-    }
-
-    pub(in crate::store) async fn get_event(
-        &self,
-        id: &str,
-    ) -> Result<Option<StoredEvent>, StoreError> {
-        let row: Option<EventRow> = sqlx::query_as(
-            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id,
-                    version, schema_errors, traceparent
-             FROM events WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| StoredEvent {
-            id: r.id,
-            topic: r.topic,
-            payload: r.payload,
-            occurred_at: r.occurred_at,
-            received_at: r.received_at,
-            tenant_id: r.tenant_id,
-            source: r.source,
-            key: r.key,
-            trace_id: r.trace_id,
-            meta: EventMeta {
-                version: r.version,
-                schema_errors: r.schema_errors,
-                traceparent: r.traceparent,
-            },
-        }))
-    }
-}
-
 #[derive(sqlx::FromRow)]
 struct EventRow {
     id: String,
@@ -320,5 +220,103 @@ impl<'a> EventColumns<'a> {
         self.versions.push(e.meta.version.as_deref());
         self.schema_errors.push(e.meta.schema_errors.as_deref());
         self.traceparents.push(e.meta.traceparent.as_deref());
+    }
+}
+
+impl Events for Pg {
+    /// Stores `events` (all or none) with one delivery per routed webhook.
+    /// Callers dedupe ids within one call first.
+    ///
+    /// One event is written by a single statement (one round trip, its own
+    /// atomic commit); a batch runs the same statement in a transaction so a
+    /// conflict found afterwards rolls the whole batch back.
+    async fn insert_events(
+        &self,
+        events: &[NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
+        let mut conn = self.hot.take(&self.pool).await?;
+        let (written, outcomes) = if events.len() == 1 && lines_of(events).is_empty() {
+            let written = insert_statement(&mut conn, events, now).await?;
+            let stored = stored_content(&mut *conn, events, &written.events).await?;
+            let outcomes =
+                all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
+            (written, outcomes)
+        } else {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let written = insert_statement(&mut tx, events, now).await?;
+            let stored = stored_content(&mut *tx, events, &written.events).await?;
+            let outcomes =
+                all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
+            tx.commit().await?;
+            (written, outcomes)
+        };
+        conn.done();
+        if written.queued {
+            self.local.wake.notify_one();
+        }
+        Ok(Stored {
+            outcomes,
+            leased: written.leased,
+        })
+    }
+
+    /// Inserts events of separate requests together — one statement, one
+    /// commit — each created, a duplicate or a conflict on its own (`None`).
+    /// Ids must be distinct within the call.
+    async fn insert_independent(
+        &self,
+        events: &[NewEvent],
+        now: DateTime<Utc>,
+    ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
+        let mut conn = self.hot.take(&self.pool).await?;
+        let written = if lines_of(events).is_empty() {
+            insert_statement(&mut conn, events, now).await?
+        } else {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let written = insert_statement(&mut tx, events, now).await?;
+            tx.commit().await?;
+            written
+        };
+        if written.queued {
+            self.local.wake.notify_one();
+        }
+        // Only ids not inserted are looked up. Should that fail, the
+        // leased deliveries are committed but not handed back: they are
+        // sent after their lease expires, by whichever engine rescues them.
+        let stored = stored_content(&mut *conn, events, &written.events).await?;
+        conn.done();
+        let outcomes = outcomes_of(events, &written.events, stored).await;
+        Ok(Stored {
+            outcomes,
+            leased: written.leased,
+        })
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let row: Option<EventRow> = sqlx::query_as(
+            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id,
+                    version, schema_errors, traceparent
+             FROM events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredEvent {
+            id: r.id,
+            topic: r.topic,
+            payload: r.payload,
+            occurred_at: r.occurred_at,
+            received_at: r.received_at,
+            tenant_id: r.tenant_id,
+            source: r.source,
+            key: r.key,
+            trace_id: r.trace_id,
+            meta: EventMeta {
+                version: r.version,
+                schema_errors: r.schema_errors,
+                traceparent: r.traceparent,
+            },
+        }))
     }
 }

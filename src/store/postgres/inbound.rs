@@ -6,16 +6,39 @@ use chrono::{DateTime, Utc};
 
 use super::Pg;
 use super::events::insert_statement;
+use crate::store::contract::Audit;
 use crate::store::{
     AuditFilter, AuditListRow, AuditRow, CommandStored, IdempotencyRecord, NewCommand, NewEvent,
     SignatureRecord, StoreError, storable,
 };
 
-impl Pg {
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    audit: &AuditRow,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, action, outcome, target, request_id, source_ip, event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(audit.at)
+    .bind(storable(&audit.actor_id))
+    .bind(storable(&audit.action))
+    .bind(audit.outcome)
+    .bind(audit.target.as_deref().map(storable))
+    .bind(audit.request_id.as_deref().map(storable))
+    .bind(audit.source_ip.as_deref().map(storable))
+    .bind(&event.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Audit for Pg {
     /// Stores an accepted command with everything that goes with it, unless
     /// its signature was accepted before (a replayed request: the first
     /// answer, again) or its `Idempotency-Key` was used before.
-    pub(in crate::store) async fn accept_command(
+    async fn accept_command(
         &self,
         cmd: &NewCommand,
         audit: &AuditRow,
@@ -114,7 +137,7 @@ impl Pg {
     }
 
     /// Records an audit entry and emits its event, on their own (denials).
-    pub(in crate::store) async fn record_audit(
+    async fn record_audit(
         &self,
         audit: &AuditRow,
         event: &NewEvent,
@@ -130,10 +153,7 @@ impl Pg {
 
     /// Forgets idempotency keys past their 24 h and inbound signatures past
     /// their tolerance window.
-    pub(in crate::store) async fn purge_idempotency_keys(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    async fn purge_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
@@ -144,10 +164,7 @@ impl Pg {
         Ok(keys.rows_affected() + signatures.rows_affected())
     }
 
-    pub(in crate::store) async fn list_audit(
-        &self,
-        f: &AuditFilter,
-    ) -> Result<Vec<AuditListRow>, StoreError> {
+    async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditListRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, at, actor_id, action, outcome, target, request_id, source_ip FROM audit_log
              WHERE ($1::text IS NULL OR actor_id = $1) AND ($2::timestamptz IS NULL OR at >= $2)
@@ -162,26 +179,4 @@ impl Pg {
         .fetch_all(&self.pool)
         .await?)
     }
-}
-
-pub(super) async fn insert_audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    audit: &AuditRow,
-    event: &NewEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor_id, action, outcome, target, request_id, source_ip, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(audit.at)
-    .bind(storable(&audit.actor_id))
-    .bind(storable(&audit.action))
-    .bind(audit.outcome)
-    .bind(audit.target.as_deref().map(storable))
-    .bind(audit.request_id.as_deref().map(storable))
-    .bind(audit.source_ip.as_deref().map(storable))
-    .bind(&event.id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -23,6 +23,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use super::{Local, StoreError};
+use crate::store::contract::Lifecycle;
 
 /// Channel the ingest transaction notifies on commit; workers LISTEN on it.
 const WAKE_CHANNEL: &str = "aion_deliveries";
@@ -72,27 +73,29 @@ impl Pg {
         )
     }
 
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+    pub(super) async fn listen(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        Ok(listener)
+    }
+}
+
+impl Lifecycle for Pg {
+    async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)
             .await?;
         Ok(())
     }
 
-    pub(super) async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+    async fn ping(&self, within: Duration) -> Result<(), StoreError> {
         match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.pool)).await {
             Ok(result) => result.map(|_| ()).map_err(Into::into),
             Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
         }
     }
 
-    pub(super) async fn listen(&self) -> Result<PgListener, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(WAKE_CHANNEL).await?;
-        Ok(listener)
-    }
-
-    pub(super) async fn close(&self) {
+    async fn close(&self) {
         self.hot.clear();
         self.pool.close().await;
     }

@@ -5,17 +5,15 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::Pg;
+use crate::store::contract::Queries;
 use crate::store::queries::DELIVERY_COLUMNS;
 use crate::store::{
     AttemptRow, DeliveryFilter, DeliveryRow, DeliveryState, Purged, StoreError, WebhookStats,
     storable,
 };
 
-impl Pg {
-    pub(in crate::store) async fn list_deliveries(
-        &self,
-        f: &DeliveryFilter,
-    ) -> Result<Vec<DeliveryRow>, StoreError> {
+impl Queries for Pg {
+    async fn list_deliveries(&self, f: &DeliveryFilter) -> Result<Vec<DeliveryRow>, StoreError> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE ($1::text IS NULL OR d.state = $1)
@@ -40,7 +38,7 @@ impl Pg {
             .await?)
     }
 
-    pub(in crate::store) async fn get_delivery(
+    async fn get_delivery(
         &self,
         id: Uuid,
     ) -> Result<Option<(DeliveryRow, Vec<AttemptRow>)>, StoreError> {
@@ -70,7 +68,7 @@ impl Pg {
     /// command and no audit record. Pending and in-flight rows are never
     /// touched; audit records are never deleted. Short: one batch, one
     /// transaction, rows other transactions hold are skipped.
-    pub(in crate::store) async fn purge_finished(
+    async fn purge_finished(
         &self,
         succeeded_before: DateTime<Utc>,
         dead_before: DateTime<Utc>,
@@ -138,9 +136,7 @@ impl Pg {
 
     /// Deliveries by state for `/metrics`, each count read through its
     /// partial index, and the age of the oldest due delivery.
-    pub(in crate::store) async fn queue_depth(
-        &self,
-    ) -> Result<crate::store::QueueDepth, StoreError> {
+    async fn queue_depth(&self) -> Result<crate::store::QueueDepth, StoreError> {
         let (due, scheduled, waiting, in_flight, dead, oldest): (i64, i64, i64, i64, i64, Option<f64>) =
             sqlx::query_as(
                 "SELECT
@@ -167,10 +163,7 @@ impl Pg {
     /// Health of the given webhooks. Each count reads a partial index for
     /// one webhook, and the rest comes from the maintained health tables:
     /// no scan of the deliveries table, however many rows it holds.
-    pub(in crate::store) async fn webhook_stats(
-        &self,
-        webhook_ids: &[&str],
-    ) -> Result<Vec<WebhookStats>, StoreError> {
+    async fn webhook_stats(&self, webhook_ids: &[&str]) -> Result<Vec<WebhookStats>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT w.id AS webhook_id,
                     (SELECT count(*) FROM deliveries d WHERE d.webhook_id = w.id AND d.state = 'pending') AS pending,

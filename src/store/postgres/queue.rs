@@ -13,13 +13,38 @@ use uuid::Uuid;
 
 use super::lines::{lock_query, promote, settle};
 use super::{Pg, WAKE_CHANNEL};
+use crate::store::contract::Queue;
 use crate::store::queue::{REJOIN, lines_from};
 use crate::store::{
     Claimed, Completion, DeliveryState, ReplayFilter, ReplayResult, StoreError, WebhookSlot,
     clamp_i32, millis, storable,
 };
 
-impl Pg {
+pub(super) async fn notify(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WAKE_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: Uuid,
+    event_id: String,
+    webhook_id: String,
+    attempts: i32,
+    replay_base: i32,
+    topic: String,
+    body: Vec<u8>,
+    trace_id: Option<String>,
+    traceparent: Option<String>,
+    in_line: bool,
+}
+
+impl Queue for Pg {
     /// Claims up to `limit` due deliveries of the given webhooks, at most
     /// `room` per webhook, and leases them to `worker`. Deliveries of
     /// webhooks not listed (disabled, or gone from the policy) stay pending.
@@ -29,7 +54,7 @@ impl Pg {
     /// round-robin — every webhook's first due row, then every second, … —
     /// so however many due retries one webhook has piled up, the others'
     /// due deliveries are in the same batch.
-    pub(in crate::store) async fn claim(
+    async fn claim(
         &self,
         slots: &[WebhookSlot],
         limit: u32,
@@ -116,11 +141,7 @@ impl Pg {
     ///
     /// Text from outside (error details, response bodies) is made storable
     /// here ([`storable`]), so no receiver's bytes can fail the batch.
-    pub(in crate::store) async fn complete(
-        &self,
-        done: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<(), StoreError> {
         if done.is_empty() {
             return Ok(());
         }
@@ -255,7 +276,7 @@ impl Pg {
     /// Gives a claimed delivery back untouched: nothing was sent (its webhook
     /// was disabled or removed between claim and send), so no attempt is
     /// recorded and none of its budget is used. Due again after `retry_in`.
-    pub(in crate::store) async fn release(
+    async fn release(
         &self,
         id: Uuid,
         attempt: i32,
@@ -279,7 +300,7 @@ impl Pg {
     /// `pending`, due now, recording the lost attempt as `lease_expired`
     /// (`recorded_by = rescuer`): it may or may not have reached the
     /// receiver. Expiry is judged by the database's clock.
-    pub(in crate::store) async fn rescue_expired(&self) -> Result<u64, StoreError> {
+    async fn rescue_expired(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rescued: Vec<(Uuid, i32, DateTime<Utc>)> = sqlx::query_as(
             "UPDATE deliveries
@@ -317,7 +338,7 @@ impl Pg {
     /// it was in, or `None` if there is no such delivery.
     /// The audit row and event, when given, are written in the same
     /// transaction as the replay itself.
-    pub(in crate::store) async fn replay(
+    async fn replay(
         &self,
         id: Uuid,
         audit: Option<(&crate::store::AuditRow, &crate::store::NewEvent)>,
@@ -359,7 +380,7 @@ impl Pg {
     /// How long until the earliest pending delivery of these webhooks falls
     /// due (zero if one is due already), by the database's clock. One index
     /// probe per webhook, however long the queue.
-    pub(in crate::store) async fn next_due(
+    async fn next_due(
         &self,
         webhook_ids: &[&str],
     ) -> Result<Option<std::time::Duration>, StoreError> {
@@ -377,13 +398,11 @@ impl Pg {
         .await?;
         Ok(ms.map(|ms| std::time::Duration::from_millis(ms.max(0.0) as u64)))
     }
-}
 
-impl Pg {
     /// Puts every delivery `filter` names (at most `limit`, oldest first) back
     /// to `pending` with the same id and a fresh budget, in one transaction
     /// with the audit row and event `audit` makes from the count.
-    pub(in crate::store) async fn replay_matching(
+    async fn replay_matching(
         &self,
         filter: &ReplayFilter,
         audit: impl FnOnce(u64) -> (crate::store::AuditRow, crate::store::NewEvent),
@@ -424,28 +443,4 @@ impl Pg {
         }
         Ok(count)
     }
-}
-
-pub(super) async fn notify(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(WAKE_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    id: Uuid,
-    event_id: String,
-    webhook_id: String,
-    attempts: i32,
-    replay_base: i32,
-    topic: String,
-    body: Vec<u8>,
-    trace_id: Option<String>,
-    traceparent: Option<String>,
-    in_line: bool,
 }

@@ -4,11 +4,12 @@
 //! deliveries and gives back what the claim did not use.
 
 use super::Pg;
+use crate::store::contract::RateLimits;
 use crate::store::{Grant, StoreError};
 
-impl Pg {
+impl RateLimits for Pg {
     /// Takes up to `want` tokens from `webhook`'s bucket.
-    pub(in crate::store) async fn take_tokens(
+    async fn take_tokens(
         &self,
         webhook: &str,
         rate: f64,
@@ -59,12 +60,7 @@ impl Pg {
     }
 
     /// Returns `n` unused tokens to `webhook`'s bucket.
-    pub(in crate::store) async fn give_back_tokens(
-        &self,
-        webhook: &str,
-        n: u32,
-        burst: f64,
-    ) -> Result<(), StoreError> {
+    async fn give_back_tokens(&self, webhook: &str, n: u32, burst: f64) -> Result<(), StoreError> {
         sqlx::query("UPDATE webhook_rate SET tokens = LEAST($3::float8, tokens + $2::float8) WHERE webhook_id = $1")
             .bind(webhook)
             .bind(f64::from(n))

@@ -1,13 +1,11 @@
 //! `source_rejects` on PostgreSQL.
 
 use super::Pg;
+use crate::store::contract::Rejects;
 use crate::store::{NewReject, RejectRow, StoreError, storable};
 
-impl Pg {
-    pub(in crate::store) async fn record_rejects(
-        &self,
-        rejects: &[NewReject],
-    ) -> Result<(), StoreError> {
+impl Rejects for Pg {
+    async fn record_rejects(&self, rejects: &[NewReject]) -> Result<(), StoreError> {
         if rejects.is_empty() {
             return Ok(());
         }
@@ -27,7 +25,7 @@ impl Pg {
         Ok(())
     }
 
-    pub(in crate::store) async fn purge_rejects(
+    async fn purge_rejects(
         &self,
         before: chrono::DateTime<chrono::Utc>,
         batch: u32,
@@ -43,7 +41,7 @@ impl Pg {
         Ok(done.rows_affected())
     }
 
-    pub(in crate::store) async fn list_rejects(
+    async fn list_rejects(
         &self,
         source_id: &str,
         before: Option<i64>,

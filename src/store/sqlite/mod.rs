@@ -18,10 +18,13 @@
 //! Clock: times are the engine's clock, in milliseconds since the epoch.
 //! With one engine there is no other clock to disagree with.
 
+mod endpoints;
 mod events;
+mod inbound;
 mod overview;
 mod queries;
 mod queue;
+mod rate;
 mod rejects;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +36,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Local, OpenError, StoreError};
+use crate::store::contract::Lifecycle;
 
 /// The path in a `sqlite://PATH` or `sqlite:PATH` URL (query options
 /// after `?` are not supported and are cut off).
@@ -114,25 +118,6 @@ impl Lite {
 
     pub(super) fn describe(&self) -> String {
         format!("SQLite file {}", self.path.display())
-    }
-
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.write)
-            .await?;
-        Ok(())
-    }
-
-    pub(super) async fn ping(&self, within: Duration) -> Result<(), StoreError> {
-        match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.read)).await {
-            Ok(result) => result.map(|_| ()).map_err(Into::into),
-            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
-        }
-    }
-
-    pub(super) async fn close(&self) {
-        self.read.close().await;
-        self.write.close().await;
     }
 }
 
@@ -230,6 +215,27 @@ fn after(now: i64, d: Duration) -> i64 {
 
 fn now_ms() -> i64 {
     ms(Utc::now())
+}
+
+impl Lifecycle for Lite {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self, within: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.read)).await {
+            Ok(result) => result.map(|_| ()).map_err(Into::into),
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
 }
 
 #[cfg(test)]

@@ -11,14 +11,40 @@ use uuid::Uuid;
 
 use super::events::{insert_audit, insert_rows, promote};
 use super::{Lite, after, ms, now_ms};
+use crate::store::contract::Queue;
 use crate::store::queue::{REJOIN, lines_from};
 use crate::store::{
     AuditRow, Claimed, Completion, DeliveryState, NewEvent, ReplayFilter, ReplayResult, StoreError,
     WebhookSlot, clamp_i32, storable,
 };
 
-impl Lite {
-    pub(in crate::store) async fn claim(
+/// Writes an audit record and its event inside the caller's transaction.
+pub(super) async fn audited(
+    conn: &mut SqliteConnection,
+    row: &AuditRow,
+    event: &NewEvent,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    insert_rows(conn, std::slice::from_ref(event), now).await?;
+    insert_audit(conn, row, event).await
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: Uuid,
+    event_id: String,
+    webhook_id: String,
+    attempts: i32,
+    replay_base: i32,
+    in_line: bool,
+    topic: String,
+    body: Vec<u8>,
+    trace_id: Option<String>,
+    traceparent: Option<String>,
+}
+
+impl Queue for Lite {
+    async fn claim(
         &self,
         slots: &[WebhookSlot],
         limit: u32,
@@ -96,11 +122,7 @@ impl Lite {
         Ok(claimed)
     }
 
-    pub(in crate::store) async fn complete(
-        &self,
-        done: &[Completion],
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<(), StoreError> {
         let (at, clock) = (ms(now), now_ms());
         let mut tx = self.write.begin().await?;
         // Per webhook: (successes, failures, last error kind).
@@ -228,7 +250,7 @@ impl Lite {
         Ok(())
     }
 
-    pub(in crate::store) async fn release(
+    async fn release(
         &self,
         id: Uuid,
         attempt: i32,
@@ -250,7 +272,7 @@ impl Lite {
         Ok(())
     }
 
-    pub(in crate::store) async fn rescue_expired(&self) -> Result<u64, StoreError> {
+    async fn rescue_expired(&self) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         let rescued: Vec<(Uuid, i32)> = sqlx::query_as(
@@ -284,7 +306,7 @@ impl Lite {
         Ok(rescued.len() as u64)
     }
 
-    pub(in crate::store) async fn replay(
+    async fn replay(
         &self,
         id: Uuid,
         audit: Option<(&AuditRow, &NewEvent)>,
@@ -322,7 +344,7 @@ impl Lite {
         Ok(Some(ReplayResult::Replayed(state)))
     }
 
-    pub(in crate::store) async fn replay_matching(
+    async fn replay_matching(
         &self,
         filter: &ReplayFilter,
         audit: impl FnOnce(u64) -> (AuditRow, NewEvent),
@@ -360,7 +382,7 @@ impl Lite {
         Ok(count)
     }
 
-    pub(in crate::store) async fn next_due(
+    async fn next_due(
         &self,
         webhook_ids: &[&str],
     ) -> Result<Option<std::time::Duration>, StoreError> {
@@ -379,29 +401,4 @@ impl Lite {
         Ok(earliest
             .map(|at| std::time::Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))))
     }
-}
-
-/// Writes an audit record and its event inside the caller's transaction.
-pub(super) async fn audited(
-    conn: &mut SqliteConnection,
-    row: &AuditRow,
-    event: &NewEvent,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    insert_rows(conn, std::slice::from_ref(event), now).await?;
-    insert_audit(conn, row, event).await
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    id: Uuid,
-    event_id: String,
-    webhook_id: String,
-    attempts: i32,
-    replay_base: i32,
-    in_line: bool,
-    topic: String,
-    body: Vec<u8>,
-    trace_id: Option<String>,
-    traceparent: Option<String>,
 }

@@ -1,13 +1,11 @@
 //! `source_rejects` on SQLite.
 
 use super::{Lite, at, ms};
+use crate::store::contract::Rejects;
 use crate::store::{NewReject, RejectRow, StoreError};
 
-impl Lite {
-    pub(in crate::store) async fn record_rejects(
-        &self,
-        rejects: &[NewReject],
-    ) -> Result<(), StoreError> {
+impl Rejects for Lite {
+    async fn record_rejects(&self, rejects: &[NewReject]) -> Result<(), StoreError> {
         if rejects.is_empty() {
             return Ok(());
         }
@@ -30,7 +28,7 @@ impl Lite {
         Ok(())
     }
 
-    pub(in crate::store) async fn purge_rejects(
+    async fn purge_rejects(
         &self,
         before: chrono::DateTime<chrono::Utc>,
         batch: u32,
@@ -46,7 +44,7 @@ impl Lite {
         Ok(done.rows_affected())
     }
 
-    pub(in crate::store) async fn list_rejects(
+    async fn list_rejects(
         &self,
         source_id: &str,
         before: Option<i64>,
