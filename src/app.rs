@@ -99,6 +99,12 @@ impl App {
         let dispatcher = worker
             .as_ref()
             .map(|w| Arc::new(w.dispatcher()) as Arc<dyn crate::ingest::Handoff>);
+        let ingestor = Ingestor::start(
+            store.clone(),
+            config.ingest_writers,
+            dispatcher,
+            metrics.clone(),
+        );
         let state = AppState {
             store: store.clone(),
             reloader,
@@ -107,7 +113,7 @@ impl App {
             metrics,
             depth_cache: Arc::default(),
             ready_probe: Arc::default(),
-            ingestor: Ingestor::start(store.clone(), config.ingest_writers, dispatcher),
+            ingestor,
             sources: crate::sources::Registry::default(),
             telemetry,
             console: crate::http::console::Console::new(config.console),

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use crate::domain::derived_id::{DERIVED_ID_PREFIXES, is_derived_id};
 use crate::domain::reserved::claims_engine_source;
 use crate::domain::{ENGINE_SOURCE, EventId, EventVersion, ReservedNamespace, Topic};
+use crate::metrics::EventSource;
 use crate::policy::PolicySet;
 use crate::policy::schemas::Violation;
 use crate::store::{
@@ -92,7 +93,7 @@ pub const API: Origin<'static> = Origin {
 
 /// Counts what newly stored events met of the event contracts: `warn`-mode
 /// schema violations, and webhooks left out by `min_version`.
-pub fn record_contracts(metrics: &crate::metrics::Metrics, answers: &[Accepted]) {
+fn record_contracts(metrics: &crate::metrics::Metrics, answers: &[Accepted]) {
     for a in answers.iter().filter(|a| !a.duplicate) {
         if let Some(pattern) = &a.notes.schema_warned {
             metrics.schema_violation(pattern, crate::policy::schemas::SchemaMode::Warn);
@@ -152,7 +153,7 @@ pub async fn ingest(
 ) -> Result<(Vec<Accepted>, bool), IngestFailure> {
     let (mut events, batch) = parse(body, policy, max_event_bytes, now)?;
     let spans = trace_events(trace, &mut events);
-    let stored = store_events(ingestor, events, now).await;
+    let stored = store_events(ingestor, events, now, EventSource::Api).await;
     end_spans(spans, stored.as_ref().err());
     Ok((stored?, batch))
 }
@@ -160,7 +161,21 @@ pub async fn ingest(
 /// Stores validated events (from [`parse`] or a bus source) with their
 /// deliveries, all or none, and answers for each in order. The same id twice
 /// in `events`: identical → the second is a duplicate; different → conflict.
+/// What was stored is counted here, once, by `origin`.
 pub async fn store_events(
+    ingestor: &Ingestor,
+    events: Vec<NewEvent>,
+    now: DateTime<Utc>,
+    origin: EventSource,
+) -> Result<Vec<Accepted>, IngestFailure> {
+    let answers = store_unique(ingestor, events, now).await?;
+    let created = answers.iter().filter(|a| !a.duplicate).count() as u64;
+    ingestor.metrics.events_accepted(origin, created);
+    record_contracts(&ingestor.metrics, &answers);
+    Ok(answers)
+}
+
+async fn store_unique(
     ingestor: &Ingestor,
     events: Vec<NewEvent>,
     now: DateTime<Utc>,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use crate::metrics::Metrics;
 use crate::store::{Claimed, IngestError, InsertOutcome, Lease, NewEvent, Store, StoreError};
 
 /// The delivery worker, as ingest sees it: a slot to send a new delivery at
@@ -50,6 +51,8 @@ pub struct Ingestor {
     store: Store,
     dispatcher: Option<Arc<dyn Handoff>>,
     shards: Arc<[Arc<Shard>]>,
+    /// Where stored events are counted, once, however they came.
+    pub(super) metrics: Arc<Metrics>,
 }
 
 #[derive(Debug)]
@@ -79,12 +82,18 @@ const GROUP_MAX: usize = 256;
 impl Ingestor {
     /// `writers` shards, each writing one statement at a time (more than
     /// one keeps the database busy while a statement is in flight).
-    pub fn start(store: Store, writers: usize, dispatcher: Option<Arc<dyn Handoff>>) -> Self {
+    pub fn start(
+        store: Store,
+        writers: usize,
+        dispatcher: Option<Arc<dyn Handoff>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let shards: Vec<Arc<Shard>> = (0..writers.max(1)).map(|_| Arc::default()).collect();
         Self {
             store,
             dispatcher,
             shards: shards.into(),
+            metrics,
         }
     }
 

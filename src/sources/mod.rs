@@ -125,7 +125,8 @@ impl Pipeline {
             if events.is_empty() {
                 break Vec::new();
             }
-            match ingest::store_events(&self.ingestor, events.clone(), now).await {
+            match ingest::store_events(&self.ingestor, events.clone(), now, EventSource::Bus).await
+            {
                 Ok(answers) => break answers,
                 // Its id was stored before with another topic or payload: that
                 // message is a reject; the rest go in again.
@@ -168,8 +169,6 @@ impl Pipeline {
         status
             .consumed
             .fetch_add(msgs.len() as u64, Ordering::Relaxed);
-        self.metrics.events_accepted(EventSource::Bus, created);
-        crate::ingest::record_contracts(&self.metrics, &answers);
         self.metrics
             .source_messages(&source.id, MessageOutcome::Created, created);
         self.metrics

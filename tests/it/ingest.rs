@@ -407,7 +407,7 @@ both! {
         use aion_webhooks::store::InsertOutcome;
         let store = db.store();
         store.migrate().await.expect("migrate");
-        let ingestor = Ingestor::start(store.clone(), 1, None);
+        let ingestor = Ingestor::start(store.clone(), 1, None, Default::default());
         let now = chrono::Utc::now();
         let event = plain_event;
         // The first request finds its shard idle and writes on its own task;
