@@ -31,10 +31,10 @@ pub mod adaptive;
 mod rooms;
 mod state;
 
-use state::is_paused;
 pub use state::{AppliedState, CHORE_EVERY, Chore};
+use state::{is_paused, restart_if_idle};
 
-use adaptive::{AdaptiveLimit, IDLE_RESTART, Signal};
+use adaptive::{AdaptiveLimit, Signal};
 use rooms::Candidate;
 
 use crate::policy::{PolicySet, Webhook};
@@ -105,16 +105,6 @@ struct Book {
     closed: bool,
     /// The store's endpoint-state version last applied.
     applied: Option<u64>,
-}
-
-/// A webhook with nothing sent for [`IDLE_RESTART`] starts slow again,
-/// before its room is computed (so an idle webhook's first claim is not
-/// sized by its old limit).
-fn restart_if_idle(hook: &mut Hook, now: Instant) {
-    if hook.in_flight == 0 && now.saturating_duration_since(hook.last_active) >= IDLE_RESTART {
-        hook.limit.restart(now);
-        hook.last_active = now;
-    }
 }
 
 /// The scheduler; see the module documentation.
@@ -305,24 +295,6 @@ impl Scheduler {
         hook.limit.sending(now);
         hook.in_flight += 1;
         hook.last_active = now;
-    }
-
-    fn fresh(&self, w: &Webhook, now: Instant) -> Hook {
-        Hook {
-            limit: AdaptiveLimit::new(self.initial(w), now),
-            ..self.fresh_default(now)
-        }
-    }
-
-    fn fresh_default(&self, now: Instant) -> Hook {
-        Hook {
-            in_flight: 0,
-            limit: AdaptiveLimit::new(self.limits.initial_in_flight, now),
-            caught_up: false,
-            last_active: now,
-            failing_checked: None,
-            pause_shared: None,
-        }
     }
 
     /// A send to `webhook` ended, however it ended (or a reservation was

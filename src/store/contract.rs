@@ -61,7 +61,7 @@ pub(crate) trait Events {
     async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
 }
 
-/// The queue's transitions (see [`DeliveryState`]): claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL), complete, release, rescue and replay. A transition applies only to the delivery at the attempt the caller holds, so a late or repeated call never moves a row twice.
+/// The queue's transitions (see [`DeliveryState`]): claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL), complete, release and rescue (replay is [`Replay`]). A transition applies only to the delivery at the attempt the caller holds, so a late or repeated call never moves a row twice.
 ///
 /// Implemented in `postgres/queue.rs` and `sqlite/queue.rs`.
 pub(crate) trait Queue {
@@ -91,26 +91,6 @@ pub(crate) trait Queue {
     /// recording the lost attempt as `lease_expired` (`recorded_by =
     /// rescuer`).
     async fn rescue_expired(&self) -> Result<u64, StoreError>;
-
-    /// Puts a finished delivery back to `pending` (or `waiting` in its
-    /// line), due now, with a fresh budget and the same id, with the audit
-    /// row and event in the same transaction.
-    async fn replay(
-        &self,
-        id: Uuid,
-        audit: Option<(&AuditRow, &NewEvent)>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<ReplayResult>, StoreError>;
-
-    /// Replays every delivery `filter` names (at most `limit`, oldest
-    /// first), in one transaction with the audit row and event `audit`
-    /// makes from the count.
-    async fn replay_matching(
-        &self,
-        filter: &ReplayFilter,
-        audit: impl FnOnce(u64) -> (AuditRow, NewEvent),
-        now: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
 
     /// How long until the earliest pending delivery of these webhooks falls
     /// due (zero if one is due already).
@@ -149,6 +129,32 @@ pub(crate) trait Endpoints {
         after: Duration,
         min_failures: i32,
     ) -> Result<Option<Option<String>>, StoreError>;
+}
+
+/// Replay: a finished delivery back into the queue, with its audit record,
+/// by id or by filter.
+///
+/// Implemented in `postgres/replay.rs` and `sqlite/replay.rs`.
+pub(crate) trait Replay {
+    /// Puts a finished delivery back to `pending` (or `waiting` in its
+    /// line), due now, with a fresh budget and the same id, with the audit
+    /// row and event in the same transaction.
+    async fn replay(
+        &self,
+        id: Uuid,
+        audit: Option<(&AuditRow, &NewEvent)>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ReplayResult>, StoreError>;
+
+    /// Replays every delivery `filter` names (at most `limit`, oldest
+    /// first), in one transaction with the audit row and event `audit`
+    /// makes from the count.
+    async fn replay_matching(
+        &self,
+        filter: &ReplayFilter,
+        audit: impl FnOnce(u64) -> (AuditRow, NewEvent),
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 }
 
 /// One token bucket per rate-limited webhook, refilled by the database's clock, shared by every engine.
@@ -262,12 +268,22 @@ pub(crate) trait Rejects {
 
 /// Everything a backend provides.
 pub(crate) trait Backend:
-    Lifecycle + Events + Queue + Endpoints + RateLimits + Audit + Queries + Overview + Rejects
+    Lifecycle + Events + Queue + Replay + Endpoints + RateLimits + Audit + Queries + Overview + Rejects
 {
 }
 
-impl<T: Lifecycle + Events + Queue + Endpoints + RateLimits + Audit + Queries + Overview + Rejects>
-    Backend for T
+impl<
+    T: Lifecycle
+        + Events
+        + Queue
+        + Replay
+        + Endpoints
+        + RateLimits
+        + Audit
+        + Queries
+        + Overview
+        + Rejects,
+> Backend for T
 {
 }
 

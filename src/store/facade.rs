@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::contract::{
-    Audit, Endpoints, Events, Lifecycle, Overview, Queries, Queue, RateLimits, Rejects,
+    Audit, Endpoints, Events, Lifecycle, Overview, Queries, Queue, RateLimits, Rejects, Replay,
 };
 use super::*;
 

@@ -1,13 +1,16 @@
 //! The runtime endpoint state the scheduler applies — disabled webhooks
-//! and pauses, as read from the store or learnt from answers — and the
-//! rate limits on per-webhook chores. Part of [`Scheduler`]; here to keep
+//! and pauses, as read from the store or learnt from answers — the rate
+//! limits on per-webhook chores, and a webhook's book-keeping (a fresh one,
+//! the restart after idle). Part of [`Scheduler`]; here to keep
 //! each file readable.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::{Book, Scheduler};
+use super::adaptive::{AdaptiveLimit, IDLE_RESTART};
+use super::{Book, Hook, Scheduler};
 use crate::policy::PolicySet;
+use crate::policy::Webhook;
 
 /// What an endpoint's stored runtime state says, for [`Scheduler::apply_states`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,4 +159,34 @@ pub(super) fn sendable(policy: &PolicySet, disabled: &HashSet<String>) -> usize 
         .filter(|id| policy.webhook(id).is_some_and(|w| w.enabled))
         .count();
     policy.enabled_count().saturating_sub(off)
+}
+
+impl Scheduler {
+    pub(super) fn fresh(&self, w: &Webhook, now: Instant) -> Hook {
+        Hook {
+            limit: AdaptiveLimit::new(self.initial(w), now),
+            ..self.fresh_default(now)
+        }
+    }
+
+    pub(super) fn fresh_default(&self, now: Instant) -> Hook {
+        Hook {
+            in_flight: 0,
+            limit: AdaptiveLimit::new(self.limits.initial_in_flight, now),
+            caught_up: false,
+            last_active: now,
+            failing_checked: None,
+            pause_shared: None,
+        }
+    }
+}
+
+/// A webhook with nothing sent for [`IDLE_RESTART`] starts slow again,
+/// before its room is computed (so an idle webhook's first claim is not
+/// sized by its old limit).
+pub(super) fn restart_if_idle(hook: &mut Hook, now: Instant) {
+    if hook.in_flight == 0 && now.saturating_duration_since(hook.last_active) >= IDLE_RESTART {
+        hook.limit.restart(now);
+        hook.last_active = now;
+    }
 }

@@ -15,6 +15,7 @@ mod queries;
 mod queue;
 mod rate;
 mod rejects;
+mod replay;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,6 +26,7 @@ mod queries;
 mod queue;
 mod rate;
 mod rejects;
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
