@@ -392,7 +392,9 @@ fn serve_refuses_a_malformed_setting_naming_the_variable() {
         "{err}"
     );
     assert!(
-        !dir.path().join(aion_webhooks::store::DEFAULT_SQLITE_FILE).exists(),
+        !dir.path()
+            .join(aion_webhooks::store::DEFAULT_SQLITE_FILE)
+            .exists(),
         "refused before opening the store"
     );
 }
