@@ -324,7 +324,8 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("AION_WEBHOOKS_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("AION_WEBHOOKS_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let json = std::env::var("AION_WEBHOOKS_LOG_FORMAT")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -55,11 +55,11 @@ pub struct Config {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    pub max_in_flight: Option<u32>,
-    pub max_in_flight_per_webhook: Option<u32>,
-    pub initial_in_flight: Option<u32>,
-    pub db_max_connections: Option<u32>,
-    pub ingest_writers: Option<u32>,
+    pub max_in_flight: Option<u64>,
+    pub max_in_flight_per_webhook: Option<u64>,
+    pub initial_in_flight: Option<u64>,
+    pub db_max_connections: Option<u64>,
+    pub ingest_writers: Option<u64>,
     pub max_event_bytes: Option<u64>,
     pub max_inbound_bytes: Option<u64>,
     pub http_header_timeout_secs: Option<u64>,
@@ -80,7 +80,8 @@ pub struct Settings {
     pub console_idle_secs: Option<u64>,
     pub console_max_age_secs: Option<u64>,
     pub console_secure_cookie: Option<SecureCookie>,
-    pub sqlite_synchronous: Option<SqliteSynchronous>,
+    /// `normal`; anything else means `full` (read by the store).
+    pub sqlite_synchronous: Option<String>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
     pub kafka_debug: Option<String>,
@@ -88,14 +89,6 @@ pub struct Settings {
     pub listen: Option<String>,
     pub url: Option<String>,
     pub api_key: Option<String>,
-}
-
-/// `AION_WEBHOOKS_SQLITE_SYNCHRONOUS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SqliteSynchronous {
-    Full,
-    Normal,
 }
 
 /// `AION_WEBHOOKS_LOG_FORMAT`.
@@ -107,8 +100,26 @@ pub enum LogFormat {
 }
 
 impl Settings {
-    /// The settings among `vars` (e.g. `std::env::vars()`), and the
-    /// `AION_WEBHOOKS_*` names none of them is.
+    /// The settings in this process's environment, and the
+    /// `AION_WEBHOOKS_*` names none of them is. Other variables are not
+    /// read (one that is not UTF-8 does not matter); an `AION_WEBHOOKS_*`
+    /// value that is not UTF-8 is refused, naming it.
+    pub fn from_env() -> anyhow::Result<(Self, Vec<String>)> {
+        let mut vars = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str().filter(|n| n.starts_with(env::PREFIX)) else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => vars.push((name.to_owned(), value)),
+                Err(_) => anyhow::bail!("{name}: the value is not UTF-8"),
+            }
+        }
+        Self::from_vars(vars)
+    }
+
+    /// The settings among `vars`, and the `AION_WEBHOOKS_*` names none of
+    /// them is. An empty value counts as unset.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<(Self, Vec<String>)> {
@@ -129,7 +140,7 @@ impl Config {
         listen: String,
         policy_path: PathBuf,
     ) -> anyhow::Result<Self> {
-        let (settings, unknown) = Settings::from_vars(std::env::vars())?;
+        let (settings, unknown) = Settings::from_env()?;
         for name in unknown {
             tracing::warn!(variable = %name, "unknown AION_WEBHOOKS_ variable, ignored");
         }
@@ -155,9 +166,9 @@ impl Config {
         let mut limits = Limits::default();
         let mut server = ServerLimits::default();
         let mut console = ConsoleConfig::default();
-        let set = |target: &mut u32, v: Option<u32>| {
+        let set = |target: &mut u32, v: Option<u64>| {
             if let Some(v) = v {
-                *target = v.max(1);
+                *target = u32::try_from(v).unwrap_or(u32::MAX).max(1);
             }
         };
         set(&mut worker.max_in_flight, s.max_in_flight);
@@ -229,11 +240,11 @@ impl Config {
             server,
             worker,
             run_workers: s.workers.unwrap_or(true),
-            db_max_connections: s.db_max_connections.map_or(16, |n| n.max(2)),
+            db_max_connections: s
+                .db_max_connections
+                .map_or(16, |n| u32::try_from(n).unwrap_or(u32::MAX).max(2)),
             watch_policy: s.watch_policy.unwrap_or(true),
-            ingest_writers: s
-                .ingest_writers
-                .map_or(2, |n| size(u64::from(n)).clamp(1, 64)),
+            ingest_writers: s.ingest_writers.map_or(2, |n| size(n).clamp(1, 64)),
             run_sources: s.sources.unwrap_or(true),
             otlp,
             console,

@@ -1,7 +1,7 @@
 //! Reads `AION_WEBHOOKS_*` variables into a serde struct: each variable is
 //! one field (the name without the prefix, lower case), its text parsed
 //! into the field's type, and a value that does not parse is refused with
-//! the variable's name. Variables no field knows are returned, so the
+//! the variable's name. An empty value counts as unset. Variables no field knows are returned, so the
 //! caller can warn about a misspelt one.
 
 use std::cell::RefCell;
@@ -21,6 +21,7 @@ pub fn from_vars<T: de::DeserializeOwned>(
     let unknown = Rc::new(RefCell::new(Vec::new()));
     let pairs: Vec<(String, Value)> = vars
         .into_iter()
+        .filter(|(_, text)| !text.trim().is_empty())
         .filter_map(|(name, text)| {
             let field = name.strip_prefix(PREFIX)?.to_ascii_lowercase();
             let value = Value {

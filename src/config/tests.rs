@@ -27,7 +27,7 @@ fn values_are_parsed_into_their_types() {
     assert_eq!(s.max_in_flight, Some(64));
     assert_eq!((s.workers, s.sources), (Some(false), Some(true)));
     assert_eq!(s.console_secure_cookie, Some(SecureCookie::Always));
-    assert_eq!(s.sqlite_synchronous, Some(SqliteSynchronous::Normal));
+    assert_eq!(s.sqlite_synchronous.as_deref(), Some("normal"));
     assert_eq!(s.log.as_deref(), Some("debug"));
 }
 
@@ -55,6 +55,20 @@ fn a_malformed_value_is_refused_naming_the_variable() {
 /// A misspelt name (split, so that the docs test does not take it for a
 /// variable the engine reads).
 const TYPO: &str = concat!("AION_WEBHOOKS", "_MAX_IN_FLIHGT");
+
+#[test]
+fn an_empty_value_counts_as_unset_and_big_numbers_are_capped() {
+    let (s, _) = settings(&[
+        ("AION_WEBHOOKS_WORKERS", ""),
+        ("AION_WEBHOOKS_MAX_IN_FLIGHT", " "),
+        ("AION_WEBHOOKS_DB_MAX_CONNECTIONS", "99999999999"),
+    ])
+    .expect("valid");
+    assert_eq!((s.workers, s.max_in_flight), (None, None));
+    let c = Config::with("db".into(), "l".into(), "p".into(), s, None);
+    assert!(c.run_workers);
+    assert_eq!(c.db_max_connections, u32::MAX);
+}
 
 #[test]
 fn an_unknown_variable_is_reported_not_fatal() {
