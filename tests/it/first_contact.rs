@@ -1,8 +1,8 @@
-//! Slow start (issue 29, item 2): a receiver the engine has not sent to yet
-//! is not met by hundreds of requests at once. Its concurrency starts at
-//! `initial_in_flight` (8) and grows while its answers stay fast; a
-//! receiver with a small accept queue (Python's `http.server` keeps 5)
-//! loses no request to the timeout.
+//! Slow start (issue 29, item 2), opt-in (`initial_in_flight: 8` here): a
+//! receiver the engine has not sent to yet is not met by hundreds of
+//! requests at once. Its concurrency starts at `initial_in_flight` and grows
+//! while its answers stay fast; a receiver with a small accept queue
+//! (Python's `http.server` keeps 5) loses no request to the timeout.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,7 +60,8 @@ both! {
     async fn a_fresh_receiver_sees_a_slow_start_and_then_full_speed(db) {
         let arrivals = Arrivals::default();
         let url = arrivals.start().await;
-        let app = TestApp::spawn(db, &policy_yaml(&hook("fresh", &url, "[a.b]", ""))).await;
+        let slow_start = "initial_in_flight: 8";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("fresh", &url, "[a.b]", slow_start))).await;
         for part in 0..2 {
             let batch: Vec<Value> =
                 (0..1000).map(|i| json!({"topic": "a.b", "payload": [part, i]})).collect();
@@ -127,7 +128,8 @@ async fn small_queue_receiver() -> (String, Arc<Mutex<usize>>) {
 both! {
     async fn a_receiver_with_a_small_accept_queue_loses_no_request_to_the_timeout(db) {
         let (url, served) = small_queue_receiver().await;
-        let app = TestApp::spawn(db, &policy_yaml(&hook("small", &url, "[a.b]", "timeout: 10s"))).await;
+        let extra = "timeout: 10s\n    initial_in_flight: 8";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("small", &url, "[a.b]", extra))).await;
         let batch: Vec<Value> = (0..150).map(|i| json!({"topic": "a.b", "payload": i})).collect();
         assert_eq!(app.post_events(&Value::Array(batch)).await.0, StatusCode::ACCEPTED);
         app.drain().await;

@@ -13,8 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Completion, Store};
 
-/// Outcomes waiting for the completer, at most.
-const CAPACITY: usize = 4 * MAX_OUTCOMES_PER_STATEMENT;
+/// Outcomes waiting for the completer, at most. Generous on purpose: a
+/// send waiting here holds its slot, so a small bound turns a burst the
+/// database is briefly behind on into refused sends at once and a
+/// claim-driven engine (measured: at 4,096 the load tool's fan-out scenario
+/// fell to 0.38x of the previous main; at 64,000 it is 1.19x).
+const CAPACITY: usize = 64 * MAX_OUTCOMES_PER_STATEMENT;
 
 /// Where sends hand over their outcomes.
 #[derive(Debug)]
