@@ -2,11 +2,11 @@
 //! with the YAML path and position instead of returning early, so one run of
 //! `policy check` lists everything wrong with a file.
 //!
-//! Longer than 400 lines: the webhook entry's checks (secrets, retry,
-//! headers, signature modes, versions) are one sequence that reads best in
-//! one place; the other sections of the file are compiled in `compile/`.
+//! The webhook entry's checks are here; its signing keys and static headers
+//! are checked in `compile/keys.rs` and `compile/headers.rs`, and the other
+//! sections of the file in `compile/`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,12 +17,13 @@ use super::error::PolicyError;
 use super::interp::interpolate;
 use super::model::{PayloadFormat, RetryPolicy, SignatureMode, Webhook};
 use super::raw::{RawDefaults, RawRetry, RawWebhook, Str};
-use crate::domain::{EventVersion, Secret, TopicPattern, WebhookId};
-use crate::signing::ed25519::{PUBLIC_PREFIX, SIGNING_PREFIX};
-use crate::signing::{Ed25519Secret, StandardSecret};
+use crate::domain::{EventVersion, TopicPattern, WebhookId};
 
 mod access;
+mod control;
 mod files;
+mod headers;
+mod keys;
 mod retention;
 mod schemas;
 mod sources;
@@ -30,25 +31,6 @@ mod sources;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a webhook may fail every attempt before the engine disables it.
 pub(crate) const DEFAULT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
-
-/// `N/s` or `N/m` (N a positive integer, at most 100,000 a second) as
-/// attempts per second.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    let bad = || format!("invalid rate {text:?}; expected e.g. `50/s` or `300/m`");
-    let (n, unit) = text.trim().split_once('/').ok_or_else(bad)?;
-    let n: u32 = n.trim().parse().map_err(|_| bad())?;
-    let per_second = match unit.trim() {
-        "s" => f64::from(n),
-        "m" => f64::from(n) / 60.0,
-        _ => return Err(bad()),
-    };
-    if n == 0 || per_second > 100_000.0 {
-        return Err(format!(
-            "rate {text:?} must be above zero and at most 100000/s"
-        ));
-    }
-    Ok(per_second)
-}
 
 /// What a webhook inherits from `defaults:`.
 #[derive(Debug, Clone, Copy)]
@@ -65,17 +47,6 @@ pub(crate) const DEFAULT_RETRY: RetryPolicy = RetryPolicy {
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_ATTEMPTS: i64 = 1000;
-/// Headers the engine sets itself; a static header must not override them.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "idempotency-key",
-    "traceparent",
-    "transfer-encoding",
-    "connection",
-];
 
 /// Where secret files and key files are read from, and how `${NAME}` resolves.
 pub(crate) struct Compiler<'a> {
@@ -128,62 +99,6 @@ impl Compiler<'_> {
                 None
             }
         }
-    }
-
-    /// Resolves `secret` / `secrets` / `secret_file` (exactly one must be given).
-    fn secrets(
-        &mut self,
-        path: &str,
-        owner: Location,
-        secret: &Option<Str>,
-        secrets: &Option<Spanned<Vec<Str>>>,
-        secret_file: &Option<Str>,
-    ) -> Option<Vec<Secret>> {
-        let given = usize::from(secret.is_some())
-            + usize::from(secrets.is_some())
-            + usize::from(secret_file.is_some());
-        if given != 1 {
-            let msg = if given == 0 {
-                "a secret is required: set `secret`, `secrets` or `secret_file`"
-            } else {
-                "set only one of `secret`, `secrets` and `secret_file`"
-            };
-            self.error(path, owner, msg);
-            return None;
-        }
-        let mut out = Vec::new();
-        if let Some(s) = secret {
-            out.push(self.string(s, &format!("{path}.secret"))?);
-        } else if let Some(list) = secrets {
-            if list.value.is_empty() {
-                self.error(
-                    format!("{path}.secrets"),
-                    list.referenced,
-                    "must list at least one secret",
-                );
-                return None;
-            }
-            for (i, s) in list.value.iter().enumerate() {
-                // Every entry is checked, so each missing variable is reported.
-                if let Some(v) = self.string(s, &format!("{path}.secrets[{i}]")) {
-                    out.push(v);
-                }
-            }
-            if out.len() < list.value.len() {
-                return None;
-            }
-        } else if let Some(f) = secret_file {
-            out.push(self.read_file(f, &format!("{path}.secret_file"))?);
-        }
-        if out.iter().any(|s| s.is_empty()) {
-            self.error(
-                path,
-                owner,
-                "a secret is empty (is its environment variable set to an empty string?)",
-            );
-            return None;
-        }
-        Some(out.into_iter().map(Secret::new).collect())
     }
 
     pub fn retry(
@@ -265,33 +180,6 @@ impl Compiler<'_> {
         }
     }
 
-    /// `max_in_flight` / `initial_in_flight`: sends at once, 1 to 10,000.
-    fn in_flight(&mut self, n: &Option<Spanned<i64>>, path: &str) -> Option<u32> {
-        let n = n.as_ref()?;
-        match u32::try_from(n.value) {
-            Ok(v) if (1..=10_000).contains(&v) => Some(v),
-            _ => {
-                let msg = format!("must be between 1 and 10000, got {}", n.value);
-                self.error(path.to_owned(), n.referenced, msg);
-                None
-            }
-        }
-    }
-
-    /// `disable_after`: a duration, or `never`.
-    fn disable_after(
-        &mut self,
-        base: Option<Duration>,
-        raw: &Option<Str>,
-        path: &str,
-    ) -> Option<Duration> {
-        let Some(s) = raw else { return base };
-        if s.value.trim() == "never" {
-            return None;
-        }
-        self.duration(s, path, false).or(base)
-    }
-
     pub fn webhooks(
         &mut self,
         raw: &[Spanned<RawWebhook>],
@@ -347,16 +235,7 @@ impl Compiler<'_> {
         let max_in_flight = self.in_flight(&w.max_in_flight, &format!("{path}.max_in_flight"));
         let initial_in_flight =
             self.in_flight(&w.initial_in_flight, &format!("{path}.initial_in_flight"));
-        let rate_limit = w.rate_limit.as_ref().and_then(|r| {
-            let text = self.string(r, &format!("{path}.rate_limit"))?;
-            match parse_rate(&text) {
-                Ok(per_second) => Some(per_second),
-                Err(msg) => {
-                    self.error(format!("{path}.rate_limit"), r.referenced, msg);
-                    None
-                }
-            }
-        });
+        let rate_limit = self.rate_limit(&w.rate_limit, &format!("{path}.rate_limit"));
         let ordered = w.ordering.as_ref().is_some_and(|o| {
             let Some(text) = self.string(o, &format!("{path}.ordering")) else {
                 return false;
@@ -455,78 +334,6 @@ impl Compiler<'_> {
         })
     }
 
-    /// Sorts a webhook's secrets by scheme: the prefix of each entry selects
-    /// it (`whsk_` → ed25519 `v1a`; anything else is an HMAC secret, which
-    /// must be `whsec_` when the webhook signs Standard Webhooks `v1`).
-    fn signing_keys(
-        &mut self,
-        path: &str,
-        loc: Location,
-        signature: SignatureMode,
-        secrets: &[Secret],
-    ) -> SigningKeys {
-        let mut keys = SigningKeys::default();
-        let field = format!("{path}.secret");
-        for (i, s) in secrets.iter().enumerate() {
-            let n = i + 1;
-            let text = s.expose();
-            if text.trim_start().starts_with(PUBLIC_PREFIX) {
-                self.error(
-                    &field,
-                    loc,
-                    format!(
-                        "secret #{n} is a `{PUBLIC_PREFIX}` public key: the webhook signs with the \
-                         `{SIGNING_PREFIX}` signing key, the receiver keeps the public one"
-                    ),
-                );
-            } else if text.trim_start().starts_with(SIGNING_PREFIX) {
-                if !signature.signs_standard() {
-                    self.error(
-                        &field,
-                        loc,
-                        format!(
-                            "secret #{n} is a `{SIGNING_PREFIX}` ed25519 key, which signs only \
-                             `webhook-signature` (v1a): set `signature: standard` or `both`"
-                        ),
-                    );
-                    continue;
-                }
-                match Ed25519Secret::parse(text) {
-                    Ok(k) => keys.ed25519.push(k),
-                    Err(e) => self.error(&field, loc, format!("secret #{n}: {e}")),
-                }
-            } else {
-                if signature.signs_standard() {
-                    match StandardSecret::parse(text) {
-                        Ok(k) => keys.standard.push(k),
-                        Err(e) => self.error(
-                            &field,
-                            loc,
-                            format!(
-                                "secret #{n} cannot be used with signature {}: {e} \
-                                 (or `{SIGNING_PREFIX}` for an ed25519 key)",
-                                signature.as_str()
-                            ),
-                        ),
-                    }
-                }
-                keys.hmac.push(s.clone());
-            }
-        }
-        if signature.signs_aion() && keys.hmac.is_empty() && !secrets.is_empty() {
-            self.error(
-                &field,
-                loc,
-                format!(
-                    "X-Aion-Signature (signature {}) needs an HMAC secret; \
-                     `{SIGNING_PREFIX}` keys sign only the Standard Webhooks header",
-                    signature.as_str()
-                ),
-            );
-        }
-        keys
-    }
-
     fn url(&mut self, s: &Str, path: &str) -> Option<url::Url> {
         let text = self.string(s, path)?;
         match url::Url::parse(&text) {
@@ -587,59 +394,4 @@ impl Compiler<'_> {
         }
         out
     }
-
-    fn headers(
-        &mut self,
-        raw: &BTreeMap<String, Str>,
-        path: &str,
-        owner: Location,
-    ) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (name, value) in raw {
-            let p = format!("{path}.{name}");
-            let lower = name.to_ascii_lowercase();
-            let token = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token {
-                self.error(
-                    &p,
-                    owner,
-                    format!("{name:?} is not a valid HTTP header name"),
-                );
-            } else if RESERVED_HEADERS.contains(&lower.as_str())
-                || lower.starts_with("x-aion-")
-                || lower.starts_with("webhook-")
-            {
-                self.error(
-                    &p,
-                    value.referenced,
-                    format!("header {name:?} is set by the engine and cannot be overridden"),
-                );
-            } else if let Some(v) = self.string(value, &p) {
-                if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                    self.error(
-                        &p,
-                        value.referenced,
-                        "header value must not contain CR, LF or NUL",
-                    );
-                } else {
-                    out.push((name.clone(), v));
-                }
-            }
-        }
-        out
-    }
-}
-
-/// A webhook's secrets sorted by the scheme each signs with.
-#[derive(Debug, Default)]
-struct SigningKeys {
-    /// HMAC secrets as written: `X-Aion-Signature` keys.
-    hmac: Vec<Secret>,
-    /// The same HMAC secrets decoded from `whsec_`, when the webhook signs `v1`.
-    standard: Vec<StandardSecret>,
-    /// `whsk_` keys: `v1a`.
-    ed25519: Vec<Ed25519Secret>,
 }

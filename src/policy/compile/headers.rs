@@ -1,0 +1,67 @@
+//! A webhook's static `headers:`: valid names, none the engine sets
+//! itself, no CR, LF or NUL in a value.
+
+use std::collections::BTreeMap;
+
+use serde_saphyr::Location;
+
+use super::Compiler;
+use crate::policy::raw::Str;
+
+/// Headers the engine sets itself; a static header must not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "idempotency-key",
+    "traceparent",
+    "transfer-encoding",
+    "connection",
+];
+
+impl Compiler<'_> {
+    pub(super) fn headers(
+        &mut self,
+        raw: &BTreeMap<String, Str>,
+        path: &str,
+        owner: Location,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (name, value) in raw {
+            let p = format!("{path}.{name}");
+            let lower = name.to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                self.error(
+                    &p,
+                    owner,
+                    format!("{name:?} is not a valid HTTP header name"),
+                );
+            } else if RESERVED_HEADERS.contains(&lower.as_str())
+                || lower.starts_with("x-aion-")
+                || lower.starts_with("webhook-")
+            {
+                self.error(
+                    &p,
+                    value.referenced,
+                    format!("header {name:?} is set by the engine and cannot be overridden"),
+                );
+            } else if let Some(v) = self.string(value, &p) {
+                if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    self.error(
+                        &p,
+                        value.referenced,
+                        "header value must not contain CR, LF or NUL",
+                    );
+                } else {
+                    out.push((name.clone(), v));
+                }
+            }
+        }
+        out
+    }
+}
