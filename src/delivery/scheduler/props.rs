@@ -11,7 +11,7 @@
 
 use proptest::prelude::*;
 
-use super::tests::{limits, policy_mixed};
+use super::tests::{limits, policy_of};
 use super::*;
 
 const HOOKS: [&str; 4] = ["a", "b", "c", "limited"];
@@ -64,7 +64,17 @@ impl Model {
 }
 
 fn run(ops: Vec<Op>, max: u32, per: u32, initial: u32) -> Result<(), TestCaseError> {
-    let p = policy_mixed(&HOOKS[..3], &["limited"]);
+    // The last one is rate limited.
+    let p = policy_of(HOOKS.map(|w| {
+        (
+            w,
+            if w == "limited" {
+                "    rate_limit: 100/s\n"
+            } else {
+                ""
+            },
+        )
+    }));
     let s = Scheduler::new(limits(max, per, initial));
     let mut now = Instant::now();
     let mut m = Model {

@@ -104,11 +104,6 @@ impl Scheduler {
         book.applied = Some(version);
     }
 
-    /// The endpoint-state version last applied.
-    pub fn applied_version(&self) -> Option<u64> {
-        self.book().applied
-    }
-
     /// How long until the earliest pause ends, if any is running.
     pub fn next_unpause(&self, now: Instant) -> Option<Duration> {
         self.book()

@@ -7,23 +7,13 @@ pub(super) fn policy(ids: &[&str]) -> PolicySet {
 /// A policy of webhooks `ids`, each with `extra` (YAML lines, indented
 /// four spaces) added.
 pub(super) fn policy_with(ids: &[&str], extra: &str) -> PolicySet {
-    let mut yaml = String::from("version: 1\nwebhooks:\n");
-    for id in ids {
-        yaml.push_str(&format!(
-            "  - id: {id}\n    url: https://{id}.example.com\n    secret: s\n    topics: [x]\n    timeout: 2s\n{extra}"
-        ));
-    }
-    PolicySet::parse(&yaml, "t", std::path::Path::new("."), &|_| None).expect("policy")
+    policy_of(ids.iter().map(|id| (*id, extra)))
 }
 
-/// A policy of webhooks `plain`, and `limited` ones with a rate limit.
-pub(super) fn policy_mixed(plain: &[&str], limited: &[&str]) -> PolicySet {
+/// A policy of the given webhooks, each with its extra YAML lines.
+pub(super) fn policy_of<'a>(hooks: impl IntoIterator<Item = (&'a str, &'a str)>) -> PolicySet {
     let mut yaml = String::from("version: 1\nwebhooks:\n");
-    for (id, extra) in plain
-        .iter()
-        .map(|id| (id, ""))
-        .chain(limited.iter().map(|id| (id, "    rate_limit: 100/s\n")))
-    {
+    for (id, extra) in hooks {
         yaml.push_str(&format!(
             "  - id: {id}\n    url: https://{id}.example.com\n    secret: s\n    topics: [x]\n    timeout: 2s\n{extra}"
         ));

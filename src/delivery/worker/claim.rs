@@ -13,14 +13,12 @@ use super::{Shared, attempt, control};
 use crate::metrics::SendPath;
 use crate::store::{Claimed, Wakeups, WebhookSlot};
 
-/// Sends `c` on a task of its own; the scheduler already counts it.
-pub(super) fn spawn_send(shared: &Arc<Shared>, c: Claimed, path: SendPath) {
-    shared.metrics.send_started(path);
-    let slot = SendSlot {
-        shared: shared.clone(),
-        webhook_id: c.webhook_id.clone(),
-    };
-    shared.sends.clone().spawn(async move {
+/// Sends `c` on a task of its own, in `slot` (which the scheduler already
+/// counts).
+pub(super) fn spawn_send(slot: SendSlot, c: Claimed, path: SendPath) {
+    slot.shared.metrics.send_started(path);
+    let tasks = slot.shared.sends.clone();
+    tasks.spawn(async move {
         let shared = &slot.shared;
         let outcome = tokio::select! {
             done = attempt::deliver(shared, c) => done,
@@ -36,11 +34,21 @@ pub(super) fn spawn_send(shared: &Arc<Shared>, c: Claimed, path: SendPath) {
     });
 }
 
-/// A send's slot: given back to the scheduler however the send task ends,
-/// a panic included.
-struct SendSlot {
+/// A send's slot, counted by the scheduler: given back when dropped —
+/// after its send, however the send task ends (a panic included), or unsent.
+pub(super) struct SendSlot {
     shared: Arc<Shared>,
-    webhook_id: String,
+    pub(super) webhook_id: String,
+}
+
+impl SendSlot {
+    /// A slot the scheduler has already counted for `webhook_id`.
+    pub(super) fn counted(shared: &Arc<Shared>, webhook_id: &str) -> Self {
+        Self {
+            shared: shared.clone(),
+            webhook_id: webhook_id.to_owned(),
+        }
+    }
 }
 
 impl Drop for SendSlot {
@@ -111,7 +119,7 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
                 tracing::warn!(delivery = %c.id, "the claim returned more rows than its limit; this one is rescued when its lease expires");
                 continue;
             }
-            spawn_send(shared, c, SendPath::Claim);
+            spawn_send(SendSlot::counted(shared, &c.webhook_id), c, SendPath::Claim);
         }
         if taken.full {
             continue;

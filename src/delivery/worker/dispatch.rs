@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Shared;
+use super::claim::{SendSlot, spawn_send};
 use crate::ingest::{Handoff, Reserved};
 use crate::metrics::SendPath;
 use crate::store::{Claimed, Lease};
@@ -27,15 +28,13 @@ impl std::fmt::Debug for Dispatcher {
 /// A send slot held for one new delivery until it is stored: sent with
 /// [`Reservation::send`], or given back when dropped.
 pub struct Reservation {
-    shared: Arc<Shared>,
-    webhook_id: String,
-    sent: bool,
+    slot: SendSlot,
 }
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reservation")
-            .field("webhook_id", &self.webhook_id)
+            .field("webhook_id", &self.slot.webhook_id)
             .finish_non_exhaustive()
     }
 }
@@ -57,9 +56,7 @@ impl Dispatcher {
             shared.clock.instant(),
         )?;
         let reservation = Reservation {
-            shared: shared.clone(),
-            webhook_id: webhook_id.to_owned(),
-            sent: false,
+            slot: SendSlot::counted(shared, webhook_id),
         };
         let lease = Lease {
             holder: shared.holder.clone(),
@@ -77,9 +74,8 @@ impl Dispatcher {
 
 impl Reservation {
     /// Sends `c`, the delivery stored under this reservation's lease.
-    pub fn send(mut self, c: Claimed) {
-        self.sent = true;
-        super::claim::spawn_send(&self.shared, c, SendPath::Ingest);
+    pub fn send(self, c: Claimed) {
+        spawn_send(self.slot, c, SendPath::Ingest);
     }
 }
 
@@ -97,15 +93,5 @@ impl Handoff for Dispatcher {
 impl Reserved for Reservation {
     fn send(self: Box<Self>, c: Claimed) {
         Reservation::send(*self, c);
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if !self.sent {
-            let now = self.shared.clock.instant();
-            self.shared.scheduler.finished(&self.webhook_id, now);
-            self.shared.slot_freed.notify_one();
-        }
     }
 }
