@@ -79,8 +79,9 @@ pub(crate) trait Queue {
     /// its delivery only if the delivery is still at that attempt
     /// (`in_flight` under it, or `pending` because the rescuer gave the
     /// lease up and nobody claimed it since); otherwise only the attempt row
-    /// is kept. Text from outside is made storable here.
-    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// is kept. Text from outside is made storable here. Returns how many
+    /// line heads it promoted (deliveries it made due).
+    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Gives a claimed delivery back untouched: nothing was sent, so no
     /// attempt is recorded and none of its budget is used. Due again after

@@ -116,6 +116,9 @@ pub(in crate::store) fn lines_of(events: &[NewEvent]) -> Vec<Line> {
 pub struct Stored<T> {
     pub outcomes: T,
     pub leased: Vec<Claimed>,
+    /// Some delivery was stored due and not leased: the facade wakes this
+    /// process's claim.
+    pub queued: bool,
 }
 
 /// What happened to one event of an ingest call.

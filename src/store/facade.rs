@@ -1,7 +1,11 @@
 //! The facade's capability methods: each picks the backend and calls its
-//! implementation of the trait in `contract`, after what is common to both
-//! (guards on empty input).
+//! implementation of the trait in `contract`, around what is common to both:
+//! guards on empty input, and this process's wake-ups (a write that made a
+//! delivery due wakes the local claim at once; the count of endpoint-state
+//! changes is bumped here). Waking other engines (PostgreSQL's `NOTIFY`)
+//! belongs to the write's transaction and stays in the backend.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +27,14 @@ macro_rules! dispatch {
 }
 
 impl Store {
+    /// Wakes this process's claim when `due`: the write made a delivery
+    /// due (stored due and not leased, promoted, rescued, replayed).
+    fn woken(&self, due: bool) {
+        if due {
+            self.local.wake.notify_one();
+        }
+    }
+
     // Each method below is documented on its capability trait in
     // `contract`, which both backends implement.
 
@@ -59,7 +71,9 @@ impl Store {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
-        dispatch!(self.insert_events(events, now))
+        let stored = dispatch!(self.insert_events(events, now))?;
+        self.woken(stored.queued);
+        Ok(stored)
     }
 
     pub async fn insert_independent(
@@ -67,7 +81,9 @@ impl Store {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
-        dispatch!(self.insert_independent(events, now))
+        let stored = dispatch!(self.insert_independent(events, now))?;
+        self.woken(stored.queued);
+        Ok(stored)
     }
 
     pub async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
@@ -96,7 +112,9 @@ impl Store {
         if done.is_empty() {
             return Ok(());
         }
-        dispatch!(self.complete(done, now))
+        let promoted = dispatch!(self.complete(done, now))?;
+        self.woken(promoted > 0);
+        Ok(())
     }
 
     pub async fn release(
@@ -109,7 +127,9 @@ impl Store {
     }
 
     pub async fn rescue_expired(&self) -> Result<u64, StoreError> {
-        dispatch!(self.rescue_expired())
+        let rescued = dispatch!(self.rescue_expired())?;
+        self.woken(rescued > 0);
+        Ok(rescued)
     }
 
     pub async fn replay(
@@ -118,7 +138,9 @@ impl Store {
         audit: Option<(&AuditRow, &NewEvent)>,
         now: DateTime<Utc>,
     ) -> Result<Option<ReplayResult>, StoreError> {
-        dispatch!(self.replay(id, audit, now))
+        let replayed = dispatch!(self.replay(id, audit, now))?;
+        self.woken(matches!(replayed, Some(ReplayResult::Replayed(_))));
+        Ok(replayed)
     }
 
     pub async fn replay_matching(
@@ -127,7 +149,9 @@ impl Store {
         audit: impl FnOnce(u64) -> (AuditRow, NewEvent),
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        dispatch!(self.replay_matching(filter, audit, now))
+        let count = dispatch!(self.replay_matching(filter, audit, now))?;
+        self.woken(count > 0);
+        Ok(count)
     }
 
     pub async fn next_due(&self, webhook_ids: &[&str]) -> Result<Option<Duration>, StoreError> {
@@ -195,7 +219,14 @@ impl Store {
         event: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<(EndpointState, bool), StoreError> {
-        dispatch!(self.set_endpoint_state(webhook, state, audit, event, now))
+        let (state, changed) =
+            dispatch!(self.set_endpoint_state(webhook, state, audit, event, now))?;
+        if changed {
+            // Enabling makes the webhook's pending deliveries claimable.
+            self.local.endpoint_version.fetch_add(1, Ordering::Relaxed);
+            self.woken(true);
+        }
+        Ok((state, changed))
     }
 
     pub async fn failing_for(
@@ -238,7 +269,10 @@ impl Store {
         idempotency: Option<&IdempotencyRecord>,
         now: DateTime<Utc>,
     ) -> Result<CommandStored, StoreError> {
-        dispatch!(self.accept_command(cmd, audit, audit_event, signature, idempotency, now))
+        let stored =
+            dispatch!(self.accept_command(cmd, audit, audit_event, signature, idempotency, now))?;
+        self.woken(matches!(stored, CommandStored::Accepted));
+        Ok(stored)
     }
 
     pub async fn record_audit(
@@ -247,7 +281,10 @@ impl Store {
         event: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        dispatch!(self.record_audit(audit, event, now))
+        dispatch!(self.record_audit(audit, event, now))?;
+        // Its event may have deliveries.
+        self.woken(true);
+        Ok(())
     }
 
     pub async fn purge_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -17,6 +17,7 @@ mod endpoints;
 mod error;
 mod events;
 mod facade;
+mod health;
 mod inbound;
 mod lines;
 mod postgres;
@@ -50,9 +51,9 @@ pub use queue::{AttemptRecord, Claimed, Completion, ReplayFilter, ReplayResult, 
 pub use rate::Grant;
 pub use rejects::{NewReject, REJECT_VALUE_BYTES, RejectRow};
 
-/// What every backend shares within this process: the wake-up of local
-/// workers after a local write, and the count of local endpoint-state
-/// changes.
+/// What the facade keeps for this process, whichever backend runs: the
+/// wake-up of local workers after a local write, and the count of local
+/// endpoint-state changes.
 #[derive(Debug, Default)]
 struct Local {
     /// Wakes this process's workers at once after a local ingest; other
@@ -111,11 +112,7 @@ impl Store {
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let local = Arc::<Local>::default();
         Ok(Self {
-            backend: Backend::Postgres(postgres::Pg::connect_lazy(
-                url,
-                max_connections,
-                local.clone(),
-            )?),
+            backend: Backend::Postgres(postgres::Pg::connect_lazy(url, max_connections)?),
             local,
         })
     }
@@ -124,7 +121,7 @@ impl Store {
     pub fn from_pool(pool: PgPool) -> Self {
         let local = Arc::<Local>::default();
         Self {
-            backend: Backend::Postgres(postgres::Pg::new(pool, local.clone())),
+            backend: Backend::Postgres(postgres::Pg::new(pool)),
             local,
         }
     }
@@ -134,7 +131,7 @@ impl Store {
     pub async fn open_sqlite(path: &std::path::Path) -> Result<Self, OpenError> {
         let local = Arc::<Local>::default();
         Ok(Self {
-            backend: Backend::Sqlite(sqlite::Lite::open(path, local.clone()).await?),
+            backend: Backend::Sqlite(sqlite::Lite::open(path).await?),
             local,
         })
     }

@@ -49,6 +49,8 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub id: Uuid,
+    /// The delivery's webhook: its health counts this attempt.
+    pub webhook_id: String,
     pub attempt: i32,
     /// `Succeeded`, `Pending` (retry after `retry_in`) or `Dead`.
     pub state: DeliveryState,
@@ -61,6 +63,17 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The delivery's `last_error`: the error's kind, then its text if it
+    /// has one (`timeout: …`); `None` for a success. Both stores write this
+    /// value as it is.
+    pub fn last_error(&self) -> Option<String> {
+        let kind = self.record.error_kind?;
+        Some(match self.record.error.as_deref() {
+            Some(e) => format!("{kind}: {}", storable(e)),
+            None => kind.to_owned(),
+        })
+    }
+
     /// The same outcome with the details from outside (error text, response
     /// body) replaced by why they could not be stored: the fallback when a
     /// row is refused, so the outcome itself is never lost.

@@ -71,6 +71,7 @@ fn done(id: Uuid, attempt: i32, state: DeliveryState) -> Completion {
     let ok = state == DeliveryState::Succeeded;
     Completion {
         id,
+        webhook_id: "h".into(),
         attempt,
         state,
         retry_in: (state == DeliveryState::Pending).then_some(Duration::from_secs(60)),

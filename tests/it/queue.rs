@@ -53,6 +53,7 @@ async fn claim(store: &Store, lease: Duration) -> Vec<Claimed> {
 fn outcome(id: Uuid, attempt: i32, state: DeliveryState, body: &str) -> Completion {
     Completion {
         id,
+        webhook_id: "h".into(),
         attempt,
         state,
         retry_in: (state == DeliveryState::Pending).then_some(Duration::from_secs(60)),

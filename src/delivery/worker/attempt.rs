@@ -137,6 +137,7 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
     );
     Some(Completion {
         id: c.id,
+        webhook_id: c.webhook_id.clone(),
         attempt: c.attempt,
         state: next.state,
         retry_in: next.retry_in,

@@ -4,7 +4,6 @@
 //! policy reloads because it lives here, not in the file.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
@@ -149,8 +148,6 @@ impl Endpoints for Pg {
         // every engine.
         super::queue::notify(&mut tx).await?;
         tx.commit().await?;
-        self.local.endpoint_version.fetch_add(1, Ordering::Relaxed);
-        self.local.wake.notify_one();
         Ok((state.clone(), true))
     }
 

@@ -252,12 +252,10 @@ impl Events for Pg {
             (written, outcomes)
         };
         conn.done();
-        if written.queued {
-            self.local.wake.notify_one();
-        }
         Ok(Stored {
             outcomes,
             leased: written.leased,
+            queued: written.queued,
         })
     }
 
@@ -278,9 +276,6 @@ impl Events for Pg {
             tx.commit().await?;
             written
         };
-        if written.queued {
-            self.local.wake.notify_one();
-        }
         // Only ids not inserted are looked up. Should that fail, the
         // leased deliveries are committed but not handed back: they are
         // sent after their lease expires, by whichever engine rescues them.
@@ -290,6 +285,7 @@ impl Events for Pg {
         Ok(Stored {
             outcomes,
             leased: written.leased,
+            queued: written.queued,
         })
     }
 

@@ -132,7 +132,6 @@ impl Audit for Pg {
         .await?;
         insert_audit(&mut tx, audit, audit_event).await?;
         tx.commit().await?;
-        self.local.wake.notify_one();
         Ok(CommandStored::Accepted)
     }
 
@@ -147,7 +146,6 @@ impl Audit for Pg {
         insert_statement(&mut tx, std::slice::from_ref(event), now).await?;
         insert_audit(&mut tx, audit, event).await?;
         tx.commit().await?;
-        self.local.wake.notify_one();
         Ok(())
     }
 

@@ -23,7 +23,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
-use super::{Local, StoreError};
+use super::StoreError;
 use crate::store::contract::Lifecycle;
 
 /// Channel the ingest transaction notifies on commit; workers LISTEN on it.
@@ -32,22 +32,17 @@ const WAKE_CHANNEL: &str = "aion_deliveries";
 #[derive(Debug, Clone)]
 pub(super) struct Pg {
     pool: PgPool,
-    local: Arc<Local>,
     /// Connections kept between the delivery path's statements.
     hot: Arc<hot::Hot>,
 }
 
 impl Pg {
-    pub(super) fn new(pool: PgPool, local: Arc<Local>) -> Self {
+    pub(super) fn new(pool: PgPool) -> Self {
         let hot = Arc::new(hot::Hot::for_pool(&pool));
-        Self { pool, local, hot }
+        Self { pool, hot }
     }
 
-    pub(super) fn connect_lazy(
-        url: &str,
-        max_connections: u32,
-        local: Arc<Local>,
-    ) -> Result<Self, StoreError> {
+    pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let mut options: PgConnectOptions = url.parse()?;
         // Operators (and tests) tell the engine's sessions apart in
         // `pg_stat_activity`; a name in the URL wins.
@@ -61,7 +56,7 @@ impl Pg {
             .test_before_acquire(false)
             .before_acquire(hot::check_if_idle)
             .connect_lazy_with(options);
-        Ok(Self::new(pool, local))
+        Ok(Self::new(pool))
     }
 
     pub(super) fn describe(&self) -> String {

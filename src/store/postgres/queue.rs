@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::lines::{lock_query, promote, settle};
 use super::{Pg, WAKE_CHANNEL};
 use crate::store::contract::Queue;
+use crate::store::health::tally;
 use crate::store::queue::lines_from;
 use crate::store::{Claimed, Completion, StoreError, WebhookSlot, clamp_i32, millis, storable};
 
@@ -138,10 +139,11 @@ impl Queue for Pg {
     ///
     /// Text from outside (error details, response bodies) is made storable
     /// here ([`storable`]), so no receiver's bytes can fail the batch.
-    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<u64, StoreError> {
         if done.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
+        let tallies = tally(done);
         // Rows are locked in id order, so two batches never wait on each other in a cycle.
         let mut done: Vec<&Completion> = done.iter().collect();
         done.sort_by_key(|c| (c.id, c.attempt));
@@ -163,6 +165,11 @@ impl Queue for Pg {
             .iter()
             .map(|c| c.record.error.as_deref().map(storable))
             .collect();
+        let last_errors: Vec<Option<String>> = done.iter().map(|c| c.last_error()).collect();
+        let tally_ids: Vec<&str> = tallies.iter().map(|t| t.webhook_id.as_str()).collect();
+        let tally_ok: Vec<i64> = tallies.iter().map(|t| t.succeeded).collect();
+        let tally_failed: Vec<i64> = tallies.iter().map(|t| t.failed).collect();
+        let tally_kinds: Vec<Option<&str>> = tallies.iter().map(|t| t.error_kind).collect();
         let bodies: Vec<Option<std::borrow::Cow<'_, str>>> = done
             .iter()
             .map(|c| c.record.response_body.as_deref().map(storable))
@@ -186,24 +193,25 @@ impl Queue for Pg {
                                         ELSE now() + u.retry_ms * interval '1 millisecond' END,
                  lease_expires_at = NULL, leased_by = NULL,
                  last_status = u.status,
-                 last_error = COALESCE(u.kind || COALESCE(': ' || u.error, ''), NULL),
+                 last_error = u.last_error,
                  updated_at = $8,
                  completed_at = CASE WHEN u.state IN ('succeeded', 'dead') THEN $8 END
-             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::text[])
-                  AS u(id, attempt, state, retry_ms, status, kind, error)
+             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $12::text[])
+                  AS u(id, attempt, state, retry_ms, status, kind, last_error)
              WHERE d.id = ANY($1) AND d.id = u.id AND d.attempts = u.attempt
                AND (d.state = 'in_flight' OR (d.state = 'pending' AND d.leased_by IS NULL))
-             RETURNING d.webhook_id, u.kind, d.order_key, d.state
+             RETURNING d.webhook_id, d.order_key, d.state
+             ), tallies AS (
+                 SELECT * FROM unnest($13::text[], $14::bigint[], $15::bigint[], $16::text[])
+                          AS t(w, ok, failed, kind)
              ), health AS (
                  INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind,
                                                   failing_since, failures_since_success)
-                 SELECT webhook_id,
-                        CASE WHEN bool_or(kind IS NULL) THEN $8::timestamptz END,
-                        CASE WHEN bool_or(kind IS NOT NULL) THEN $8::timestamptz END,
-                        max(kind),
-                        CASE WHEN bool_or(kind IS NULL) THEN NULL ELSE $8::timestamptz END,
-                        CASE WHEN bool_or(kind IS NULL) THEN 0 ELSE count(*) END
-                 FROM moved GROUP BY webhook_id ORDER BY webhook_id
+                 SELECT w, CASE WHEN ok > 0 THEN $8::timestamptz END,
+                        CASE WHEN failed > 0 THEN $8::timestamptz END, kind,
+                        CASE WHEN ok > 0 THEN NULL ELSE $8::timestamptz END,
+                        CASE WHEN ok > 0 THEN 0 ELSE failed END
+                 FROM tallies ORDER BY w
                  ON CONFLICT (webhook_id) DO UPDATE SET
                      last_success_at = COALESCE(EXCLUDED.last_success_at, h.last_success_at),
                      last_failure_at = COALESCE(EXCLUDED.last_failure_at, h.last_failure_at),
@@ -217,9 +225,7 @@ impl Queue for Pg {
                  RETURNING 1
              ), minutes AS (
                  INSERT INTO webhook_minutes AS m (webhook_id, minute, succeeded, failed)
-                 SELECT webhook_id, date_trunc('minute', $8::timestamptz),
-                        count(*) FILTER (WHERE kind IS NULL), count(*) FILTER (WHERE kind IS NOT NULL)
-                 FROM moved GROUP BY webhook_id ORDER BY webhook_id
+                 SELECT w, date_trunc('minute', $8::timestamptz), ok, failed FROM tallies ORDER BY w
                  ON CONFLICT (webhook_id, minute) DO UPDATE SET
                      succeeded = m.succeeded + EXCLUDED.succeeded, failed = m.failed + EXCLUDED.failed
                  RETURNING 1
@@ -241,7 +247,12 @@ impl Queue for Pg {
             .bind(now)
             .bind(&started)
             .bind(&durations)
-            .bind(&bodies);
+            .bind(&bodies)
+            .bind(&last_errors)
+            .bind(&tally_ids)
+            .bind(&tally_ok)
+            .bind(&tally_failed)
+            .bind(&tally_kinds);
         let mut conn = self.hot.take(&self.pool).await?;
         let promoted = if done.iter().any(|c| c.in_line) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -264,10 +275,7 @@ impl Queue for Pg {
             }
         };
         conn.done();
-        if promoted > 0 {
-            self.local.wake.notify_one();
-        }
-        Ok(())
+        Ok(promoted)
     }
 
     /// Gives a claimed delivery back untouched: nothing was sent (its webhook

@@ -52,7 +52,6 @@ impl Replay for Pg {
         }
         notify(&mut tx).await?;
         tx.commit().await?;
-        self.local.wake.notify_one();
         Ok(Some(ReplayResult::Replayed(state)))
     }
 
@@ -95,9 +94,6 @@ impl Replay for Pg {
             notify(&mut tx).await?;
         }
         tx.commit().await?;
-        if count > 0 {
-            self.local.wake.notify_one();
-        }
         Ok(count)
     }
 }

@@ -9,7 +9,6 @@ use crate::store::{
 };
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 impl Endpoints for Lite {
     async fn endpoint_states(&self) -> Result<HashMap<String, EndpointState>, StoreError> {
@@ -120,8 +119,6 @@ impl Endpoints for Lite {
         audited(&mut tx, row, audit_event, now).await?;
         super::events::insert_rows(&mut tx, std::slice::from_ref(event), now).await?;
         tx.commit().await?;
-        self.local.endpoint_version.fetch_add(1, Ordering::Relaxed);
-        self.local.wake.notify_one();
         Ok((state.clone(), true))
     }
 

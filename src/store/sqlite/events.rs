@@ -198,12 +198,10 @@ impl Events for Lite {
         // A conflict returns before the commit: the whole call rolls back.
         let outcomes = all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
         tx.commit().await?;
-        if written.queued {
-            self.local.wake.notify_one();
-        }
         Ok(Stored {
             outcomes,
             leased: written.leased,
+            queued: written.queued,
         })
     }
 
@@ -216,12 +214,10 @@ impl Events for Lite {
         let written = insert_rows(&mut tx, events, now).await?;
         let stored = stored_content(&mut tx, events, &written.events).await?;
         tx.commit().await?;
-        if written.queued {
-            self.local.wake.notify_one();
-        }
         Ok(Stored {
             outcomes: outcomes_of(events, &written.events, stored).await,
             leased: written.leased,
+            queued: written.queued,
         })
     }
 

@@ -106,7 +106,6 @@ impl Audit for Lite {
         .await?;
         insert_audit(&mut tx, audit, audit_event).await?;
         tx.commit().await?;
-        self.local.wake.notify_one();
         Ok(CommandStored::Accepted)
     }
 
@@ -120,7 +119,6 @@ impl Audit for Lite {
         insert_rows(&mut tx, std::slice::from_ref(event), now).await?;
         insert_audit(&mut tx, audit, event).await?;
         tx.commit().await?;
-        self.local.wake.notify_one();
         Ok(())
     }
 

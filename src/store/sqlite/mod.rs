@@ -36,7 +36,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Local, OpenError, StoreError};
+use super::{OpenError, StoreError};
 use crate::store::contract::Lifecycle;
 
 /// The path in a `sqlite://PATH` or `sqlite:PATH` URL (query options
@@ -54,13 +54,12 @@ pub(super) struct Lite {
     write: SqlitePool,
     read: SqlitePool,
     path: PathBuf,
-    local: Arc<Local>,
     /// Held (locked) for the life of the process.
     _lock: Arc<std::fs::File>,
 }
 
 impl Lite {
-    pub(super) async fn open(path: &Path, local: Arc<Local>) -> Result<Self, OpenError> {
+    pub(super) async fn open(path: &Path) -> Result<Self, OpenError> {
         let unusable = |reason: String| OpenError::File {
             path: path.display().to_string(),
             reason,
@@ -112,7 +111,6 @@ impl Lite {
             write,
             read,
             path: path.to_owned(),
-            local,
             _lock: Arc::new(lock),
         })
     }

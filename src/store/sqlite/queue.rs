@@ -3,7 +3,7 @@
 //! single write connection, so a claim never races another claim, a
 //! completion or the rescuer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::events::{insert_audit, insert_rows, promote};
 use super::{Lite, after, ms, now_ms};
 use crate::store::contract::Queue;
+use crate::store::health::tally;
 use crate::store::queue::lines_from;
 use crate::store::{
     AuditRow, Claimed, Completion, NewEvent, StoreError, WebhookSlot, clamp_i32, storable,
@@ -121,11 +122,9 @@ impl Queue for Lite {
         Ok(claimed)
     }
 
-    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<u64, StoreError> {
         let (at, clock) = (ms(now), now_ms());
         let mut tx = self.write.begin().await?;
-        // Per webhook: (successes, failures, last error kind).
-        let mut health: BTreeMap<String, (i64, i64, Option<&str>)> = BTreeMap::new();
         let mut finished = Vec::new();
         for chunk in super::shaped(done, super::ROWS_PER_STATEMENT) {
             let mut attempts = QueryBuilder::<Sqlite>::new(
@@ -154,16 +153,12 @@ impl Queue for Lite {
             );
             update.push_values(chunk, |mut row, c| {
                 let r = &c.record;
-                let error = r.error.as_deref().map(storable);
                 row.push_bind(c.id)
                     .push_bind(c.attempt)
                     .push_bind(c.state.as_str())
                     .push_bind(c.retry_in.map(|d| after(clock, d)))
                     .push_bind(r.status.map(i32::from))
-                    .push_bind(r.error_kind.map(|kind| match &error {
-                        Some(e) => format!("{kind}: {e}"),
-                        None => kind.to_owned(),
-                    }))
+                    .push_bind(c.last_error())
                     .push_bind(c.state.is_final());
             });
             update
@@ -183,33 +178,19 @@ impl Queue for Lite {
                      WHERE deliveries.id = u.id AND deliveries.attempts = u.attempt
                        AND (deliveries.state = 'in_flight'
                             OR (deliveries.state = 'pending' AND deliveries.leased_by IS NULL))
-                     RETURNING deliveries.id, deliveries.attempts, deliveries.webhook_id, deliveries.order_key",
+                     RETURNING deliveries.webhook_id, deliveries.order_key, deliveries.state IN ('succeeded', 'dead')",
                 );
-            let moved: Vec<(Uuid, i32, String, Option<String>)> =
+            let moved: Vec<(String, Option<String>, bool)> =
                 update.build_query_as().fetch_all(&mut *tx).await?;
-            // The row's attempt is the outcome's (the update matched on it).
-            let by_attempt: HashMap<(Uuid, i32), &Completion> =
-                chunk.iter().map(|c| ((c.id, c.attempt), c)).collect();
-            for (id, attempt, webhook_id, key) in moved {
-                let Some(c) = by_attempt.get(&(id, attempt)) else {
-                    continue;
-                };
-                let entry = health.entry(webhook_id.clone()).or_default();
-                match c.record.error_kind {
-                    None => entry.0 += 1,
-                    Some(kind) => {
-                        entry.1 += 1;
-                        entry.2 = entry.2.max(Some(kind));
-                    }
-                }
-                if c.state.is_final() {
-                    finished.push((webhook_id, key));
-                }
-            }
+            finished.extend(
+                moved
+                    .into_iter()
+                    .filter(|(_, _, ends)| *ends)
+                    .map(|(webhook_id, key, _)| (webhook_id, key)),
+            );
         }
         let minute = at - at.rem_euclid(60_000);
-        for (webhook_id, (ok, failed, kind)) in &health {
-            let success = *ok > 0;
+        for t in tally(done) {
             sqlx::query(
                 "INSERT INTO webhook_health AS h (webhook_id, last_success_at, last_failure_at, last_error_kind,
                                                   failing_since, failures_since_success)
@@ -222,11 +203,11 @@ impl Queue for Lite {
                      failing_since = CASE WHEN ?2 THEN NULL ELSE COALESCE(h.failing_since, excluded.failing_since) END,
                      failures_since_success = CASE WHEN ?2 THEN 0 ELSE h.failures_since_success + ?3 END",
             )
-            .bind(webhook_id)
-            .bind(success)
-            .bind(failed)
+            .bind(&t.webhook_id)
+            .bind(t.recovered())
+            .bind(t.failed)
             .bind(at)
-            .bind(kind)
+            .bind(t.error_kind)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -234,19 +215,16 @@ impl Queue for Lite {
                  ON CONFLICT (webhook_id, minute) DO UPDATE SET
                      succeeded = m.succeeded + excluded.succeeded, failed = m.failed + excluded.failed",
             )
-            .bind(webhook_id)
+            .bind(&t.webhook_id)
             .bind(minute)
-            .bind(ok)
-            .bind(failed)
+            .bind(t.succeeded)
+            .bind(t.failed)
             .execute(&mut *tx)
             .await?;
         }
         let promoted = promote(&mut tx, &lines_from(finished)).await?;
         tx.commit().await?;
-        if promoted > 0 {
-            self.local.wake.notify_one();
-        }
-        Ok(())
+        Ok(promoted)
     }
 
     async fn release(
@@ -299,9 +277,6 @@ impl Queue for Lite {
             .await?;
         }
         tx.commit().await?;
-        if !rescued.is_empty() {
-            self.local.wake.notify_one();
-        }
         Ok(rescued.len() as u64)
     }
 

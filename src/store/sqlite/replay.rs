@@ -46,7 +46,6 @@ impl Replay for Lite {
             audited(&mut tx, row, event, now).await?;
         }
         tx.commit().await?;
-        self.local.wake.notify_one();
         Ok(Some(ReplayResult::Replayed(state)))
     }
 
@@ -82,9 +81,6 @@ impl Replay for Lite {
         let (row, event) = audit(count);
         audited(&mut tx, &row, &event, now).await?;
         tx.commit().await?;
-        if count > 0 {
-            self.local.wake.notify_one();
-        }
         Ok(count)
     }
 }
