@@ -15,7 +15,9 @@
 //!   the claim may fill until [`Scheduler::claimed`] or
 //!   [`Scheduler::cancel_claim`];
 //! - [`Scheduler::reserve`]: whether a new delivery may be sent at once, by
-//!   the engine that accepted it, without a claim;
+//!   the engine that accepted it, without a claim — or, when only its
+//!   webhook's limit is in the way, [`Scheduler::promise`]: held in memory
+//!   and sent as soon as the limit has room (`line`);
 //! - [`Scheduler::observe`]: what an attempt's answer says about its
 //!   endpoint.
 //!
@@ -28,9 +30,11 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub mod adaptive;
+mod line;
 mod rooms;
 mod state;
 
+pub use line::{HOLD_FOR, Pumped};
 pub use state::{AppliedState, CHORE_EVERY, Chore};
 use state::{is_paused, restart_if_idle};
 
@@ -105,6 +109,10 @@ struct Book {
     closed: bool,
     /// The store's endpoint-state version last applied.
     applied: Option<u64>,
+    /// Deliveries held until their webhook has room (`line`), by webhook.
+    lines: HashMap<String, line::Line>,
+    /// Held and promised, all webhooks together.
+    lined: u32,
 }
 
 /// The scheduler; see the module documentation.
@@ -159,18 +167,22 @@ impl Scheduler {
             .collect();
         let candidates: Vec<Candidate> = enabled
             .iter()
-            .map(|w| match book.hooks.get_mut(w.id.as_str()) {
-                Some(h) => Candidate {
-                    used: {
-                        restart_if_idle(h, now);
-                        h.in_flight
+            .map(|w| {
+                // Held deliveries are ahead of the webhook's queue.
+                let held = book.lines.get(w.id.as_str()).map_or(0, line::Line::len);
+                match book.hooks.get_mut(w.id.as_str()) {
+                    Some(h) => Candidate {
+                        used: {
+                            restart_if_idle(h, now);
+                            h.in_flight.saturating_add(held)
+                        },
+                        limit: h.limit.current(self.ceiling(w)),
                     },
-                    limit: h.limit.current(self.ceiling(w)),
-                },
-                None => Candidate {
-                    used: 0,
-                    limit: self.initial(w),
-                },
+                    None => Candidate {
+                        used: held,
+                        limit: self.initial(w),
+                    },
+                }
             })
             .collect();
         let rooms = rooms::rooms(self.limits.max_in_flight, free, enabled.len(), &candidates);
@@ -246,7 +258,8 @@ impl Scheduler {
     /// disabled or paused, under its adaptive limit and fair share, a free
     /// engine slot), it has no rate limit (its tokens are the claim's), and
     /// it had nothing due at the last claim — a new event never overtakes a
-    /// backlog. Counted as in flight until [`Scheduler::finished`].
+    /// backlog, nor a held delivery. Counted as in flight until
+    /// [`Scheduler::finished`].
     pub fn reserve(
         &self,
         policy: &PolicySet,
@@ -256,13 +269,9 @@ impl Scheduler {
     ) -> Option<Duration> {
         let w = policy.webhook(webhook)?;
         let mut book = self.book();
-        if book.closed
-            || book.applied != Some(endpoint_version)
-            || !w.enabled
-            || w.rate_limit.is_some()
-            || book.disabled.contains(webhook)
-            || is_paused(&book.paused, webhook, now)
+        if !self.open_for(&book, policy, webhook, endpoint_version, now)
             || self.free(&book) == 0
+            || book.lines.contains_key(webhook)
         {
             return None;
         }
@@ -276,6 +285,27 @@ impl Scheduler {
         }
         self.start(&mut book, policy, webhook, now);
         Some(w.timeout + self.limits.lease_margin)
+    }
+
+    /// Whether a new delivery to `webhook` may skip the claim at all: not
+    /// shut down, the store's endpoint states up to date, enabled, not
+    /// disabled or paused, and no rate limit (its tokens are the claim's).
+    fn open_for(
+        &self,
+        book: &Book,
+        policy: &PolicySet,
+        webhook: &str,
+        endpoint_version: u64,
+        now: Instant,
+    ) -> bool {
+        policy.webhook(webhook).is_some_and(|w| {
+            w.enabled
+                && w.rate_limit.is_none()
+                && !book.closed
+                && book.applied == Some(endpoint_version)
+                && !book.disabled.contains(webhook)
+                && !is_paused(&book.paused, webhook, now)
+        })
     }
 
     /// Counts one send to `webhook` as started.
@@ -375,6 +405,8 @@ impl Scheduler {
     }
 }
 
+#[cfg(test)]
+mod line_tests;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

@@ -51,7 +51,8 @@ pub struct WorkerConfig {
     /// Sends in flight at once to one webhook.
     pub max_in_flight_per_webhook: u32,
     /// Where a webhook's concurrency starts (slow start), unless its policy
-    /// says `initial_in_flight`; `u32::MAX` (the default) = at its ceiling.
+    /// says `initial_in_flight` (default 8; `u32::MAX` = at its ceiling, no
+    /// slow start).
     pub initial_in_flight: u32,
     /// Most deliveries taken by one claim.
     pub claim_batch: u32,
@@ -115,7 +116,7 @@ impl Default for WorkerConfig {
             // tool's fan-out scenario fell to 0.43x (every webhook left to
             // the claim from its first moments, never caught up); see
             // docs/src/operations/endpoint-state.md.
-            initial_in_flight: u32::MAX,
+            initial_in_flight: 8,
             claim_batch: 256,
             poll_interval: Duration::from_secs(1),
             claim_debounce: Duration::from_millis(2),
@@ -243,6 +244,9 @@ impl Worker {
         claim::run(&shared, &shutdown).await;
         shared.primed.cancel();
         shared.scheduler.close();
+        // Held deliveries go back to the queue, due now, for whichever
+        // engine runs next.
+        dispatch::hand_back(&shared, shared.scheduler.drain()).await;
 
         shared.sends.close();
         if tokio::time::timeout(shared.cfg.shutdown_grace, shared.sends.wait())

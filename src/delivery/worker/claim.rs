@@ -53,9 +53,13 @@ impl SendSlot {
 
 impl Drop for SendSlot {
     fn drop(&mut self) {
-        let now = self.shared.clock.instant();
-        self.shared.scheduler.finished(&self.webhook_id, now);
-        self.shared.slot_freed.notify_one();
+        let shared = &self.shared;
+        let now = shared.clock.instant();
+        shared.scheduler.finished(&self.webhook_id, now);
+        // Held deliveries first: they are ahead of the queue.
+        let pumped = shared.scheduler.pump(&shared.policy.load(), now);
+        super::dispatch::run_pumped(shared, pumped);
+        shared.slot_freed.notify_one();
     }
 }
 
@@ -66,6 +70,11 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
     let mut states = control::StateRefresh::default();
     while !shutdown.is_cancelled() {
         states.refresh(shared).await;
+        // Held deliveries whose pause ended, or held too long.
+        let pumped = shared
+            .scheduler
+            .pump(&shared.policy.load(), shared.clock.instant());
+        super::dispatch::run_pumped(shared, pumped);
         if wakeups.is_none() {
             // Interest is registered before the claim, so no notify is missed.
             wakeups = shared.store.wakeups().await.ok();

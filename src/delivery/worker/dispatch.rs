@@ -1,12 +1,19 @@
 //! Ingest's hand-off: a delivery that may be sent now is leased to this
 //! engine in the transaction that stores it and sent as soon as that
 //! commits — no wake-up, no claim, no second round trip. Whether it may go
-//! is the scheduler's call ([`Scheduler::reserve`](crate::delivery::scheduler::Scheduler::reserve)).
+//! is the scheduler's call ([`Scheduler::reserve`]); one whose webhook is
+//! only at its limit is held in memory and sent when the limit has room
+//! ([`Scheduler::promise`], the scheduler's `line`).
+//!
+//! [`Scheduler::reserve`]: crate::delivery::scheduler::Scheduler::reserve
+//! [`Scheduler::promise`]: crate::delivery::scheduler::Scheduler::promise
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Shared;
 use super::claim::{SendSlot, spawn_send};
+use crate::delivery::scheduler::Pumped;
 use crate::ingest::{Handoff, Reserved};
 use crate::metrics::SendPath;
 use crate::store::{Claimed, Lease};
@@ -25,17 +32,69 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
-/// A send slot held for one new delivery until it is stored: sent with
-/// [`Reservation::send`], or given back when dropped.
-pub struct Reservation {
-    slot: SendSlot,
+/// A send slot (or a hold) for one new delivery until it is stored: sent
+/// (or held) with [`Reservation::send`], or given back when dropped.
+pub struct Reservation(Kind);
+
+enum Kind {
+    Now(SendSlot),
+    Held(Promise),
+}
+
+/// A hold the scheduler promised; given back when dropped unused.
+struct Promise {
+    shared: Arc<Shared>,
+    webhook_id: String,
+    used: bool,
+}
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        if !self.used {
+            self.shared.scheduler.unpromise(&self.webhook_id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (webhook_id, held) = match &self.0 {
+            Kind::Now(slot) => (&slot.webhook_id, false),
+            Kind::Held(p) => (&p.webhook_id, true),
+        };
         f.debug_struct("Reservation")
-            .field("webhook_id", &self.slot.webhook_id)
+            .field("webhook_id", webhook_id)
+            .field("held", &held)
             .finish_non_exhaustive()
+    }
+}
+
+/// Starts what the scheduler let go (each already counted in flight) and
+/// hands back to the queue what it held too long or at shutdown: pending
+/// again, due now, the attempt not counted.
+pub(super) fn run_pumped(shared: &Arc<Shared>, pumped: Pumped) {
+    for c in pumped.start {
+        spawn_send(
+            SendSlot::counted(shared, &c.webhook_id),
+            c,
+            SendPath::Ingest,
+        );
+    }
+    if !pumped.hand_back.is_empty() {
+        let owner = shared.clone();
+        shared.sends.spawn(async move {
+            hand_back(&owner, pumped.hand_back).await;
+        });
+    }
+}
+
+/// Puts held deliveries back in the queue, due now. One that fails stays
+/// leased and is rescued when its lease expires.
+pub(super) async fn hand_back(shared: &Shared, held: Vec<Claimed>) {
+    for c in held {
+        if let Err(e) = shared.store.release(c.id, c.attempt, Duration::ZERO).await {
+            tracing::warn!(delivery = %c.id, error = %e, "a held delivery could not be handed back; it is rescued when its lease expires");
+        }
     }
 }
 
@@ -49,15 +108,26 @@ impl Dispatcher {
     /// leaves deliveries that join a line alone.
     pub fn reserve(&self, webhook_id: &str) -> Option<(Reservation, Lease)> {
         let shared = &self.shared;
-        let length = shared.scheduler.reserve(
-            &shared.policy.load(),
-            webhook_id,
-            shared.store.endpoint_version(),
-            shared.clock.instant(),
-        )?;
-        let reservation = Reservation {
-            slot: SendSlot::counted(shared, webhook_id),
-        };
+        let policy = shared.policy.load();
+        let (version, now) = (shared.store.endpoint_version(), shared.clock.instant());
+        let (reservation, length) =
+            match shared.scheduler.reserve(&policy, webhook_id, version, now) {
+                Some(length) => (
+                    Reservation(Kind::Now(SendSlot::counted(shared, webhook_id))),
+                    length,
+                ),
+                None => {
+                    let length = shared
+                        .scheduler
+                        .promise(&policy, webhook_id, version, now)?;
+                    let promise = Promise {
+                        shared: shared.clone(),
+                        webhook_id: webhook_id.to_owned(),
+                        used: false,
+                    };
+                    (Reservation(Kind::Held(promise)), length)
+                }
+            };
         let lease = Lease {
             holder: shared.holder.clone(),
             length,
@@ -73,9 +143,21 @@ impl Dispatcher {
 }
 
 impl Reservation {
-    /// Sends `c`, the delivery stored under this reservation's lease.
+    /// Sends `c`, the delivery stored under this reservation's lease (or
+    /// holds it until its webhook has room).
     pub fn send(self, c: Claimed) {
-        spawn_send(self.slot, c, SendPath::Ingest);
+        match self.0 {
+            Kind::Now(slot) => spawn_send(slot, c, SendPath::Ingest),
+            Kind::Held(mut promise) => {
+                promise.used = true;
+                let shared = &promise.shared;
+                let pumped =
+                    shared
+                        .scheduler
+                        .hold(&shared.policy.load(), c, shared.clock.instant());
+                run_pumped(shared, pumped);
+            }
+        }
     }
 }
 
