@@ -28,8 +28,11 @@ use crate::reload::Reloader;
 use crate::store::{Store, StoreKind};
 use crate::telemetry::Telemetry;
 
+mod meters;
+
 /// Everything `serve` needs.
 pub use crate::config::Config;
+pub use meters::Meters;
 
 /// Longest `run` waits for the background tasks once everything else
 /// stopped.
@@ -46,6 +49,7 @@ pub struct App {
     /// The delivery worker, unless `run_workers` is off.
     worker: Option<worker::Worker>,
     config: Config,
+    meters: Meters,
 }
 
 impl App {
@@ -75,7 +79,7 @@ impl App {
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let meters = Meters::default();
         let telemetry = match &config.otlp {
             Some(otlp) => Telemetry::start(otlp).map_err(|e| anyhow::anyhow!(e))?,
             None => Telemetry::off(),
@@ -84,14 +88,14 @@ impl App {
             config.policy_path.clone(),
             policy.clone(),
             store.clone(),
-            metrics.clone(),
+            meters.reload.clone(),
         ));
         let worker = config.run_workers.then(|| {
             worker::Worker::new(
                 store.clone(),
                 policy.clone(),
                 sender,
-                metrics.clone(),
+                meters.delivery.clone(),
                 config.worker.clone(),
                 telemetry.clone(),
             )
@@ -103,14 +107,17 @@ impl App {
             store.clone(),
             config.ingest_writers,
             dispatcher,
-            metrics.clone(),
+            meters.ingest.clone(),
         );
         let state = AppState {
             store: store.clone(),
             reloader,
             policy,
             limits: config.limits,
-            metrics,
+            metrics: meters.engine.clone(),
+            http_meters: meters.http.clone(),
+            inbound_meters: meters.inbound.clone(),
+            delivery_meters: meters.delivery.clone(),
             depth_cache: Arc::default(),
             ready_probe: Arc::default(),
             ingestor,
@@ -123,6 +130,7 @@ impl App {
             state,
             worker,
             config,
+            meters,
         })
     }
 
@@ -132,9 +140,10 @@ impl App {
             .expect("a bound listener has an address")
     }
 
-    /// Counters the API keeps (inbound refusals by reason, …).
-    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
-        self.state.metrics.clone()
+    /// Every subsystem's counters (inbound refusals by reason, API
+    /// connections, …) and the registry that renders them.
+    pub fn meters(&self) -> Meters {
+        self.meters.clone()
     }
 
     /// What `serve` prints once ready: address, store, a request to try.
@@ -196,7 +205,7 @@ impl App {
             tasks.spawn(crate::retention::run(
                 self.state.store.clone(),
                 self.state.policy.clone(),
-                self.state.metrics.clone(),
+                self.meters.retention.clone(),
                 cancel.clone(),
             ));
         }
@@ -205,7 +214,7 @@ impl App {
                 ingestor: self.state.ingestor.clone(),
                 store: self.state.store.clone(),
                 policy: self.state.policy.clone(),
-                metrics: self.state.metrics.clone(),
+                meters: self.meters.sources.clone(),
                 max_event_bytes: self.state.limits.max_event_bytes,
                 telemetry: self.state.telemetry.clone(),
             };
@@ -226,7 +235,7 @@ impl App {
             max_connections: connection_cap(self.config.server.max_connections, nofile, reserved),
             ..self.config.server
         };
-        let metrics = self.state.metrics.clone();
+        let connections = self.meters.http.clone();
         let store = &self.state.store;
         if store.kind() == StoreKind::Sqlite {
             tracing::warn!(
@@ -246,7 +255,7 @@ impl App {
             self.listener,
             app,
             limits,
-            metrics,
+            connections,
             cancel.clone(),
             self.config.worker.shutdown_grace,
         )

@@ -18,13 +18,16 @@ use crate::audit::{AuditEntry, Outcome};
 use crate::auth::{AuthError, Principal, authenticate};
 use crate::domain::Topic;
 use crate::ingest::internal_event;
-use crate::metrics::InboundOutcome;
 use crate::policy::PolicySet;
 use crate::rbac::{self, Action, InboundAction};
 use crate::signing::{VerifyError, aion_verify};
 use crate::store::{
     CommandStored, IdempotencyRecord, NewCommand, SignatureRecord, Store, StoreError,
 };
+
+mod meters;
+
+pub use meters::{InboundOutcome, Meters};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);

@@ -10,19 +10,20 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::metrics::EventSource;
 use crate::policy::PolicySet;
 use crate::policy::schemas::Violation;
 use crate::store::{EventNotes, IngestError, InsertOutcome, NewEvent, StoreError};
 
 mod body;
 mod group;
+mod meters;
 mod parse;
 mod schema;
 mod trace;
 
 pub use body::standard_body;
 pub use group::{Handoff, Ingestor, Reserved};
+pub use meters::{EventSource, Meters};
 pub use parse::{event, internal_event, parse, raw_event};
 pub use trace::{Trace, end_spans, trace_events};
 
@@ -88,13 +89,13 @@ pub const API: Origin<'static> = Origin {
 
 /// Counts what newly stored events met of the event contracts: `warn`-mode
 /// schema violations, and webhooks left out by `min_version`.
-fn record_contracts(metrics: &crate::metrics::Metrics, answers: &[Accepted]) {
+fn record_contracts(meters: &Meters, answers: &[Accepted]) {
     for a in answers.iter().filter(|a| !a.duplicate) {
         if let Some(pattern) = &a.notes.schema_warned {
-            metrics.schema_violation(pattern, crate::policy::schemas::SchemaMode::Warn);
+            meters.schema_violation(pattern, crate::policy::schemas::SchemaMode::Warn);
         }
         for webhook in &a.notes.below_min_version {
-            metrics.below_min_version(webhook);
+            meters.below_min_version(webhook);
         }
     }
 }
@@ -141,8 +142,8 @@ pub async fn store_events(
 ) -> Result<Vec<Accepted>, IngestFailure> {
     let answers = store_unique(ingestor, events, now).await?;
     let created = answers.iter().filter(|a| !a.duplicate).count() as u64;
-    ingestor.metrics.events_accepted(origin, created);
-    record_contracts(&ingestor.metrics, &answers);
+    ingestor.meters.events_accepted(origin, created);
+    record_contracts(&ingestor.meters, &answers);
     Ok(answers)
 }
 

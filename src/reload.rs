@@ -8,9 +8,11 @@
 //! No HTTP types here. The file watcher and `SIGHUP` are in [`watch`].
 
 mod diff;
+mod meters;
 pub mod watch;
 
 pub use diff::diff;
+pub use meters::Meters;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,6 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::audit::{AuditEntry, Outcome, RequestContext};
-use crate::metrics::Metrics;
 use crate::policy::{PolicyErrors, PolicySet};
 use crate::store::Store;
 
@@ -104,7 +105,7 @@ pub struct Reloader {
     path: PathBuf,
     live: Arc<ArcSwap<PolicySet>>,
     store: Store,
-    metrics: Arc<Metrics>,
+    meters: Arc<Meters>,
     state: Mutex<State>,
     /// One reload at a time: two triggers must not interleave read and swap.
     serial: tokio::sync::Mutex<()>,
@@ -117,13 +118,13 @@ impl Reloader {
         path: PathBuf,
         live: Arc<ArcSwap<PolicySet>>,
         store: Store,
-        metrics: Arc<Metrics>,
+        meters: Arc<Meters>,
     ) -> Self {
         Self {
             path,
             live,
             store,
-            metrics,
+            meters,
             state: Mutex::new(State {
                 loaded_at: Utc::now(),
                 last: None,
@@ -197,14 +198,14 @@ impl Reloader {
                     "policy reload refused; the policy in force stays:\n{errors}"
                 );
                 self.remember(now, "invalid", error_lines(&errors));
-                self.metrics.reload("invalid");
+                self.meters.reload("invalid");
                 return Err(errors);
             }
         };
         let old = self.live.load_full();
         if old.fingerprint() == new.fingerprint() {
             self.remember(now, "unchanged", Vec::new());
-            self.metrics.reload("unchanged");
+            self.meters.reload("unchanged");
             return Ok(Reloaded::Unchanged {
                 sha256: new.sha256().to_owned(),
             });
@@ -212,7 +213,7 @@ impl Reloader {
         let diff = diff(&old, &new);
         let new = Arc::new(new);
         self.live.store(new.clone());
-        self.metrics.reload("applied");
+        self.meters.reload("applied");
         {
             let mut s = self.state.lock().expect("lock");
             s.loaded_at = now;

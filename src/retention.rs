@@ -13,7 +13,11 @@ use arc_swap::ArcSwap;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::Registry;
 use crate::policy::PolicySet;
 use crate::store::{Purged, Store, StoreError};
 
@@ -24,11 +28,42 @@ const PAUSE: Duration = Duration::from_millis(100);
 /// Time between passes.
 const EVERY: Duration = Duration::from_secs(60);
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// What retention counts: rows deleted, by kind.
+#[derive(Debug, Default)]
+pub struct Meters {
+    deleted: Family<KindLabel, Counter>,
+}
+
+impl Meters {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "retention_deleted",
+            "Rows the retention task deleted (deliveries, attempts, events)",
+            m.deleted.clone(),
+        );
+        m
+    }
+
+    /// Rows deleted, by kind (`deliveries`, `attempts`, `events`,
+    /// `source_rejects`).
+    pub fn deleted(&self, by_kind: &[(&'static str, u64)]) {
+        for &(kind, n) in by_kind {
+            self.deleted.get_or_create(&KindLabel { kind }).inc_by(n);
+        }
+    }
+}
+
 /// One pass: batches until one comes back short. Returns what it deleted.
 pub async fn run_once(
     store: &Store,
     policy: &PolicySet,
-    metrics: &Metrics,
+    meters: &Meters,
     shutdown: &CancellationToken,
 ) -> Result<Purged, StoreError> {
     let r = policy.retention();
@@ -39,12 +74,12 @@ pub async fn run_once(
         let p = store
             .purge_finished(cut(r.succeeded), cut(r.dead), BATCH)
             .await?;
-        metrics.retention_deleted(&p.by_kind());
+        meters.deleted(&p.by_kind());
         total.deliveries += p.deliveries;
         total.attempts += p.attempts;
         total.events += p.events;
         let rejects = store.purge_rejects(cut(r.dead), BATCH).await?;
-        metrics.retention_deleted(&[("source_rejects", rejects)]);
+        meters.deleted(&[("source_rejects", rejects)]);
         total.rejects += rejects;
         let more = p.deliveries >= u64::from(BATCH)
             || p.events >= u64::from(BATCH)
@@ -60,12 +95,12 @@ pub async fn run_once(
 pub async fn run(
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
-    metrics: Arc<Metrics>,
+    meters: Arc<Meters>,
     shutdown: CancellationToken,
 ) {
     loop {
         let current = policy.load_full();
-        match run_once(&store, &current, &metrics, &shutdown).await {
+        match run_once(&store, &current, &meters, &shutdown).await {
             Ok(p) if p.deliveries > 0 => tracing::info!(
                 deliveries = p.deliveries,
                 attempts = p.attempts,

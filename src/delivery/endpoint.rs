@@ -8,10 +8,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::Meters;
 use crate::audit::{AuditEntry, Outcome, RequestContext};
 use crate::domain::Topic;
 use crate::ingest::internal_event;
-use crate::metrics::Metrics;
 use crate::policy::PolicySet;
 use crate::store::{EndpointState, EndpointStatus, Store, StoreError};
 
@@ -50,7 +50,7 @@ pub struct Transition<'a> {
 pub async fn transition(
     store: &Store,
     policy: &PolicySet,
-    metrics: &Metrics,
+    meters: &Meters,
     t: &Transition<'_>,
     now: DateTime<Utc>,
 ) -> Result<(EndpointState, bool), StoreError> {
@@ -88,7 +88,7 @@ pub async fn transition(
         .set_endpoint_state(t.webhook, &wanted, (&row, &audit_event), &announcement, now)
         .await?;
     if changed {
-        metrics.endpoint_transition(t.webhook, word);
+        meters.endpoint_transition(t.webhook, word);
         tracing::warn!(
             webhook = t.webhook,
             actor = t.actor,

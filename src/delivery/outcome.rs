@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::meters::AttemptOutcome;
 use super::retry::Decision;
 use super::scheduler::adaptive::Signal;
 use super::sender::{AttemptReport, ErrorKind};
-use crate::metrics::AttemptOutcome;
 use crate::policy::Webhook;
 use crate::store::DeliveryState;
 

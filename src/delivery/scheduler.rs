@@ -287,27 +287,6 @@ impl Scheduler {
         Some(w.timeout + self.limits.lease_margin)
     }
 
-    /// Whether a new delivery to `webhook` may skip the claim at all: not
-    /// shut down, the store's endpoint states up to date, enabled, not
-    /// disabled or paused, and no rate limit (its tokens are the claim's).
-    fn open_for(
-        &self,
-        book: &Book,
-        policy: &PolicySet,
-        webhook: &str,
-        endpoint_version: u64,
-        now: Instant,
-    ) -> bool {
-        policy.webhook(webhook).is_some_and(|w| {
-            w.enabled
-                && w.rate_limit.is_none()
-                && !book.closed
-                && book.applied == Some(endpoint_version)
-                && !book.disabled.contains(webhook)
-                && !is_paused(&book.paused, webhook, now)
-        })
-    }
-
     /// Counts one send to `webhook` as started.
     fn start(&self, book: &mut Book, policy: &PolicySet, webhook: &str, now: Instant) {
         book.busy = book.busy.saturating_add(1);

@@ -24,9 +24,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Meters;
 use super::scheduler::{Limits as SchedulerLimits, Scheduler};
 use super::sender::Sender;
-use crate::metrics::Metrics;
 use crate::policy::PolicySet;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -136,7 +136,7 @@ struct Shared {
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
     sender: Sender,
-    metrics: Arc<Metrics>,
+    meters: Arc<Meters>,
     cfg: WorkerConfig,
     clock: Clock,
     /// The lease holder name, shared by every delivery leased at ingest.
@@ -174,7 +174,7 @@ impl Worker {
         store: Store,
         policy: Arc<ArcSwap<PolicySet>>,
         sender: Sender,
-        metrics: Arc<Metrics>,
+        meters: Arc<Meters>,
         cfg: WorkerConfig,
         telemetry: Telemetry,
     ) -> Self {
@@ -184,7 +184,7 @@ impl Worker {
             store,
             policy,
             sender,
-            metrics,
+            meters,
             scheduler: Scheduler::new(SchedulerLimits {
                 max_in_flight: cfg.max_in_flight.max(1),
                 max_in_flight_per_webhook: cfg.max_in_flight_per_webhook,
@@ -278,11 +278,11 @@ pub async fn run(
     store: Store,
     policy: Arc<ArcSwap<PolicySet>>,
     sender: Sender,
-    metrics: Arc<Metrics>,
+    meters: Arc<Meters>,
     cfg: WorkerConfig,
     shutdown: CancellationToken,
 ) {
-    Worker::new(store, policy, sender, metrics, cfg, Telemetry::off())
+    Worker::new(store, policy, sender, meters, cfg, Telemetry::off())
         .run(shutdown)
         .await;
 }

@@ -129,7 +129,7 @@ pub(super) async fn change(
     let (in_force, changed) = transition(
         &state.store,
         &policy,
-        &state.metrics,
+        &state.delivery_meters,
         &t,
         chrono::Utc::now(),
     )

@@ -93,7 +93,10 @@ pub async fn post_events(
             ref pattern,
             ..
         } => {
-            state.metrics.schema_violation(pattern, SchemaMode::Enforce);
+            state
+                .ingestor
+                .meters()
+                .schema_violation(pattern, SchemaMode::Enforce);
             let message = e.to_string();
             let IngestFailure::SchemaViolation { violations, .. } = e else {
                 unreachable!("matched above")

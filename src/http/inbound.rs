@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use super::extract::read_body;
 use super::{ApiError, AppState, ErrorCode};
 use crate::audit::RequestContext;
+use crate::inbound::InboundOutcome;
 use crate::inbound::{InboundError, InboundRequest, handle};
-use crate::metrics::InboundOutcome;
 
 #[utoipa::path(
     post,
@@ -61,7 +61,7 @@ pub async fn post_inbound(
             state.limits.body_timeout,
         ).await.map_err(|e| {
             if matches!(e, ApiError::PayloadTooLarge(_)) {
-                state.metrics.count_inbound(InboundOutcome::TooLarge);
+                state.inbound_meters.count(InboundOutcome::TooLarge);
             }
             e
         })?;
@@ -77,20 +77,20 @@ pub async fn post_inbound(
         let policy = state.policy.load_full();
         match handle(&state.store, &policy, &request, chrono::Utc::now()).await {
             Ok(answer) => {
-                state.metrics.count_inbound(answer.outcome);
+                state.inbound_meters.count(answer.outcome);
                 span.set(opentelemetry::KeyValue::new("aion.inbound.outcome", answer.outcome.as_str()));
                 if answer.outcome == InboundOutcome::Accepted {
-                    state.metrics.events_accepted(crate::metrics::EventSource::Inbound, 1);
+                    state.ingestor.meters().events_accepted(crate::ingest::EventSource::Inbound, 1);
                 }
                 let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::ACCEPTED);
                 Ok((status, [(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
             }
             Err(e) => {
                 if let Some(outcome) = e.outcome() {
-                    state.metrics.count_inbound(outcome);
+                    state.inbound_meters.count(outcome);
                     span.set(opentelemetry::KeyValue::new("aion.inbound.outcome", outcome.as_str()));
                     let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
-                    if state.metrics.should_log(outcome, now_ms) {
+                    if state.inbound_meters.should_log(outcome, now_ms) {
                         tracing::warn!(reason = outcome.as_str(), peer = %peer.ip(), error = %e, "inbound request refused");
                     } else {
                         tracing::debug!(reason = outcome.as_str(), peer = %peer.ip(), "inbound request refused");

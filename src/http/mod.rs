@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod health;
 mod inbound;
+mod meters;
 pub mod openapi;
 mod policy;
 mod replay;
@@ -30,6 +31,7 @@ use axum::routing::{get, post};
 pub use code::ErrorCode;
 pub use error::ApiError;
 pub use health::ReadyProbe;
+pub use meters::{ConnectionEvent, Meters};
 
 use crate::audit::RequestContext;
 use crate::ingest::Ingestor;
@@ -68,7 +70,14 @@ pub struct AppState {
     pub reloader: Arc<crate::reload::Reloader>,
     pub policy: Arc<ArcSwap<PolicySet>>,
     pub limits: Limits,
+    /// The registry and the engine's own figures (`/metrics`).
     pub metrics: Arc<Metrics>,
+    /// What the listener counts (connections).
+    pub http_meters: Arc<Meters>,
+    /// Inbound requests by outcome.
+    pub inbound_meters: Arc<crate::inbound::Meters>,
+    /// Endpoint transitions (an admin's disable or enable).
+    pub delivery_meters: Arc<crate::delivery::Meters>,
     /// When the queue depth for `/metrics` was last read.
     pub depth_cache: Arc<std::sync::Mutex<Option<Instant>>>,
     /// `/readyz`'s last database probe: at most one a second, whatever the
@@ -112,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         // Bodies are read with our own limit so a 413 is JSON like every error.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(
-            state.metrics.clone(),
+            state.http_meters.clone(),
             log_requests,
         ))
         .with_state(state)
@@ -128,7 +137,7 @@ pub fn router(state: AppState) -> Router {
 /// and carried with the peer's address to the audit records the request
 /// causes ([`RequestContext`]).
 async fn log_requests(
-    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    axum::extract::State(meters): axum::extract::State<Arc<Meters>>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -160,7 +169,7 @@ async fn log_requests(
     let status = response.status();
     let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if status == axum::http::StatusCode::REQUEST_TIMEOUT {
-        metrics.connection(crate::metrics::ConnectionEvent::BodyTimeout);
+        meters.connection(ConnectionEvent::BodyTimeout);
         tracing::debug!(%method, %path, status = status.as_u16(), us, "request body too slow");
     } else if let Some(detail) = response.extensions().get::<error::ErrorChain>() {
         tracing::error!(%method, %path, status = status.as_u16(), us, error = %detail.0, "request failed");

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_http::add_extension::AddExtension;
 
-use crate::metrics::{ConnectionEvent, Metrics};
+use super::meters::{ConnectionEvent, Meters};
 
 /// Connection limits of the API listener.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +95,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
-    metrics: Arc<Metrics>,
+    meters: Arc<Meters>,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -123,7 +123,7 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                metrics.connection(ConnectionEvent::AcceptFailed);
+                meters.connection(ConnectionEvent::AcceptFailed);
                 if warnings.allow() {
                     tracing::warn!(error = %e, "accepting a connection failed");
                 }
@@ -137,7 +137,7 @@ pub async fn serve(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.connection(ConnectionEvent::Refused);
+            meters.connection(ConnectionEvent::Refused);
             if warnings.allow() {
                 tracing::warn!(
                     max = limits.max_connections,
@@ -155,20 +155,20 @@ pub async fn serve(
         // Responses are small; without TCP_NODELAY, Nagle and delayed ACKs
         // add tens of milliseconds to every answer.
         let _ = stream.set_nodelay(true);
-        metrics.connection(ConnectionEvent::Opened);
+        meters.connection(ConnectionEvent::Opened);
         let service = TowerToHyperService::new(AddExtension::new(
             router.clone(),
             ConnectInfo::<SocketAddr>(peer),
         ));
         let io = TokioIo::new(WriteStallGuard::new(stream, limits.write_timeout));
         let conn = graceful.watch(http.serve_connection(io, service));
-        let metrics = metrics.clone();
+        let meters = meters.clone();
         connections.spawn(async move {
             let ended = conn.await;
             drop(slot);
-            metrics.connection(ConnectionEvent::Closed);
+            meters.connection(ConnectionEvent::Closed);
             if let Err(e) = ended {
-                metrics.connection(classify(&e));
+                meters.connection(classify(&e));
             }
         });
     }

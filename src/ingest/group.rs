@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
-use crate::metrics::Metrics;
+use super::Meters;
 use crate::store::{Claimed, IngestError, InsertOutcome, Lease, NewEvent, Store, StoreError};
 
 /// The delivery worker, as ingest sees it: a slot to send a new delivery at
@@ -52,7 +52,7 @@ pub struct Ingestor {
     dispatcher: Option<Arc<dyn Handoff>>,
     shards: Arc<[Arc<Shard>]>,
     /// Where stored events are counted, once, however they came.
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) meters: Arc<Meters>,
 }
 
 #[derive(Debug)]
@@ -86,15 +86,21 @@ impl Ingestor {
         store: Store,
         writers: usize,
         dispatcher: Option<Arc<dyn Handoff>>,
-        metrics: Arc<Metrics>,
+        meters: Arc<Meters>,
     ) -> Self {
         let shards: Vec<Arc<Shard>> = (0..writers.max(1)).map(|_| Arc::default()).collect();
         Self {
             store,
             dispatcher,
             shards: shards.into(),
-            metrics,
+            meters,
         }
+    }
+
+    /// What ingest counts (also for refusals made before it, e.g. a bus
+    /// message whose payload fails an `enforce` schema).
+    pub fn meters(&self) -> &Meters {
+        &self.meters
     }
 
     /// Stores a batch of events (all or none; see `Store::insert_events`)

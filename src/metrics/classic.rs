@@ -122,39 +122,4 @@ mod tests {
             "# HELP a_events_total Events accepted.\n# TYPE a_events_total counter\na_events_total{source=\"api\"} 3\n# HELP a_depth Queue \"depth\".\n# TYPE a_depth gauge\na_depth{state=\"x # y\"} 2\n# HELP a_lat Latency.\n# TYPE a_lat histogram\na_lat_sum 0.5\na_lat_count 1\na_lat_bucket{le=\"+Inf\"} 1\n# TYPE a_build_info gauge\na_build_info{version=\"1\"} 1\n# HELP a_empty_total Nothing yet.\n# TYPE a_empty_total counter\n"
         );
     }
-
-    #[test]
-    fn every_sample_of_the_engines_metrics_has_its_type_and_help() {
-        let metrics = crate::metrics::Metrics::default();
-        let classic = to_classic(&metrics.render());
-        let mut typed = std::collections::HashMap::new();
-        for line in classic.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let (name, kind) = rest.split_once(' ').expect("type");
-                typed.insert(name.to_owned(), kind.to_owned());
-            }
-        }
-        let mut samples = 0;
-        for line in classic.lines().filter(|l| !l.starts_with('#')) {
-            samples += 1;
-            let name = &line[..line.find(['{', ' ']).expect("sample")];
-            let family = ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|s| {
-                    name.strip_suffix(s)
-                        .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
-                })
-                .unwrap_or(name);
-            assert!(
-                typed.contains_key(family),
-                "{name} has no TYPE in:\n{classic}"
-            );
-            assert!(
-                classic.contains(&format!("# HELP {family} ")),
-                "{family} has no HELP"
-            );
-        }
-        assert!(samples > 0 && typed.len() >= 5, "{classic}");
-        assert!(!classic.contains("# EOF") && !classic.contains("_created"));
-    }
 }

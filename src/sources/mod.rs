@@ -20,8 +20,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::{self, IngestFailure, Ingestor};
-use crate::metrics::{EventSource, MessageOutcome, Metrics};
+use crate::ingest::{self, EventSource, IngestFailure, Ingestor};
 use crate::policy::PolicySet;
 use crate::policy::sources::{Source, SourceKind};
 use crate::store::{NewReject, Store};
@@ -29,10 +28,12 @@ use crate::store::{NewReject, Store};
 #[cfg(feature = "kafka")]
 mod kafka;
 pub mod mapping;
+mod meters;
 mod nats;
 mod status;
 
 pub use mapping::Message;
+pub use meters::{MessageOutcome, Meters};
 pub use status::{Lag, PartitionLag, Registry, Snapshot, Status};
 
 /// What every consumer stores through: the ingest use case, the policy in
@@ -42,7 +43,7 @@ pub struct Pipeline {
     pub ingestor: Ingestor,
     pub store: Store,
     pub policy: Arc<ArcSwap<PolicySet>>,
-    pub metrics: Arc<Metrics>,
+    pub meters: Arc<Meters>,
     pub max_event_bytes: usize,
     pub telemetry: crate::telemetry::Telemetry,
 }
@@ -79,7 +80,8 @@ impl Pipeline {
                 }
                 Err(refused) => {
                     if let Some(pattern) = &refused.schema {
-                        self.metrics
+                        self.ingestor
+                            .meters()
                             .schema_violation(pattern, crate::policy::schemas::SchemaMode::Enforce);
                     }
                     rejects.push(NewReject::new(
@@ -169,16 +171,13 @@ impl Pipeline {
         status
             .consumed
             .fetch_add(msgs.len() as u64, Ordering::Relaxed);
-        self.metrics
+        self.meters
             .source_messages(&source.id, MessageOutcome::Created, created);
-        self.metrics
+        self.meters
             .source_messages(&source.id, MessageOutcome::Duplicate, duplicates);
         if !rejects.is_empty() {
-            self.metrics.source_messages(
-                &source.id,
-                MessageOutcome::Rejected,
-                rejects.len() as u64,
-            );
+            self.meters
+                .source_messages(&source.id, MessageOutcome::Rejected, rejects.len() as u64);
             log_rejects(status, &rejects);
         }
         Ok(())
@@ -343,15 +342,15 @@ impl Supervisor {
                 r.cancel.cancel();
                 let _ = r.task.await;
                 self.registry.remove(&id);
-                self.pipeline.metrics.forget_source(&id);
+                self.pipeline.meters.forget_source(&id);
             }
         }
         for source in sources {
             if self.running.contains_key(&source.id) {
                 continue;
             }
-            let status = Arc::new(Status::new(source, self.pipeline.metrics.clone()));
-            self.pipeline.metrics.source_connected(&source.id, false);
+            let status = Arc::new(Status::new(source, self.pipeline.meters.clone()));
+            self.pipeline.meters.source_connected(&source.id, false);
             self.registry.put(status.clone());
             let cancel = parent.child_token();
             tracing::info!(source = %source.id, kind = source.kind.as_str(), enabled = source.enabled, "starting source");

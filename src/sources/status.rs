@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::metrics::Metrics;
+use super::Meters;
 use crate::policy::sources::Source;
 
 /// How far behind a source is.
@@ -78,11 +78,11 @@ pub struct Status {
     pub(super) rejects: AtomicU64,
     pub(super) last_error: Mutex<Option<(DateTime<Utc>, String)>>,
     pub(super) lag: Mutex<Lag>,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) meters: Arc<Meters>,
 }
 
 impl Status {
-    pub(super) fn new(source: &Source, metrics: Arc<Metrics>) -> Self {
+    pub(super) fn new(source: &Source, meters: Arc<Meters>) -> Self {
         Self {
             id: source.id.clone(),
             kind: source.kind.as_str(),
@@ -95,13 +95,13 @@ impl Status {
             rejects: AtomicU64::new(0),
             last_error: Mutex::new(None),
             lag: Mutex::new(Lag::Unknown),
-            metrics,
+            meters,
         }
     }
 
     pub fn set_connected(&self, connected: bool) {
         if self.connected.swap(connected, Ordering::Relaxed) != connected {
-            self.metrics.source_connected(&self.id, connected);
+            self.meters.source_connected(&self.id, connected);
             if connected {
                 tracing::info!(source = %self.id, "source connected");
             }
@@ -122,7 +122,7 @@ impl Status {
     }
 
     pub fn set_lag(&self, lag: Lag) {
-        self.metrics.source_lag(&self.id, lag.total());
+        self.meters.source_lag(&self.id, lag.total());
         *self.lag.lock().unwrap_or_else(|e| e.into_inner()) = lag;
     }
 

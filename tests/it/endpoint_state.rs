@@ -90,7 +90,7 @@ both! {
             .unwrap_or_default();
         assert!(actions.contains(&"disable_webhook"), "{audit}");
         assert!(actions.contains(&"enable_webhook"), "{audit}");
-        let text = app.metrics.render();
+        let text = app.meters.engine.render();
         assert!(
             text.contains(
                 r#"aion_webhooks_endpoint_transitions_total{webhook="target",to="disabled"} 1"#

@@ -154,6 +154,22 @@ fn top_level_modules_form_no_cycle() {
 }
 
 #[test]
+fn metrics_is_a_leaf() {
+    // Each subsystem registers and records its own families; `metrics`
+    // itself knows none of them.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = graph(&src);
+    let from = edges.get("metrics").expect("a metrics module");
+    assert!(from.is_empty(), "metrics imports {from:?}");
+    let users: Vec<&String> = edges
+        .iter()
+        .filter(|(_, to)| to.contains("metrics"))
+        .map(|(from, _)| from)
+        .collect();
+    assert!(users.len() >= 5, "subsystems register their own: {users:?}");
+}
+
+#[test]
 fn the_check_finds_a_cycle_and_grouped_imports() {
     let named = named_modules(
         "use crate::{\n    audit::X,\n    store::{A, B},\n};\nlet x = crate::metrics::m(); // crate::ignored\n",

@@ -2,7 +2,6 @@
 //! attempts and the events they leave behind; pending rows and audit
 //! records stay.
 
-use aion_webhooks::metrics::Metrics;
 use aion_webhooks::retention::run_once;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -45,9 +44,9 @@ both! {
 
         let store = db.store();
         let policy = app.policy.load_full();
-        let metrics = Metrics::default();
+        let meters = aion_webhooks::app::Meters::default();
         let never = CancellationToken::new();
-        let pass = || run_once(&store, &policy, &metrics, &never);
+        let pass = || run_once(&store, &policy, &meters.retention, &never);
 
         // Nothing is old yet.
         assert_eq!(pass().await.expect("pass").deliveries, 0);
@@ -106,7 +105,7 @@ both! {
             1,
             "an audit record's event stays"
         );
-        let text = metrics.render();
+        let text = meters.engine.render();
         assert!(
             text.contains("aion_webhooks_retention_deleted_total{kind=\"events\"} 4"),
             "{text}"
@@ -134,8 +133,8 @@ both! {
         store.record_rejects(&rejects[..1]).await.expect("record again");
         assert_eq!(app.count("SELECT count(*) FROM source_rejects").await, 2);
         let policy = app.policy.load_full();
-        let metrics = Metrics::default();
-        let p = run_once(&store, &policy, &metrics, &CancellationToken::new()).await.expect("pass");
+        let meters = aion_webhooks::app::Meters::default();
+        let p = run_once(&store, &policy, &meters.retention, &CancellationToken::new()).await.expect("pass");
         assert_eq!(p.rejects, 1);
         let left = store.list_rejects("bus", None, 10).await.expect("list");
         assert_eq!(left.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>(), ["recent"]);

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use aion_webhooks::http::ConnectionEvent;
 use aion_webhooks::http::serve::ServerLimits;
-use aion_webhooks::metrics::ConnectionEvent;
 use axum::http::StatusCode;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,7 +85,7 @@ both! {
             let took = closed_within(s, HEADER_TIMEOUT + Duration::from_secs(5)).await;
             assert!(took.is_some(), "a stalled connection was left open");
         }
-        let metrics = app.metrics.clone();
+        let metrics = app.meters.http.clone();
         wait_for("the timeouts to be counted", || async {
             metrics.connections(ConnectionEvent::HeaderTimeout) >= 300
         })
@@ -147,7 +147,7 @@ both! {
             started.elapsed()
         );
         assert_eq!(app.count("SELECT count(*) FROM events").await, 0);
-        assert!(app.metrics.connections(ConnectionEvent::BodyTimeout) >= 1);
+        assert!(app.meters.http.connections(ConnectionEvent::BodyTimeout) >= 1);
     }
 }
 
@@ -163,7 +163,7 @@ both! {
             held.push(s);
         }
         // Wait until the server holds all 20.
-        let metrics = app.metrics.clone();
+        let metrics = app.meters.http.clone();
         wait_for("20 open connections", || async {
             metrics.connections(ConnectionEvent::Opened) >= 20
         })
@@ -207,7 +207,7 @@ both! {
             let text = String::from_utf8_lossy(&answer);
             assert!(text.starts_with("HTTP/1.1 431"), "{text}");
         }
-        assert!(app.metrics.connections(ConnectionEvent::HeaderTooLarge) >= 2);
+        assert!(app.meters.http.connections(ConnectionEvent::HeaderTooLarge) >= 2);
         assert!(healthy(&app).await);
     }
 }

@@ -95,7 +95,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub policy: Arc<ArcSwap<PolicySet>>,
-    pub metrics: Arc<aion_webhooks::metrics::Metrics>,
+    /// Every subsystem's counters, and the registry that renders them.
+    pub meters: aion_webhooks::app::Meters,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -114,7 +115,7 @@ impl TestApp {
             .expect("build app");
         let base = format!("http://{}", app.local_addr());
         let policy = app.policy();
-        let metrics = app.metrics();
+        let meters = app.meters();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
@@ -124,7 +125,7 @@ impl TestApp {
             http: reqwest::Client::new(),
             db,
             policy,
-            metrics,
+            meters,
             stop: Some(stop),
             task: Some(task),
         }

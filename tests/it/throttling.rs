@@ -53,7 +53,7 @@ impl Gauge {
 }
 
 fn limit_of(app: &TestApp, webhook: &str) -> Option<u64> {
-    let text = app.metrics.render();
+    let text = app.meters.engine.render();
     let prefix = format!("aion_webhooks_webhook_concurrency_limit{{webhook=\"{webhook}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

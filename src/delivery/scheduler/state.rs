@@ -104,6 +104,27 @@ impl Scheduler {
         book.applied = Some(version);
     }
 
+    /// Whether a new delivery to `webhook` may skip the claim at all: not
+    /// shut down, the store's endpoint states up to date, enabled, not
+    /// disabled or paused, and no rate limit (its tokens are the claim's).
+    pub(super) fn open_for(
+        &self,
+        book: &Book,
+        policy: &PolicySet,
+        webhook: &str,
+        endpoint_version: u64,
+        now: Instant,
+    ) -> bool {
+        policy.webhook(webhook).is_some_and(|w| {
+            w.enabled
+                && w.rate_limit.is_none()
+                && !book.closed
+                && book.applied == Some(endpoint_version)
+                && !book.disabled.contains(webhook)
+                && !is_paused(&book.paused, webhook, now)
+        })
+    }
+
     /// How long until the earliest pause ends, if any is running.
     pub fn next_unpause(&self, now: Instant) -> Option<Duration> {
         self.book()

@@ -126,7 +126,7 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
     let next = outcome::next(webhook, &report, decision, decided_at);
     control::after_attempt(shared, &policy, webhook, &report, &next).await;
     shared
-        .metrics
+        .meters
         .attempt(&c.webhook_id, next.outcome, report.duration);
     tracing::debug!(
         status = report.status,

@@ -10,13 +10,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, attempt, control};
-use crate::metrics::SendPath;
+use crate::delivery::meters::SendPath;
 use crate::store::{Claimed, Wakeups, WebhookSlot};
 
 /// Sends `c` on a task of its own, in `slot` (which the scheduler already
 /// counts).
 pub(super) fn spawn_send(slot: SendSlot, c: Claimed, path: SendPath) {
-    slot.shared.metrics.send_started(path);
+    slot.shared.meters.send_started(path);
     let tasks = slot.shared.sends.clone();
     tasks.spawn(async move {
         let shared = &slot.shared;

@@ -31,7 +31,7 @@ pub(super) async fn after_attempt(
     let limit = shared
         .scheduler
         .observe(policy, id, next.signal, report.duration, now);
-    shared.metrics.concurrency_limit(id, limit);
+    shared.meters.concurrency_limit(id, limit);
     if let Some(pause) = next.pause {
         throttle(shared, id, pause).await;
     }
@@ -104,7 +104,7 @@ async fn disable(
     if let Err(e) = transition(
         &shared.store,
         policy,
-        &shared.metrics,
+        &shared.meters,
         &t,
         shared.clock.now(),
     )
@@ -223,7 +223,7 @@ impl StateRefresh {
                     .filter(|(_, s)| s.status == EndpointStatus::Disabled)
                     .map(|(id, _)| id.clone())
                     .collect();
-                shared.metrics.webhooks_disabled(&disabled);
+                shared.meters.webhooks_disabled(&disabled);
                 let applied = states.into_iter().map(|(webhook, s)| AppliedState {
                     webhook,
                     disabled: s.status == EndpointStatus::Disabled,

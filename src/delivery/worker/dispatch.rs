@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use super::Shared;
 use super::claim::{SendSlot, spawn_send};
+use crate::delivery::meters::SendPath;
 use crate::delivery::scheduler::Pumped;
 use crate::ingest::{Handoff, Reserved};
-use crate::metrics::SendPath;
 use crate::store::{Claimed, Lease};
 
 /// Ingest's way to the worker (see the module documentation).
