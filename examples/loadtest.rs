@@ -49,7 +49,7 @@
 //! The policy and the engine's log go to a temp dir, kept if the run fails.
 
 #[path = "common/mod.rs"]
-// The in-process `Engine` is the isolation tool's; this one runs a child.
+// Some of its helpers are other tools'.
 #[allow(dead_code)]
 mod common;
 use std::collections::HashMap;

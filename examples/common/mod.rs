@@ -32,42 +32,9 @@ where
     result
 }
 
-/// A running engine: its base URL, and the way to stop it and wait.
-pub struct Engine {
-    pub base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Engine {
-    /// Builds the real `App` on `config.database_url` and serves it.
-    pub async fn start(
-        config: aion_webhooks::app::Config,
-        policy: aion_webhooks::policy::PolicySet,
-    ) -> anyhow::Result<Self> {
-        let store = aion_webhooks::store::Store::connect_lazy(
-            &config.database_url,
-            config.db_max_connections,
-        )?;
-        let app = aion_webhooks::app::App::build_with(config, store, policy).await?;
-        let base = format!("http://{}", app.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run(async move {
-            let _ = stopped.await;
-        }));
-        Ok(Self { base, stop, task })
-    }
-
-    /// Graceful shutdown; returns once the engine has stopped.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task.await?
-    }
-}
-
 /// The engine as a child process (the real `aion-webhooks serve`), the
-/// binaries to run, and the CPU and memory they use. Only the load tool
-/// uses it so far; each tool compiles this file on its own, hence the
+/// binaries to run, and the CPU and memory they use (the load and
+/// isolation tools); each tool compiles this file on its own, hence the
 /// `allow`.
 #[allow(dead_code)]
 pub mod process {
