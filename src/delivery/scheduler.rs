@@ -168,7 +168,9 @@ impl Scheduler {
         let candidates: Vec<Candidate> = enabled
             .iter()
             .map(|w| {
-                // Held deliveries are ahead of the webhook's queue.
+                // Held deliveries are ahead of the webhook's queue: while
+                // it holds some, the claim leaves it alone (the pump starts
+                // them under the same rule as a send at once).
                 let held = book.lines.get(w.id.as_str()).map_or(0, line::Line::len);
                 match book.hooks.get_mut(w.id.as_str()) {
                     Some(h) => Candidate {
@@ -176,11 +178,15 @@ impl Scheduler {
                             restart_if_idle(h, now);
                             h.in_flight.saturating_add(held)
                         },
-                        limit: h.limit.current(self.ceiling(w)),
+                        limit: if held > 0 {
+                            0
+                        } else {
+                            h.limit.current(self.ceiling(w))
+                        },
                     },
                     None => Candidate {
                         used: held,
-                        limit: self.initial(w),
+                        limit: if held > 0 { 0 } else { self.initial(w) },
                     },
                 }
             })

@@ -112,10 +112,8 @@ impl Default for WorkerConfig {
             id: format!("engine-{}", uuid::Uuid::now_v7().simple()),
             max_in_flight: 1024,
             max_in_flight_per_webhook: 256,
-            // Slow start is opt-in for now: with it on by default, the load
-            // tool's fan-out scenario fell to 0.43x (every webhook left to
-            // the claim from its first moments, never caught up); see
-            // docs/src/operations/endpoint-state.md.
+            // Slow start; deliveries past the limit are held, not left to
+            // the claim (see docs/src/operations/endpoint-state.md).
             initial_in_flight: 8,
             claim_batch: 256,
             poll_interval: Duration::from_secs(1),

@@ -123,7 +123,9 @@ impl Store {
         attempt: i32,
         retry_in: Duration,
     ) -> Result<(), StoreError> {
-        dispatch!(self.release(id, attempt, retry_in))
+        dispatch!(self.release(id, attempt, retry_in))?;
+        self.woken(retry_in.is_zero());
+        Ok(())
     }
 
     pub async fn rescue_expired(&self) -> Result<u64, StoreError> {

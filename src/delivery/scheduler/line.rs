@@ -31,6 +31,12 @@ use crate::store::Claimed;
 /// The longest a delivery is held before it is handed back to the queue;
 /// its lease is this much longer than a send's.
 pub const HOLD_FOR: Duration = Duration::from_secs(10);
+/// A webhook whose held deliveries wait longer than this before they go
+/// is not keeping up: its new deliveries are left to the queue (it is no
+/// longer caught up) until a claim catches up, so its due retries, which
+/// only the claim takes, are not kept waiting behind a line that new events
+/// keep full.
+pub const HOLD_PATIENCE: Duration = Duration::from_secs(1);
 
 /// One webhook's held deliveries, oldest first, with when each must be
 /// handed back; and the holds promised to ingest calls still storing.
@@ -163,10 +169,12 @@ impl Scheduler {
             let Some(line) = book.lines.get_mut(&id) else {
                 continue;
             };
+            let mut lagging = false;
             while line.items.front().is_some_and(|(_, by)| *by <= now) {
                 if let Some((c, _)) = line.items.pop_front() {
                     out.hand_back.push(c);
                     book.lined = book.lined.saturating_sub(1);
+                    lagging = true;
                 }
             }
             let sendable = policy.webhook(&id).filter(|w| {
@@ -183,11 +191,15 @@ impl Scheduler {
                         Some(line) if room => line.items.pop_front(),
                         _ => None,
                     };
-                    let Some((c, _)) = next else { break };
+                    let Some((c, by)) = next else { break };
+                    lagging |= now + HOLD_FOR > by + HOLD_PATIENCE;
                     book.lined = book.lined.saturating_sub(1);
                     self.start(book, policy, &id, now);
                     out.start.push(c);
                 }
+            }
+            if lagging && let Some(h) = book.hooks.get_mut(&id) {
+                h.caught_up = false;
             }
             if book.lines.get(&id).is_some_and(|l| l.len() == 0) {
                 book.lines.remove(&id);

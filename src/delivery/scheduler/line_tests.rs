@@ -2,6 +2,7 @@
 //! sends them, oldest first, as room frees; within its ceiling and the
 //! engine's bound; handed back when held too long or at shutdown.
 
+use super::line::HOLD_PATIENCE;
 use super::tests::{limits, policy_with};
 use super::*;
 use crate::store::Claimed;
@@ -144,4 +145,28 @@ fn the_engine_holds_no_more_than_its_own_max_in_flight() {
         })
         .count();
     assert_eq!(held, 4);
+}
+
+#[test]
+fn a_webhook_whose_held_deliveries_wait_too_long_leaves_new_ones_to_the_queue() {
+    let (s, p, t) = caught_up(64);
+    s.reserve(&p, "a", 0, t);
+    s.reserve(&p, "a", 0, t);
+    s.promise(&p, "a", 0, t);
+    s.hold(&p, delivery("a", 1), t);
+    assert!(s.promise(&p, "a", 0, t).is_some(), "still keeping up");
+    s.unpromise("a");
+    // A send ends only after more than HOLD_PATIENCE: the held one goes,
+    // and the webhook is no longer caught up.
+    let later = t + HOLD_PATIENCE + Duration::from_millis(1);
+    s.finished("a", later);
+    assert_eq!(s.pump(&p, later).start.len(), 1);
+    assert_eq!(s.promise(&p, "a", 0, later), None);
+    s.finished("a", later);
+    assert_eq!(s.reserve(&p, "a", 0, later), None, "left to the claim");
+    // Once a claim comes back short, it is caught up again.
+    let plan = s.plan_claim(&p, later).expect("free slots");
+    assert!(plan.slots.iter().any(|w| w.webhook_id == "a" && w.room > 0));
+    s.claimed(&p, &plan, std::iter::empty(), later);
+    assert!(s.reserve(&p, "a", 0, later).is_some());
 }

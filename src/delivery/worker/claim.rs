@@ -57,8 +57,7 @@ impl Drop for SendSlot {
         let now = shared.clock.instant();
         shared.scheduler.finished(&self.webhook_id, now);
         // Held deliveries first: they are ahead of the queue.
-        let pumped = shared.scheduler.pump(&shared.policy.load(), now);
-        super::dispatch::run_pumped(shared, pumped);
+        pump(shared);
         shared.slot_freed.notify_one();
     }
 }
@@ -71,10 +70,7 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
     while !shutdown.is_cancelled() {
         states.refresh(shared).await;
         // Held deliveries whose pause ended, or held too long.
-        let pumped = shared
-            .scheduler
-            .pump(&shared.policy.load(), shared.clock.instant());
-        super::dispatch::run_pumped(shared, pumped);
+        pump(shared);
         if wakeups.is_none() {
             // Interest is registered before the claim, so no notify is missed.
             wakeups = shared.store.wakeups().await.ok();
@@ -106,6 +102,7 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             }
             Err(e) => {
                 shared.scheduler.cancel_claim(&plan);
+                pump(shared);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
                 wakeups = None;
                 tokio::select! {
@@ -122,6 +119,8 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             claimed.iter().map(|c| c.webhook_id.as_str()),
             shared.clock.instant(),
         );
+        // The claim's unused slots are free again: held deliveries first.
+        pump(shared);
         for (i, c) in claimed.into_iter().enumerate() {
             if i >= taken.sent {
                 // Not expected: a claim returns at most `limit` rows.
@@ -151,6 +150,15 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
         }
         tokio::time::sleep(shared.cfg.claim_debounce).await;
     }
+}
+
+/// Starts the held deliveries that may go now, hands back those held too
+/// long.
+fn pump(shared: &Arc<Shared>) {
+    let pumped = shared
+        .scheduler
+        .pump(&shared.policy.load(), shared.clock.instant());
+    super::dispatch::run_pumped(shared, pumped);
 }
 
 async fn recv(wakeups: &mut Option<Wakeups>) -> Result<(), ()> {

@@ -88,13 +88,25 @@ pub(super) fn run_pumped(shared: &Arc<Shared>, pumped: Pumped) {
     }
 }
 
-/// Puts held deliveries back in the queue, due now. One that fails stays
-/// leased and is rescued when its lease expires.
+/// Puts held deliveries back in the queue, due now, a few at a time and
+/// within the shutdown grace. One that fails (or is not reached in time)
+/// stays leased and is rescued when its lease expires: delayed, not lost.
 pub(super) async fn hand_back(shared: &Shared, held: Vec<Claimed>) {
-    for c in held {
+    use futures::StreamExt;
+    let n = held.len();
+    let all = futures::stream::iter(held).for_each_concurrent(8, |c| async move {
         if let Err(e) = shared.store.release(c.id, c.attempt, Duration::ZERO).await {
             tracing::warn!(delivery = %c.id, error = %e, "a held delivery could not be handed back; it is rescued when its lease expires");
         }
+    });
+    if tokio::time::timeout(shared.cfg.shutdown_grace, all)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            held = n,
+            "handing held deliveries back took longer than the shutdown grace; the rest are rescued when their leases expire"
+        );
     }
 }
 
