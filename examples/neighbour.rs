@@ -296,11 +296,7 @@ async fn start(name: &'static str, behaviour: Behaviour) -> anyhow::Result<u16> 
 /// `hang`: answers `/_stats`; any other request is read and held, open,
 /// until the client closes the connection (or [`HANG_FOR`]).
 async fn hang(mut conn: TcpStream, stats: Stats) {
-    let Some(path) = read_request(&mut conn).await else {
-        return;
-    };
-    if path == "/_stats" {
-        reply(&mut conn, "200 OK", &stats.json()).await;
+    if !a_request(&mut conn, &stats).await {
         return;
     }
     let _open = stats.enter();
@@ -317,16 +313,25 @@ async fn hang(mut conn: TcpStream, stats: Stats) {
 
 /// `backlog-5`: one request per connection, 50 ms each, then closed.
 async fn one_at_a_time(mut conn: TcpStream, stats: &Stats) {
-    let Some(path) = read_request(&mut conn).await else {
-        return;
-    };
-    if path == "/_stats" {
-        reply(&mut conn, "200 OK", &stats.json()).await;
+    if !a_request(&mut conn, stats).await {
         return;
     }
     let _open = stats.enter();
     tokio::time::sleep(Duration::from_millis(50)).await;
     reply(&mut conn, "200 OK", "").await;
+}
+
+/// Reads a request; `/_stats` is answered here. True for any other
+/// request (the caller answers it), false once answered or unreadable.
+async fn a_request(conn: &mut TcpStream, stats: &Stats) -> bool {
+    match read_request(conn).await {
+        Some(path) if path == "/_stats" => {
+            reply(conn, "200 OK", &stats.json()).await;
+            false
+        }
+        Some(_) => true,
+        None => false,
+    }
 }
 
 /// Reads one request's head and its body (by `Content-Length`); its path,

@@ -64,6 +64,26 @@ where
     result.with_context(|| format!("first contact, {part}"))
 }
 
+/// A neighbour serving `behaviour`, and a policy of one webhook `id` to it
+/// on topic `fc.event`.
+async fn fresh(
+    args: &Args,
+    neighbour: &Path,
+    behaviour: &str,
+    id: &str,
+    extra: &str,
+) -> anyhow::Result<(Neighbour, String)> {
+    let nb = Neighbour::spawn(neighbour, &[behaviour]).await?;
+    let hooks = [harness::hook(
+        id,
+        &nb.url(behaviour)?,
+        "fc.event",
+        &args.timeout,
+        extra,
+    )];
+    Ok((nb, harness::policy_yaml(&hooks)))
+}
+
 /// 2,000 events to a fresh `ok-50ms` webhook.
 async fn burst(
     args: &Args,
@@ -73,15 +93,7 @@ async fn burst(
     extra: &str,
     dir: std::path::PathBuf,
 ) -> anyhow::Result<()> {
-    let nb = Neighbour::spawn(neighbour, &["ok-50ms"]).await?;
-    let hooks = [harness::hook(
-        "fresh",
-        &nb.url("ok-50ms")?,
-        "fc.event",
-        &args.timeout,
-        extra,
-    )];
-    let policy = harness::policy_yaml(&hooks);
+    let (nb, policy) = fresh(args, neighbour, "ok-50ms", "fresh", extra).await?;
     let nb_ref = &nb;
     let result = harness::with_engine(store, bin, &dir, &policy, |mut engine| async move {
         let start = harness::unix_us();
@@ -113,15 +125,7 @@ async fn small_queue(
     extra: &str,
     dir: std::path::PathBuf,
 ) -> anyhow::Result<()> {
-    let nb = Neighbour::spawn(neighbour, &["backlog-5"]).await?;
-    let hooks = [harness::hook(
-        "small",
-        &nb.url("backlog-5")?,
-        "fc.event",
-        &args.timeout,
-        extra,
-    )];
-    let policy = harness::policy_yaml(&hooks);
+    let (nb, policy) = fresh(args, neighbour, "backlog-5", "small", extra).await?;
     let nb_ref = &nb;
     let result = harness::with_engine(store, bin, &dir, &policy, |mut engine| async move {
         let start = harness::unix_us();

@@ -34,7 +34,7 @@ mod line;
 mod rooms;
 mod state;
 
-pub use line::{HOLD_FOR, Pumped};
+pub use line::Pumped;
 pub use state::{AppliedState, CHORE_EVERY, Chore};
 use state::{is_paused, restart_if_idle};
 
@@ -172,22 +172,16 @@ impl Scheduler {
                 // it holds some, the claim leaves it alone (the pump starts
                 // them under the same rule as a send at once).
                 let held = book.lines.get(w.id.as_str()).map_or(0, line::Line::len);
-                match book.hooks.get_mut(w.id.as_str()) {
-                    Some(h) => Candidate {
-                        used: {
-                            restart_if_idle(h, now);
-                            h.in_flight.saturating_add(held)
-                        },
-                        limit: if held > 0 {
-                            0
-                        } else {
-                            h.limit.current(self.ceiling(w))
-                        },
-                    },
-                    None => Candidate {
-                        used: held,
-                        limit: if held > 0 { 0 } else { self.initial(w) },
-                    },
+                let (in_flight, limit) = match book.hooks.get_mut(w.id.as_str()) {
+                    Some(h) => {
+                        restart_if_idle(h, now);
+                        (h.in_flight, h.limit.current(self.ceiling(w)))
+                    }
+                    None => (0, self.initial(w)),
+                };
+                Candidate {
+                    used: in_flight.saturating_add(held),
+                    limit: if held > 0 { 0 } else { limit },
                 }
             })
             .collect();

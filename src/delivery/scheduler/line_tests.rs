@@ -2,7 +2,7 @@
 //! sends them, oldest first, as room frees; within its ceiling and the
 //! engine's bound; handed back when held too long or at shutdown.
 
-use super::line::HOLD_PATIENCE;
+use super::line::{HOLD_FOR, HOLD_PATIENCE};
 use super::tests::{limits, policy_with};
 use super::*;
 use crate::store::Claimed;
