@@ -2,7 +2,8 @@
 //! receiver the engine has not sent to yet is not met by hundreds of
 //! requests at once. Its concurrency starts at `initial_in_flight` and grows
 //! while its answers stay fast; a receiver with a small accept queue
-//! (Python's `http.server` keeps 5) loses no request to the timeout.
+//! (Python's `http.server` keeps 5) loses no request to the timeout; sends
+//! left unanswered shrink the limit before any of them times out.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -141,6 +142,54 @@ both! {
         assert_eq!(
             app.count("SELECT count(*) FROM deliveries WHERE state = 'succeeded'").await,
             150
+        );
+        app.stop().await;
+    }
+}
+
+both! {
+    async fn sends_left_unanswered_shrink_the_limit_before_any_of_them_times_out(db) {
+        // The first 20 requests are answered at once; every later one is
+        // held open (as behind a full accept queue, or a receiver stuck).
+        let seen = Arc::new(Mutex::new(0usize));
+        let count = seen.clone();
+        let app = axum::Router::new().fallback(move || {
+            let count = count.clone();
+            async move {
+                let n = {
+                    let mut seen = count.lock().expect("lock");
+                    *seen += 1;
+                    *seen
+                };
+                if n > 20 {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                StatusCode::OK
+            }
+        });
+        let url = serve_loopback(app).await;
+        let extra = "timeout: 30s\n    initial_in_flight: 8";
+        let app = TestApp::spawn(db, &policy_yaml(&hook("stuck", &url, "[a.b]", extra))).await;
+        let post = |n: usize| {
+            let batch: Vec<Value> = (0..n).map(|i| json!({"topic": "a.b", "payload": i})).collect();
+            Value::Array(batch)
+        };
+        assert_eq!(app.post_events(&post(20)).await.0, StatusCode::ACCEPTED);
+        app.drain().await;
+        let grown = app.limit_of("stuck").expect("a limit after 20 answers");
+        assert!(grown > 8, "fast answers grew the limit ({grown})");
+        let sent = Instant::now();
+        assert_eq!(app.post_events(&post(40)).await.0, StatusCode::ACCEPTED);
+        // No answer comes, and none times out for 30 s: only the sends'
+        // own wait can say the receiver is in trouble.
+        wait_for("the limit to fall to one", || async { app.limit_of("stuck") == Some(1) }).await;
+        let took = sent.elapsed();
+        eprintln!("unanswered sends: the limit fell from {grown} to 1 in {took:?}");
+        assert!(took < Duration::from_secs(30), "before any send timed out");
+        assert_eq!(
+            app.count("SELECT count(*) FROM delivery_attempts WHERE error_kind IS NOT NULL").await,
+            0,
+            "no attempt has failed yet"
         );
         app.stop().await;
     }

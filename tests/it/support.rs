@@ -183,6 +183,15 @@ impl TestApp {
         self.db.count(sql).await
     }
 
+    /// `webhook`'s adaptive concurrency limit, as its gauge shows it.
+    pub fn limit_of(&self, webhook: &str) -> Option<u64> {
+        let text = self.meters.engine.render();
+        let prefix = format!("aion_webhooks_webhook_concurrency_limit{{webhook=\"{webhook}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Waits until no delivery is pending or in flight (or panics after 30 s).
     pub async fn drain(&self) {
         wait_for("the queue to drain", || async {

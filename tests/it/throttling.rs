@@ -52,14 +52,6 @@ impl Gauge {
     }
 }
 
-fn limit_of(app: &TestApp, webhook: &str) -> Option<u64> {
-    let text = app.meters.engine.render();
-    let prefix = format!("aion_webhooks_webhook_concurrency_limit{{webhook=\"{webhook}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 both! {
     async fn a_429_endpoint_falls_to_one_send_at_a_time_and_recovers_on_2xx(db) {
         let gauge = Gauge::default();
@@ -76,7 +68,7 @@ both! {
         );
 
         wait_for("the limit to reach the floor", || async {
-            limit_of(&app, "busy") == Some(1)
+            app.limit_of("busy") == Some(1)
         })
         .await;
         // Sends started before the last decrease finish within 50 ms.
@@ -86,7 +78,7 @@ both! {
 
         gauge.overloaded.store(false, Ordering::SeqCst);
         wait_for("the limit to climb back", || async {
-            limit_of(&app, "busy").is_some_and(|l| l >= 16)
+            app.limit_of("busy").is_some_and(|l| l >= 16)
         })
         .await;
         let peak = gauge.peak_over(Duration::from_millis(300)).await;

@@ -20,6 +20,15 @@
 //!   webhook's recent fastest answer plus [`LATENCY_SLACK`] (half a second)
 //!   shrinks it by a tenth. Each at most once per [`COOL_DOWN`], so one burst of failures
 //!   in flight together counts as one signal.
+//! - **Overdue sends.** A send still unanswered when an answer would be
+//!   slow ([`AdaptiveLimit::slow_after`]) halves the limit, and again each
+//!   time its wait doubles, as TCP's retransmission timer does for a lost
+//!   segment (the worker watches, `worker/control.rs`). This is the sign a
+//!   receiver with a small accept queue gives: beyond the queue its kernel
+//!   drops the SYN (or the handshake's last ACK), the connection waits for
+//!   a resend a second or more later, and while new sends keep the queue
+//!   full the resends are dropped too — such a send gives no answer to
+//!   learn from until it times out.
 //! - **Idle restart.** A webhook with nothing sent for [`IDLE_RESTART`]
 //!   starts slow again, as TCP does after idle (RFC 2861): a receiver that
 //!   scaled down meanwhile is not flooded by a sudden backlog.
@@ -146,15 +155,22 @@ impl AdaptiveLimit {
         self.initial * periods.min(30.0).exp2()
     }
 
+    /// How long an answer may take before it is slow: [`LATENCY_TOLERANCE`]
+    /// times the endpoint's recent fastest answer plus [`LATENCY_SLACK`];
+    /// `None` before its first fast answer. A send still unanswered by then
+    /// is overdue (`Scheduler::overdue_after`).
+    pub fn slow_after(&self) -> Option<Duration> {
+        self.baseline
+            .map(|fast| fast.mul_f64(LATENCY_TOLERANCE) + LATENCY_SLACK)
+    }
+
     /// Takes one attempt's answer into account; `latency` is how long it
     /// took.
     pub fn record(&mut self, signal: Signal, latency: Duration, ceiling: u32, now: Instant) {
         let ceiling = f64::from(ceiling.max(1));
         match signal {
             Signal::Success => {
-                let slow = self
-                    .baseline
-                    .is_some_and(|fast| latency > fast.mul_f64(LATENCY_TOLERANCE) + LATENCY_SLACK);
+                let slow = self.slow_after().is_some_and(|slow| latency > slow);
                 self.note_latency(latency, now);
                 if slow {
                     self.decrease(SLOW_FACTOR, ceiling, now);
@@ -211,165 +227,5 @@ fn whole(x: f64) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FAST: Duration = Duration::from_millis(5);
-
-    #[test]
-    fn a_fresh_endpoint_starts_at_its_initial_limit_and_doubles_per_round_trip() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(8, t0);
-        assert_eq!(l.current(256), 8);
-        // Before any send the gate stays shut, however long ago it was made.
-        l.record(Signal::Success, FAST, 256, t0 + Duration::from_secs(9));
-        assert_eq!(l.current(256), 8);
-        l.sending(t0);
-        // Eight answers 50 ms later: 16 (the gate allows 16 at 50 ms).
-        let t = t0 + GROWTH_PERIOD;
-        for _ in 0..8 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 16);
-        // However fast the answers, no more than the gate at that time.
-        for _ in 0..100 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 16);
-        let t = t0 + 2 * GROWTH_PERIOD;
-        for _ in 0..100 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 32);
-        let t = t0 + Duration::from_secs(1);
-        for _ in 0..1000 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 256, "up to the ceiling, never above");
-        assert_eq!(l.current(10), 10, "a lower ceiling applies at once");
-    }
-
-    #[test]
-    fn overload_halves_down_to_one_and_success_climbs_back_one_per_round_trip() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(64, t0);
-        let mut t = t0;
-        for want in [32, 16, 8, 4, 2, 1, 1] {
-            l.record(Signal::Overload, FAST, 64, t);
-            assert_eq!(l.current(64), want);
-            t += COOL_DOWN;
-        }
-        // Past the threshold (1): one more send per `limit` answers.
-        for k in 1..64 {
-            for _ in 0..k - 1 {
-                l.record(Signal::Success, FAST, 64, t);
-            }
-            assert_eq!(l.current(64), k, "not yet");
-            l.record(Signal::Success, FAST, 64, t);
-            assert_eq!(l.current(64), k + 1);
-        }
-    }
-
-    #[test]
-    fn below_the_threshold_growth_is_per_answer_again() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(8, t0);
-        l.sending(t0);
-        let t = t0 + Duration::from_secs(1);
-        for _ in 0..56 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 64);
-        l.record(Signal::Overload, FAST, 256, t); // threshold 32
-        assert_eq!(l.current(256), 32);
-        for _ in 0..32 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 33, "one round trip, one more");
-    }
-
-    #[test]
-    fn a_burst_of_failures_counts_once_and_neutral_answers_change_nothing() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(100, t0);
-        for i in 0..50 {
-            l.record(Signal::Overload, FAST, 100, t0 + Duration::from_millis(i));
-        }
-        assert_eq!(l.current(100), 50);
-        l.record(Signal::Neutral, FAST, 100, t0 + Duration::from_secs(1));
-        assert_eq!(l.current(100), 50);
-    }
-
-    #[test]
-    fn rising_latency_shrinks_the_limit_and_fast_jitter_does_not() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(100, t0);
-        l.record(Signal::Success, Duration::from_millis(50), 100, t0);
-        assert_eq!(l.current(100), 100);
-        // Within tolerance: 3 × 50 + 500 = 650 ms.
-        l.record(Signal::Success, Duration::from_millis(640), 100, t0);
-        assert_eq!(l.current(100), 100);
-        l.record(Signal::Success, Duration::from_millis(1200), 100, t0);
-        assert_eq!(l.current(100), 90);
-        // One decrease per cool-down.
-        l.record(Signal::Success, Duration::from_millis(1200), 100, t0);
-        assert_eq!(l.current(100), 90);
-        let later = t0 + COOL_DOWN;
-        l.record(Signal::Success, Duration::from_millis(1200), 100, later);
-        assert_eq!(l.current(100), 81);
-        // A 1 ms receiver answering in 300 ms under a loaded engine is not
-        // slow.
-        let mut l = AdaptiveLimit::new(100, t0);
-        l.record(Signal::Success, Duration::from_millis(1), 100, t0);
-        l.record(Signal::Success, Duration::from_millis(300), 100, t0);
-        assert_eq!(l.current(100), 100);
-    }
-
-    #[test]
-    fn the_baseline_follows_a_receiver_that_became_slower() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(100, t0);
-        l.record(Signal::Success, Duration::from_millis(10), 100, t0);
-        let slow = Duration::from_millis(1500);
-        // Two windows of 500 ms answers: the baseline is now 500 ms.
-        let mut t = t0;
-        for _ in 0..3 {
-            t += BASELINE_WINDOW;
-            l.record(Signal::Success, slow, 100, t);
-        }
-        let before = l.current(100);
-        l.record(Signal::Success, slow, 100, t + COOL_DOWN);
-        assert!(l.current(100) >= before, "1.5 s is normal now");
-    }
-
-    #[test]
-    fn a_restart_after_idle_starts_slow_again() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(8, t0);
-        l.sending(t0);
-        let t = t0 + Duration::from_secs(2);
-        for _ in 0..300 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 256);
-        let t = t + IDLE_RESTART;
-        l.restart(t);
-        assert_eq!(l.current(256), 8);
-        for _ in 0..100 {
-            l.record(Signal::Success, FAST, 256, t);
-        }
-        assert_eq!(l.current(256), 8, "the gate counts from the restart");
-    }
-
-    #[test]
-    fn signals_follow_the_standard_webhooks_advice() {
-        assert_eq!(Signal::of(Some(204), false), Signal::Success);
-        for s in [429, 502, 503, 504] {
-            assert_eq!(Signal::of(Some(s), false), Signal::Overload, "{s}");
-        }
-        assert_eq!(Signal::of(Some(500), false), Signal::Neutral);
-        assert_eq!(Signal::of(Some(404), false), Signal::Neutral);
-        assert_eq!(Signal::of(None, true), Signal::Overload);
-        assert_eq!(Signal::of(None, false), Signal::Neutral);
-    }
-}
+#[path = "adaptive_tests.rs"]
+mod tests;

@@ -73,25 +73,25 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
         },
     );
     let traceparent = span.traceparent();
-    let report: AttemptReport = shared
-        .sender
-        .send(&Outbound {
-            webhook,
-            delivery_id: &delivery_id,
-            attempt: u32::try_from(c.attempt).unwrap_or(1),
-            event_id: &c.event_id,
-            topic: &c.topic,
-            // Tracing off: the first of the event's trace ids that is one.
-            trace_id: traceparent.as_deref().or_else(|| {
-                [c.trace_id.as_deref(), c.traceparent.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .find(|t| crate::telemetry::parse_parent(t).is_some())
-            }),
-            body: Bytes::from(body),
-            timestamp: shared.clock.now().timestamp(),
-        })
-        .await;
+    let outbound = Outbound {
+        webhook,
+        delivery_id: &delivery_id,
+        attempt: u32::try_from(c.attempt).unwrap_or(1),
+        event_id: &c.event_id,
+        topic: &c.topic,
+        // Tracing off: the first of the event's trace ids that is one.
+        trace_id: traceparent.as_deref().or_else(|| {
+            [c.trace_id.as_deref(), c.traceparent.as_deref()]
+                .into_iter()
+                .flatten()
+                .find(|t| crate::telemetry::parse_parent(t).is_some())
+        }),
+        body: Bytes::from(body),
+        timestamp: shared.clock.now().timestamp(),
+    };
+    let sending = shared.sender.send(&outbound);
+    let report: AttemptReport =
+        control::watch_overdue(shared, &policy, &c.webhook_id, sending).await;
     if let Some(status) = report.status {
         span.set(KeyValue::new(
             "http.response.status_code",

@@ -2,7 +2,7 @@
 //! tokens a claim takes and gives back, the runtime endpoint states the
 //! scheduler is kept up to date with, and what an attempt decided about its
 //! endpoint (adaptive limit, `Retry-After` pause, disabling on `410` or a
-//! long failure streak). The decisions themselves are `outcome::next`'s,
+//! long failure streak), and sends overdue for an answer. The decisions themselves are `outcome::next`'s,
 //! the scheduler's and `endpoint::transition`'s; this module acts on them.
 
 use std::time::Duration;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::Shared;
 use crate::delivery::endpoint::{REASON_FAILING, REASON_GONE, Target, Transition, transition};
 use crate::delivery::outcome::{EndpointEffect, Next};
+use crate::delivery::scheduler::adaptive::Signal;
 use crate::delivery::scheduler::{AppliedState, Chore};
 use crate::delivery::sender::AttemptReport;
 use crate::policy::{PolicySet, Webhook};
@@ -42,6 +43,42 @@ pub(super) async fn after_attempt(
             disable(shared, policy, id, REASON_FAILING, error).await;
         }
         EndpointEffect::CheckFailing | EndpointEffect::Keep => {}
+    }
+}
+
+/// Awaits `sending`, a send to `webhook`, and meanwhile reports it
+/// overdue to the adaptive limit (`Signal::Overload`) once it has gone
+/// unanswered for as long as a slow answer takes, and again each time its
+/// wait doubles (`Scheduler::overdue_after`).
+pub(super) async fn watch_overdue<F: Future>(
+    shared: &Shared,
+    policy: &PolicySet,
+    webhook: &str,
+    sending: F,
+) -> F::Output {
+    let Some(first) = shared.scheduler.overdue_after(webhook) else {
+        return sending.await;
+    };
+    let mut sending = std::pin::pin!(sending);
+    let mut waited = Duration::ZERO;
+    let mut next = first;
+    loop {
+        tokio::select! {
+            output = &mut sending => return output,
+            () = tokio::time::sleep(next - waited) => {
+                let now = shared.clock.instant();
+                let limit = shared.scheduler.observe(
+                    policy,
+                    webhook,
+                    Signal::Overload,
+                    next,
+                    now,
+                );
+                shared.meters.concurrency_limit(webhook, limit);
+                waited = next;
+                next = next.saturating_mul(2);
+            }
+        }
     }
 }
 
