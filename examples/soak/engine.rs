@@ -3,6 +3,7 @@
 //! `/readyz`, SIGKILL it and finally SIGTERM it. It knows nothing of the
 //! load or the verdict; every start and kill is the chaos loop's decision.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, anyhow, bail};
 use sha2::Digest;
 
+use crate::powercut::PowerCut;
 use crate::{ACTION, API_KEY, INBOUND_SECRET, TOPIC};
 
 /// Longest the engine may take to answer `/readyz` 200 after a restart.
@@ -24,6 +26,11 @@ pub struct EngineSpec {
     pub listen: String,
     pub database_url: String,
     pub dir: PathBuf,
+    /// Set for every incarnation, after the soak's own settings.
+    pub extra_env: Vec<(&'static str, OsString)>,
+    /// On SQLite with power cuts: the shim, and the baseline taken before
+    /// every start.
+    pub power: Option<PowerCut>,
 }
 
 impl EngineSpec {
@@ -33,6 +40,9 @@ impl EngineSpec {
 
     /// Starts incarnation `n`, logging to `engine-<n>.log` in the run dir.
     pub fn spawn(&self, n: usize) -> anyhow::Result<Engine> {
+        if let Some(power) = &self.power {
+            tokio::task::block_in_place(|| power.baseline())?;
+        }
         let log = self.dir.join(format!("engine-{n:02}.log"));
         let file = std::fs::File::create(&log)?;
         let child = Command::new(&self.bin)
@@ -51,6 +61,8 @@ impl EngineSpec {
             .env_remove("AION_WEBHOOKS_LISTEN")
             .env_remove("AION_WEBHOOKS_LOG_FORMAT")
             .env_remove("RUST_LOG")
+            .env_remove("AION_WEBHOOKS_SQLITE_SYNCHRONOUS")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -143,9 +155,14 @@ impl Drop for Engine {
 
 /// `/readyz`'s status code as text, or why there was none.
 pub async fn readyz(http: &reqwest::Client, base: &str) -> String {
+    readyz_within(http, base, Duration::from_secs(3)).await
+}
+
+/// [`readyz`] with its own timeout.
+pub async fn readyz_within(http: &reqwest::Client, base: &str, timeout: Duration) -> String {
     match http
         .get(format!("{base}/readyz"))
-        .timeout(Duration::from_secs(3))
+        .timeout(timeout)
         .send()
         .await
     {

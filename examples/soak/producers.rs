@@ -5,7 +5,7 @@
 //! arrived is for the verdict to decide.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,8 @@ struct Producer {
     base: String,
     ledger: Arc<Mutex<Ledger>>,
     next: Arc<AtomicU64>,
+    /// Batches posted and not yet answered definitely.
+    batches_in_flight: Arc<AtomicUsize>,
     stop: CancellationToken,
 }
 
@@ -60,6 +62,7 @@ pub fn spawn_producers(
     base: &str,
     http: &reqwest::Client,
     ledger: &Arc<Mutex<Ledger>>,
+    batches_in_flight: &Arc<AtomicUsize>,
     stop: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let p = Producer {
@@ -67,6 +70,7 @@ pub fn spawn_producers(
         base: base.to_owned(),
         ledger: ledger.clone(),
         next: Arc::default(),
+        batches_in_flight: batches_in_flight.clone(),
         stop: stop.clone(),
     };
     let mut tasks = Vec::new();
@@ -122,6 +126,9 @@ async fn produce_events(p: Producer, every: Duration, batch: usize) {
             Value::Array(events).to_string()
         };
         let url = format!("{}/v1/events", p.base);
+        if batch > 1 {
+            p.batches_in_flight.fetch_add(1, Ordering::SeqCst);
+        }
         let (answer, resent) = until_definite(|| {
             p.http
                 .post(&url)
@@ -130,6 +137,9 @@ async fn produce_events(p: Producer, every: Duration, batch: usize) {
                 .body(body.clone())
         })
         .await;
+        if batch > 1 {
+            p.batches_in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
         let mut ledger = p.ledger.lock().expect("ledger lock");
         ledger.resent += resent;
         match answer {

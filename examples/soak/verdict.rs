@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::chaos::{ChaosLog, PgStop};
+use crate::db::Reader;
 use crate::producers::Ledger;
 use crate::receiver::Receipts;
-use crate::{Args, TOPIC, ms, secs};
+use crate::{Args, TOPIC, secs};
 
 #[derive(Debug, Default)]
 pub struct Verdict {
@@ -98,7 +98,7 @@ pub async fn drain(
     args: &Args,
     ledger: &Mutex<Ledger>,
     receipts: &Mutex<Receipts>,
-    pool: &sqlx::PgPool,
+    db: &Reader,
     started: Instant,
 ) -> anyhow::Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
@@ -109,10 +109,7 @@ pub async fn drain(
             let receipts = receipts.lock().expect("receipts lock");
             judge(&ledger, &receipts).lost()
         };
-        let unfinished: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE state <> 'succeeded'")
-                .fetch_one(pool)
-                .await?;
+        let unfinished = db.unfinished().await?;
         if (missing == 0 && unfinished == 0) || Instant::now() >= deadline {
             return Ok(unfinished);
         }
@@ -128,7 +125,7 @@ pub async fn drain(
 }
 
 /// Prints what the database knows of (up to 20 of) the lost items.
-pub async fn explain_losses(v: &Verdict, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+pub async fn explain_losses(v: &Verdict, db: &Reader) -> anyhow::Result<()> {
     let events: Vec<String> = v.lost_events.iter().take(20).cloned().collect();
     let commands: Vec<String> = v.lost_commands.iter().take(20).cloned().collect();
     eprintln!(
@@ -139,23 +136,7 @@ pub async fn explain_losses(v: &Verdict, pool: &sqlx::PgPool) -> anyhow::Result<
         "LOST commands (first 20 of {}): {commands:?}",
         v.lost_commands.len()
     );
-    // (event id, what the database says of it and of its delivery).
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT e.id, concat_ws(' ',
-                'command=' || (e.payload::jsonb->>'command_id'),
-                'received_at=' || e.received_at, 'state=' || d.state,
-                'attempts=' || d.attempts, 'last_error=' || d.last_error,
-                'history=' || (SELECT string_agg(a.attempt || '@' || a.started_at || ':'
-                                   || coalesce(a.status_code::text, a.error_kind, '?'), ', '
-                                   ORDER BY a.attempt)
-                               FROM delivery_attempts a WHERE a.delivery_id = d.id))
-         FROM events e LEFT JOIN deliveries d ON d.event_id = e.id
-         WHERE e.id = ANY($1) OR e.payload::jsonb->>'command_id' = ANY($2)",
-    )
-    .bind(&events)
-    .bind(&commands)
-    .fetch_all(pool)
-    .await?;
+    let rows = db.explain(&events, &commands).await?;
     let stored: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     let not_stored = events
         .iter()
@@ -201,9 +182,13 @@ pub fn scan_logs(dir: &Path) -> anyhow::Result<LogScan> {
 pub struct Summary<'a> {
     pub ledger: &'a Ledger,
     pub verdict: &'a Verdict,
-    pub chaos: &'a ChaosLog,
-    pub pg_stop: PgStop,
+    pub store: String,
+    /// The chaos's lines ([`crate::chaos::ChaosLog::report`]).
+    pub chaos: Vec<(&'static str, String)>,
+    pub unexpected_exits: &'a [String],
     pub rescued: i64,
+    /// Accepted events and commands the store no longer holds.
+    pub not_stored: (i64, i64),
     pub not_succeeded: i64,
     pub engine_exit: String,
     pub logs: LogScan,
@@ -213,15 +198,10 @@ pub struct Summary<'a> {
 }
 
 pub fn print_summary(s: &Summary<'_>) {
-    let (l, v, c) = (s.ledger, s.verdict, s.chaos);
-    let longest = |d: &[Duration]| d.iter().max().map_or(0.0, |d| ms(*d));
-    let median = |d: &[Duration]| {
-        let mut d = d.to_vec();
-        d.sort();
-        d.get(d.len() / 2).map_or(0.0, |d| ms(*d))
-    };
+    let (l, v) = (s.ledger, s.verdict);
     println!();
     println!("==================== aion-webhooks crash soak ====================");
+    println!("store                      {}", s.store);
     println!(
         "events accepted            {} ({} single, {} in batches; {} by a 200 duplicate answer)",
         l.accepted.len(),
@@ -246,6 +226,12 @@ pub fn print_summary(s: &Summary<'_>) {
         v.lost_commands.len()
     );
     println!(
+        "not in the store at end    {} ({} events, {} commands; delivered or not)",
+        s.not_stored.0 + s.not_stored.1,
+        s.not_stored.0,
+        s.not_stored.1
+    );
+    println!(
         "unexpected                 {}{}",
         v.unexpected.len(),
         if v.delivered_unresolved > 0 {
@@ -261,24 +247,9 @@ pub fn print_summary(s: &Summary<'_>) {
         "duplicate receipts         {} (of {} answered 200; {} answered 503 on purpose)",
         v.duplicates, v.receipts_ok, v.receipts_failed
     );
-    println!(
-        "engine kills               {} (/readyz 200 after each; longest {:.0} ms, median {:.0} ms after restart)",
-        c.kill_recovery.len(),
-        longest(&c.kill_recovery),
-        median(&c.kill_recovery)
-    );
-    println!(
-        "pg restarts                {}, -m {} (/readyz while down: {}; 200 again longest {:.0} ms after start; outages {})",
-        c.pg_recovery.len(),
-        s.pg_stop.mode(),
-        c.readyz_while_down.join(", "),
-        longest(&c.pg_recovery),
-        c.pg_outage
-            .iter()
-            .map(|d| format!("{:.1} s", d.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    for (label, text) in &s.chaos {
+        println!("{label:<27}{text}");
+    }
     println!(
         "requests re-sent           {} (unknown outcome: connection error, timeout, 5xx)",
         l.resent
@@ -291,7 +262,7 @@ pub fn print_summary(s: &Summary<'_>) {
         "deliveries not succeeded   {} (at the end, from the database)",
         s.not_succeeded
     );
-    println!("unexpected engine exits    {}", c.unexpected_exits.len());
+    println!("unexpected engine exits    {}", s.unexpected_exits.len());
     println!(
         "engine logs                {} ERROR, {} WARN, {} panics; final SIGTERM: {}",
         s.logs.errors, s.logs.warnings, s.logs.panics, s.engine_exit
@@ -312,7 +283,7 @@ pub fn print_summary(s: &Summary<'_>) {
     for (id, why) in l.unresolved.iter().take(20) {
         eprintln!("UNRESOLVED {id}: {why}");
     }
-    for e in &c.unexpected_exits {
+    for e in s.unexpected_exits {
         eprintln!("ENGINE EXIT {e}");
     }
 }
