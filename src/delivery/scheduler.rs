@@ -355,14 +355,6 @@ impl Scheduler {
         hook.limit.current(ceiling)
     }
 
-    /// How long a send to `webhook` may go unanswered before it is overdue
-    /// (`adaptive::AdaptiveLimit::slow_after`): then, and each time its wait
-    /// has doubled, the worker reports [`Signal::Overload`]. `None` before
-    /// the webhook's first fast answer on this engine.
-    pub fn overdue_after(&self, webhook: &str) -> Option<Duration> {
-        self.book().hooks.get(webhook)?.limit.slow_after()
-    }
-
     /// The sends `webhook` may have in flight now (for metrics and tests).
     pub fn current_limit(&self, policy: &PolicySet, webhook: &str) -> u32 {
         let Some(w) = policy.webhook(webhook) else {

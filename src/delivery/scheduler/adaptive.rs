@@ -21,9 +21,11 @@
 //!   shrinks it by a tenth. Each at most once per [`COOL_DOWN`], so one burst of failures
 //!   in flight together counts as one signal.
 //! - **Overdue sends.** A send still unanswered when an answer would be
-//!   slow ([`AdaptiveLimit::slow_after`]) halves the limit, and again each
-//!   time its wait doubles, as TCP's retransmission timer does for a lost
-//!   segment (the worker watches, `worker/control.rs`). This is the sign a
+//!   slow ([`AdaptiveLimit::slow_after`]) counts as overload, once; each
+//!   time its wait doubles after that the limit halves again, but where
+//!   growth slows does not move, and its answer, when it comes, counts for
+//!   nothing more ([`AdaptiveLimit::overdue`]; the worker watches,
+//!   `worker/control.rs`). This is the sign a
 //!   receiver with a small accept queue gives: beyond the queue its kernel
 //!   drops the SYN (or the handshake's last ACK), the connection waits for
 //!   a resend a second or more later, and while new sends keep the queue
@@ -35,8 +37,8 @@
 //!
 //! Why AIMD and not a pure gradient limiter: the signals receivers give us
 //! are mostly explicit (`429`/`503` mean "slow down"); AIMD reacts to them at
-//! once and its behaviour is easy to state to operators. Latency is a
-//! second, gentler signal. Pure: `now` is a parameter.
+//! once and its behaviour is easy to state to operators. Latency (an
+//! overdue send) is a second signal. Pure: `now` is a parameter.
 
 use std::time::{Duration, Instant};
 
@@ -189,11 +191,31 @@ impl AdaptiveLimit {
         }
     }
 
+    /// A send has gone unanswered past [`AdaptiveLimit::slow_after`]
+    /// (`first`), or its wait has doubled again since. The first time it
+    /// counts as overload — the limit halves and growth past it slows, as
+    /// after a loss; each later time the limit halves again but the point
+    /// where growth slows stays, as TCP's retransmission timeout resets
+    /// the window but not the threshold a second time: once answers come
+    /// back the limit climbs back to it per answer.
+    pub fn overdue(&mut self, first: bool, ceiling: u32, now: Instant) {
+        let ceiling = f64::from(ceiling.max(1));
+        if first {
+            self.decrease(0.5, ceiling, now);
+        } else if !self.cooling(now) {
+            self.limit = (self.limit.min(ceiling) * 0.5).max(1.0);
+            self.acked = 0;
+            self.last_decrease = Some(now);
+        }
+    }
+
+    fn cooling(&self, now: Instant) -> bool {
+        self.last_decrease
+            .is_some_and(|at| now.saturating_duration_since(at) < COOL_DOWN)
+    }
+
     fn decrease(&mut self, factor: f64, ceiling: f64, now: Instant) {
-        let cooling = self
-            .last_decrease
-            .is_some_and(|at| now.saturating_duration_since(at) < COOL_DOWN);
-        if !cooling {
+        if !self.cooling(now) {
             self.limit = (self.limit.min(ceiling) * factor).max(1.0);
             self.threshold = Some(self.limit);
             self.acked = 0;

@@ -172,3 +172,32 @@ fn signals_follow_the_standard_webhooks_advice() {
     assert_eq!(Signal::of(None, true), Signal::Overload);
     assert_eq!(Signal::of(None, false), Signal::Neutral);
 }
+
+#[test]
+fn an_overdue_send_halves_once_as_a_loss_then_without_moving_the_threshold() {
+    let t0 = Instant::now();
+    let mut l = AdaptiveLimit::new(64, t0);
+    l.overdue(true, 256, t0);
+    assert_eq!(l.current(256), 32, "the first time: overload");
+    let mut t = t0 + COOL_DOWN;
+    for want in [16, 8, 4] {
+        l.overdue(false, 256, t);
+        assert_eq!(l.current(256), want, "its wait doubled again");
+        // Within the cool-down, nothing more.
+        l.overdue(false, 256, t);
+        assert_eq!(l.current(256), want);
+        t += COOL_DOWN;
+    }
+    // Answers again: back to the threshold (32) one per answer, then one
+    // per round trip.
+    for _ in 0..28 {
+        l.record(Signal::Success, FAST, 256, t);
+    }
+    assert_eq!(l.current(256), 32);
+    for _ in 0..31 {
+        l.record(Signal::Success, FAST, 256, t);
+    }
+    assert_eq!(l.current(256), 32, "past the threshold: per round trip");
+    l.record(Signal::Success, FAST, 256, t);
+    assert_eq!(l.current(256), 33);
+}

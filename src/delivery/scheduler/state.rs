@@ -1,7 +1,8 @@
 //! The runtime endpoint state the scheduler applies — disabled webhooks
 //! and pauses, as read from the store or learnt from answers — the rate
 //! limits on per-webhook chores, and a webhook's book-keeping (a fresh one,
-//! the restart after idle). Part of [`Scheduler`]; here to keep
+//! the restart after idle, sends overdue for an answer). Part of
+//! [`Scheduler`]; here to keep
 //! each file readable.
 
 use std::collections::{HashMap, HashSet};
@@ -35,6 +36,29 @@ pub enum Chore {
 pub const CHORE_EVERY: Duration = Duration::from_secs(1);
 
 impl Scheduler {
+    /// How long a send to `webhook` may go unanswered before it is overdue
+    /// (`adaptive::AdaptiveLimit::slow_after`): then, and each time its wait
+    /// has doubled, the worker calls [`Scheduler::overdue`]. `None` before
+    /// the webhook's first fast answer on this engine.
+    pub fn overdue_after(&self, webhook: &str) -> Option<Duration> {
+        self.book().hooks.get(webhook)?.limit.slow_after()
+    }
+
+    /// A send to `webhook` is overdue (`first`), or still, its wait doubled
+    /// (`adaptive::AdaptiveLimit::overdue`); returns the webhook's limit now.
+    pub fn overdue(&self, policy: &PolicySet, webhook: &str, first: bool, now: Instant) -> u32 {
+        let Some(w) = policy.webhook(webhook) else {
+            return 0;
+        };
+        let ceiling = self.ceiling(w);
+        let mut book = self.book();
+        let Some(hook) = book.hooks.get_mut(webhook) else {
+            return 0;
+        };
+        hook.limit.overdue(first, ceiling, now);
+        hook.limit.current(ceiling)
+    }
+
     /// Sends nothing to `webhook` until `until` (a receiver's
     /// `Retry-After`, an empty rate bucket). Returns whether to tell other
     /// engines now: pauses of a second or more, at most once per

@@ -90,7 +90,7 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
         timestamp: shared.clock.now().timestamp(),
     };
     let sending = shared.sender.send(&outbound);
-    let report: AttemptReport =
+    let (report, overdue): (AttemptReport, bool) =
         control::watch_overdue(shared, &policy, &c.webhook_id, sending).await;
     if let Some(status) = report.status {
         span.set(KeyValue::new(
@@ -124,7 +124,7 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
         jitter,
     );
     let next = outcome::next(webhook, &report, decision, decided_at);
-    control::after_attempt(shared, &policy, webhook, &report, &next).await;
+    control::after_attempt(shared, &policy, webhook, &report, &next, overdue).await;
     shared
         .meters
         .attempt(&c.webhook_id, next.outcome, report.duration);

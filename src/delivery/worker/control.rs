@@ -26,12 +26,19 @@ pub(super) async fn after_attempt(
     webhook: &Webhook,
     report: &AttemptReport,
     next: &Next,
+    overdue: bool,
 ) {
     let id = webhook.id.as_str();
     let now = shared.clock.instant();
+    // An overdue send was counted while it waited.
+    let signal = if overdue {
+        Signal::Neutral
+    } else {
+        next.signal
+    };
     let limit = shared
         .scheduler
-        .observe(policy, id, next.signal, report.duration, now);
+        .observe(policy, id, signal, report.duration, now);
     shared.meters.concurrency_limit(id, limit);
     if let Some(pause) = next.pause {
         throttle(shared, id, pause).await;
@@ -46,34 +53,30 @@ pub(super) async fn after_attempt(
     }
 }
 
-/// Awaits `sending`, a send to `webhook`, and meanwhile reports it
-/// overdue to the adaptive limit (`Signal::Overload`) once it has gone
-/// unanswered for as long as a slow answer takes, and again each time its
-/// wait doubles (`Scheduler::overdue_after`).
+/// Awaits `sending`, a send to `webhook`, and meanwhile tells the
+/// scheduler it is overdue once it has gone unanswered for as long as a
+/// slow answer takes, and again each time its wait doubles
+/// (`Scheduler::overdue_after`, `Scheduler::overdue`). Also returns whether
+/// it was ever overdue: then its answer says nothing more about load.
 pub(super) async fn watch_overdue<F: Future>(
     shared: &Shared,
     policy: &PolicySet,
     webhook: &str,
     sending: F,
-) -> F::Output {
+) -> (F::Output, bool) {
     let Some(first) = shared.scheduler.overdue_after(webhook) else {
-        return sending.await;
+        return (sending.await, false);
     };
     let mut sending = std::pin::pin!(sending);
     let mut waited = Duration::ZERO;
     let mut next = first;
     loop {
         tokio::select! {
-            output = &mut sending => return output,
-            () = tokio::time::sleep(next - waited) => {
+            biased;
+            output = &mut sending => return (output, !waited.is_zero()),
+            () = tokio::time::sleep(next.saturating_sub(waited)) => {
                 let now = shared.clock.instant();
-                let limit = shared.scheduler.observe(
-                    policy,
-                    webhook,
-                    Signal::Overload,
-                    next,
-                    now,
-                );
+                let limit = shared.scheduler.overdue(policy, webhook, waited.is_zero(), now);
                 shared.meters.concurrency_limit(webhook, limit);
                 waited = next;
                 next = next.saturating_mul(2);
