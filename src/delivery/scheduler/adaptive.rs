@@ -199,25 +199,25 @@ impl AdaptiveLimit {
     /// the window but not the threshold a second time: once answers come
     /// back the limit climbs back to it per answer.
     pub fn overdue(&mut self, first: bool, ceiling: u32, now: Instant) {
-        let ceiling = f64::from(ceiling.max(1));
-        if first {
-            self.decrease(0.5, ceiling, now);
-        } else if !self.cooling(now) {
-            self.limit = (self.limit.min(ceiling) * 0.5).max(1.0);
-            self.acked = 0;
-            self.last_decrease = Some(now);
-        }
-    }
-
-    fn cooling(&self, now: Instant) -> bool {
-        self.last_decrease
-            .is_some_and(|at| now.saturating_duration_since(at) < COOL_DOWN)
+        self.cut(0.5, f64::from(ceiling.max(1)), now, first);
     }
 
     fn decrease(&mut self, factor: f64, ceiling: f64, now: Instant) {
-        if !self.cooling(now) {
+        self.cut(factor, ceiling, now, true);
+    }
+
+    /// Multiplies the limit by `factor` (at least one send), unless within
+    /// [`COOL_DOWN`] of the last cut; `threshold`: growth turns slow from
+    /// the new limit on.
+    fn cut(&mut self, factor: f64, ceiling: f64, now: Instant, threshold: bool) {
+        let cooling = self
+            .last_decrease
+            .is_some_and(|at| now.saturating_duration_since(at) < COOL_DOWN);
+        if !cooling {
             self.limit = (self.limit.min(ceiling) * factor).max(1.0);
-            self.threshold = Some(self.limit);
+            if threshold {
+                self.threshold = Some(self.limit);
+            }
             self.acked = 0;
             self.last_decrease = Some(now);
         }
