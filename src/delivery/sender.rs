@@ -247,7 +247,7 @@ fn build_headers(req: &Outbound<'_>) -> Result<HeaderMap, String> {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("static header name {name:?} is invalid"))?;
         // The value is not echoed: a static header may carry a credential.
-        let value = HeaderValue::from_str(value)
+        let value = HeaderValue::from_str(value.expose())
             .map_err(|_| format!("static header {name} has an invalid value"))?;
         headers.append(name, value);
     }

@@ -73,8 +73,10 @@ pub struct Webhook {
     pub topics: Vec<TopicPattern>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
-    /// Extra static headers, in file order.
-    pub headers: Vec<(String, String)>,
+    /// Extra static headers, in file order. A value may carry a credential
+    /// (`Authorization: Bearer ${TOKEN}`), so it is a [`Secret`]: never in
+    /// a log line, an error or an API answer.
+    pub headers: Vec<(String, Secret)>,
     pub signature: SignatureMode,
     /// `None` = events of every tenant (and of none).
     pub tenants: Option<Vec<String>>,

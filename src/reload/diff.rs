@@ -52,7 +52,7 @@ fn fingerprint(w: &Webhook) -> [u8; 32] {
     field(&w.timeout.as_millis().to_le_bytes());
     for (k, v) in &w.headers {
         field(k.as_bytes());
-        field(v.as_bytes());
+        field(v.expose().as_bytes());
     }
     field(w.signature.as_str().as_bytes());
     field(format!("{:?}/{}", w.tenants, w.include_untenanted).as_bytes());

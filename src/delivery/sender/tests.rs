@@ -65,7 +65,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
             max_attempts: 5,
         },
         timeout: Duration::from_secs(5),
-        headers: vec![("X-Team".into(), "analytics".into())],
+        headers: vec![("X-Team".into(), crate::domain::Secret::new("analytics"))],
         signature: mode,
         tenants: None,
         include_untenanted: false,

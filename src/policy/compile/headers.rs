@@ -1,14 +1,20 @@
 //! A webhook's static `headers:`: valid names, none the engine sets
-//! itself, no CR, LF or NUL in a value.
+//! itself or that belong to one connection, no CR, LF or NUL in a value.
+//! Values may be secrets (`${ENV}`), so they are kept as [`Secret`]s and no
+//! error here echoes one.
 
 use std::collections::BTreeMap;
 
 use serde_saphyr::Location;
 
 use super::Compiler;
+use crate::domain::Secret;
 use crate::policy::raw::Str;
 
-/// Headers the engine sets itself; a static header must not override them.
+/// Headers the engine sets itself, and the hop-by-hop headers (RFC 9110
+/// §7.6.1: they describe one connection, which the engine's HTTP client
+/// owns, and a proxy would act on them); a static header must not set them.
+/// `X-Aion-*` and `webhook-*` are refused by prefix.
 const RESERVED_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
@@ -18,6 +24,13 @@ const RESERVED_HEADERS: &[&str] = &[
     "traceparent",
     "transfer-encoding",
     "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
 ];
 
 impl Compiler<'_> {
@@ -26,7 +39,7 @@ impl Compiler<'_> {
         raw: &BTreeMap<String, Str>,
         path: &str,
         owner: Location,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<(String, Secret)> {
         let mut out = Vec::new();
         for (name, value) in raw {
             let p = format!("{path}.{name}");
@@ -58,7 +71,7 @@ impl Compiler<'_> {
                         "header value must not contain CR, LF or NUL",
                     );
                 } else {
-                    out.push((name.clone(), v));
+                    out.push((name.clone(), Secret::new(v)));
                 }
             }
         }
