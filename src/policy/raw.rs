@@ -137,6 +137,9 @@ pub(crate) struct RawWebhook {
     pub ordering: Option<Str>,
     #[serde(default)]
     pub headers: BTreeMap<String, Str>,
+    /// Header name → a file (relative to the policy) holding its value.
+    #[serde(default)]
+    pub header_files: BTreeMap<String, Str>,
     pub signature: Option<Str>,
     pub tenants: Option<Spanned<Vec<Str>>>,
     pub include_untenanted: Option<bool>,

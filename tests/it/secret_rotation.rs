@@ -228,3 +228,52 @@ both! {
         app.stop().await;
     }
 }
+
+both! {
+    async fn a_header_value_from_a_file_is_sent_rotated_on_reload_and_never_shown(db) {
+        let rx = Receiver::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = dir.path().join("partner.auth");
+        std::fs::write(&auth, "Bearer partner-token-one\n").expect("write");
+        let file = dir.path().join("webhooks.yaml");
+        let yaml = policy_yaml(&hook(
+            "h",
+            &rx.url,
+            "[t.x]",
+            &format!("header_files: {{ Authorization: {} }}", auth.display()),
+        ));
+        let app = spawn(db, &file, &yaml, false).await;
+        let send = |id: &'static str| {
+            let app = &app;
+            let rx = &rx;
+            async move {
+                let before = rx.received().len();
+                let (status, body) = app
+                    .post_events(&json!({"id": id, "topic": "t.x", "payload": 1}))
+                    .await;
+                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+                let got = rx.wait_for_count(before + 1).await;
+                got.iter()
+                    .find(|r| r.header("x-aion-event-id") == id)
+                    .expect("the event's delivery")
+                    .header("authorization")
+                    .to_owned()
+            }
+        };
+        assert_eq!(send("one").await, "Bearer partner-token-one");
+
+        std::fs::write(&auth, "Bearer partner-token-two\n").expect("rotate");
+        let (status, body) = app.post_raw("/v1/policy/reload", API_KEY, Vec::new()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["outcome"], "applied", "a rotated header file is a change: {body}");
+        assert_eq!(body["diff"]["changed"], json!(["h"]), "{body}");
+        assert_eq!(send("two").await, "Bearer partner-token-two");
+
+        // Nothing the admin API answers shows the value.
+        for path in ["/v1/policy", "/v1/webhooks", "/v1/deliveries?webhook=h"] {
+            let (_, body) = app.get(path).await;
+            assert!(!body.to_string().contains("partner-token"), "{path}: {body}");
+        }
+        app.stop().await;
+    }
+}

@@ -302,75 +302,6 @@ fn unsupported_version_and_bad_durations_are_refused() {
 }
 
 #[test]
-fn reserved_and_malformed_headers_are_refused() {
-    let errs = errors(
-        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Aion-Signature: forged, Content-Type: text/plain, X-Ok: \"a\\r\\nb\" }\n",
-    );
-    assert_eq!(errs.len(), 3, "{errs:#?}");
-}
-
-#[test]
-fn hop_by_hop_headers_are_refused_naming_each() {
-    let names = [
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-    ];
-    let lines: String = names
-        .iter()
-        .map(|n| format!("      {n}: not-this-value\n"))
-        .collect();
-    let errs = errors(&format!(
-        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers:\n{lines}"
-    ));
-    assert_eq!(errs.len(), names.len(), "{errs:#?}");
-    for (i, name) in names.iter().enumerate() {
-        let line = 8 + i as u64;
-        assert_error(
-            &errs,
-            &format!("webhooks[0].headers.{name}"),
-            line,
-            "set by the engine",
-        );
-    }
-    assert!(
-        errs.iter().all(|e| !e.message.contains("not-this-value")),
-        "an error echoes a header's value: {errs:#?}"
-    );
-}
-
-#[test]
-fn header_values_are_secrets_never_shown_by_debug() {
-    let env = |name: &str| (name == "PARTNER_TOKEN").then(|| "tok-3f9a".to_owned());
-    let text = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { Authorization: \"Bearer ${PARTNER_TOKEN}\", X-Team: payments }\n";
-    let p = PolicySet::parse(text, "t", Path::new("."), &env).expect("valid");
-    let w = p.webhook("a").expect("a");
-    let sent: Vec<(&str, &str)> = w
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.expose()))
-        .collect();
-    assert_eq!(
-        sent,
-        [("Authorization", "Bearer tok-3f9a"), ("X-Team", "payments")]
-    );
-    let shown = format!("{p:?} {w:?}");
-    assert!(
-        !shown.contains("tok-3f9a") && !shown.contains("payments"),
-        "{shown}"
-    );
-    // A missing variable names the variable, never a value.
-    let errs = errors(&text.replace("PARTNER_TOKEN", "UNSET_TOKEN"));
-    assert_error(&errs, "webhooks[0].headers.Authorization", 7, "UNSET_TOKEN");
-}
-
-#[test]
 fn secret_file_is_read_relative_to_the_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("hook.secret"), "from-file\n").expect("write");
@@ -685,6 +616,7 @@ fn ordering_is_key_or_none_and_refuses_anything_else() {
     }
 }
 
+mod headers;
 mod schemas;
 
 mod sources {

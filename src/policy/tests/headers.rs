@@ -1,0 +1,132 @@
+//! A webhook's `headers:` and `header_files:` as `policy check` sees them:
+//! names refused, values kept secret, files watched (issue 30, item 1).
+
+use super::*;
+
+#[test]
+fn reserved_and_malformed_headers_are_refused() {
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Aion-Signature: forged, Content-Type: text/plain, X-Ok: \"a\\r\\nb\" }\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+#[test]
+fn hop_by_hop_headers_are_refused_naming_each() {
+    let names = [
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+    ];
+    let lines: String = names
+        .iter()
+        .map(|n| format!("      {n}: not-this-value\n"))
+        .collect();
+    let errs = errors(&format!(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers:\n{lines}"
+    ));
+    assert_eq!(errs.len(), names.len(), "{errs:#?}");
+    for (i, name) in names.iter().enumerate() {
+        let line = 8 + i as u64;
+        assert_error(
+            &errs,
+            &format!("webhooks[0].headers.{name}"),
+            line,
+            "set by the engine",
+        );
+    }
+    assert!(
+        errs.iter().all(|e| !e.message.contains("not-this-value")),
+        "an error echoes a header's value: {errs:#?}"
+    );
+}
+
+#[test]
+fn header_values_are_secrets_never_shown_by_debug() {
+    let env = |name: &str| (name == "PARTNER_TOKEN").then(|| "tok-3f9a".to_owned());
+    let text = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { Authorization: \"Bearer ${PARTNER_TOKEN}\", X-Team: payments }\n";
+    let p = PolicySet::parse(text, "t", Path::new("."), &env).expect("valid");
+    let w = p.webhook("a").expect("a");
+    let sent: Vec<(&str, &str)> = w
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        sent,
+        [("Authorization", "Bearer tok-3f9a"), ("X-Team", "payments")]
+    );
+    let shown = format!("{p:?} {w:?}");
+    assert!(
+        !shown.contains("tok-3f9a") && !shown.contains("payments"),
+        "{shown}"
+    );
+    // A missing variable names the variable, never a value.
+    let errs = errors(&text.replace("PARTNER_TOKEN", "UNSET_TOKEN"));
+    assert_error(&errs, "webhooks[0].headers.Authorization", 7, "UNSET_TOKEN");
+}
+
+#[test]
+fn header_files_hold_secret_values_watched_like_secret_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("partner.auth"), "Bearer tok-1\n").expect("write");
+    let text = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Team: payments }\n    header_files: { Authorization: partner.auth }\n";
+    let p = PolicySet::parse(text, "t", dir.path(), &no_env).expect("valid");
+    let w = p.webhook("a").expect("a");
+    let sent: Vec<(&str, &str)> = w
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        sent,
+        [("X-Team", "payments"), ("Authorization", "Bearer tok-1")]
+    );
+    assert!(!format!("{p:?}").contains("tok-1"));
+    // The file is watched, and rotating it is a change a reload applies.
+    assert!(
+        p.files().iter().any(|f| f.ends_with("partner.auth")),
+        "{:?}",
+        p.files()
+    );
+    std::fs::write(dir.path().join("partner.auth"), "Bearer tok-2\n").expect("rotate");
+    let rotated = PolicySet::parse(text, "t", dir.path(), &no_env).expect("valid");
+    assert_ne!(p.fingerprint(), rotated.fingerprint());
+    assert_eq!(
+        rotated.webhook("a").expect("a").headers[1].1.expose(),
+        "Bearer tok-2"
+    );
+
+    // Missing file, a name in both maps, a reserved name, a line break
+    // inside the value: each an error at its line, none showing a value.
+    std::fs::write(dir.path().join("two.lines"), "Bearer tok-1\nX-Evil: 1\n").expect("write");
+    let bad = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Team: payments }\n    header_files:\n      Authorization: nope.auth\n      x-team: partner.auth\n      Proxy-Authorization: partner.auth\n      X-Two: two.lines\n";
+    let errs = PolicySet::parse(bad, "t", dir.path(), &no_env)
+        .expect_err("refused")
+        .errors;
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert_error(
+        &errs,
+        "webhooks[0].header_files.Authorization",
+        9,
+        "cannot read",
+    );
+    assert_error(&errs, "webhooks[0].header_files.x-team", 10, "both");
+    assert_error(
+        &errs,
+        "webhooks[0].header_files.Proxy-Authorization",
+        11,
+        "set by the engine",
+    );
+    assert_error(&errs, "webhooks[0].header_files.X-Two", 12, "CR, LF");
+    assert!(
+        errs.iter().all(|e| !e.message.contains("tok-")),
+        "{errs:#?}"
+    );
+}
