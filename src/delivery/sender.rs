@@ -247,8 +247,10 @@ fn build_headers(req: &Outbound<'_>) -> Result<HeaderMap, String> {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("static header name {name:?} is invalid"))?;
         // The value is not echoed: a static header may carry a credential.
-        let value = HeaderValue::from_str(value.expose())
+        let mut value = HeaderValue::from_str(value.expose())
             .map_err(|_| format!("static header {name} has an invalid value"))?;
+        // Masked in the map's `Debug`, and never indexed by HTTP/2's HPACK.
+        value.set_sensitive(true);
         headers.append(name, value);
     }
 

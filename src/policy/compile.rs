@@ -253,7 +253,7 @@ impl Compiler<'_> {
                 }
             }
         });
-        let headers = self.headers(&w.headers, &w.header_files, path, loc);
+        let headers = self.headers(&w.headers, &w.header_files, path);
         let min_version = w.min_version.as_ref().and_then(|m| {
             let text = self.string(m, &format!("{path}.min_version"))?;
             EventVersion::parse(&text)

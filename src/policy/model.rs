@@ -73,7 +73,8 @@ pub struct Webhook {
     pub topics: Vec<TopicPattern>,
     pub retry: RetryPolicy,
     pub timeout: Duration,
-    /// Extra static headers, in file order. A value may carry a credential
+    /// Extra static headers: `headers` then `header_files`, each by name,
+    /// every name once (case-insensitively). A value may carry a credential
     /// (`Authorization: Bearer ${TOKEN}`), so it is a [`Secret`]: never in
     /// a log line, an error or an API answer.
     pub headers: Vec<(String, Secret)>,

@@ -1,6 +1,6 @@
 //! The reload triggers that are not the API: `SIGHUP`, and a watcher on
-//! the policy file and every file the policy reads (secret, key, password
-//! and credentials files, schemas).
+//! the policy file and every file the policy reads (secret, header, key,
+//! password and credentials files, schemas).
 //!
 //! Files are watched through their directories, so every way a file is
 //! replaced is seen: written in place, renamed over (editors), a symlink

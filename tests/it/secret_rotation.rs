@@ -240,7 +240,7 @@ both! {
             "h",
             &rx.url,
             "[t.x]",
-            &format!("header_files: {{ Authorization: {} }}", auth.display()),
+            &format!("header_files: {{ Authorization: \"{}\" }}", auth.display()),
         ));
         let app = spawn(db, &file, &yaml, false).await;
         let send = |id: &'static str| {
@@ -270,8 +270,9 @@ both! {
         assert_eq!(send("two").await, "Bearer partner-token-two");
 
         // Nothing the admin API answers shows the value.
-        for path in ["/v1/policy", "/v1/webhooks", "/v1/deliveries?webhook=h"] {
-            let (_, body) = app.get(path).await;
+        for path in ["/v1/policy", "/v1/webhooks", "/v1/deliveries?webhook=h", "/v1/audit"] {
+            let (status, body) = app.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
             assert!(!body.to_string().contains("partner-token"), "{path}: {body}");
         }
         app.stop().await;

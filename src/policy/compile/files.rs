@@ -1,4 +1,4 @@
-//! The files a policy reads besides itself (secret, key, password and
+//! The files a policy reads besides itself (secret, header, key, password and
 //! credentials files): each read under a size cap, its bytes kept for the
 //! policy's fingerprint, so rotating one is a change a reload applies.
 
@@ -10,7 +10,7 @@ use super::super::raw::Str;
 use super::Compiler;
 
 impl Compiler<'_> {
-    /// A secret, key or password file's text (trailing line breaks cut),
+    /// A secret, header value, key or password file's text (trailing line breaks cut),
     /// its bytes kept for the fingerprint so a rotated file is a change.
     pub(super) fn read_file(&mut self, s: &Str, path: &str) -> Option<String> {
         let name = self.string(s, path)?;
@@ -52,7 +52,7 @@ impl Compiler<'_> {
     }
 }
 
-/// Largest secret, key, password or credentials file read.
+/// Largest secret, header, key, password or credentials file read.
 const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A file's bytes, refused past [`MAX_SECRET_FILE_BYTES`]. Symlinks are

@@ -3,9 +3,7 @@
 //! CR, LF or NUL in a value. Values may be secrets (`${ENV}`, or a file's
 //! text), so they are kept as [`Secret`]s and no error here echoes one.
 
-use std::collections::BTreeMap;
-
-use serde_saphyr::Location;
+use std::collections::{BTreeMap, HashSet};
 
 use super::Compiler;
 use crate::domain::Secret;
@@ -35,42 +33,51 @@ const RESERVED_HEADERS: &[&str] = &[
 
 impl Compiler<'_> {
     /// `headers` (values in the policy) then `header_files` (values read
-    /// from files, watched and reloaded like secret files), under `path`.
+    /// from files, watched and reloaded like secret files), under `path`:
+    /// alphabetical by name within each map, each name once across both
+    /// (names are case-insensitive, and a repeated one would be sent twice).
     pub(super) fn headers(
         &mut self,
         inline: &BTreeMap<String, Str>,
         files: &BTreeMap<String, Str>,
         path: &str,
-        owner: Location,
     ) -> Vec<(String, Secret)> {
         let mut out = Vec::new();
-        for (name, value) in inline {
-            let p = format!("{path}.headers.{name}");
-            if self.header_name(name, &p, owner, value)
-                && let Some(v) = self.string(value, &p)
-            {
-                self.header_value(name, v, &p, value, &mut out);
+        let mut seen = HashSet::new();
+        let entries = inline
+            .iter()
+            .map(|(name, value)| (name, value, false))
+            .chain(files.iter().map(|(name, file)| (name, file, true)));
+        for (name, value, from_file) in entries {
+            let map = if from_file { "header_files" } else { "headers" };
+            let p = format!("{path}.{map}.{name}");
+            if !self.header_name(name, &p, value) {
+                continue;
             }
-        }
-        for (name, file) in files {
-            let p = format!("{path}.header_files.{name}");
-            if inline.keys().any(|n| n.eq_ignore_ascii_case(name)) {
+            if !seen.insert(name.to_ascii_lowercase()) {
                 self.error(
                     &p,
-                    file.referenced,
-                    format!("header {name:?} is in both `headers` and `header_files`; keep one"),
+                    value.referenced,
+                    format!(
+                        "header {name:?} is given twice (names are case-insensitive, across `headers` and `header_files`); keep one"
+                    ),
                 );
-            } else if self.header_name(name, &p, owner, file)
-                && let Some(v) = self.read_file(file, &p)
-            {
-                self.header_value(name, v, &p, file, &mut out);
+                continue;
+            }
+            let text = if from_file {
+                self.read_file(value, &p)
+            } else {
+                self.string(value, &p)
+            };
+            if let Some(text) = text {
+                self.header_value(name, text, &p, value, &mut out);
             }
         }
         out
     }
 
     /// Whether `name` may be a static header; an error at `p` if not.
-    fn header_name(&mut self, name: &str, p: &str, owner: Location, value: &Str) -> bool {
+    fn header_name(&mut self, name: &str, p: &str, value: &Str) -> bool {
         let lower = name.to_ascii_lowercase();
         let token = !name.is_empty()
             && name
@@ -79,7 +86,7 @@ impl Compiler<'_> {
         if !token {
             self.error(
                 p,
-                owner,
+                value.referenced,
                 format!("{name:?} is not a valid HTTP header name"),
             );
             false
@@ -98,6 +105,9 @@ impl Compiler<'_> {
         }
     }
 
+    /// Keeps `v` as `name`'s value, or an error at `p`: an empty value (an
+    /// unset secret, a file caught mid-rotation) or one the HTTP client
+    /// would refuse on every attempt (control characters; tab is allowed).
     fn header_value(
         &mut self,
         name: &str,
@@ -106,11 +116,13 @@ impl Compiler<'_> {
         at: &Str,
         out: &mut Vec<(String, Secret)>,
     ) {
-        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        if v.is_empty() {
+            self.error(p, at.referenced, "header value is empty");
+        } else if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             self.error(
                 p,
                 at.referenced,
-                "header value must not contain CR, LF or NUL",
+                "header value must not contain control characters (CR, LF, NUL, DEL, …)",
             );
         } else {
             out.push((name.to_owned(), Secret::new(v)));

@@ -9,6 +9,47 @@ fn reserved_and_malformed_headers_are_refused() {
         "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Aion-Signature: forged, Content-Type: text/plain, X-Ok: \"a\\r\\nb\" }\n",
     );
     assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert_error(
+        &errs,
+        "webhooks[0].headers.X-Aion-Signature",
+        7,
+        "set by the engine",
+    );
+    assert_error(
+        &errs,
+        "webhooks[0].headers.Content-Type",
+        7,
+        "set by the engine",
+    );
+    assert_error(&errs, "webhooks[0].headers.X-Ok", 7, "control characters");
+}
+
+#[test]
+fn a_name_twice_an_empty_value_or_a_control_byte_is_refused() {
+    let errs = errors(
+        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers:\n      Authorization: Bearer new\n      authorization: Bearer old\n      X-Empty: \"\"\n      X-Bell: \"a\\u0007b\"\n      X-Del: \"a\\u007fb\"\n      X-Tab: \"a\\tb\"\n      Bad Name: x\n",
+    );
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    // `BTreeMap` order: the lowercase spelling comes second.
+    assert_error(&errs, "webhooks[0].headers.authorization", 9, "twice");
+    assert_error(&errs, "webhooks[0].headers.X-Empty", 10, "empty");
+    assert_error(
+        &errs,
+        "webhooks[0].headers.X-Bell",
+        11,
+        "control characters",
+    );
+    assert_error(&errs, "webhooks[0].headers.X-Del", 12, "control characters");
+    assert_error(
+        &errs,
+        "webhooks[0].headers.Bad Name",
+        14,
+        "not a valid HTTP header name",
+    );
+    assert!(
+        errs.iter().all(|e| !e.message.contains("Bearer")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -117,7 +158,7 @@ fn header_files_hold_secret_values_watched_like_secret_files() {
         9,
         "cannot read",
     );
-    assert_error(&errs, "webhooks[0].header_files.x-team", 10, "both");
+    assert_error(&errs, "webhooks[0].header_files.x-team", 10, "twice");
     assert_error(
         &errs,
         "webhooks[0].header_files.Proxy-Authorization",
