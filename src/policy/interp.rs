@@ -33,8 +33,10 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
+                // Not echoed: the text may be part of a literal secret.
+                let at = text[..text.len() - tail.len()].chars().count() + 1;
                 return Err(format!(
-                    "`${{{name}}}` is not a valid variable reference; names are [A-Za-z_][A-Za-z0-9_]*"
+                    "the `${{…}}` at character {at} is not a valid variable reference; names are [A-Za-z_][A-Za-z0-9_]*, and `$${{` is a literal `${{`"
                 ));
             }
             let value = match (
@@ -100,5 +102,13 @@ mod tests {
         assert!(interpolate("${1A}", &env).is_err());
         assert!(interpolate("${}", &env).is_err());
         assert!(interpolate("${A B}", &env).is_err());
+    }
+
+    #[test]
+    fn a_malformed_reference_is_placed_not_echoed() {
+        // The text may be a literal secret that happens to hold `${`.
+        let err = interpolate("tok-é${s3cr-3t}x", &env).unwrap_err();
+        assert!(err.contains("character 6"), "{err}");
+        assert!(!err.contains("s3cr"), "{err}");
     }
 }
