@@ -222,7 +222,7 @@ impl Sender {
         // we keep whatever arrived before the deadline.
         let mut body = Vec::new();
         let _ = tokio::time::timeout_at(deadline, read_capped(&mut response, &mut body)).await;
-        report.response_body = Some(lossy_capped(&body));
+        report.response_body = Some(scrub_credentials(lossy_capped(&body), req.webhook));
 
         if status.is_success() {
             Ok(())
@@ -337,7 +337,7 @@ fn traceparent(trace: &str) -> Option<String> {
 
 mod transport;
 
-use transport::{classify, lossy_capped, read_capped};
+use transport::{classify, lossy_capped, read_capped, scrub_credentials};
 
 #[cfg(test)]
 mod tests;

@@ -467,3 +467,30 @@ async fn url_paths_and_queries_never_reach_the_attempt_record() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_static_credential_echoed_by_the_receiver_is_not_kept() {
+    let (addr, _) = receiver(|| async {
+        (
+            StatusCode::UNAUTHORIZED,
+            "bad credentials: Authorization: Bearer tok-0123456789; token tok-0123456789; team analytics; short ok12",
+        )
+            .into_response()
+    })
+    .await;
+    let mut webhook = hook(&format!("http://{addr}/hook"), SignatureMode::Aion);
+    webhook
+        .headers
+        .push(("Authorization".into(), Secret::new("Bearer tok-0123456789")));
+    webhook
+        .headers
+        .push(("X-Short".into(), Secret::new("ok12")));
+    let report = loopback_sender().send(&outbound(&webhook)).await;
+    assert_eq!(report.status, Some(401));
+    let body = report.response_body.expect("the body is kept");
+    assert!(!body.contains("tok-0123456789"), "{body}");
+    assert_eq!(
+        body, "bad credentials: Authorization: ***; token ***; team ***; short ok12",
+        "the whole value, then the credential alone; a value under 8 bytes stays"
+    );
+}

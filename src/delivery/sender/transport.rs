@@ -45,6 +45,29 @@ pub(super) fn lossy_capped(bytes: &[u8]) -> String {
     text
 }
 
+/// Credentials shorter than this are not scrubbed from response bodies:
+/// they are not credentials in practice, and hiding every `1` or `ok` would
+/// garble the body.
+const SCRUBBED_FROM: usize = 8;
+
+/// `body` with every static header value of `webhook` replaced by `***`,
+/// and the credential of an `<scheme> <credential>` value (`Bearer …`) on
+/// its own too: a receiver or gateway that echoes the request's headers in
+/// an error page must not put a partner's token into the attempt record,
+/// the admin API and the console.
+pub(super) fn scrub_credentials(mut body: String, webhook: &crate::policy::Webhook) -> String {
+    for (_, value) in &webhook.headers {
+        let value = value.expose();
+        let credential = value.rsplit_once(' ').map(|(_, c)| c);
+        for secret in std::iter::once(value).chain(credential) {
+            if secret.len() >= SCRUBBED_FROM && body.contains(secret) {
+                body = body.replace(secret, "***");
+            }
+        }
+    }
+    body
+}
+
 /// Maps a transport error to a kind and a message with its whole cause
 /// chain (reqwest's top-level text alone is just "error sending request").
 /// The URL is dropped from reqwest's text and only its origin named: a
