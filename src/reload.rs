@@ -242,7 +242,7 @@ impl Reloader {
         extra.insert("fingerprint".into(), json!(new.fingerprint()));
         let event = entry.event_with(&new, extra);
         if let Err(e) = self.store.record_audit(&entry.row(), &event, now).await {
-            tracing::error!(error = %e, "the policy was reloaded but its audit record could not be written");
+            tracing::error!(error = %e.chain(), "the policy was reloaded but its audit record could not be written");
         }
         tracing::info!(
             trigger = trigger.actor(),

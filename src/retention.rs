@@ -108,7 +108,9 @@ pub async fn run(
                 "retention deleted finished deliveries"
             ),
             Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "retention pass failed; next pass in a minute"),
+            Err(e) => {
+                tracing::debug!(error = %e.chain(), "retention pass failed; next pass in a minute")
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(EVERY) => {}

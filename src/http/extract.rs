@@ -124,7 +124,7 @@ pub async fn authorize(state: &AppState, caller: &Caller, action: Action) -> Res
         .record_audit(&entry.row(), &entry.event(&policy), now)
         .await
     {
-        tracing::error!(error = %e, actor = %caller.actor_id, action = action.as_str(), "could not audit a denial");
+        tracing::error!(error = %e.chain(), actor = %caller.actor_id, action = action.as_str(), "could not audit a denial");
     }
     Err(ApiError::Forbidden(reason.to_string()))
 }

@@ -130,7 +130,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
                 .set_queue_depth(&depth.by_state(), depth.oldest_due_seconds),
             Err(e) => {
                 state.metrics.database_reached(false);
-                tracing::debug!(error = %e, "queue depth for /metrics unavailable");
+                tracing::debug!(error = %e.chain(), "queue depth for /metrics unavailable");
             }
         }
     }

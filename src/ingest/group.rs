@@ -298,7 +298,7 @@ async fn write_group(store: &Store, dispatcher: Option<&Arc<dyn Handoff>>, group
         // Not the database but some row: each event is written on its
         // own, so one request's data can only fail that request.
         Err(e) if !e.is_transient() && events.len() > 1 => {
-            tracing::warn!(error = %e, events = events.len(), "group insert refused; writing its events one by one");
+            tracing::warn!(error = %e.chain(), events = events.len(), "group insert refused; writing its events one by one");
             for (event, reply) in events.into_iter().zip(replies) {
                 let mine = reservations.of(&event);
                 let one = store

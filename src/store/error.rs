@@ -18,6 +18,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// This error and its causes, for a log line: `database error` alone
+    /// tells an operator nothing (`database error: pool timed out while
+    /// waiting for an open connection` does). Not for API answers, which
+    /// stay generic; the request log already carries the same chain.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     /// True when the database could not be reached (as opposed to a query
     /// it refused): the caller answers 503 and retries later.
     pub fn is_unavailable(&self) -> bool {
@@ -74,6 +82,22 @@ impl StoreError {
     }
 }
 
+/// [`StoreError::chain`]'s text: each cause after a colon.
+#[derive(Debug)]
+pub struct Chain<'a>(&'a StoreError);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(self.0);
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
 /// Text from outside, made storable: PostgreSQL `text` cannot hold U+0000,
 /// so each NUL becomes U+FFFD. Everything else is kept as it is.
 pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
@@ -81,5 +105,26 @@ pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
     } else {
         std::borrow::Cow::Borrowed(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_gets_the_cause_an_api_answer_does_not() {
+        let e = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(e.to_string(), "database error");
+        assert_eq!(
+            e.chain().to_string(),
+            "database error: pool timed out while waiting for an open connection"
+        );
+        let group = StoreError::Group {
+            unavailable: true,
+            transient: true,
+            message: "disk I/O error".into(),
+        };
+        assert_eq!(group.chain().to_string(), "database error: disk I/O error");
     }
 }

@@ -43,7 +43,7 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
             .release(c.id, c.attempt, shared.cfg.poll_interval)
             .await
         {
-            tracing::debug!(delivery = %c.id, error = %e, "release failed; the lease will expire");
+            tracing::debug!(delivery = %c.id, error = %e.chain(), "release failed; the lease will expire");
         }
         return None;
     };

@@ -103,7 +103,7 @@ pub(super) async fn run(shared: &Arc<Shared>, shutdown: &CancellationToken) {
             Err(e) => {
                 shared.scheduler.cancel_claim(&plan);
                 pump(shared);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "claim failed");
+                tracing::warn!(error = %e.chain(), retry_in_ms = backoff.as_millis() as u64, "claim failed");
                 wakeups = None;
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}

@@ -133,7 +133,7 @@ pub async fn record_outcomes(
         Written::Yes => return true,
         Written::Stopped => return false,
         Written::Refused(e) if batch.len() > 1 => {
-            tracing::warn!(error = %e, rows = batch.len(), "recording outcomes failed; writing them one by one");
+            tracing::warn!(error = %e.chain(), rows = batch.len(), "recording outcomes failed; writing them one by one");
         }
         Written::Refused(_) => {}
     }
@@ -146,12 +146,12 @@ pub async fn record_outcomes(
         let placeholder = c.without_details(&e);
         match write_retrying(store, std::slice::from_ref(&placeholder), hard_stop).await {
             Written::Yes => tracing::warn!(
-                delivery = %c.id, attempt = c.attempt, error = %e,
+                delivery = %c.id, attempt = c.attempt, error = %e.chain(),
                 "an outcome's details could not be stored; recorded without them"
             ),
             Written::Stopped => return false,
             Written::Refused(e) => tracing::error!(
-                delivery = %c.id, attempt = c.attempt, error = %e,
+                delivery = %c.id, attempt = c.attempt, error = %e.chain(),
                 "an outcome could not be recorded; the delivery is rescued when its lease expires"
             ),
         }
@@ -175,7 +175,7 @@ async fn write_retrying(
         match store.complete(batch, Utc::now()).await {
             Ok(()) => return Written::Yes,
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, pending = batch.len(), "recording outcomes failed; retrying");
+                tracing::warn!(error = %e.chain(), pending = batch.len(), "recording outcomes failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = hard_stop.cancelled() => return Written::Stopped,

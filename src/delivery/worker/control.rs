@@ -101,7 +101,7 @@ async fn keeps_failing(shared: &Shared, webhook: &Webhook) -> bool {
     match shared.store.failing_for(id, after, MIN_FAILURES).await {
         Ok(streak) => streak.is_some(),
         Err(e) => {
-            tracing::debug!(webhook = id, error = %e, "checking whether the webhook keeps failing failed");
+            tracing::debug!(webhook = id, error = %e.chain(), "checking whether the webhook keeps failing failed");
             false
         }
     }
@@ -119,7 +119,7 @@ async fn throttle(shared: &Shared, webhook: &str, pause: Duration) {
     if shared.scheduler.pause(webhook, now + pause, now)
         && let Err(e) = shared.store.throttle(webhook, pause).await
     {
-        tracing::debug!(webhook, error = %e, "could not share the pause with other engines");
+        tracing::debug!(webhook, error = %e.chain(), "could not share the pause with other engines");
     }
 }
 
@@ -150,7 +150,7 @@ async fn disable(
     )
     .await
     {
-        tracing::warn!(webhook, reason, error = %e, "could not disable the webhook; will try again");
+        tracing::warn!(webhook, reason, error = %e.chain(), "could not disable the webhook; will try again");
     }
 }
 
@@ -208,7 +208,7 @@ pub(super) async fn take_rate_tokens(
             // Without a grant nothing is sent: a limit is never exceeded
             // because the database could not be asked.
             Err(e) => {
-                tracing::debug!(webhook = %slot.webhook_id, error = %e, "taking rate tokens failed")
+                tracing::debug!(webhook = %slot.webhook_id, error = %e.chain(), "taking rate tokens failed")
             }
         }
     }
@@ -233,7 +233,7 @@ pub(super) async fn give_back_rate_tokens(
                 .give_back_tokens(&g.webhook, unused, g.burst)
                 .await
         {
-            tracing::debug!(webhook = %g.webhook, error = %e, "giving back rate tokens failed");
+            tracing::debug!(webhook = %g.webhook, error = %e.chain(), "giving back rate tokens failed");
         }
     }
 }
@@ -279,7 +279,7 @@ impl StateRefresh {
             }
             // Keep the last known states; the claim's own error handling
             // deals with an unreachable database.
-            Err(e) => tracing::debug!(error = %e, "reading endpoint states failed"),
+            Err(e) => tracing::debug!(error = %e.chain(), "reading endpoint states failed"),
         }
     }
 }

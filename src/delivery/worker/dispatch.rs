@@ -96,7 +96,7 @@ pub(super) async fn hand_back(shared: &Shared, held: Vec<Claimed>) {
     let n = held.len();
     let all = futures::stream::iter(held).for_each_concurrent(8, |c| async move {
         if let Err(e) = shared.store.release(c.id, c.attempt, Duration::ZERO).await {
-            tracing::warn!(delivery = %c.id, error = %e, "a held delivery could not be handed back; it is rescued when its lease expires");
+            tracing::warn!(delivery = %c.id, error = %e.chain(), "a held delivery could not be handed back; it is rescued when its lease expires");
         }
     });
     if tokio::time::timeout(shared.cfg.shutdown_grace, all)

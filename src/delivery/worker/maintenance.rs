@@ -22,12 +22,12 @@ pub(super) async fn run(store: Store, clock: Clock, every: Duration, shutdown: C
                 rescued = n,
                 "returned deliveries with expired leases to pending"
             ),
-            Err(e) => tracing::debug!(error = %e, "rescue pass failed"),
+            Err(e) => tracing::debug!(error = %e.chain(), "rescue pass failed"),
         }
         if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             last_purge = Some(tokio::time::Instant::now());
             if let Err(e) = store.purge_idempotency_keys(clock.now()).await {
-                tracing::debug!(error = %e, "purging expired idempotency records failed");
+                tracing::debug!(error = %e.chain(), "purging expired idempotency records failed");
             }
         }
         tokio::select! {

@@ -89,7 +89,7 @@ async fn audit(state: &AppState, caller: &Caller, action: &str, outcome: Outcome
         .record_audit(&entry.row(), &entry.event(&policy), now)
         .await
     {
-        tracing::error!(error = %e, actor = %caller.actor_id, action, "could not audit a console sign-in");
+        tracing::error!(error = %e.chain(), actor = %caller.actor_id, action, "could not audit a console sign-in");
     }
 }
 
