@@ -53,19 +53,24 @@ async fn command(app: &TestApp, secret: &str) -> StatusCode {
     send(app, &call).await.0
 }
 
-/// Posts an event and returns whether its delivery's `X-Aion-Signature`
-/// verifies with `secret`.
-async fn delivered_with(app: &TestApp, rx: &Receiver, id: &str, secret: &str) -> bool {
+/// Posts an event of topic `t.x` and returns its delivery as received.
+async fn deliver(app: &TestApp, rx: &Receiver, id: &str) -> Received {
     let before = rx.received().len();
     let (status, body) = app
         .post_events(&json!({"id": id, "topic": "t.x", "payload": 1}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let got = rx.wait_for_count(before + 1).await;
-    let r = got
-        .iter()
+    rx.wait_for_count(before + 1)
+        .await
+        .into_iter()
         .find(|r| r.header("x-aion-event-id") == id)
-        .expect("the event's delivery");
+        .expect("the event's delivery")
+}
+
+/// Posts an event and returns whether its delivery's `X-Aion-Signature`
+/// verifies with `secret`.
+async fn delivered_with(app: &TestApp, rx: &Receiver, id: &str, secret: &str) -> bool {
+    let r = deliver(app, rx, id).await;
     aion_webhooks::signing::aion_verify(
         r.header("x-aion-signature"),
         &[secret.as_bytes()],
@@ -244,21 +249,8 @@ both! {
         ));
         let app = spawn(db, &file, &yaml, false).await;
         let send = |id: &'static str| {
-            let app = &app;
-            let rx = &rx;
-            async move {
-                let before = rx.received().len();
-                let (status, body) = app
-                    .post_events(&json!({"id": id, "topic": "t.x", "payload": 1}))
-                    .await;
-                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-                let got = rx.wait_for_count(before + 1).await;
-                got.iter()
-                    .find(|r| r.header("x-aion-event-id") == id)
-                    .expect("the event's delivery")
-                    .header("authorization")
-                    .to_owned()
-            }
+            let (app, rx) = (&app, &rx);
+            async move { deliver(app, rx, id).await.header("authorization").to_owned() }
         };
         assert_eq!(send("one").await, "Bearer partner-token-one");
 

@@ -3,10 +3,14 @@
 
 use super::*;
 
+/// A policy with one webhook `a`, its lines after `topics:` to follow
+/// (they start on line 7).
+const HOOK_A: &str = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n";
+
 #[test]
 fn reserved_and_malformed_headers_are_refused() {
     let errs = errors(
-        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Aion-Signature: forged, Content-Type: text/plain, X-Ok: \"a\\r\\nb\" }\n",
+        &[HOOK_A, "    headers: { X-Aion-Signature: forged, Content-Type: text/plain, X-Ok: \"a\\r\\nb\" }\n"].concat(),
     );
     assert_eq!(errs.len(), 3, "{errs:#?}");
     assert_error(
@@ -27,7 +31,7 @@ fn reserved_and_malformed_headers_are_refused() {
 #[test]
 fn a_name_twice_an_empty_value_or_a_control_byte_is_refused() {
     let errs = errors(
-        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers:\n      Authorization: Bearer new\n      authorization: Bearer old\n      X-Empty: \"\"\n      X-Bell: \"a\\u0007b\"\n      X-Del: \"a\\u007fb\"\n      X-Tab: \"a\\tb\"\n      Bad Name: x\n",
+        &[HOOK_A, "    headers:\n      Authorization: Bearer new\n      authorization: Bearer old\n      X-Empty: \"\"\n      X-Bell: \"a\\u0007b\"\n      X-Del: \"a\\u007fb\"\n      X-Tab: \"a\\tb\"\n      Bad Name: x\n"].concat(),
     );
     assert_eq!(errs.len(), 5, "{errs:#?}");
     // `BTreeMap` order: the lowercase spelling comes second.
@@ -69,9 +73,7 @@ fn hop_by_hop_headers_are_refused_naming_each() {
         .iter()
         .map(|n| format!("      {n}: not-this-value\n"))
         .collect();
-    let errs = errors(&format!(
-        "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers:\n{lines}"
-    ));
+    let errs = errors(&format!("{HOOK_A}    headers:\n{lines}"));
     assert_eq!(errs.len(), names.len(), "{errs:#?}");
     for (i, name) in names.iter().enumerate() {
         let line = 8 + i as u64;
@@ -91,7 +93,11 @@ fn hop_by_hop_headers_are_refused_naming_each() {
 #[test]
 fn header_values_are_secrets_never_shown_by_debug() {
     let env = |name: &str| (name == "PARTNER_TOKEN").then(|| "tok-3f9a".to_owned());
-    let text = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { Authorization: \"Bearer ${PARTNER_TOKEN}\", X-Team: payments }\n";
+    let text = &[
+        HOOK_A,
+        "    headers: { Authorization: \"Bearer ${PARTNER_TOKEN}\", X-Team: payments }\n",
+    ]
+    .concat();
     let p = PolicySet::parse(text, "t", Path::new("."), &env).expect("valid");
     let w = p.webhook("a").expect("a");
     let sent: Vec<(&str, &str)> = w
@@ -117,7 +123,11 @@ fn header_values_are_secrets_never_shown_by_debug() {
 fn header_files_hold_secret_values_watched_like_secret_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("partner.auth"), "Bearer tok-1\n").expect("write");
-    let text = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Team: payments }\n    header_files: { Authorization: partner.auth }\n";
+    let text = &[
+        HOOK_A,
+        "    headers: { X-Team: payments }\n    header_files: { Authorization: partner.auth }\n",
+    ]
+    .concat();
     let p = PolicySet::parse(text, "t", dir.path(), &no_env).expect("valid");
     let w = p.webhook("a").expect("a");
     let sent: Vec<(&str, &str)> = w
@@ -147,7 +157,7 @@ fn header_files_hold_secret_values_watched_like_secret_files() {
     // Missing file, a name in both maps, a reserved name, a line break
     // inside the value: each an error at its line, none showing a value.
     std::fs::write(dir.path().join("two.lines"), "Bearer tok-1\nX-Evil: 1\n").expect("write");
-    let bad = "version: 1\nwebhooks:\n  - id: a\n    url: https://a.example.com\n    secret: s\n    topics: [x]\n    headers: { X-Team: payments }\n    header_files:\n      Authorization: nope.auth\n      x-team: partner.auth\n      Proxy-Authorization: partner.auth\n      X-Two: two.lines\n";
+    let bad = &[HOOK_A, "    headers: { X-Team: payments }\n    header_files:\n      Authorization: nope.auth\n      x-team: partner.auth\n      Proxy-Authorization: partner.auth\n      X-Two: two.lines\n"].concat();
     let errs = PolicySet::parse(bad, "t", dir.path(), &no_env)
         .expect_err("refused")
         .errors;
