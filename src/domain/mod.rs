@@ -2,6 +2,7 @@
 //! Nothing here does I/O or knows about HTTP or SQL.
 
 pub mod action;
+pub mod causes;
 pub mod derived_id;
 pub mod ids;
 pub mod payload;
@@ -13,6 +14,7 @@ pub mod topic;
 pub mod version;
 
 pub use action::InboundAction;
+pub use causes::Causes;
 pub use ids::{DeliveryId, EventId, IdError, WebhookId};
 pub use reserved::{ENGINE_SOURCE, ReservedNamespace};
 pub use secret::Secret;

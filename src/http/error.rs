@@ -184,7 +184,7 @@ impl IntoResponse for ApiError {
             // The middleware logs the cause chain once; the client saw only the generic text.
             response
                 .extensions_mut()
-                .insert(ErrorChain(error_chain(&self)));
+                .insert(ErrorChain(crate::domain::Causes(&self).to_string()));
         }
         response
     }
@@ -193,14 +193,3 @@ impl IntoResponse for ApiError {
 /// The full cause chain of a 5xx, for the request log.
 #[derive(Debug, Clone)]
 pub struct ErrorChain(pub String);
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}

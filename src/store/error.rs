@@ -1,6 +1,8 @@
 //! Why a store call failed, and how callers tell a passing failure (worth
 //! trying again) from one of the data; and text made storable.
 
+use crate::domain::Causes;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error")]
@@ -22,8 +24,8 @@ impl StoreError {
     /// tells an operator nothing (`database error: pool timed out while
     /// waiting for an open connection` does). Not for API answers, which
     /// stay generic; the request log already carries the same chain.
-    pub fn chain(&self) -> Chain<'_> {
-        Chain(self)
+    pub fn chain(&self) -> Causes<'_> {
+        Causes(self)
     }
 
     /// True when the database could not be reached (as opposed to a query
@@ -79,22 +81,6 @@ impl StoreError {
                 .is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01" | "55P03")),
             _ => false,
         }
-    }
-}
-
-/// [`StoreError::chain`]'s text: each cause after a colon.
-#[derive(Debug)]
-pub struct Chain<'a>(&'a StoreError);
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = std::error::Error::source(self.0);
-        while let Some(c) = cause {
-            write!(f, ": {c}")?;
-            cause = c.source();
-        }
-        Ok(())
     }
 }
 

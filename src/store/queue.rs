@@ -78,15 +78,7 @@ impl Completion {
     /// body) replaced by why they could not be stored: the fallback when a
     /// row is refused, so the outcome itself is never lost.
     pub fn without_details(&self, why: &StoreError) -> Self {
-        let mut text = String::from("the attempt's details could not be stored: ");
-        let mut cause: Option<&dyn std::error::Error> = Some(why);
-        while let Some(c) = cause {
-            text.push_str(&c.to_string());
-            cause = c.source();
-            if cause.is_some() {
-                text.push_str(": ");
-            }
-        }
+        let mut text = format!("the attempt's details could not be stored: {}", why.chain());
         let mut end = text.len().min(500);
         while !text.is_char_boundary(end) {
             end -= 1;
