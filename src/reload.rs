@@ -120,6 +120,7 @@ impl Reloader {
         store: Store,
         meters: Arc<Meters>,
     ) -> Self {
+        meters.policy_in_force(&live.load());
         Self {
             path,
             live,
@@ -214,6 +215,7 @@ impl Reloader {
         let new = Arc::new(new);
         self.live.store(new.clone());
         self.meters.reload("applied");
+        self.meters.policy_in_force(&new);
         {
             let mut s = self.state.lock().expect("lock");
             s.loaded_at = now;

@@ -14,19 +14,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderValue;
 use tokio::time::Instant;
-use url::Host;
 
 use super::retry::{self, AttemptResult};
 use super::ssrf::{GuardedResolver, SsrfGuard};
-use crate::domain::redact::{text_url_origin, url_origin};
+use crate::domain::redact::text_url_origin;
 use crate::policy::Webhook;
-use crate::signing::{SignError, aion_sign, standard_sign, v1a_sign};
+use crate::policy::reach::{OAuth2, Route};
 
 /// Response bytes kept for the attempt record (and read from the network).
 pub const MAX_RESPONSE_BODY: usize = 4096;
-const USER_AGENT: &str = concat!("aion-webhooks/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT: &str = concat!("aion-webhooks/", env!("CARGO_PKG_VERSION"));
 
 /// Why the delivery client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +65,8 @@ pub enum ErrorKind {
     /// The answer was not HTTP, or its head broke a limit (too many or too
     /// large headers).
     Protocol,
+    /// No OAuth2 token could be obtained for the receiver.
+    Auth,
     /// The receiver closed or reset the connection before a whole response
     /// head arrived.
     ConnectionClosed,
@@ -81,6 +82,7 @@ impl ErrorKind {
             Self::Redirect => "redirect",
             Self::HttpStatus => "http_status",
             Self::Protocol => "protocol",
+            Self::Auth => "auth",
             Self::ConnectionClosed => "connection_closed",
             Self::Other => "other",
         }
@@ -113,29 +115,31 @@ impl AttemptReport {
     }
 }
 
-/// The delivery HTTP client. One per engine: it pools connections per host.
+/// The delivery HTTP clients: one per engine for plain webhooks, one per
+/// route for webhooks with `tls:` or a proxy (`sender/route.rs`), each
+/// pooling connections per host; and the OAuth2 token cache.
 #[derive(Debug, Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    direct: reqwest::Client,
     guard: Arc<SsrfGuard>,
+    routes: Arc<Routes>,
+    tokens: Arc<Tokens>,
 }
 
 impl Sender {
     pub fn new(guard: Arc<SsrfGuard>) -> Result<Self, SenderError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
+        let direct = route::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 guard: Arc::clone(&guard),
             }))
-            // A proxy from the environment would do its own DNS and connect
-            // wherever it likes, bypassing the guard.
-            .no_proxy()
-            .user_agent(USER_AGENT)
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
             .build()
             .map_err(SenderError::Client)?;
-        Ok(Self { client, guard })
+        Ok(Self {
+            direct,
+            guard,
+            routes: Arc::default(),
+            tokens: Arc::default(),
+        })
     }
 
     /// Makes one attempt. Never fails: every outcome is a report.
@@ -159,51 +163,109 @@ impl Sender {
         report
     }
 
+    /// The client for `route`.
+    fn client(&self, route: &Route) -> Result<reqwest::Client, (ErrorKind, String)> {
+        if route.is_direct() {
+            return Ok(self.direct.clone());
+        }
+        self.routes
+            .client(route, &self.guard)
+            .map_err(|e| (ErrorKind::Other, e))
+    }
+
+    /// A bearer token for `webhook`'s `oauth2:`, fetched on its proxy (not
+    /// with its `tls:`, whose CA is for the receiver) and through the guard.
+    async fn token(
+        &self,
+        webhook: &Webhook,
+        oauth: &OAuth2,
+        deadline: Instant,
+    ) -> Result<Lease, (ErrorKind, String)> {
+        let route = Route {
+            tls: None,
+            proxy: webhook.route.proxy.clone(),
+        };
+        Routes::check_target(&self.guard, &oauth.token_url, route.proxy.is_some())
+            .await
+            .map_err(|(kind, e)| (kind, format!("token endpoint: {e}")))?;
+        let client = self.client(&route)?;
+        self.tokens
+            .get(oauth, &client, deadline)
+            .await
+            .map_err(|e| (ErrorKind::Auth, e))
+    }
+
     async fn attempt(
         &self,
         req: &Outbound<'_>,
         clock: Instant,
         report: &mut AttemptReport,
     ) -> Result<(), (ErrorKind, String)> {
-        let url = &req.webhook.url;
-        // IP literals never reach the resolver, so they are checked here,
-        // before any I/O.
-        let literal = match url.host() {
-            Some(Host::Ipv4(v4)) => Some(v4.into()),
-            Some(Host::Ipv6(v6)) => Some(v6.into()),
-            Some(Host::Domain(_)) => None,
-            None => {
-                return Err((ErrorKind::Other, format!("{} has no host", url_origin(url))));
-            }
-        };
-        if let Some(ip) = literal.filter(|&ip| !self.guard.permits(ip)) {
-            return Err((
-                ErrorKind::BlockedDestination,
-                format!(
-                    "{ip} is a forbidden destination (allow it with network.allow_private_targets)"
-                ),
-            ));
-        }
+        let webhook = req.webhook;
+        let url = &webhook.url;
+        Routes::check_target(&self.guard, url, webhook.route.proxy.is_some()).await?;
         let headers = build_headers(req).map_err(|e| (ErrorKind::Other, e))?;
+        let client = self.client(&webhook.route)?;
 
-        // One deadline for connect, response and body, so a receiver that
-        // answers slowly byte by byte cannot stretch an attempt.
-        let deadline = clock + req.webhook.timeout;
+        // One deadline for the token, connect, response and body, so a
+        // receiver that answers slowly byte by byte cannot stretch an
+        // attempt.
+        let deadline = clock + webhook.timeout;
         let timed_out = || {
-            let ms = req.webhook.timeout.as_millis();
+            let ms = webhook.timeout.as_millis();
             (ErrorKind::Timeout, format!("no response within {ms} ms"))
         };
-        let sent = self
-            .client
-            .post(url.clone())
-            .headers(headers)
-            .body(req.body.clone())
-            .send();
-        let mut response = tokio::time::timeout_at(deadline, sent)
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| classify(e, url))?;
+        let post = |lease: Option<&Lease>| {
+            let mut headers = headers.clone();
+            if let Some(lease) = lease {
+                let mut value = HeaderValue::try_from(format!("Bearer {}", lease.token.expose()))
+                    .map_err(|_| {
+                    (
+                        ErrorKind::Auth,
+                        "the token cannot go into a header".to_owned(),
+                    )
+                })?;
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            let sent = client
+                .post(url.clone())
+                .headers(headers)
+                .body(req.body.clone())
+                .send();
+            Ok::<_, (ErrorKind, String)>(async move {
+                tokio::time::timeout_at(deadline, sent)
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|e| classify(e, url))
+            })
+        };
+        let mut lease = match &webhook.oauth2 {
+            Some(oauth) => Some(self.token(webhook, oauth, deadline).await?),
+            None => None,
+        };
+        let mut response = post(lease.as_ref())?.await?;
+        // A refused token is dropped and the send made once more with a
+        // fresh one; a second 401 is the receiver's answer.
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let (Some(oauth), Some(used)) = (&webhook.oauth2, &lease)
+        {
+            self.tokens.refused(oauth, used).await;
+            lease = Some(self.token(webhook, oauth, deadline).await?);
+            response = post(lease.as_ref())?.await?;
+        }
+        self.read_response(req, response, deadline, report).await
+    }
 
+    /// Records `response` in `report`: status, `Retry-After`, and the body
+    /// as far as it arrives before `deadline`.
+    async fn read_response(
+        &self,
+        req: &Outbound<'_>,
+        mut response: reqwest::Response,
+        deadline: Instant,
+        report: &mut AttemptReport,
+    ) -> Result<(), (ErrorKind, String)> {
         let status = response.status();
         report.status = Some(status.as_u16());
         report.retry_after = response
@@ -238,105 +300,16 @@ impl Sender {
     }
 }
 
-/// All request headers of contract §3. Static headers go in first so the
-/// engine's own headers always win (the policy compiler also refuses
-/// reserved names; this is the second line of defence).
-fn build_headers(req: &Outbound<'_>) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &req.webhook.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("static header name {name:?} is invalid"))?;
-        // The value is not echoed: a static header may carry a credential.
-        let mut value = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("static header {name} has an invalid value"))?;
-        // Masked in the map's `Debug`, and never indexed by HTTP/2's HPACK.
-        value.set_sensitive(true);
-        headers.append(name, value);
-    }
-
-    let mut set = |name: &'static str, value: String| -> Result<(), String> {
-        let value = HeaderValue::try_from(value)
-            .map_err(|_| format!("header {name} would have an invalid value"))?;
-        headers.insert(HeaderName::from_static(name), value);
-        Ok(())
-    };
-    let timestamp = req.timestamp.to_string();
-    set("content-type", "application/json".into())?;
-    set("user-agent", USER_AGENT.into())?;
-    set("idempotency-key", req.delivery_id.into())?;
-    set("x-aion-event", req.topic.into())?;
-    set("x-aion-event-id", req.event_id.into())?;
-    set("x-aion-delivery", req.delivery_id.into())?;
-    set("x-aion-attempt", req.attempt.to_string())?;
-    set("x-aion-timestamp", timestamp.clone())?;
-
-    let webhook = req.webhook;
-    if webhook.signature.signs_aion() {
-        if webhook.secrets.is_empty() {
-            return Err(SignError::NoSecrets.to_string());
-        }
-        let keys: Vec<&[u8]> = webhook
-            .secrets
-            .iter()
-            .map(|s| s.expose().as_bytes())
-            .collect();
-        set(
-            "x-aion-signature",
-            aion_sign(&keys, req.timestamp, &req.body),
-        )?;
-    }
-    if webhook.signature.signs_standard() {
-        if webhook.standard_secrets.is_empty() && webhook.ed25519_keys.is_empty() {
-            return Err(SignError::NoSecrets.to_string());
-        }
-        let hmac: Vec<_> = webhook.standard_secrets.iter().collect();
-        let ed25519: Vec<_> = webhook.ed25519_keys.iter().collect();
-        let signature = [
-            standard_sign(&hmac, req.delivery_id, req.timestamp, &req.body),
-            v1a_sign(&ed25519, req.delivery_id, req.timestamp, &req.body),
-        ]
-        .into_iter()
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
-        set("webhook-id", req.delivery_id.into())?;
-        set("webhook-timestamp", timestamp)?;
-        set("webhook-signature", signature)?;
-    }
-    if let Some(traceparent) = req.trace_id.and_then(traceparent) {
-        set("traceparent", traceparent)?;
-    }
-    Ok(headers)
-}
-
-/// A W3C `traceparent` for `trace`: a valid version-00 traceparent passes
-/// through (lowercased), a bare 32-hex trace id gets a fresh random span id
-/// and the sampled flag, anything else yields none.
-fn traceparent(trace: &str) -> Option<String> {
-    let trace = trace.trim().to_ascii_lowercase();
-    let is_id = |s: &str, len: usize| {
-        s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()) && s.bytes().any(|b| b != b'0')
-    };
-    if is_id(&trace, 32) {
-        let span = rand::random_range(1..=u64::MAX);
-        return Some(format!("00-{trace}-{span:016x}-01"));
-    }
-    let parts: Vec<&str> = trace.split('-').collect();
-    match parts.as_slice() {
-        ["00", trace_id, parent_id, flags]
-            if is_id(trace_id, 32)
-                && is_id(parent_id, 16)
-                && flags.len() == 2
-                && flags.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            Some(trace)
-        }
-        _ => None,
-    }
-}
-
+mod headers;
+mod oauth;
+mod route;
 mod transport;
 
+use headers::build_headers;
+#[cfg(test)]
+use headers::traceparent;
+use oauth::{Lease, Tokens};
+use route::Routes;
 use transport::{classify, lossy_capped, read_capped, scrub_credentials};
 
 #[cfg(test)]

@@ -278,6 +278,11 @@ pub async fn list_webhooks(
             };
             let note = stored.filter(|_| w.enabled).and_then(|r| r.note.clone());
             let throttled_until = stored.and_then(|r| r.throttled_until);
+            let cert_expiry = w
+                .route
+                .tls
+                .as_ref()
+                .and_then(|t| Some(t.identity.as_ref()?.not_after));
             WebhookView {
                 id: w.id.to_string(),
                 url: crate::domain::redact::url_origin(&w.url),
@@ -298,11 +303,17 @@ pub async fn list_webhooks(
                 last_error_kind: s.last_error_kind,
                 attempts_last_hour: attempts,
                 success_rate_last_hour: rate,
+                client_cert_expires_at: cert_expiry,
+                client_cert_expires_soon: cert_expiry
+                    .is_some_and(|at| at - chrono::Utc::now() < CERT_WARNING),
             }
         })
         .collect();
     Ok(Json(WebhookList { data }))
 }
+
+/// How long before a client certificate expires the webhook shows it.
+const CERT_WARNING: chrono::TimeDelta = chrono::TimeDelta::days(14);
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditQuery {

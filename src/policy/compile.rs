@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
@@ -17,16 +18,20 @@ use super::error::PolicyError;
 use super::interp::interpolate;
 use super::model::{PayloadFormat, RetryPolicy, SignatureMode, Webhook};
 use super::raw::{RawDefaults, RawRetry, RawWebhook, Str};
+use super::reach::{EgressProxy, Route};
 use crate::domain::{EventVersion, TopicPattern, WebhookId};
+use reach::ProxySetting;
 
 mod access;
 mod control;
 mod files;
 mod headers;
 mod keys;
+mod reach;
 mod retention;
 mod schemas;
 mod sources;
+mod tls;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a webhook may fail every attempt before the engine disables it.
@@ -184,12 +189,14 @@ impl Compiler<'_> {
         &mut self,
         raw: &[Spanned<RawWebhook>],
         defaults: WebhookDefaults,
+        network_proxy: Option<&Arc<EgressProxy>>,
     ) -> Vec<Webhook> {
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(raw.len());
         for (i, w) in raw.iter().enumerate() {
             let path = format!("webhooks[{i}]");
-            if let Some(hook) = self.webhook(&w.value, w.referenced, &path, defaults) {
+            if let Some(hook) = self.webhook(&w.value, w.referenced, &path, defaults, network_proxy)
+            {
                 if !seen.insert(hook.id.clone()) {
                     self.error(
                         format!("{path}.id"),
@@ -210,6 +217,7 @@ impl Compiler<'_> {
         loc: Location,
         path: &str,
         defaults: WebhookDefaults,
+        network_proxy: Option<&Arc<EgressProxy>>,
     ) -> Option<Webhook> {
         let WebhookDefaults { timeout, retry, .. } = defaults;
         let before = self.errors.len();
@@ -253,7 +261,31 @@ impl Compiler<'_> {
                 }
             }
         });
-        let headers = self.headers(&w.headers, &w.header_files, path);
+        let oauth2 = w
+            .oauth2
+            .as_ref()
+            .and_then(|o| self.oauth2(o, &format!("{path}.oauth2")));
+        let headers = self.headers(&w.headers, &w.header_files, path, w.oauth2.is_some());
+        let tls = w
+            .tls
+            .as_ref()
+            .and_then(|t| self.client_tls(t, &format!("{path}.tls")));
+        let proxy = match &w.proxy {
+            None => {
+                if let Some(f) = &w.proxy_password_file {
+                    self.error(
+                        format!("{path}.proxy_password_file"),
+                        f.referenced,
+                        "proxy_password_file is given without a proxy",
+                    );
+                }
+                network_proxy.cloned()
+            }
+            Some(p) => match self.proxy(p, &w.proxy_password_file, &format!("{path}.proxy")) {
+                Some(ProxySetting::Via(proxy)) => Some(proxy),
+                Some(ProxySetting::Direct) | None => None,
+            },
+        };
         let min_version = w.min_version.as_ref().and_then(|m| {
             let text = self.string(m, &format!("{path}.min_version"))?;
             EventVersion::parse(&text)
@@ -331,6 +363,8 @@ impl Compiler<'_> {
             ordered,
             min_version,
             payload_format,
+            route: Route { tls, proxy },
+            oauth2,
         })
     }
 

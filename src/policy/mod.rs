@@ -12,6 +12,7 @@ mod error;
 mod interp;
 mod model;
 mod raw;
+pub mod reach;
 pub mod router;
 pub mod schemas;
 pub mod sources;
@@ -159,10 +160,10 @@ impl PolicySet {
             );
         }
         let defaults = c.defaults(&raw.defaults);
-        let webhooks = c.webhooks(&raw.webhooks, defaults);
+        let network = c.network(&raw.network);
+        let webhooks = c.webhooks(&raw.webhooks, defaults, network.proxy.as_ref());
         let inbound = c.inbound(&raw.inbound);
         let auth = c.auth(&raw.auth);
-        let network = c.network(&raw.network);
         let retention = c.retention(&raw.retention);
         let sources = c.sources(&raw.sources);
         let schemas = c.schemas(&raw.schemas);

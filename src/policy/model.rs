@@ -2,11 +2,13 @@
 //! `compile`, never mutated; a reload builds a new one and swaps it whole.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use url::Url;
 
+use super::reach::{EgressProxy, OAuth2, Route};
 use crate::domain::{EventVersion, Secret, TopicPattern, WebhookId};
 use crate::signing::{Ed25519Secret, StandardSecret};
 
@@ -107,6 +109,10 @@ pub struct Webhook {
     pub min_version: Option<EventVersion>,
     /// The body's shape: today's envelope or the Standard Webhooks one.
     pub payload_format: PayloadFormat,
+    /// `tls:` and the proxy in force: which HTTP client sends.
+    pub route: Route,
+    /// `oauth2:`: a bearer token fetched and cached for every send.
+    pub oauth2: Option<Arc<OAuth2>>,
 }
 
 /// `payload_format:` — the shape of a webhook's delivery body.
@@ -200,8 +206,11 @@ impl Default for RetentionPolicy {
     }
 }
 
-/// `network:` — exceptions to the SSRF guard.
+/// `network:` — exceptions to the SSRF guard, and the egress proxy.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkPolicy {
     pub allow_private_targets: Vec<IpNet>,
+    /// `network.proxy`: every webhook's attempts go through it unless the
+    /// webhook says `proxy: none` or names its own.
+    pub proxy: Option<Arc<EgressProxy>>,
 }

@@ -146,6 +146,34 @@ pub(crate) struct RawWebhook {
     pub enabled: Option<bool>,
     pub min_version: Option<Str>,
     pub payload_format: Option<Str>,
+    pub tls: Option<Spanned<RawClientTls>>,
+    pub oauth2: Option<Spanned<RawOAuth2>>,
+    /// A proxy URL, or `none` for a direct connection.
+    pub proxy: Option<Str>,
+    pub proxy_password_file: Option<Str>,
+}
+
+/// A webhook's `tls:` (contract §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientTls {
+    pub client_cert_file: Option<Str>,
+    pub client_key_file: Option<Str>,
+    pub ca_file: Option<Str>,
+}
+
+/// A webhook's `oauth2:` (contract §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOAuth2 {
+    pub token_url: Str,
+    pub client_id: Str,
+    pub client_secret: Option<Str>,
+    pub client_secret_file: Option<Str>,
+    pub scopes: Option<Spanned<Vec<Str>>>,
+    pub audience: Option<Str>,
+    /// `basic` (default) or `post`.
+    pub client_auth: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,4 +224,6 @@ pub(crate) struct RawJwt {
 pub(crate) struct RawNetwork {
     #[serde(default)]
     pub allow_private_targets: Vec<Str>,
+    pub proxy: Option<Str>,
+    pub proxy_password_file: Option<Str>,
 }

@@ -57,6 +57,10 @@ fn fingerprint(w: &Webhook) -> [u8; 32] {
     field(w.signature.as_str().as_bytes());
     field(format!("{:?}/{}", w.tenants, w.include_untenanted).as_bytes());
     field(&[u8::from(w.enabled)]);
+    let (tls, proxy) = w.route.key();
+    field(&tls);
+    field(&proxy);
+    field(w.oauth2.as_ref().map_or(&[][..], |o| &o.fingerprint[..]));
     h.finalize().into()
 }
 

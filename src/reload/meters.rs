@@ -7,7 +7,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::metrics::{OutcomeLabel, Registry, unix_now};
+use crate::metrics::{OutcomeLabel, Registry, WebhookLabel, unix_now};
+use crate::policy::PolicySet;
 
 /// Reload's families; see the module documentation.
 #[derive(Debug, Default)]
@@ -15,6 +16,7 @@ pub struct Meters {
     reloads: Family<OutcomeLabel, Counter>,
     last_ok: Gauge,
     last_success: Gauge<f64, AtomicU64>,
+    cert_expiry: Family<WebhookLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Meters {
@@ -36,9 +38,30 @@ impl Meters {
             "Unix time the policy in force was loaded",
             m.last_success.clone(),
         );
+        registry.register(
+            "webhook_client_cert_expiry_timestamp_seconds",
+            "Unix time the client certificate of a webhook's tls: expires",
+            m.cert_expiry.clone(),
+        );
         m.last_ok.set(1);
         m.last_success.set(unix_now());
         m
+    }
+
+    /// The policy in force changed (or was loaded at start): the client
+    /// certificates' expiry, webhooks without one dropped.
+    pub fn policy_in_force(&self, policy: &PolicySet) {
+        self.cert_expiry.clear();
+        for w in policy.webhooks() {
+            if let Some(id) = w.route.tls.as_ref().and_then(|t| t.identity.as_ref()) {
+                let label = WebhookLabel {
+                    webhook: w.id.to_string(),
+                };
+                self.cert_expiry
+                    .get_or_create(&label)
+                    .set(id.not_after.timestamp() as f64);
+            }
+        }
     }
 
     /// A policy reload ended: `applied`, `unchanged` or `invalid`.

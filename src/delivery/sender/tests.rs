@@ -58,6 +58,8 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         ed25519_keys: Vec::new(),
         min_version: None,
         payload_format: Default::default(),
+        route: Default::default(),
+        oauth2: None,
         topics: Vec::new(),
         retry: RetryPolicy {
             initial_interval: Duration::from_secs(1),

@@ -35,6 +35,12 @@ pub struct WebhookView {
     pub attempts_last_hour: i64,
     /// Null when there was no attempt in the last hour.
     pub success_rate_last_hour: Option<f64>,
+    /// When the client certificate of the webhook's `tls:` expires; null
+    /// without one.
+    pub client_cert_expires_at: Option<DateTime<Utc>>,
+    /// Whether it expires within 14 days (renew it: an expired one makes
+    /// the policy invalid).
+    pub client_cert_expires_soon: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -206,8 +206,25 @@ impl Compiler<'_> {
                 ),
             }
         }
+        let proxy = match &raw.proxy {
+            Some(p) => match self.proxy(p, &raw.proxy_password_file, "network.proxy") {
+                Some(super::reach::ProxySetting::Via(proxy)) => Some(proxy),
+                _ => None,
+            },
+            None => {
+                if let Some(f) = &raw.proxy_password_file {
+                    self.error(
+                        "network.proxy_password_file",
+                        f.referenced,
+                        "proxy_password_file is given without a proxy",
+                    );
+                }
+                None
+            }
+        };
         NetworkPolicy {
             allow_private_targets: allow,
+            proxy,
         }
     }
 }

@@ -41,6 +41,7 @@ impl Compiler<'_> {
         inline: &BTreeMap<String, Str>,
         files: &BTreeMap<String, Str>,
         path: &str,
+        oauth2: bool,
     ) -> Vec<(String, Secret)> {
         let mut out = Vec::new();
         let mut seen = HashSet::new();
@@ -52,6 +53,14 @@ impl Compiler<'_> {
             let map = if from_file { "header_files" } else { "headers" };
             let p = format!("{path}.{map}.{name}");
             if !self.header_name(name, &p, value) {
+                continue;
+            }
+            if oauth2 && name.eq_ignore_ascii_case("authorization") {
+                self.error(
+                    &p,
+                    value.referenced,
+                    "Authorization is set by oauth2 on this webhook and cannot be a static header",
+                );
                 continue;
             }
             if !seen.insert(name.to_ascii_lowercase()) {

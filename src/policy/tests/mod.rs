@@ -617,6 +617,7 @@ fn ordering_is_key_or_none_and_refuses_anything_else() {
 }
 
 mod headers;
+mod reach;
 mod schemas;
 
 mod sources {
