@@ -84,6 +84,7 @@ mod deploy_tests {
         m.delivery.webhooks_disabled(&["h".to_owned()]);
         m.http.connection(ConnectionEvent::Opened);
         m.reload.reload("applied");
+        m.reload.client_cert_expiry("h", 2e9);
         m.retention.deleted(&[
             ("deliveries", 1),
             ("attempts", 1),

@@ -54,14 +54,17 @@ impl Meters {
         self.cert_expiry.clear();
         for w in policy.webhooks() {
             if let Some(id) = w.route.tls.as_ref().and_then(|t| t.identity.as_ref()) {
-                let label = WebhookLabel {
-                    webhook: w.id.to_string(),
-                };
-                self.cert_expiry
-                    .get_or_create(&label)
-                    .set(id.not_after.timestamp() as f64);
+                self.client_cert_expiry(w.id.as_str(), id.not_after.timestamp() as f64);
             }
         }
+    }
+
+    /// Webhook `webhook`'s client certificate expires at Unix time `at`.
+    pub fn client_cert_expiry(&self, webhook: &str, at: f64) {
+        let label = WebhookLabel {
+            webhook: webhook.to_owned(),
+        };
+        self.cert_expiry.get_or_create(&label).set(at);
     }
 
     /// A policy reload ended: `applied`, `unchanged` or `invalid`.

@@ -30,6 +30,7 @@ mod operator;
 mod ordering;
 mod pgtmp;
 mod queue;
+mod reach;
 mod reload;
 mod replay;
 mod retention;
