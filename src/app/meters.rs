@@ -80,6 +80,7 @@ mod deploy_tests {
         m.delivery
             .attempt("h", AttemptOutcome::Succeeded, Duration::from_millis(5));
         m.delivery.endpoint_transition("h", "disabled");
+        m.delivery.attempt_error("h", "auth");
         m.delivery.concurrency_limit("h", 8);
         m.delivery.webhooks_disabled(&["h".to_owned()]);
         m.http.connection(ConnectionEvent::Opened);

@@ -44,6 +44,12 @@ struct WebhookOutcome {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookKind {
+    webhook: String,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransitionLabel {
     webhook: String,
     to: &'static str,
@@ -61,6 +67,7 @@ fn attempt_histogram() -> Histogram {
 pub struct Meters {
     sends: Family<PathLabel, Counter>,
     finished: Family<WebhookOutcome, Counter>,
+    errors: Family<WebhookKind, Counter>,
     attempt_seconds: HistogramFamily,
     transitions: Family<TransitionLabel, Counter>,
     limit: Family<WebhookLabel, Gauge>,
@@ -74,6 +81,7 @@ impl Meters {
         let m = Self {
             sends: Family::default(),
             finished: Family::default(),
+            errors: Family::default(),
             attempt_seconds: Family::new_with_constructor(attempt_histogram),
             transitions: Family::default(),
             limit: Family::default(),
@@ -89,6 +97,11 @@ impl Meters {
             "deliveries_finished",
             "Delivery attempts by webhook and outcome (succeeded, retry, dead, blocked)",
             m.finished.clone(),
+        );
+        registry.register(
+            "attempt_errors",
+            "Failed delivery attempts by webhook and error kind (timeout, connect, auth, http_status, blocked_destination, …)",
+            m.errors.clone(),
         );
         registry.register(
             "attempt_duration_seconds",
@@ -111,6 +124,15 @@ impl Meters {
             m.limit.clone(),
         );
         m
+    }
+
+    /// An attempt to `webhook` failed with error kind `kind`.
+    pub fn attempt_error(&self, webhook: &str, kind: &'static str) {
+        let label = WebhookKind {
+            webhook: webhook.to_owned(),
+            kind,
+        };
+        self.errors.get_or_create(&label).inc();
     }
 
     /// An attempt is about to be sent.

@@ -128,6 +128,9 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
     shared
         .meters
         .attempt(&c.webhook_id, next.outcome, report.duration);
+    if let Some(kind) = report.error_kind {
+        shared.meters.attempt_error(&c.webhook_id, kind.as_str());
+    }
     tracing::debug!(
         status = report.status,
         duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),

@@ -138,6 +138,12 @@ both! {
         let (_, list) = app.get("/v1/webhooks").await;
         let down = list["data"].as_array().unwrap().iter().find(|w| w["id"] == "down").unwrap().clone();
         assert_eq!(down["last_error_kind"], "auth");
+        let metrics = app.meters.engine.render();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("aion_webhooks_attempt_errors_total{") && l.contains("webhook=\"down\"") && l.contains("kind=\"auth\""))
+            .unwrap_or_else(|| panic!("{metrics}"));
+        assert!(line.ends_with(" 20"), "{line}");
         app.stop().await;
     }
 }
