@@ -92,7 +92,8 @@ pub enum Command {
         target: Target,
     },
     /// The health and state of each webhook; `disable ID` / `enable ID`
-    /// stop or resume sending to one (a client of the admin API).
+    /// stop or resume sending to one, `test ID` sends it a test event (a
+    /// client of the admin API).
     Webhooks {
         #[command(subcommand)]
         command: Option<WebhooksCommand>,
@@ -125,6 +126,10 @@ pub enum WebhooksCommand {
     Disable { id: String },
     /// Resume sending to a webhook disabled at runtime.
     Enable { id: String },
+    /// Send a signed test event (`aion.webhooks.test`) through the
+    /// webhook's real path and print the first attempt's outcome; exits 1
+    /// unless it succeeded.
+    Test { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +198,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         serde_json::json!({}),
                     ),
                     View::Plain,
+                ),
+                Some(WebhooksCommand::Test { id }) => (
+                    Request::Post(
+                        format!("/v1/webhooks/{}/test", operator::path(&id)),
+                        serde_json::json!({}),
+                    ),
+                    View::TestSend,
                 ),
             };
             operator::call(&target, request, view)

@@ -24,7 +24,7 @@ mod trace;
 pub use body::standard_body;
 pub use group::{Handoff, Ingestor, Reserved};
 pub use meters::{EventSource, Meters};
-pub use parse::{event, internal_event, parse, raw_event};
+pub use parse::{TEST_TOPIC, event, internal_event, parse, raw_event, test_event};
 pub use trace::{Trace, end_spans, trace_events};
 
 use schema::schema_message;

@@ -44,6 +44,8 @@ pub enum Action {
     DisableWebhook,
     /// `POST /v1/webhooks/{id}/enable`.
     EnableWebhook,
+    /// `POST /v1/webhooks/{id}/test`.
+    TestWebhook,
     /// `GET /v1/sources`, `GET /v1/sources/{id}/rejects`.
     ListSources,
     /// `POST /console/login`: a session of the web console.
@@ -68,6 +70,7 @@ impl Action {
             Self::ReloadPolicy,
             Self::DisableWebhook,
             Self::EnableWebhook,
+            Self::TestWebhook,
             Self::ListSources,
             Self::ConsoleSignIn,
         ]
@@ -91,6 +94,7 @@ impl Action {
             Self::ReloadPolicy => "reload_policy",
             Self::DisableWebhook => "disable_webhook",
             Self::EnableWebhook => "enable_webhook",
+            Self::TestWebhook => "test_webhook",
             Self::ListSources => "list_sources",
             Self::ConsoleSignIn => "console_sign_in",
             Self::Inbound(a) => a.as_str(),
@@ -162,6 +166,7 @@ pub fn decide(principal: &Principal, action: Action, inbound: Option<&InboundPol
         | Action::ReloadPolicy
         | Action::DisableWebhook
         | Action::EnableWebhook
+        | Action::TestWebhook
         | Action::ListSources
         | Action::ConsoleSignIn => require_role(principal, ADMIN),
         Action::Inbound(a) => match inbound.and_then(|p| p.actions.get(a.as_str())) {

@@ -73,6 +73,8 @@ pub enum View {
     Sources,
     Rejects,
     Policy,
+    /// A test send's outcome; the command fails unless it succeeded.
+    TestSend,
     Plain,
 }
 
@@ -191,6 +193,9 @@ pub fn call(target: &Target, request: Request, view: View) -> anyhow::Result<Exi
     } else {
         print!("{}", render(view, &value));
     }
+    if matches!(view, View::TestSend) && value["outcome"] != "succeeded" {
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -243,6 +248,20 @@ fn rows(value: &Value, fields: &[&str]) -> Vec<Vec<String>> {
 /// The human view of an answer.
 pub fn render(view: View, value: &Value) -> String {
     match view {
+        View::TestSend => {
+            let mut out = String::new();
+            for f in [
+                "delivery_id",
+                "outcome",
+                "status",
+                "duration_ms",
+                "error_kind",
+                "error",
+            ] {
+                out.push_str(&format!("{f:<13}{}\n", text(&value[f])));
+            }
+            out
+        }
         View::Deliveries => {
             let fields = [
                 "id",

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::retry::{self, AttemptResult};
 use super::ssrf::{GuardedResolver, SsrfGuard};
+use crate::domain::Secret;
 use crate::domain::redact::text_url_origin;
 use crate::policy::Webhook;
 use crate::policy::reach::{OAuth2, Route};
@@ -173,8 +174,9 @@ impl Sender {
             .map_err(|e| (ErrorKind::Other, e))
     }
 
-    /// A bearer token for `webhook`'s `oauth2:`, fetched on its proxy (not
-    /// with its `tls:`, whose CA is for the receiver) and through the guard.
+    /// A bearer token for `webhook`'s `oauth2:`. A fetch goes through the
+    /// guard and the webhook's proxy, not its `tls:` (whose CA is for the
+    /// receiver); anything that stops it is an `auth` failure.
     async fn token(
         &self,
         webhook: &Webhook,
@@ -185,12 +187,15 @@ impl Sender {
             tls: None,
             proxy: webhook.route.proxy.clone(),
         };
-        Routes::check_target(&self.guard, &oauth.token_url, route.proxy.is_some())
-            .await
-            .map_err(|(kind, e)| (kind, format!("token endpoint: {e}")))?;
-        let client = self.client(&route)?;
+        let fetch = || async {
+            Routes::check_target(&self.guard, &oauth.token_url, route.proxy.is_some())
+                .await
+                .map_err(|(_, e)| format!("token endpoint: {e}"))?;
+            let client = self.client(&route).map_err(|(_, e)| e)?;
+            oauth::fetch(oauth, &client).await
+        };
         self.tokens
-            .get(oauth, &client, deadline)
+            .get(oauth, deadline, fetch)
             .await
             .map_err(|e| (ErrorKind::Auth, e))
     }
@@ -240,21 +245,25 @@ impl Sender {
                     .map_err(|e| classify(e, url))
             })
         };
-        let mut lease = match &webhook.oauth2 {
+        let lease = match &webhook.oauth2 {
             Some(oauth) => Some(self.token(webhook, oauth, deadline).await?),
             None => None,
         };
+        // Every token sent, to be scrubbed from an echoing answer.
+        let mut sent: Vec<Secret> = lease.iter().map(|l| l.token.clone()).collect();
         let mut response = post(lease.as_ref())?.await?;
         // A refused token is dropped and the send made once more with a
         // fresh one; a second 401 is the receiver's answer.
         if response.status() == reqwest::StatusCode::UNAUTHORIZED
             && let (Some(oauth), Some(used)) = (&webhook.oauth2, &lease)
         {
-            self.tokens.refused(oauth, used).await;
-            lease = Some(self.token(webhook, oauth, deadline).await?);
-            response = post(lease.as_ref())?.await?;
+            self.tokens.refused(oauth, used, deadline).await;
+            let fresh = self.token(webhook, oauth, deadline).await?;
+            sent.push(fresh.token.clone());
+            response = post(Some(&fresh))?.await?;
         }
-        self.read_response(req, response, deadline, report).await
+        self.read_response(req, response, deadline, &sent, report)
+            .await
     }
 
     /// Records `response` in `report`: status, `Retry-After`, and the body
@@ -264,6 +273,7 @@ impl Sender {
         req: &Outbound<'_>,
         mut response: reqwest::Response,
         deadline: Instant,
+        tokens: &[Secret],
         report: &mut AttemptReport,
     ) -> Result<(), (ErrorKind, String)> {
         let status = response.status();
@@ -284,7 +294,7 @@ impl Sender {
         // we keep whatever arrived before the deadline.
         let mut body = Vec::new();
         let _ = tokio::time::timeout_at(deadline, read_capped(&mut response, &mut body)).await;
-        report.response_body = Some(scrub_credentials(lossy_capped(&body), req.webhook));
+        report.response_body = Some(scrub_credentials(lossy_capped(&body), req.webhook, tokens));
 
         if status.is_success() {
             Ok(())

@@ -16,6 +16,7 @@ mod policy;
 mod replay;
 pub mod serve;
 mod sources;
+mod test_send;
 pub mod views;
 
 use std::sync::Arc;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
             post(endpoints::disable_webhook),
         )
         .route("/v1/webhooks/{id}/enable", post(endpoints::enable_webhook))
+        .route("/v1/webhooks/{id}/test", post(test_send::test_webhook))
         .route("/v1/audit", get(admin::list_audit))
         .route("/v1/sources", get(sources::list_sources))
         .route("/v1/sources/{id}/rejects", get(sources::list_rejects))

@@ -29,6 +29,7 @@ use super::views::*;
         super::admin::list_webhooks,
         super::endpoints::disable_webhook,
         super::endpoints::enable_webhook,
+        super::test_send::test_webhook,
         super::admin::list_audit,
         super::sources::list_sources,
         super::sources::list_rejects,

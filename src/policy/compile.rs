@@ -18,9 +18,8 @@ use super::error::PolicyError;
 use super::interp::interpolate;
 use super::model::{PayloadFormat, RetryPolicy, SignatureMode, Webhook};
 use super::raw::{RawDefaults, RawRetry, RawWebhook, Str};
-use super::reach::{EgressProxy, Route};
+use super::reach::EgressProxy;
 use crate::domain::{EventVersion, TopicPattern, WebhookId};
-use reach::ProxySetting;
 
 mod access;
 mod control;
@@ -261,31 +260,8 @@ impl Compiler<'_> {
                 }
             }
         });
-        let oauth2 = w
-            .oauth2
-            .as_ref()
-            .and_then(|o| self.oauth2(o, &format!("{path}.oauth2")));
         let headers = self.headers(&w.headers, &w.header_files, path, w.oauth2.is_some());
-        let tls = w
-            .tls
-            .as_ref()
-            .and_then(|t| self.client_tls(t, &format!("{path}.tls")));
-        let proxy = match &w.proxy {
-            None => {
-                if let Some(f) = &w.proxy_password_file {
-                    self.error(
-                        format!("{path}.proxy_password_file"),
-                        f.referenced,
-                        "proxy_password_file is given without a proxy",
-                    );
-                }
-                network_proxy.cloned()
-            }
-            Some(p) => match self.proxy(p, &w.proxy_password_file, &format!("{path}.proxy")) {
-                Some(ProxySetting::Via(proxy)) => Some(proxy),
-                Some(ProxySetting::Direct) | None => None,
-            },
-        };
+        let (route, oauth2) = self.reach(w, path, loc, network_proxy);
         let min_version = w.min_version.as_ref().and_then(|m| {
             let text = self.string(m, &format!("{path}.min_version"))?;
             EventVersion::parse(&text)
@@ -363,7 +339,7 @@ impl Compiler<'_> {
             ordered,
             min_version,
             payload_format,
-            route: Route { tls, proxy },
+            route,
             oauth2,
         })
     }

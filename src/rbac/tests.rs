@@ -44,7 +44,7 @@ use InboundAction as I;
 use Want::{Allow, Need, NotListed};
 
 /// Every action, listed by hand (not via `Action::all`), in table order.
-const ACTIONS: [Action; 19] = [
+const ACTIONS: [Action; 20] = [
     Action::PublishEvents,
     Action::ListWebhooks,
     Action::ListDeliveries,
@@ -57,6 +57,7 @@ const ACTIONS: [Action; 19] = [
     Action::ReloadPolicy,
     Action::DisableWebhook,
     Action::EnableWebhook,
+    Action::TestWebhook,
     Action::ListSources,
     Action::ConsoleSignIn,
     Action::Inbound(I::ApproveKernelProposal),
@@ -71,7 +72,7 @@ const PUBLISHER_ONLY: Want = Need(&["publisher"]);
 const KERNEL: Want = Need(&["kernel-approver"]);
 
 /// policies/webhooks.yaml: api key id → expected decision per `ACTIONS` entry.
-const SHIPPED: [(&str, [Want; 19]); 3] = [
+const SHIPPED: [(&str, [Want; 20]); 3] = [
     (
         // roles: publisher, kernel-approver, module-admin
         "control-plane",
@@ -88,6 +89,7 @@ const SHIPPED: [(&str, [Want; 19]); 3] = [
             ADMIN_ONLY, // reload_policy
             ADMIN_ONLY, // disable_webhook
             ADMIN_ONLY, // enable_webhook
+            ADMIN_ONLY, // test_webhook
             ADMIN_ONLY, // list_sources
             ADMIN_ONLY, // console_sign_in
             Allow,      // approve_kernel_proposal
@@ -117,6 +119,7 @@ const SHIPPED: [(&str, [Want; 19]); 3] = [
             Allow,
             Allow,
             Allow,
+            Allow,
             Need(&["module-admin"]),
             Need(&["data-engineer"]),
             Need(&["memory-admin"]),
@@ -127,6 +130,7 @@ const SHIPPED: [(&str, [Want; 19]); 3] = [
         "data-pipeline",
         [
             Allow,
+            ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
             ADMIN_ONLY,
@@ -215,6 +219,7 @@ fn a_principal_without_roles_may_do_nothing() {
         ADMIN_ONLY,
         ADMIN_ONLY,
         ADMIN_ONLY,
+        ADMIN_ONLY,
         KERNEL,
         KERNEL,
         Need(&["module-admin"]),
@@ -246,7 +251,7 @@ fn without_an_inbound_section_no_inbound_action_is_allowed() {
     );
     let want: [Want; ACTIONS.len()] = [
         Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow, Allow,
-        Allow, NotListed, NotListed, NotListed, NotListed, NotListed,
+        Allow, Allow, NotListed, NotListed, NotListed, NotListed, NotListed,
     ];
     for (action, want) in ACTIONS.iter().zip(want) {
         assert_eq!(

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-async fn cli(base: &str, key: &str, args: &[&str]) -> Output {
+pub(crate) async fn cli(base: &str, key: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aion-webhooks"));
     cmd.args(args)
         .args(["--url", base])

@@ -12,6 +12,7 @@
 //! endpoint's origin, its status and its RFC 6749 `error` code.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,88 +44,110 @@ pub(super) struct Tokens {
 
 #[derive(Debug, Default)]
 struct Slot {
-    token: Option<(Secret, Instant)>,
+    token: Option<Token>,
     generation: u64,
+    /// Until when a failed fetch answers instead of a new one, and why.
     failure: Option<(Instant, String)>,
 }
 
+#[derive(Debug)]
+struct Token {
+    value: Secret,
+    /// When a fetch for a fresh one starts.
+    refresh_at: Instant,
+    /// When it stops being usable at all.
+    expires_at: Instant,
+}
+
 impl Tokens {
-    /// A token for `cfg` valid now: the cached one, or one fetched with
-    /// `client` before `deadline`. The error is the attempt's `auth` text.
-    pub(super) async fn get(
+    /// A token for `cfg` valid now: the cached one, or one from `fetch`
+    /// (run only when a token is needed) before `deadline`. The error is
+    /// the attempt's `auth` text.
+    pub(super) async fn get<F, Fut>(
         &self,
         cfg: &OAuth2,
-        client: &reqwest::Client,
         deadline: Instant,
-    ) -> Result<Lease, String> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            if !slots.contains_key(&cfg.fingerprint) {
-                // Clients gone from the policy (a rotated secret) leave
-                // slots whose tokens expire: drop those nobody waits on.
-                let now = Instant::now();
-                slots.retain(|_, s| {
-                    Arc::strong_count(s) > 1
-                        || s.try_lock()
-                            .is_ok_and(|s| s.token.as_ref().is_some_and(|t| t.1 > now))
-                });
-            }
-            Arc::clone(slots.entry(cfg.fingerprint).or_default())
-        };
+        fetch: F,
+    ) -> Result<Lease, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Secret, Duration), String>>,
+    {
+        let slot = self.slot(cfg);
         let origin = url_origin(&cfg.token_url);
         let mut slot = tokio::time::timeout_at(deadline, slot.lock())
             .await
             .map_err(|_| format!("no token from {origin} in time: another send is fetching one"))?;
         let now = Instant::now();
-        if let Some((token, refresh_at)) = &slot.token
-            && now < *refresh_at
-        {
-            return Ok(Lease {
-                token: token.clone(),
-                generation: slot.generation,
-            });
+        let usable = |slot: &Slot, now: Instant| {
+            slot.token
+                .as_ref()
+                .filter(|t| now < t.expires_at)
+                .map(|t| Lease {
+                    token: t.value.clone(),
+                    generation: slot.generation,
+                })
+        };
+        if slot.token.as_ref().is_some_and(|t| now < t.refresh_at) {
+            return Ok(usable(&slot, now).expect("fresh"));
         }
         if let Some((until, error)) = &slot.failure
             && now < *until
         {
-            return Err(error.clone());
+            // While the endpoint fails, a token that has not expired yet
+            // still serves.
+            return usable(&slot, now).ok_or_else(|| error.clone());
         }
-        let fetched = match tokio::time::timeout_at(deadline, fetch(cfg, client)).await {
-            Ok(result) => result,
-            Err(_) => Err(format!(
-                "the token endpoint {origin} did not answer in time"
-            )),
-        };
-        match fetched {
-            Ok((token, lifetime)) => {
+        match tokio::time::timeout_at(deadline, fetch()).await {
+            Ok(Ok((value, lifetime))) => {
                 slot.generation += 1;
-                slot.token = Some((token.clone(), now + refresh_after(lifetime)));
+                slot.token = Some(Token {
+                    value,
+                    refresh_at: now + refresh_after(lifetime),
+                    expires_at: now + lifetime,
+                });
                 slot.failure = None;
-                Ok(Lease {
-                    token,
-                    generation: slot.generation,
-                })
+                Ok(usable(&slot, now).expect("fresh"))
             }
-            Err(error) => {
-                slot.token = None;
+            Ok(Err(error)) => {
                 slot.failure = Some((Instant::now() + FAILURE_HOLD, error.clone()));
-                Err(error)
+                usable(&slot, Instant::now()).ok_or(error)
             }
+            // This send ran out of time, which says nothing about the
+            // endpoint: nothing is remembered, the next send tries again.
+            Err(_) => usable(&slot, Instant::now())
+                .ok_or_else(|| format!("the token endpoint {origin} did not answer in time")),
         }
     }
 
+    /// The slot of `cfg`'s client, made on first use.
+    fn slot(&self, cfg: &OAuth2) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if !slots.contains_key(&cfg.fingerprint) {
+            // Clients gone from the policy (a rotated secret) leave slots
+            // whose tokens expire: drop those nobody waits on.
+            let now = Instant::now();
+            slots.retain(|_, s| {
+                Arc::strong_count(s) > 1
+                    || s.try_lock()
+                        .is_ok_and(|s| s.token.as_ref().is_some_and(|t| t.expires_at > now))
+            });
+        }
+        Arc::clone(slots.entry(cfg.fingerprint).or_default())
+    }
+
     /// Drops the token of `lease` (a receiver refused it); a newer one is
-    /// kept.
-    pub(super) async fn refused(&self, cfg: &OAuth2, lease: &Lease) {
+    /// kept. Waits for the slot no longer than `deadline`.
+    pub(super) async fn refused(&self, cfg: &OAuth2, lease: &Lease, deadline: Instant) {
         let slot = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots.get(&cfg.fingerprint).cloned()
         };
-        if let Some(slot) = slot {
-            let mut slot = slot.lock().await;
-            if slot.generation == lease.generation {
-                slot.token = None;
-            }
+        if let Some(slot) = slot
+            && let Ok(mut slot) = tokio::time::timeout_at(deadline, slot.lock()).await
+            && slot.generation == lease.generation
+        {
+            slot.token = None;
         }
     }
 }
@@ -137,7 +160,10 @@ fn refresh_after(lifetime: Duration) -> Duration {
 }
 
 /// One token request; the token and its lifetime.
-async fn fetch(cfg: &OAuth2, client: &reqwest::Client) -> Result<(Secret, Duration), String> {
+pub(super) async fn fetch(
+    cfg: &OAuth2,
+    client: &reqwest::Client,
+) -> Result<(Secret, Duration), String> {
     let origin = url_origin(&cfg.token_url);
     let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
     let scope = cfg.scopes.join(" ");
@@ -258,6 +284,146 @@ mod tests {
             refresh_after(Duration::from_millis(500)),
             Duration::from_secs(1)
         );
+    }
+
+    fn cfg() -> OAuth2 {
+        OAuth2 {
+            token_url: "https://auth.example.com/token".parse().unwrap(),
+            client_id: "aion".into(),
+            client_secret: Secret::new("s"),
+            scopes: Vec::new(),
+            audience: None,
+            client_auth: ClientAuth::Basic,
+            fingerprint: [7; 32],
+        }
+    }
+
+    /// A fetch that counts its calls and answers `answer` after 20 ms.
+    fn fetcher(
+        calls: &std::sync::atomic::AtomicUsize,
+        answer: Result<Duration, &'static str>,
+    ) -> impl Future<Output = Result<(Secret, Duration), String>> {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            answer
+                .map(|life| (Secret::new(format!("tok-{n}")), life))
+                .map_err(str::to_owned)
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_sends_share_one_fetch() {
+        let (tokens, calls, cfg) = (
+            Tokens::default(),
+            std::sync::atomic::AtomicUsize::new(0),
+            cfg(),
+        );
+        let gets = (0..50)
+            .map(|_| tokens.get(&cfg, far(), || fetcher(&calls, Ok(Duration::from_secs(60)))));
+        let leases = futures::future::join_all(gets).await;
+        assert!(
+            leases
+                .iter()
+                .all(|l| l.as_ref().unwrap().token.expose() == "tok-1")
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_answers_for_its_hold_and_a_valid_token_outlives_it() {
+        let (tokens, calls, cfg) = (
+            Tokens::default(),
+            std::sync::atomic::AtomicUsize::new(0),
+            cfg(),
+        );
+        let count = || calls.load(std::sync::atomic::Ordering::SeqCst);
+        let life = Duration::from_secs(100);
+        tokens
+            .get(&cfg, far(), || fetcher(&calls, Ok(life)))
+            .await
+            .unwrap();
+        // Past the refresh point (90 s), before expiry: the endpoint fails,
+        // the old token still serves, and the failure is held.
+        tokio::time::advance(Duration::from_secs(91)).await;
+        let lease = tokens
+            .get(&cfg, far(), || fetcher(&calls, Err("down")))
+            .await;
+        assert_eq!(lease.unwrap().token.expose(), "tok-1");
+        let lease = tokens
+            .get(&cfg, far(), || fetcher(&calls, Err("down")))
+            .await;
+        assert_eq!(lease.unwrap().token.expose(), "tok-1");
+        assert_eq!(count(), 2, "the second send within the hold did not fetch");
+        // Expired, still failing: the error, once per hold.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            tokens
+                .get(&cfg, far(), || fetcher(&calls, Err("down")))
+                .await
+                .unwrap_err(),
+            "down"
+        );
+        assert_eq!(
+            tokens
+                .get(&cfg, far(), || fetcher(&calls, Err("down")))
+                .await
+                .unwrap_err(),
+            "down"
+        );
+        assert_eq!(count(), 3);
+        tokio::time::advance(FAILURE_HOLD).await;
+        let lease = tokens.get(&cfg, far(), || fetcher(&calls, Ok(life))).await;
+        assert_eq!(lease.unwrap().token.expose(), "tok-4");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_send_out_of_time_does_not_fail_the_next() {
+        let (tokens, calls, cfg) = (
+            Tokens::default(),
+            std::sync::atomic::AtomicUsize::new(0),
+            cfg(),
+        );
+        let soon = Instant::now() + Duration::from_millis(5);
+        let err = tokens
+            .get(&cfg, soon, || fetcher(&calls, Ok(Duration::from_secs(60))))
+            .await;
+        assert!(err.unwrap_err().contains("did not answer in time"));
+        let lease = tokens
+            .get(&cfg, far(), || fetcher(&calls, Ok(Duration::from_secs(60))))
+            .await;
+        assert_eq!(lease.unwrap().token.expose(), "tok-2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_token_is_dropped_once() {
+        let (tokens, calls, cfg) = (
+            Tokens::default(),
+            std::sync::atomic::AtomicUsize::new(0),
+            cfg(),
+        );
+        let life = Ok(Duration::from_secs(60));
+        let first = tokens
+            .get(&cfg, far(), || fetcher(&calls, life))
+            .await
+            .unwrap();
+        tokens.refused(&cfg, &first, far()).await;
+        let second = tokens
+            .get(&cfg, far(), || fetcher(&calls, life))
+            .await
+            .unwrap();
+        assert_eq!(second.token.expose(), "tok-2");
+        // A late refusal of the first token keeps the second.
+        tokens.refused(&cfg, &first, far()).await;
+        let again = tokens
+            .get(&cfg, far(), || fetcher(&calls, life))
+            .await
+            .unwrap();
+        assert_eq!(again.token.expose(), "tok-2");
     }
 
     #[test]

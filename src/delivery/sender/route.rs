@@ -45,14 +45,20 @@ struct Entry {
     client: reqwest::Client,
     tls: Option<Weak<ClientTls>>,
     proxy: Option<Weak<EgressProxy>>,
+    used: std::time::Instant,
 }
 
+/// How long an entry whose policy objects are gone is kept: a reload makes
+/// new objects for unchanged routes too, which find their entry again on
+/// their next send, within this.
+const KEEP_UNUSED: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl Entry {
-    fn alive(&self) -> bool {
+    fn alive(&self, now: std::time::Instant) -> bool {
         fn live<T>(w: &Option<Weak<T>>) -> bool {
             w.as_ref().is_none_or(|w| w.strong_count() > 0)
         }
-        live(&self.tls) && live(&self.proxy)
+        (live(&self.tls) && live(&self.proxy)) || now.duration_since(self.used) < KEEP_UNUSED
     }
 }
 
@@ -77,22 +83,25 @@ impl Routes {
         guard: &Arc<SsrfGuard>,
     ) -> Result<reqwest::Client, String> {
         let key = route.key();
+        let now = std::time::Instant::now();
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = clients.get_mut(&key) {
             // Same files, new policy objects: keep the pool, follow the
             // objects so the entry lives as long as the policy using it.
             entry.tls = route.tls.as_ref().map(Arc::downgrade);
             entry.proxy = route.proxy.as_ref().map(Arc::downgrade);
+            entry.used = now;
             return Ok(entry.client.clone());
         }
         let client = build(route, guard)?;
-        clients.retain(|_, e| e.alive());
+        clients.retain(|_, e| e.alive(now));
         clients.insert(
             key,
             Entry {
                 client: client.clone(),
                 tls: route.tls.as_ref().map(Arc::downgrade),
                 proxy: route.proxy.as_ref().map(Arc::downgrade),
+                used: now,
             },
         );
         Ok(client)
@@ -167,8 +176,15 @@ fn build(route: &Route, guard: &Arc<SsrfGuard>) -> Result<reqwest::Client, Strin
             let mut proxy = reqwest::Proxy::all(p.url.clone())
                 .map_err(|_| format!("proxy {} cannot be used", url_origin(&p.url)))?;
             if let Some(user) = &p.username {
+                // reqwest puts these into the proxy URL's userinfo unescaped
+                // and decodes them again when it sends: escaped here, so a
+                // `%` in a password stays a `%`.
+                let escape = |s: &str| {
+                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                };
                 let password = p.password.as_ref().map_or("", |s| s.expose());
-                proxy = proxy.basic_auth(user, password);
+                proxy = proxy.basic_auth(&escape(user), &escape(password));
             }
             b = b.proxy(proxy).dns_resolver(Arc::new(ProxyOnly {
                 host: p.url.host_str().unwrap_or_default().to_owned(),

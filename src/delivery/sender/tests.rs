@@ -496,3 +496,17 @@ async fn a_static_credential_echoed_by_the_receiver_is_not_kept() {
         "the whole value, then the credential alone; a value under 8 bytes stays"
     );
 }
+
+#[test]
+fn echoed_static_headers_and_tokens_are_scrubbed_from_the_stored_body() {
+    let webhook = hook("http://127.0.0.1:1/", SignatureMode::Aion);
+    let body = "you sent X-Team: analytics-team-value and Authorization: Bearer tok-abcdefgh1234"
+        .to_owned();
+    let mut webhook = webhook;
+    webhook.headers = vec![("X-Team".into(), Secret::new("analytics-team-value"))];
+    let scrubbed = super::scrub_credentials(body, &webhook, &[Secret::new("tok-abcdefgh1234")]);
+    assert_eq!(
+        scrubbed,
+        "you sent X-Team: *** and Authorization: Bearer ***"
+    );
+}

@@ -50,13 +50,18 @@ pub(super) fn lossy_capped(bytes: &[u8]) -> String {
 /// garble the body.
 const SCRUBBED_FROM: usize = 8;
 
-/// `body` with every static header value of `webhook` replaced by `***`,
-/// and the credential of an `<scheme> <credential>` value (`Bearer …`) on
-/// its own too: a receiver or gateway that echoes the request's headers in
-/// an error page must not put a partner's token into the attempt record,
-/// the admin API and the console.
-pub(super) fn scrub_credentials(mut body: String, webhook: &crate::policy::Webhook) -> String {
-    for (_, value) in &webhook.headers {
+/// `body` with every static header value of `webhook` and every OAuth2
+/// token in `tokens` replaced by `***`, and the credential of an `<scheme>
+/// <credential>` value (`Bearer …`) on its own too: a receiver or gateway
+/// that echoes the request's headers in an error page must not put a
+/// partner's token into the attempt record, the admin API and the console.
+pub(super) fn scrub_credentials(
+    mut body: String,
+    webhook: &crate::policy::Webhook,
+    tokens: &[crate::domain::Secret],
+) -> String {
+    let values = webhook.headers.iter().map(|(_, v)| v).chain(tokens);
+    for value in values {
         let value = value.expose();
         let credential = value.rsplit_once(' ').map(|(_, c)| c);
         for secret in std::iter::once(value).chain(credential) {

@@ -231,3 +231,22 @@ pub struct CommandAccepted {
     /// Always `accepted`.
     pub status: String,
 }
+
+/// `POST /v1/webhooks/{id}/test`: the test delivery's first attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestSendView {
+    /// The test delivery (`dlv_…`), stored like any other: see
+    /// `GET /v1/deliveries/{id}`.
+    pub delivery_id: String,
+    /// `succeeded` or `failed`; `pending` when no attempt finished within
+    /// the wait (the webhook is throttled or at its limits): the delivery
+    /// stays queued and is sent in its turn.
+    pub outcome: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why the attempt failed; null when it succeeded.
+    pub error: Option<String>,
+    /// The failure's kind (`timeout`, `connect`, `auth`, `http_status`, …).
+    pub error_kind: Option<String>,
+    pub duration_ms: Option<u64>,
+}

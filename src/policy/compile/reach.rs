@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 use sha2::{Digest, Sha256};
 
 use super::Compiler;
 use crate::domain::Secret;
-use crate::policy::raw::{RawOAuth2, Str};
-use crate::policy::reach::{ClientAuth, EgressProxy, OAuth2};
+use crate::policy::raw::{RawOAuth2, RawWebhook, Str};
+use crate::policy::reach::{ClientAuth, EgressProxy, OAuth2, Route};
 
 /// A webhook's `proxy:` as written: its own proxy, or `none`.
 #[derive(Debug, Clone)]
@@ -30,6 +30,55 @@ fn digest(fields: &[&[u8]]) -> [u8; 32] {
 }
 
 impl Compiler<'_> {
+    /// A webhook's `tls:`, proxy in force (its `proxy:`, else
+    /// `network_proxy`) and `oauth2:`.
+    pub(super) fn reach(
+        &mut self,
+        w: &RawWebhook,
+        path: &str,
+        loc: Location,
+        network_proxy: Option<&Arc<EgressProxy>>,
+    ) -> (Route, Option<Arc<OAuth2>>) {
+        let oauth2 = w
+            .oauth2
+            .as_ref()
+            .and_then(|o| self.oauth2(o, &format!("{path}.oauth2")));
+        let tls = w
+            .tls
+            .as_ref()
+            .and_then(|t| self.client_tls(t, &format!("{path}.tls")));
+        let proxy = match &w.proxy {
+            None => {
+                if let Some(f) = &w.proxy_password_file {
+                    self.error(
+                        format!("{path}.proxy_password_file"),
+                        f.referenced,
+                        "proxy_password_file is given without a proxy",
+                    );
+                }
+                network_proxy.cloned()
+            }
+            Some(p) => match self.proxy(p, &w.proxy_password_file, &format!("{path}.proxy")) {
+                Some(ProxySetting::Via(proxy)) => Some(proxy),
+                Some(ProxySetting::Direct) | None => None,
+            },
+        };
+        if let (Some(t), Some(p)) = (&tls, &proxy)
+            && t.ca_pem.is_some()
+            && p.url.scheme() == "https"
+        {
+            // The HTTP client verifies an https proxy with the webhook's
+            // roots, which `ca_file` replaces.
+            let at = w.tls.as_ref().map_or(loc, |t| t.referenced);
+            self.error(
+                format!("{path}.tls.ca_file"),
+                at,
+                "tls.ca_file cannot be combined with an https:// proxy (the proxy would be verified against this CA); use an http:// proxy, whose CONNECT tunnel carries the TLS to the receiver",
+            );
+        }
+        (Route { tls, proxy }, oauth2)
+    }
+
     /// `oauth2:` under `path`, or `None` after recording what is wrong.
     pub(super) fn oauth2(&mut self, raw: &Spanned<RawOAuth2>, path: &str) -> Option<Arc<OAuth2>> {
         let o = &raw.value;
@@ -192,6 +241,14 @@ impl Compiler<'_> {
         };
         let username = Some(decode(url.username())).filter(|u| !u.is_empty());
         let mut password = url.password().map(decode);
+        if username.is_none() && password.is_some() {
+            self.error(
+                path,
+                s.referenced,
+                "the proxy URL has a password but no user name",
+            );
+            return None;
+        }
         if let Some(f) = password_file {
             let p = format!("{path}_password_file");
             if username.is_none() || password.is_some() {

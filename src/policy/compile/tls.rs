@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::pem::{PemObject as _, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
@@ -111,6 +111,27 @@ enum Pair {
 /// The leaf's `notAfter` when `cert` (PEM, leaf first) and `key` (PEM) are
 /// a pair valid at `now`; otherwise what is wrong and with which file.
 fn check_pair(cert: &str, key: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Pair> {
+    // The sender hands both files to the TLS client as they are: a stray
+    // section or a second key would change what it presents.
+    let certs = sections(cert).map_err(Pair::Cert)?;
+    if let Some(kind) = certs.iter().find(|k| **k != SectionKind::Certificate) {
+        return Err(Pair::Cert(format!(
+            "the certificate file holds a {kind:?} section; only certificates may be in it"
+        )));
+    }
+    let keys = sections(key).map_err(Pair::Key)?;
+    let is_key = |k: &SectionKind| {
+        matches!(
+            k,
+            SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
+        )
+    };
+    if keys.len() != 1 || !is_key(&keys[0]) {
+        return Err(Pair::Key(format!(
+            "the key file must hold exactly one private key and nothing else; it holds {} PEM section(s)",
+            keys.len()
+        )));
+    }
     let chain = certificates(cert).map_err(Pair::Cert)?;
     let (not_before, not_after) = validity(&chain[0]).map_err(Pair::Cert)?;
     if now > not_after {
@@ -140,6 +161,14 @@ fn check_pair(cert: &str, key: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>
             "the private key does not belong to the client certificate".into(),
         )),
     }
+}
+
+/// The kinds of every PEM section of a text.
+fn sections(pem: &str) -> Result<Vec<SectionKind>, String> {
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes())
+        .map(|s| s.map(|(kind, _)| kind))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM file: {e}"))
 }
 
 /// Every certificate of a PEM text, at least one.
@@ -246,6 +275,14 @@ mod tests {
             Err(Pair::Cert(_))
         ));
         assert!(check_roots(&cert).is_ok());
+        let two_keys = format!("{key}{key}");
+        assert!(
+            matches!(check_pair(&cert, &two_keys, Utc::now()), Err(Pair::Key(m)) if m.contains("exactly one"))
+        );
+        let cert_and_key = format!("{cert}{key}");
+        assert!(
+            matches!(check_pair(&cert_and_key, &key, Utc::now()), Err(Pair::Cert(m)) if m.contains("only certificates"))
+        );
         assert!(check_roots("nothing").is_err());
     }
 }

@@ -158,14 +158,16 @@ webhooks:
   - { id: a, url: https://a.example.com, secret: s, topics: [x], proxy: \"socks5://u:hunter22@h:1\" }
   - { id: b, url: https://b.example.com, secret: s, topics: [x], proxy: \"http://u:hunter22@h:1/path\" }
   - { id: c, url: https://c.example.com, secret: s, topics: [x], proxy_password_file: p }
+  - { id: d, url: https://d.example.com, secret: s, topics: [x], proxy: \"http://:hunter22@h:1\" }
 network:
   proxy: \"http://u:hunter22@h:1\"
   proxy_password_file: p
 ";
     let dir = tempfile::tempdir().unwrap();
     let errs = parse_in(dir.path(), text).unwrap_err().errors;
-    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert_eq!(errs.len(), 5, "{errs:#?}");
     assert_error(&errs, "webhooks[0].proxy", 3, "expected http://host:port");
+    assert_error(&errs, "webhooks[3].proxy", 6, "no user name");
     assert_error(&errs, "webhooks[1].proxy", 4, "no path or query");
     assert_error(
         &errs,
@@ -173,9 +175,24 @@ network:
         5,
         "without a proxy",
     );
-    assert_error(&errs, "network.proxy_password_file", 8, "no password");
+    assert_error(&errs, "network.proxy_password_file", 9, "no password");
     assert!(
         errs.iter().all(|e| !e.message.contains("hunter22")),
         "{errs:#?}"
     );
+}
+
+#[test]
+fn a_private_ca_cannot_go_through_an_https_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = pair(30);
+    std::fs::write(dir.path().join("ca.pem"), &cert).unwrap();
+    let text = [
+        HOOK_A,
+        "    tls: { ca_file: ca.pem }\n    proxy: https://egress.example.com:3128\n",
+    ]
+    .concat();
+    let errs = parse_in(dir.path(), &text).unwrap_err().errors;
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_error(&errs, "webhooks[0].tls.ca_file", 7, "https:// proxy");
 }

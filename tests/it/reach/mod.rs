@@ -4,6 +4,7 @@
 mod oauth;
 mod peers;
 mod proxy;
+mod test_send;
 mod tls;
 
 use serde_json::json;

@@ -24,14 +24,20 @@ async fn every_attempt_goes_through_the_proxy_and_the_receiver_sees_the_proxy() 
         hook("direct", &direct.url, "[t.x]", "proxy: none"),
     ]
     .concat();
-    // The password is percent-encoded in the URL and sent as Basic.
+    // The password is percent-encoded in the URL ("pa:s%41": a `%` that
+    // must stay a `%`) and sent as Basic.
     let yaml = policy_yaml(&hooks).replace(
         "network:\n",
         &format!(
-            "network:\n  proxy: \"http://egress:pa%3Ass@{}\"\n",
+            "network:\n  proxy: \"http://egress:pa%3As%2541@{}\"\n",
             proxy.addr
         ),
     );
+    let basic = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("egress:pa:s%41");
+        format!("Basic {b64}")
+    };
     let app = TestApp::spawn(TestDb::sqlite().await, &yaml).await;
     post(&app, "p", 3).await;
     for h in ["plain", "tls", "direct"] {
@@ -60,7 +66,7 @@ async fn every_attempt_goes_through_the_proxy_and_the_receiver_sees_the_proxy() 
     // Every connection carried the proxy's credentials ("egress:pa:ss").
     assert!(
         seen.iter()
-            .all(|(_, auth)| auth.as_deref() == Some("Basic ZWdyZXNzOnBhOnNz")),
+            .all(|(_, auth)| auth.as_deref() == Some(basic.as_str())),
         "{seen:?}"
     );
     assert!(
