@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::domain::Topic;
 use crate::policy::{PolicySet, parse_duration};
 use crate::signing::{aion_sign, aion_verify};
 
 mod keys;
 mod operator;
+mod policy_match;
 
 use operator::{DeliveriesCommand, Request, Target, View};
 
@@ -140,14 +140,7 @@ pub enum PolicyCommand {
         file: PathBuf,
     },
     /// List the webhooks that would receive TOPIC, with the pattern that matched.
-    Match {
-        topic: String,
-        #[arg(long, env = "AION_WEBHOOKS_POLICY", default_value = DEFAULT_POLICY)]
-        policy: PathBuf,
-        /// Route as an event of this tenant (webhooks with `tenants:` filter on it).
-        #[arg(long)]
-        tenant: Option<String>,
-    },
+    Match(policy_match::MatchArgs),
     /// The policy a running engine has in force, and its last reload.
     Status {
         #[command(flatten)]
@@ -222,11 +215,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             operator::call(&target, request, view)
         }
-        Command::Policy(PolicyCommand::Match {
-            topic,
-            policy,
-            tenant,
-        }) => Ok(policy_match(&topic, &policy, tenant.as_deref())),
+        Command::Policy(PolicyCommand::Match(args)) => Ok(policy_match::run(&args)),
         Command::Sign { secret, timestamp } => {
             let body = read_stdin()?;
             let t = timestamp.unwrap_or_else(unix_now);
@@ -298,36 +287,6 @@ fn policy_check(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn policy_match(topic: &str, file: &std::path::Path, tenant: Option<&str>) -> ExitCode {
-    let topic = match Topic::parse(topic) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("invalid topic {topic:?}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let policy = match PolicySet::load_file(file) {
-        Ok(p) => p,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let routes = policy.route(&topic, tenant);
-    if routes.is_empty() {
-        println!("no webhook receives {topic}");
-    }
-    for r in routes {
-        let note = if r.webhook.enabled {
-            ""
-        } else {
-            "  (disabled: kept pending)"
-        };
-        println!("{}\t{}\t{}{note}", r.webhook.id, r.pattern, r.webhook.url);
-    }
-    ExitCode::SUCCESS
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

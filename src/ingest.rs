@@ -15,6 +15,7 @@ use crate::policy::schemas::Violation;
 use crate::store::{EventNotes, IngestError, InsertOutcome, NewEvent, StoreError};
 
 mod body;
+mod fanout;
 mod group;
 mod meters;
 mod parse;
@@ -22,9 +23,10 @@ mod schema;
 mod trace;
 
 pub use body::standard_body;
+pub use fanout::{TEST_TOPIC, test_event};
 pub use group::{Handoff, Ingestor, Reserved};
 pub use meters::{EventSource, Meters};
-pub use parse::{TEST_TOPIC, event, internal_event, parse, raw_event, test_event};
+pub use parse::{event, internal_event, parse, raw_event};
 pub use trace::{Trace, end_spans, trace_events};
 
 use schema::schema_message;
@@ -96,6 +98,9 @@ fn record_contracts(meters: &Meters, answers: &[Accepted]) {
         }
         for webhook in &a.notes.below_min_version {
             meters.below_min_version(webhook);
+        }
+        for webhook in &a.notes.filtered_out {
+            meters.filtered_out(webhook);
         }
     }
 }

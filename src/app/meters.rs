@@ -73,6 +73,7 @@ mod deploy_tests {
         m.ingest.events_accepted(EventSource::Api, 1);
         m.ingest.schema_violation("a.*", SchemaMode::Enforce);
         m.ingest.below_min_version("h");
+        m.ingest.filtered_out("h");
         m.sources.source_messages("bus", MessageOutcome::Created, 1);
         m.sources.source_lag("bus", 1);
         m.sources.source_connected("bus", true);

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod causes;
+pub mod decimal;
 pub mod derived_id;
 pub mod ids;
 pub mod payload;

@@ -167,38 +167,7 @@ fn leaf(tag: u8, bytes: &[u8]) -> [u8; 32] {
 /// no leading or trailing zeros in `digits` (zero is `0`); `None` if the
 /// exponent does not fit an `i128`. `n` must match the JSON number grammar.
 fn canonical_number(n: &str) -> Option<String> {
-    let (negative, rest) = match n.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, n),
-    };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, ""),
-    };
-    let mut exp: i128 = 0;
-    if !exponent.is_empty() {
-        let (sign, digits) = match exponent.as_bytes()[0] {
-            b'-' => (-1, &exponent[1..]),
-            b'+' => (1, &exponent[1..]),
-            _ => (1, exponent),
-        };
-        for d in digits.bytes() {
-            exp = exp
-                .checked_mul(10)?
-                .checked_add(sign * i128::from(d - b'0'))?;
-        }
-    }
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    exp = exp.checked_sub(i128::try_from(frac.len()).ok()?)?;
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    let trimmed = digits.trim_end_matches('0');
-    if trimmed.is_empty() {
-        return Some("0".into());
-    }
-    exp = exp.checked_add(i128::try_from(digits.len() - trimmed.len()).ok()?)?;
-    let sign = if negative { "-" } else { "" };
-    Some(format!("{sign}{trimmed}e{exp}"))
+    super::decimal::Decimal::parse(n).map(|d| d.canonical())
 }
 
 /// At most 64 characters of `bytes`, for messages.

@@ -40,6 +40,7 @@ pub struct Meters {
     events: Family<SourceLabel, Counter>,
     schema_violations: Family<SchemaLabel, Counter>,
     below_min_version: Family<WebhookLabel, Counter>,
+    filtered_out: Family<WebhookLabel, Counter>,
 }
 
 impl Meters {
@@ -59,6 +60,11 @@ impl Meters {
             "events_below_min_version",
             "Events a webhook's topics matched but not delivered to it because their event_version is below its min_version, by webhook",
             m.below_min_version.clone(),
+        );
+        registry.register(
+            "events_filtered",
+            "Events a webhook's topics matched but its filter refused, by webhook",
+            m.filtered_out.clone(),
         );
         m
     }
@@ -81,6 +87,15 @@ impl Meters {
             .get_or_create(&SchemaLabel {
                 topic: pattern.to_owned(),
                 mode: mode.as_str(),
+            })
+            .inc();
+    }
+
+    /// A new event left `webhook` out: its `filter:` refused it.
+    pub fn filtered_out(&self, webhook: &str) {
+        self.filtered_out
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.to_owned(),
             })
             .inc();
     }

@@ -6,14 +6,16 @@ use crate::domain::derived_id::{DERIVED_ID_PREFIXES, is_derived_id};
 use crate::domain::reserved::claims_engine_source;
 use crate::domain::{ENGINE_SOURCE, EventId, EventVersion, ReservedNamespace, Topic};
 use crate::policy::PolicySet;
-use crate::store::{EventMeta, EventNotes, NewEvent, Recipient};
+use crate::store::{EventMeta, EventNotes, NewEvent};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::body::{Envelope, render_body};
+use super::fanout::recipients;
 use super::schema::check_schema;
 use super::{API, IngestFailure, MAX_BATCH, Origin};
+use crate::policy::filter::Subject;
 
 /// One event as producers send it; aliases keep existing producers working.
 #[derive(Deserialize)]
@@ -236,8 +238,19 @@ fn build(
         _ => None,
     };
     let warned = check_schema(policy, &topic, version.as_ref(), payload, prefix)?;
-    let (webhooks, below_min_version) =
-        recipients(policy, &topic, w.tenant_id.as_deref(), version.as_ref());
+    let fanout = recipients(
+        policy,
+        &topic,
+        Subject {
+            payload: payload.get(),
+            tenant_id: w.tenant_id.as_deref(),
+            source: source.as_deref(),
+            key: w.key.as_deref(),
+            version: version.as_ref().map(|v| v.json()),
+            topic: topic.as_str(),
+        },
+        version.as_ref(),
+    );
     let body = render_body(
         Envelope {
             id: id.as_str(),
@@ -266,9 +279,10 @@ fn build(
             schema_errors: warned.as_ref().map(|w| w.errors.clone()),
             traceparent: None,
         },
-        webhooks,
+        webhooks: fanout.to,
         notes: EventNotes {
-            below_min_version,
+            below_min_version: fanout.below_min_version,
+            filtered_out: fanout.filtered_out,
             schema_warned: warned.map(|w| w.pattern),
         },
     })
@@ -301,7 +315,15 @@ pub fn internal_event(
         },
         &raw,
     );
-    let (webhooks, below_min_version) = recipients(policy, topic, None, None);
+    let subject = Subject {
+        payload: &payload_text,
+        tenant_id: None,
+        source: source.as_deref(),
+        key: key.as_deref(),
+        version: None,
+        topic: topic.as_str(),
+    };
+    let fanout = recipients(policy, topic, subject, None);
     NewEvent {
         id: id.to_string(),
         topic: topic.to_string(),
@@ -313,56 +335,11 @@ pub fn internal_event(
         key,
         trace_id: None,
         meta: EventMeta::default(),
-        webhooks,
+        webhooks: fanout.to,
         notes: EventNotes {
-            below_min_version,
+            below_min_version: fanout.below_min_version,
+            filtered_out: fanout.filtered_out,
             schema_warned: None,
         },
     }
-}
-
-/// The webhooks an event of `topic` (and `tenant`) goes to, and those its
-/// `version` is below the `min_version` of.
-fn recipients(
-    policy: &PolicySet,
-    topic: &Topic,
-    tenant: Option<&str>,
-    version: Option<&EventVersion>,
-) -> (Vec<Recipient>, Vec<String>) {
-    let mut below = Vec::new();
-    let to = policy
-        .route(topic, tenant)
-        .iter()
-        .filter(|r| {
-            let ok = r.webhook.accepts_version(version);
-            if !ok {
-                below.push(r.webhook.id.to_string());
-            }
-            ok
-        })
-        .map(|r| Recipient {
-            webhook_id: r.webhook.id.to_string(),
-            ordered: r.webhook.ordered,
-            lease: None,
-        })
-        .collect();
-    (to, below)
-}
-
-/// The topic of a test send (contract §10).
-pub const TEST_TOPIC: &str = "aion.webhooks.test";
-
-/// The example event of `POST /v1/webhooks/{id}/test`: topic
-/// [`TEST_TOPIC`], for webhook `webhook` alone (whatever else subscribes to
-/// the topic), delivered like any event.
-pub fn test_event(policy: &PolicySet, webhook: &str, now: DateTime<Utc>) -> NewEvent {
-    let topic = Topic::parse(TEST_TOPIC).expect("the test topic is valid");
-    let payload = serde_json::json!({
-        "webhook_id": webhook,
-        "message": "A test event from aion-webhooks: it was signed and sent the way every event to this webhook is.",
-    });
-    let mut event = internal_event(policy, &topic, None, &payload, now);
-    event.webhooks = vec![Recipient::unordered(webhook)];
-    event.notes = EventNotes::default();
-    event
 }

@@ -19,11 +19,12 @@ use super::interp::interpolate;
 use super::model::{PayloadFormat, RetryPolicy, SignatureMode, Webhook};
 use super::raw::{RawDefaults, RawRetry, RawWebhook, Str};
 use super::reach::EgressProxy;
-use crate::domain::{EventVersion, TopicPattern, WebhookId};
+use crate::domain::{EventVersion, WebhookId};
 
 mod access;
 mod control;
 mod files;
+mod filter;
 mod headers;
 mod keys;
 mod reach;
@@ -31,6 +32,7 @@ mod retention;
 mod schemas;
 mod sources;
 mod tls;
+mod topics;
 
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a webhook may fail every attempt before the engine disables it.
@@ -262,6 +264,10 @@ impl Compiler<'_> {
         });
         let headers = self.headers(&w.headers, &w.header_files, path, w.oauth2.is_some());
         let (route, oauth2) = self.reach(w, path, loc, network_proxy);
+        let filter = w
+            .filter
+            .as_ref()
+            .and_then(|f| self.filter(f, &format!("{path}.filter")));
         let min_version = w.min_version.as_ref().and_then(|m| {
             let text = self.string(m, &format!("{path}.min_version"))?;
             EventVersion::parse(&text)
@@ -341,6 +347,7 @@ impl Compiler<'_> {
             payload_format,
             route,
             oauth2,
+            filter: filter.map(Arc::new),
         })
     }
 
@@ -374,34 +381,5 @@ impl Compiler<'_> {
                 None
             }
         }
-    }
-
-    fn patterns(&mut self, list: &Spanned<Vec<Str>>, path: &str) -> Vec<TopicPattern> {
-        if list.value.is_empty() {
-            self.error(
-                path,
-                list.referenced,
-                "must list at least one topic pattern",
-            );
-        }
-        let mut out: Vec<TopicPattern> = Vec::new();
-        for (i, s) in list.value.iter().enumerate() {
-            let p = format!("{path}[{i}]");
-            let Some(text) = self.string(s, &p) else {
-                continue;
-            };
-            match TopicPattern::parse(&text) {
-                Ok(pat) if out.contains(&pat) => {
-                    self.error(p, s.referenced, format!("pattern {text:?} is listed twice"))
-                }
-                Ok(pat) => out.push(pat),
-                Err(e) => self.error(
-                    p,
-                    s.referenced,
-                    format!("invalid topic pattern {text:?}: {e}"),
-                ),
-            }
-        }
-        out
     }
 }

@@ -9,6 +9,7 @@
 mod compile;
 mod duration;
 mod error;
+pub mod filter;
 mod interp;
 mod model;
 mod raw;
@@ -290,15 +291,18 @@ impl PolicySet {
 }
 
 /// Budgets sized for a hand-written config: generous for real files, tight
-/// enough that alias bombs and deep nesting fail fast.
+/// enough that alias bombs and deep nesting fail fast. Events and nodes are
+/// bounded above what a 1 MiB file can hold without aliases (about one per
+/// two bytes), so the size limit is what a large flat policy meets — 10,000
+/// webhooks with filters among them.
 fn parse_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: 32,
             max_aliases: 200,
             max_anchors: 200,
-            max_events: 200_000,
-            max_nodes: 200_000,
+            max_events: 600_000,
+            max_nodes: 600_000,
             max_total_scalar_bytes: MAX_POLICY_BYTES,
             max_documents: 1,
         },

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use url::Url;
 
+use super::filter::Filter;
 use super::reach::{EgressProxy, OAuth2, Route};
 use crate::domain::{EventVersion, Secret, TopicPattern, WebhookId};
 use crate::signing::{Ed25519Secret, StandardSecret};
@@ -113,6 +114,9 @@ pub struct Webhook {
     pub route: Route,
     /// `oauth2:`: a bearer token fetched and cached for every send.
     pub oauth2: Option<Arc<OAuth2>>,
+    /// `filter:`: which of the events its topics match it gets; `None` =
+    /// all of them.
+    pub filter: Option<Arc<Filter>>,
 }
 
 /// `payload_format:` — the shape of a webhook's delivery body.

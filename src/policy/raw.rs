@@ -151,6 +151,85 @@ pub(crate) struct RawWebhook {
     /// A proxy URL, or `none` for a direct connection.
     pub proxy: Option<Str>,
     pub proxy_password_file: Option<Str>,
+    pub filter: Option<Spanned<RawNode>>,
+}
+
+/// Any YAML node, each with its position: a webhook's `filter:` is a
+/// document of conditions whose shape `compile` checks.
+#[derive(Debug)]
+pub(crate) enum RawNode {
+    Null,
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    Str(String),
+    Seq(Vec<Spanned<RawNode>>),
+    Map(Vec<(String, Spanned<RawNode>)>),
+}
+
+impl<'de> Deserialize<'de> for RawNode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawNode;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<RawNode, E> {
+                Ok(RawNode::Null)
+            }
+            fn visit_none<E>(self) -> Result<RawNode, E> {
+                Ok(RawNode::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<RawNode, E> {
+                Ok(RawNode::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<RawNode, E> {
+                Ok(RawNode::Int(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<RawNode, E> {
+                Ok(RawNode::Int(n.into()))
+            }
+            fn visit_i128<E>(self, n: i128) -> Result<RawNode, E> {
+                Ok(RawNode::Int(n))
+            }
+            fn visit_u128<E: serde::de::Error>(self, n: u128) -> Result<RawNode, E> {
+                i128::try_from(n)
+                    .map(RawNode::Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<RawNode, E> {
+                Ok(RawNode::Float(n))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<RawNode, E> {
+                Ok(RawNode::Str(s.to_owned()))
+            }
+            fn visit_string<E>(self, s: String) -> Result<RawNode, E> {
+                Ok(RawNode::Str(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<RawNode, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = a.next_element()? {
+                    items.push(item);
+                }
+                Ok(RawNode::Seq(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<RawNode, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = a.next_entry()? {
+                    members.push(entry);
+                }
+                Ok(RawNode::Map(members))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A webhook's `tls:` (contract §10).

@@ -115,6 +115,9 @@ impl fmt::Debug for EgressProxy {
     }
 }
 
+/// The digests of a route's `tls:` and proxy (zeros for none).
+pub type RouteKey = ([u8; 32], [u8; 32]);
+
 /// What one webhook's connections need beyond the URL: the sender keeps
 /// one HTTP client (one connection pool) per distinct route.
 #[derive(Debug, Clone, Default)]
@@ -132,7 +135,7 @@ impl Route {
     }
 
     /// A key naming this route's client: equal routes share one pool.
-    pub fn key(&self) -> ([u8; 32], [u8; 32]) {
+    pub fn key(&self) -> RouteKey {
         let none = [0; 32];
         (
             self.tls.as_ref().map_or(none, |t| t.fingerprint),

@@ -61,6 +61,7 @@ fn fingerprint(w: &Webhook) -> [u8; 32] {
     field(&tls);
     field(&proxy);
     field(w.oauth2.as_ref().map_or(&[][..], |o| &o.fingerprint[..]));
+    field(format!("{:?}", w.filter).as_bytes());
     h.finalize().into()
 }
 

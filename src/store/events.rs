@@ -35,6 +35,8 @@ pub struct EventNotes {
     /// The webhooks whose topics matched but whose `min_version` the event
     /// is below.
     pub below_min_version: Vec<String>,
+    /// The webhooks whose topics matched but whose `filter:` refused it.
+    pub filtered_out: Vec<String>,
     /// The topic pattern of the schema entry it violated in `warn` mode.
     pub schema_warned: Option<String>,
 }

@@ -23,14 +23,14 @@ use url::{Host, Url};
 use super::{ErrorKind, USER_AGENT};
 use crate::delivery::ssrf::{BlockedDestination, GuardedResolver, SsrfGuard};
 use crate::domain::redact::url_origin;
-use crate::policy::reach::{ClientTls, EgressProxy, Route};
+use crate::policy::reach::{ClientTls, EgressProxy, Route, RouteKey};
 
 /// The clients, by route; an entry whose policy objects are all gone (a
 /// reload replaced the certificate or proxy) is dropped when a new one is
 /// built.
 #[derive(Default)]
 pub(super) struct Routes {
-    clients: Mutex<HashMap<([u8; 32], [u8; 32]), Entry>>,
+    clients: Mutex<HashMap<RouteKey, Entry>>,
 }
 
 impl std::fmt::Debug for Routes {

@@ -60,6 +60,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
         payload_format: Default::default(),
         route: Default::default(),
         oauth2: None,
+        filter: None,
         topics: Vec::new(),
         retry: RetryPolicy {
             initial_interval: Duration::from_secs(1),

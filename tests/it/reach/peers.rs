@@ -226,7 +226,7 @@ impl Server {
 pub struct Proxy {
     pub addr: SocketAddr,
     /// Each connection's first request line and `Proxy-Authorization`.
-    pub seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    pub seen: Log,
 }
 
 impl Proxy {
