@@ -73,7 +73,7 @@ pub enum View {
     Sources,
     Rejects,
     Policy,
-    /// A test send's outcome; the command fails unless it succeeded.
+    /// A test send's outcome (the command fails unless it succeeded).
     TestSend,
     Plain,
 }
@@ -153,8 +153,15 @@ pub fn call(target: &Target, request: Request, view: View) -> anyhow::Result<Exi
         .build()?;
     let base = target.url.trim_end_matches('/');
     let (status, body) = runtime.block_on(async {
+        // A test send waits for its attempt: up to the webhook's timeout
+        // (at most 300 s) plus 10 s.
+        let wait = if matches!(view, View::TestSend) {
+            330
+        } else {
+            30
+        };
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(std::time::Duration::from_secs(wait))
             .build()?;
         let builder = match &request {
             Request::Get(p) => client.get(format!("{base}{p}")),
@@ -250,14 +257,8 @@ pub fn render(view: View, value: &Value) -> String {
     match view {
         View::TestSend => {
             let mut out = String::new();
-            for f in [
-                "delivery_id",
-                "outcome",
-                "status",
-                "duration_ms",
-                "error_kind",
-                "error",
-            ] {
+            let fields = "delivery_id outcome status duration_ms error_kind error";
+            for f in fields.split(' ') {
                 out.push_str(&format!("{f:<13}{}\n", text(&value[f])));
             }
             out

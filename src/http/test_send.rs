@@ -72,11 +72,6 @@ pub async fn test_webhook(
     let now = chrono::Utc::now();
     let event = test_event(&policy, &id, now);
     let event_id = event.id.clone();
-    let entry = principal.audit(now, "test_webhook", Outcome::Applied, Some(id.clone()));
-    state
-        .store
-        .record_audit(&entry.row(), &entry.event(&policy), now)
-        .await?;
     store_events(&state.ingestor, vec![event], now, EventSource::Engine)
         .await
         .map_err(|e| match e {
@@ -87,6 +82,12 @@ pub async fn test_webhook(
                 message: other.to_string(),
             },
         })?;
+    // Audited once the test delivery exists.
+    let entry = principal.audit(now, "test_webhook", Outcome::Applied, Some(id.clone()));
+    state
+        .store
+        .record_audit(&entry.row(), &entry.event(&policy), now)
+        .await?;
     let filter = DeliveryFilter {
         event_id: Some(event_id),
         webhook_id: Some(id.clone()),

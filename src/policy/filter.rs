@@ -4,15 +4,19 @@
 //! `version`, `topic`), combined with `$and`, `$or`, `$not`.
 //!
 //! Comparison follows JSON types: numbers as exact decimals ([`Decimal`]),
-//! strings by code point; a comparison between different types, or with a
-//! missing field, is false, so `$ne` and `$nin` (the negations of `$eq` and
-//! `$in`) are true for a missing field. Pure: no I/O.
+//! strings by code point, arrays and objects as JSON values; a comparison
+//! between different types, or with a missing field, is false — `$ne`,
+//! `$nin` included — except that `$ne` and `$nin` are true for a missing
+//! field (contract §10). Pure: no I/O, and no recursion over the event:
+//! an array or object field is compared through the iterative
+//! [`same_value`], so no payload depth can overflow a stack.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
 use crate::domain::decimal::Decimal;
+use crate::domain::payload::same_value;
 
 /// A compiled filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,15 +54,35 @@ pub enum Op {
     Exists(bool),
 }
 
-/// A JSON value, numbers kept exact.
+/// A filter's operand: a JSON value, numbers kept exact; an array or an
+/// object as JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
     Bool(bool),
     Number(Decimal),
     String(String),
-    Array(Vec<Value>),
-    Object(BTreeMap<String, Value>),
+    /// `[…]` or `{…}`, compared as a JSON value.
+    Composite(String),
+}
+
+/// A field's value in one event: a scalar, or an array or object left as
+/// the event's text.
+#[derive(Debug, Clone)]
+enum Got<'a> {
+    Scalar(Value),
+    Composite(&'a str),
+}
+
+/// JSON's types, for "a comparison between different types is false".
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
 }
 
 /// The event a filter looks at. `payload` is the payload's JSON text.
@@ -78,28 +102,41 @@ pub struct Subject<'a> {
 #[derive(Debug)]
 pub struct Lookup<'a> {
     subject: Subject<'a>,
-    cache: HashMap<Field, Option<Value>>,
+    /// The payload's top-level members, read once (`None` until needed;
+    /// empty when the payload is not an object).
+    top: Option<HashMap<String, &'a RawValue>>,
+    cache: HashMap<Field, Option<Got<'a>>>,
 }
 
 impl<'a> Lookup<'a> {
     pub fn new(subject: Subject<'a>) -> Self {
         Self {
             subject,
+            top: None,
             cache: HashMap::new(),
         }
     }
 
-    fn get(&mut self, field: &Field) -> Option<&Value> {
+    fn get(&mut self, field: &Field) -> Option<&Got<'a>> {
         if !self.cache.contains_key(field) {
             let s = self.subject;
-            let text = |t: Option<&str>| t.map(|t| Value::String(t.to_owned()));
+            let text = |t: Option<&str>| t.map(|t| Got::Scalar(Value::String(t.to_owned())));
             let v = match field {
-                Field::Payload(path) => resolve(s.payload, path),
+                Field::Payload(path) => match path.split_first() {
+                    None => leaf(s.payload),
+                    Some((first, rest)) => {
+                        let top = self
+                            .top
+                            .get_or_insert_with(|| members(s.payload).unwrap_or_default());
+                        top.get(first.as_str())
+                            .and_then(|at| resolve(at.get(), rest))
+                    }
+                },
                 Field::TenantId => text(s.tenant_id),
                 Field::Source => text(s.source),
                 Field::Key => text(s.key),
                 Field::Topic => text(Some(s.topic)),
-                Field::Version => s.version.and_then(parse),
+                Field::Version => s.version.and_then(leaf),
             };
             self.cache.insert(field.clone(), v);
         }
@@ -187,19 +224,29 @@ impl Field {
 }
 
 impl Op {
-    fn holds(&self, got: Option<&Value>) -> bool {
+    fn holds(&self, got: Option<&Got<'_>>) -> bool {
         use std::cmp::Ordering::{Equal, Greater, Less};
-        let order = |want: &Value| got.and_then(|g| g.order(want));
+        let Some(got) = got else {
+            // A missing field: only $ne, $nin and `$exists: false` hold.
+            return matches!(self, Self::Ne(_) | Self::Nin(_) | Self::Exists(false));
+        };
+        // `Some(equal?)` for values of one type, `None` across types.
+        let compare = |want: &Value| (got.kind() == want.kind()).then(|| got.equals(want));
+        let order = |want: &Value| match (got, want) {
+            (Got::Scalar(Value::Number(a)), Value::Number(b)) => Some(a.cmp(b)),
+            (Got::Scalar(Value::String(a)), Value::String(b)) => Some(a.as_str().cmp(b.as_str())),
+            _ => None,
+        };
         match self {
-            Self::Eq(v) => got.is_some_and(|g| g == v),
-            Self::Ne(v) => !got.is_some_and(|g| g == v),
+            Self::Eq(v) => compare(v) == Some(true),
+            Self::Ne(v) => compare(v) == Some(false),
             Self::Gt(v) => order(v) == Some(Greater),
             Self::Gte(v) => matches!(order(v), Some(Greater | Equal)),
             Self::Lt(v) => order(v) == Some(Less),
             Self::Lte(v) => matches!(order(v), Some(Less | Equal)),
-            Self::In(vs) => got.is_some_and(|g| vs.contains(g)),
-            Self::Nin(vs) => !got.is_some_and(|g| vs.contains(g)),
-            Self::Exists(want) => got.is_some() == *want,
+            Self::In(vs) => vs.iter().any(|v| compare(v) == Some(true)),
+            Self::Nin(vs) => vs.iter().all(|v| compare(v) == Some(false)),
+            Self::Exists(want) => *want,
         }
     }
 
@@ -225,12 +272,13 @@ impl Op {
 }
 
 impl Value {
-    /// The order of two numbers or two strings; `None` across types.
-    fn order(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        match (self, other) {
-            (Self::Number(a), Self::Number(b)) => Some(a.cmp(b)),
-            (Self::String(a), Self::String(b)) => Some(a.as_str().cmp(b.as_str())),
-            _ => None,
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Null => Kind::Null,
+            Self::Bool(_) => Kind::Bool,
+            Self::Number(_) => Kind::Number,
+            Self::String(_) => Kind::String,
+            Self::Composite(text) => composite_kind(text),
         }
     }
 
@@ -241,8 +289,7 @@ impl Value {
             Self::Bool(b) => b.to_string(),
             Self::Number(d) => d.canonical(),
             Self::String(s) => format!("{s:?}"),
-            Self::Array(a) => format!("[{} items]", a.len()),
-            Self::Object(o) => format!("{{{} members}}", o.len()),
+            Self::Composite(text) => text.clone(),
         };
         match text.char_indices().nth(64) {
             Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -251,51 +298,82 @@ impl Value {
     }
 }
 
-/// The value at `path` inside the JSON text `payload`, if there is one.
-fn resolve(payload: &str, path: &[String]) -> Option<Value> {
-    let mut at: &RawValue = serde_json::from_str(payload).ok()?;
+impl Got<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Scalar(v) => v.kind(),
+            Self::Composite(text) => composite_kind(text),
+        }
+    }
+
+    /// Equality with `want`, of the same kind.
+    fn equals(&self, want: &Value) -> bool {
+        match (self, want) {
+            (Self::Composite(text), Value::Composite(w)) => same_value(text, w),
+            (Self::Scalar(v), w) => v == w,
+            _ => false,
+        }
+    }
+
+    fn show(&self) -> String {
+        match self {
+            Self::Scalar(v) => v.show(),
+            Self::Composite(text) => Value::Composite(text.chars().take(65).collect()).show(),
+        }
+    }
+}
+
+fn composite_kind(text: &str) -> Kind {
+    if text.trim_start().starts_with('[') {
+        Kind::Array
+    } else {
+        Kind::Object
+    }
+}
+
+/// The members of a JSON object text; `None` if it is not one (or a
+/// member name cannot be decoded: a lone surrogate).
+fn members(text: &str) -> Option<HashMap<String, &RawValue>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// The value at `path` inside the JSON text `at`, if there is one. One
+/// level of objects or arrays is read per segment: no recursion.
+fn resolve<'a>(mut at: &'a str, path: &[String]) -> Option<Got<'a>> {
     for seg in path {
-        let text = at.get().trim_start();
-        at = if text.starts_with('{') {
-            let members: HashMap<String, &RawValue> = serde_json::from_str(text).ok()?;
-            members.get(seg.as_str()).copied()?
+        let text = at.trim_start();
+        let next: &'a RawValue = if text.starts_with('{') {
+            members(text)?.get(seg.as_str())?
         } else if text.starts_with('[') {
-            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            let items: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
             items.get(seg.parse::<usize>().ok()?).copied()?
         } else {
             return None;
         };
+        at = next.get();
     }
-    parse(at.get())
+    leaf(at)
 }
 
-/// The JSON text's value, numbers exact. Depth is bounded by the payload
-/// checks at ingest (and serde_json's own limit).
-fn parse(text: &str) -> Option<Value> {
+/// A JSON text as a field's value: scalars decoded (numbers exact), arrays
+/// and objects kept as text.
+fn leaf(text: &str) -> Option<Got<'_>> {
     let text = text.trim();
     Some(match text.as_bytes().first()? {
-        b'"' => Value::String(serde_json::from_str(text).ok()?),
-        b't' | b'f' => Value::Bool(serde_json::from_str(text).ok()?),
-        b'n' => Value::Null,
-        b'{' => {
-            let members: BTreeMap<String, &RawValue> = serde_json::from_str(text).ok()?;
-            Value::Object(
-                members
-                    .into_iter()
-                    .map(|(k, v)| Some((k, parse(v.get())?)))
-                    .collect::<Option<_>>()?,
-            )
-        }
-        b'[' => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
-            Value::Array(
-                items
-                    .into_iter()
-                    .map(|v| parse(v.get()))
-                    .collect::<Option<_>>()?,
-            )
-        }
-        _ => Value::Number(Decimal::parse(text)?),
+        // A string with a lone surrogate cannot be decoded: kept as text,
+        // it equals only the same text.
+        b'"' => match serde_json::from_str(text) {
+            Ok(s) => Got::Scalar(Value::String(s)),
+            Err(_) => Got::Composite(text),
+        },
+        b't' => Got::Scalar(Value::Bool(true)),
+        b'f' => Got::Scalar(Value::Bool(false)),
+        b'n' => Got::Scalar(Value::Null),
+        b'{' | b'[' => Got::Composite(text),
+        _ => Got::Scalar(Value::Number(Decimal::parse(text)?)),
     })
 }
 

@@ -297,6 +297,9 @@ impl PolicySet {
 /// webhooks with filters among them.
 fn parse_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
+        // YAML 1.2: only `true`/`false` are booleans, so a filter's `NO`
+        // (Norway) stays a string and `enabled: yes` is an error.
+        strict_booleans: true,
         budget: serde_saphyr::budget! {
             max_depth: 32,
             max_aliases: 200,

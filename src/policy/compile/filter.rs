@@ -1,8 +1,6 @@
 //! A webhook's `filter:` (contract §10), from YAML to a compiled
 //! [`Filter`]: each problem at the line and column of the node concerned.
 
-use std::collections::BTreeMap;
-
 use serde_saphyr::Spanned;
 
 use super::Compiler;
@@ -261,39 +259,57 @@ impl Compiler<'_> {
             self.error(p, raw.referenced, format!("nested deeper than {MAX_DEPTH}"));
             return None;
         }
-        Some(match &raw.value {
-            RawNode::Null => Value::Null,
-            RawNode::Bool(b) => Value::Bool(*b),
-            RawNode::Int(n) => Value::Number(Decimal::parse(&n.to_string())?),
-            // Debug prints the shortest round-trip digits in JSON number
-            // syntax (`1000.1`, `1e-7`).
-            RawNode::Float(f) if f.is_finite() => Value::Number(Decimal::parse(&format!("{f:?}"))?),
-            RawNode::Float(_) => {
-                self.error(p, raw.referenced, "not a finite number");
-                return None;
+        let number = |c: &mut Self, text: String| match Decimal::parse(&text) {
+            Some(d) => Some(Value::Number(d)),
+            None => {
+                c.error(
+                    p,
+                    raw.referenced,
+                    format!("{text} is not a number the engine can compare"),
+                );
+                None
             }
-            RawNode::Str(s) => Value::String(s.clone()),
-            RawNode::Seq(items) => Value::Array(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| self.value(v, &format!("{p}[{i}]"), depth + 1, nodes))
-                    .collect::<Option<_>>()?,
-            ),
+        };
+        match &raw.value {
+            RawNode::Null => Some(Value::Null),
+            RawNode::Bool(b) => Some(Value::Bool(*b)),
+            RawNode::Int(n) => number(self, n.to_string()),
+            // Debug prints the shortest round-trip digits in JSON number
+            // syntax (`1000.1`, `1e-7`); the parser refuses `.inf`/`.nan`.
+            RawNode::Float(f) => number(self, format!("{f:?}")),
+            RawNode::Str(s) => Some(Value::String(s.clone())),
+            RawNode::Seq(items) => {
+                let mut parts = Vec::with_capacity(items.len());
+                for (i, v) in items.iter().enumerate() {
+                    let part = self.value(v, &format!("{p}[{i}]"), depth + 1, nodes)?;
+                    parts.push(json(&part));
+                }
+                Some(Value::Composite(format!("[{}]", parts.join(","))))
+            }
             RawNode::Map(members) => {
-                let mut object = BTreeMap::new();
+                let mut parts = Vec::with_capacity(members.len());
                 for (k, v) in members {
                     if k.starts_with('$') {
                         self.error(p, v.referenced, format!("operator {k:?} inside a value"));
                         return None;
                     }
-                    object.insert(
-                        k.clone(),
-                        self.value(v, &format!("{p}.{k}"), depth + 1, nodes)?,
-                    );
+                    let part = self.value(v, &format!("{p}.{k}"), depth + 1, nodes)?;
+                    let key = serde_json::Value::String(k.clone()).to_string();
+                    parts.push(format!("{key}:{}", json(&part)));
                 }
-                Value::Object(object)
+                Some(Value::Composite(format!("{{{}}}", parts.join(","))))
             }
-        })
+        }
+    }
+}
+
+/// A compiled value as JSON text (numbers in their exact form, `15e-1`).
+fn json(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(d) => d.canonical(),
+        Value::String(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::Composite(text) => text.clone(),
     }
 }

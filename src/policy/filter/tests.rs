@@ -171,6 +171,33 @@ fn a_deep_payload_is_read_without_trouble() {
     let path = vec!["a"; depth].join(".");
     assert!(admits(&format!("{{payload.{path}: 1}}"), &payload));
     assert!(!admits("{payload.b: 1}", &payload));
+    // A 50,000-deep value under a filtered field is compared without
+    // recursion (ingest accepts such payloads).
+    let deep = format!(
+        r#"{{"status": {}1{}}}"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    assert!(!admits("{payload.status: paid}", &deep));
+    assert!(admits("{payload.status: {$exists: true}}", &deep));
+    assert!(!admits("{payload.status: [1]}", &deep));
+    assert!(!admits("{payload: {a: 1}}", &deep));
+}
+
+#[test]
+fn arrays_and_objects_compare_as_json_values() {
+    assert!(admits(
+        "{payload.who: {id: 7, tags: [a, 1.50]}}",
+        r#"{"who":{"tags":["a",1.5],"id":7.0}}"#
+    ));
+    assert!(!admits(
+        "{payload.who: {id: 7}}",
+        r#"{"who":{"id":7,"x":1}}"#
+    ));
+    assert!(admits("{payload.t: {$in: [[1, 2], [3]]}}", r#"{"t":[3]}"#));
+    // A lone surrogate: present, equal only to itself.
+    assert!(admits("{payload.s: {$exists: true}}", r#"{"s":"\udc00"}"#));
+    assert!(!admits("{payload.s: x}", r#"{"s":"\udc00"}"#));
 }
 
 #[test]
