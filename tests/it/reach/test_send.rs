@@ -13,6 +13,22 @@ use super::peers::{TokenEndpoint, TokenMode};
 use crate::operator::cli;
 use crate::support::*;
 
+/// A loopback server that reads a request, answers `reply` (maybe nothing)
+/// and closes the connection.
+async fn raw(reply: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(reply).await;
+        }
+    });
+    url
+}
+
 async fn test_send(app: &TestApp, id: &str, key: &str) -> (StatusCode, Value) {
     app.post_raw(&format!("/v1/webhooks/{id}/test"), key, Vec::new())
         .await
@@ -81,6 +97,13 @@ both! {
         let tokens = TokenEndpoint::start("aion", "s3cret-value").await;
         *tokens.mode.lock().unwrap() = TokenMode::Fail(500);
         let auth_rx = Receiver::start().await;
+        let moved = Receiver::start().await;
+        moved.script([Reply {
+            headers: vec![("location", "https://elsewhere.example/x".into())],
+            ..Reply::status(302)
+        }]);
+        let garbage = raw(b"NOT HTTP AT ALL\r\n\r\n").await;
+        let hangs_up = raw(b"").await;
         let hooks = [
             hook("refusing", &refusing.url, "[t.x]", ""),
             hook("hanging", &hanging.url, "[t.x]", "timeout: 1s"),
@@ -90,6 +113,9 @@ both! {
                 "oauth2: {{ token_url: \"{}\", client_id: aion, client_secret: s3cret-value }}",
                 tokens.url
             )),
+            hook("moved", &moved.url, "[t.x]", ""),
+            hook("garbage", &garbage, "[t.x]", ""),
+            hook("hangs-up", &hangs_up, "[t.x]", ""),
             hook("off", &refusing.url, "[t.x]", "enabled: false"),
         ]
         .concat();
@@ -100,6 +126,9 @@ both! {
             ("closed", "connect", Value::Null),
             ("private", "blocked_destination", Value::Null),
             ("auth", "auth", Value::Null),
+            ("moved", "redirect", Value::from(302)),
+            ("garbage", "protocol", Value::Null),
+            ("hangs-up", "connection_closed", Value::Null),
         ] {
             let (code, body) = test_send(&app, id, API_KEY).await;
             assert_eq!(code, StatusCode::OK, "{id}: {body}");
