@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderMap, HeaderValue};
 use tokio::time::Instant;
 
 use super::retry::{self, AttemptResult};
@@ -220,8 +220,7 @@ impl Sender {
             let ms = webhook.timeout.as_millis();
             (ErrorKind::Timeout, format!("no response within {ms} ms"))
         };
-        let post = |lease: Option<&Lease>| {
-            let mut headers = headers.clone();
+        let post = |mut headers: HeaderMap, lease: Option<&Lease>| {
             if let Some(lease) = lease {
                 let mut value = HeaderValue::try_from(format!("Bearer {}", lease.token.expose()))
                     .map_err(|_| {
@@ -251,16 +250,18 @@ impl Sender {
         };
         // Every token sent, to be scrubbed from an echoing answer.
         let mut sent: Vec<Secret> = lease.iter().map(|l| l.token.clone()).collect();
-        let mut response = post(lease.as_ref())?.await?;
+        // The headers are copied only where a 401 may call for a resend.
+        let resend = lease.is_some().then(|| headers.clone());
+        let mut response = post(headers, lease.as_ref())?.await?;
         // A refused token is dropped and the send made once more with a
         // fresh one; a second 401 is the receiver's answer.
         if response.status() == reqwest::StatusCode::UNAUTHORIZED
-            && let (Some(oauth), Some(used)) = (&webhook.oauth2, &lease)
+            && let (Some(oauth), Some(used), Some(headers)) = (&webhook.oauth2, &lease, resend)
         {
             self.tokens.refused(oauth, used, deadline).await;
             let fresh = self.token(webhook, oauth, deadline).await?;
             sent.push(fresh.token.clone());
-            response = post(Some(&fresh))?.await?;
+            response = post(headers, Some(&fresh))?.await?;
         }
         self.read_response(req, response, deadline, &sent, report)
             .await

@@ -70,7 +70,7 @@ pub async fn test_webhook(
         return Err(disabled("at runtime (enable it first)"));
     }
     let now = chrono::Utc::now();
-    let event = test_event(&policy, &id, now);
+    let event = test_event(&id, now);
     let event_id = event.id.clone();
     store_events(&state.ingestor, vec![event], now, EventSource::Engine)
         .await

@@ -5,11 +5,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::parse::internal_event;
+use super::parse::engine_event;
 use crate::domain::{EventVersion, Topic};
 use crate::policy::PolicySet;
 use crate::policy::filter::{Lookup, Subject};
-use crate::store::{EventNotes, NewEvent, Recipient};
+use crate::store::{NewEvent, Recipient};
 
 /// Where an event goes, and which matching webhooks passed on it.
 #[derive(Debug, Default)]
@@ -58,14 +58,13 @@ pub const TEST_TOPIC: &str = "aion.webhooks.test";
 /// The example event of `POST /v1/webhooks/{id}/test`: topic
 /// [`TEST_TOPIC`], for webhook `webhook` alone (whatever else subscribes to
 /// the topic), delivered like any event.
-pub fn test_event(policy: &PolicySet, webhook: &str, now: DateTime<Utc>) -> NewEvent {
+pub fn test_event(webhook: &str, now: DateTime<Utc>) -> NewEvent {
     let topic = Topic::parse(TEST_TOPIC).expect("the test topic is valid");
     let payload = serde_json::json!({
         "webhook_id": webhook,
         "message": "A test event from aion-webhooks: it was signed and sent the way every event to this webhook is.",
     });
-    let mut event = internal_event(policy, &topic, None, &payload, now);
+    let mut event = engine_event(&topic, None, &payload, now);
     event.webhooks = vec![Recipient::unordered(webhook)];
-    event.notes = EventNotes::default();
     event
 }

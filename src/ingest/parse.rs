@@ -297,6 +297,33 @@ pub fn internal_event(
     payload: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> NewEvent {
+    let mut event = engine_event(topic, key, payload, now);
+    let subject = Subject {
+        payload: &event.payload,
+        tenant_id: None,
+        source: event.source.as_deref(),
+        key: event.key.as_deref(),
+        version: None,
+        topic: topic.as_str(),
+    };
+    let fanout = recipients(policy, topic, subject, None);
+    event.webhooks = fanout.to;
+    event.notes = EventNotes {
+        below_min_version: fanout.below_min_version,
+        filtered_out: fanout.filtered_out,
+        schema_warned: None,
+    };
+    event
+}
+
+/// An event of the engine's own (`source: aion-webhooks`), not yet routed:
+/// no recipients.
+pub(super) fn engine_event(
+    topic: &Topic,
+    key: Option<String>,
+    payload: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> NewEvent {
     let id = EventId::generate();
     let payload_text = payload.to_string();
     let raw: Box<RawValue> = RawValue::from_string(payload_text.clone())
@@ -315,15 +342,6 @@ pub fn internal_event(
         },
         &raw,
     );
-    let subject = Subject {
-        payload: &payload_text,
-        tenant_id: None,
-        source: source.as_deref(),
-        key: key.as_deref(),
-        version: None,
-        topic: topic.as_str(),
-    };
-    let fanout = recipients(policy, topic, subject, None);
     NewEvent {
         id: id.to_string(),
         topic: topic.to_string(),
@@ -335,11 +353,7 @@ pub fn internal_event(
         key,
         trace_id: None,
         meta: EventMeta::default(),
-        webhooks: fanout.to,
-        notes: EventNotes {
-            below_min_version: fanout.below_min_version,
-            filtered_out: fanout.filtered_out,
-            schema_warned: None,
-        },
+        webhooks: Vec::new(),
+        notes: EventNotes::default(),
     }
 }

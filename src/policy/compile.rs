@@ -92,6 +92,38 @@ impl Compiler<'_> {
         }
     }
 
+    /// The value of the word `raw` names among `options`; `default` when
+    /// it is absent, and after an error, which is recorded at `path`.
+    pub(crate) fn one_of<T: Copy>(
+        &mut self,
+        raw: &Option<Str>,
+        path: &str,
+        what: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> T {
+        let Some(s) = raw else { return default };
+        let Some(text) = self.string(s, path) else {
+            return default;
+        };
+        if let Some(&(_, v)) = options.iter().find(|(word, _)| *word == text) {
+            return v;
+        }
+        let words: Vec<&str> = options.iter().map(|(word, _)| *word).collect();
+        let (last, rest) = words.split_last().expect("options");
+        let expected = if rest.is_empty() {
+            (*last).to_owned()
+        } else {
+            format!("{} or {last}", rest.join(", "))
+        };
+        self.error(
+            path,
+            s.referenced,
+            format!("unknown {what} {text:?}; expected {expected}"),
+        );
+        default
+    }
+
     fn duration(&mut self, s: &Str, path: &str, allow_zero: bool) -> Option<Duration> {
         let text = self.string(s, path)?;
         match parse_duration(&text) {
@@ -245,23 +277,13 @@ impl Compiler<'_> {
         let initial_in_flight =
             self.in_flight(&w.initial_in_flight, &format!("{path}.initial_in_flight"));
         let rate_limit = self.rate_limit(&w.rate_limit, &format!("{path}.rate_limit"));
-        let ordered = w.ordering.as_ref().is_some_and(|o| {
-            let Some(text) = self.string(o, &format!("{path}.ordering")) else {
-                return false;
-            };
-            match text.as_str() {
-                "key" => true,
-                "none" => false,
-                _ => {
-                    self.error(
-                        format!("{path}.ordering"),
-                        o.referenced,
-                        format!("unknown ordering {text:?}; expected key or none"),
-                    );
-                    false
-                }
-            }
-        });
+        let ordered = self.one_of(
+            &w.ordering,
+            &format!("{path}.ordering"),
+            "ordering",
+            &[("key", true), ("none", false)],
+            false,
+        );
         let headers = self.headers(&w.headers, &w.header_files, path, w.oauth2.is_some());
         let (route, oauth2) = self.reach(w, path, loc, network_proxy);
         let filter = w
@@ -274,21 +296,16 @@ impl Compiler<'_> {
                 .map_err(|e| self.error(format!("{path}.min_version"), m.referenced, e))
                 .ok()
         });
-        let payload_format = match &w.payload_format {
-            None => PayloadFormat::Aion,
-            Some(f) => match self.string(f, &format!("{path}.payload_format")).as_deref() {
-                Some("aion") | None => PayloadFormat::Aion,
-                Some("standard") => PayloadFormat::Standard,
-                Some(other) => {
-                    self.error(
-                        format!("{path}.payload_format"),
-                        f.referenced,
-                        format!("unknown payload format {other:?}; expected aion or standard"),
-                    );
-                    PayloadFormat::Aion
-                }
-            },
-        };
+        let payload_format = self.one_of(
+            &w.payload_format,
+            &format!("{path}.payload_format"),
+            "payload format",
+            &[
+                ("aion", PayloadFormat::Aion),
+                ("standard", PayloadFormat::Standard),
+            ],
+            PayloadFormat::Aion,
+        );
         let signature = match &w.signature {
             None => SignatureMode::Aion,
             Some(s) => {

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
@@ -23,11 +23,12 @@ use url::{Host, Url};
 use super::{ErrorKind, USER_AGENT};
 use crate::delivery::ssrf::{BlockedDestination, GuardedResolver, SsrfGuard};
 use crate::domain::redact::url_origin;
-use crate::policy::reach::{ClientTls, EgressProxy, Route, RouteKey};
+use crate::policy::reach::{Route, RouteKey};
 
-/// The clients, by route; an entry whose policy objects are all gone (a
-/// reload replaced the certificate or proxy) is dropped when a new one is
-/// built.
+/// The clients, by route. A route is named by the digests of its files, so
+/// a reload that keeps them keeps the pool, and one that changes them
+/// builds a new client; a client unused for [`KEEP_UNUSED`] (a rotated
+/// certificate's, a removed webhook's) is dropped when a new one is built.
 #[derive(Default)]
 pub(super) struct Routes {
     clients: Mutex<HashMap<RouteKey, Entry>>,
@@ -43,24 +44,12 @@ impl std::fmt::Debug for Routes {
 
 struct Entry {
     client: reqwest::Client,
-    tls: Option<Weak<ClientTls>>,
-    proxy: Option<Weak<EgressProxy>>,
     used: std::time::Instant,
 }
 
-/// How long an entry whose policy objects are gone is kept: a reload makes
-/// new objects for unchanged routes too, which find their entry again on
-/// their next send, within this.
+/// How long an unused client is kept: far past the pool's own idle
+/// timeout, so only the client itself goes.
 const KEEP_UNUSED: std::time::Duration = std::time::Duration::from_secs(600);
-
-impl Entry {
-    fn alive(&self, now: std::time::Instant) -> bool {
-        fn live<T>(w: &Option<Weak<T>>) -> bool {
-            w.as_ref().is_none_or(|w| w.strong_count() > 0)
-        }
-        (live(&self.tls) && live(&self.proxy)) || now.duration_since(self.used) < KEEP_UNUSED
-    }
-}
 
 /// The settings every delivery client shares.
 pub(super) fn builder() -> reqwest::ClientBuilder {
@@ -86,21 +75,15 @@ impl Routes {
         let now = std::time::Instant::now();
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = clients.get_mut(&key) {
-            // Same files, new policy objects: keep the pool, follow the
-            // objects so the entry lives as long as the policy using it.
-            entry.tls = route.tls.as_ref().map(Arc::downgrade);
-            entry.proxy = route.proxy.as_ref().map(Arc::downgrade);
             entry.used = now;
             return Ok(entry.client.clone());
         }
         let client = build(route, guard)?;
-        clients.retain(|_, e| e.alive(now));
+        clients.retain(|_, e| now.duration_since(e.used) < KEEP_UNUSED);
         clients.insert(
             key,
             Entry {
                 client: client.clone(),
-                tls: route.tls.as_ref().map(Arc::downgrade),
-                proxy: route.proxy.as_ref().map(Arc::downgrade),
                 used: now,
             },
         );

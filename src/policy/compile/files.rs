@@ -52,6 +52,18 @@ impl Compiler<'_> {
     }
 }
 
+/// Length-prefixed fields into one SHA-256, so `("ab","c")` ≠ `("a","bc")`:
+/// what names a client (its certificate files, its proxy, its OAuth2
+/// settings) without holding the secrets themselves.
+pub(super) fn digest(fields: &[&[u8]]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for f in fields {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f);
+    }
+    h.finalize().into()
+}
+
 /// Largest secret, header, key, password or credentials file read.
 const MAX_SECRET_FILE_BYTES: u64 = 1024 * 1024;
 

@@ -31,6 +31,18 @@ impl Compiler<'_> {
         (self.errors.len() == before).then_some(f).flatten()
     }
 
+    /// Whether `depth` is past [`MAX_DEPTH`]; an error at `path` if so.
+    fn too_deep(&mut self, depth: usize, path: &str, at: &Spanned<RawNode>) -> bool {
+        if depth > MAX_DEPTH {
+            self.error(
+                path,
+                at.referenced,
+                format!("nested deeper than {MAX_DEPTH}"),
+            );
+        }
+        depth > MAX_DEPTH
+    }
+
     /// A mapping of conditions, all of which must hold.
     fn document(
         &mut self,
@@ -39,12 +51,7 @@ impl Compiler<'_> {
         depth: usize,
         nodes: &mut usize,
     ) -> Option<Filter> {
-        if depth > MAX_DEPTH {
-            self.error(
-                path,
-                raw.referenced,
-                format!("nested deeper than {MAX_DEPTH}"),
-            );
+        if self.too_deep(depth, path, raw) {
             return None;
         }
         let RawNode::Map(members) = &raw.value else {
@@ -255,8 +262,7 @@ impl Compiler<'_> {
         nodes: &mut usize,
     ) -> Option<Value> {
         *nodes += 1;
-        if depth > MAX_DEPTH {
-            self.error(p, raw.referenced, format!("nested deeper than {MAX_DEPTH}"));
+        if self.too_deep(depth, p, raw) {
             return None;
         }
         let number = |c: &mut Self, text: String| match Decimal::parse(&text) {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use serde_saphyr::{Location, Spanned};
-use sha2::{Digest, Sha256};
 
 use super::Compiler;
+use super::files::digest;
 use crate::domain::Secret;
 use crate::policy::raw::{RawOAuth2, RawWebhook, Str};
 use crate::policy::reach::{ClientAuth, EgressProxy, OAuth2, Route};
@@ -17,16 +17,6 @@ use crate::policy::reach::{ClientAuth, EgressProxy, OAuth2, Route};
 pub(crate) enum ProxySetting {
     Direct,
     Via(Arc<EgressProxy>),
-}
-
-/// Length-prefixed fields into one digest, so `("ab","c")` ≠ `("a","bc")`.
-fn digest(fields: &[&[u8]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for f in fields {
-        h.update((f.len() as u64).to_le_bytes());
-        h.update(f);
-    }
-    h.finalize().into()
 }
 
 impl Compiler<'_> {
@@ -129,21 +119,13 @@ impl Compiler<'_> {
             .audience
             .as_ref()
             .and_then(|a| self.nonempty(a, &format!("{path}.audience")));
-        let client_auth = match &o.client_auth {
-            None => ClientAuth::Basic,
-            Some(m) => match self.string(m, &format!("{path}.client_auth")).as_deref() {
-                Some("basic") | None => ClientAuth::Basic,
-                Some("post") => ClientAuth::Post,
-                Some(other) => {
-                    self.error(
-                        format!("{path}.client_auth"),
-                        m.referenced,
-                        format!("unknown client_auth {other:?}; expected basic or post"),
-                    );
-                    ClientAuth::Basic
-                }
-            },
-        };
+        let client_auth = self.one_of(
+            &o.client_auth,
+            &format!("{path}.client_auth"),
+            "client_auth",
+            &[("basic", ClientAuth::Basic), ("post", ClientAuth::Post)],
+            ClientAuth::Basic,
+        );
         if self.errors.len() > before {
             return None;
         }

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use rustls::pki_types::pem::{PemObject as _, SectionKind};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_saphyr::Spanned;
-use sha2::{Digest, Sha256};
 
 use super::Compiler;
+use super::files::digest;
 use crate::domain::Secret;
 use crate::policy::raw::RawClientTls;
 use crate::policy::reach::{ClientTls, Identity};
@@ -25,11 +25,6 @@ impl Compiler<'_> {
     ) -> Option<Arc<ClientTls>> {
         let t = &raw.value;
         let before = self.errors.len();
-        let mut digest = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            digest.update((bytes.len() as u64).to_le_bytes());
-            digest.update(bytes);
-        };
         let identity = match (&t.client_cert_file, &t.client_key_file) {
             (Some(cert), Some(key)) => {
                 let cp = format!("{path}.client_cert_file");
@@ -37,25 +32,21 @@ impl Compiler<'_> {
                 let cert_pem = self.read_file(cert, &cp);
                 let key_pem = self.read_file(key, &kp);
                 match (cert_pem, key_pem) {
-                    (Some(c), Some(k)) => {
-                        field(c.as_bytes());
-                        field(k.as_bytes());
-                        match check_pair(&c, &k, Utc::now()) {
-                            Ok(not_after) => Some(Identity {
-                                cert_pem: c,
-                                key_pem: Secret::new(k),
-                                not_after,
-                            }),
-                            Err(Pair::Cert(msg)) => {
-                                self.error(cp, cert.referenced, msg);
-                                None
-                            }
-                            Err(Pair::Key(msg)) => {
-                                self.error(kp, key.referenced, msg);
-                                None
-                            }
+                    (Some(c), Some(k)) => match check_pair(&c, &k, Utc::now()) {
+                        Ok(not_after) => Some(Identity {
+                            cert_pem: c,
+                            key_pem: Secret::new(k),
+                            not_after,
+                        }),
+                        Err(Pair::Cert(msg)) => {
+                            self.error(cp, cert.referenced, msg);
+                            None
                         }
-                    }
+                        Err(Pair::Key(msg)) => {
+                            self.error(kp, key.referenced, msg);
+                            None
+                        }
+                    },
                     _ => None,
                 }
             }
@@ -73,10 +64,7 @@ impl Compiler<'_> {
             let p = format!("{path}.ca_file");
             let text = self.read_file(ca, &p)?;
             match check_roots(&text) {
-                Ok(()) => {
-                    field(text.as_bytes());
-                    Some(text)
-                }
+                Ok(()) => Some(text),
                 Err(msg) => {
                     self.error(p, ca.referenced, msg);
                     None
@@ -93,10 +81,15 @@ impl Compiler<'_> {
         if self.errors.len() > before {
             return None;
         }
+        let (cert, key) = identity
+            .as_ref()
+            .map_or(("", ""), |id| (id.cert_pem.as_str(), id.key_pem.expose()));
+        let ca = ca_pem.as_deref().unwrap_or("");
+        let fingerprint = digest(&[cert.as_bytes(), key.as_bytes(), ca.as_bytes()]);
         Some(Arc::new(ClientTls {
             identity,
             ca_pem,
-            fingerprint: digest.finalize().into(),
+            fingerprint,
         }))
     }
 }

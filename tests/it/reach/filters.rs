@@ -58,16 +58,21 @@ webhooks:
     )
     .unwrap();
     let payload = dir.path().join("event.json");
-    std::fs::write(&payload, r#"{"amount": 250}"#).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aion-webhooks"))
-        .args(["policy", "match", "order.paid", "--policy"])
-        .arg(&policy)
-        .arg("--payload")
-        .arg(&payload)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    // `policy match order.paid` with `body` as the payload: its output.
+    let matched = |body: &str| {
+        std::fs::write(&payload, body).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_aion-webhooks"))
+            .args(["policy", "match", "order.paid", "--policy"])
+            .arg(&policy)
+            .arg("--payload")
+            .arg(&payload)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{stdout}");
+        stdout
+    };
+    let stdout = matched(r#"{"amount": 250}"#);
     assert!(
         stdout.contains("big\torder.*\thttps://big.example.com/…  (filter refuses it: payload.amount $gte 1e3: got 25e1)"),
         "{stdout}"
@@ -76,15 +81,7 @@ webhooks:
         stdout.contains("all\torder.*\thttps://all.example.com/…\n"),
         "{stdout}"
     );
-    std::fs::write(&payload, r#"{"amount": 1000.5}"#).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aion-webhooks"))
-        .args(["policy", "match", "order.paid", "--policy"])
-        .arg(&policy)
-        .arg("--payload")
-        .arg(&payload)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = matched(r#"{"amount": 1000.5}"#);
     assert!(
         stdout.contains("big\torder.*\thttps://big.example.com/…  (filter admits it)"),
         "{stdout}"
