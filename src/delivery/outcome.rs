@@ -101,7 +101,11 @@ pub fn next(
         state,
         retry_in,
         outcome,
-        signal: Signal::of(report.status, overloaded_transport),
+        // A broker's acknowledgement (no status, no error) is a success.
+        signal: match (report.status, report.error_kind) {
+            (None, None) => Signal::Success,
+            (status, _) => Signal::of(status, overloaded_transport),
+        },
         pause,
         endpoint,
     }

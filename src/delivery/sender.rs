@@ -1,5 +1,6 @@
-//! One outbound HTTP attempt (contract §3): builds the signed request, sends
-//! it through the SSRF-guarded client, and reports what happened as an
+//! One outbound attempt (contract §3): builds the signed request, sends it
+//! through the SSRF-guarded client — or publishes it to a Kafka or NATS
+//! destination (`sender/bus.rs`) — and reports what happened as an
 //! [`AttemptReport`].
 //!
 //! It never retries, sleeps, touches the store or decides a delivery's next
@@ -47,6 +48,8 @@ pub struct Outbound<'a> {
     pub topic: &'a str,
     /// A W3C traceparent or bare 32-hex trace id; anything else is ignored.
     pub trace_id: Option<&'a str>,
+    /// The event's `key`: a Kafka destination's message key.
+    pub key: Option<&'a str>,
     /// The exact bytes fixed at enqueue, identical on every attempt.
     pub body: Bytes,
     /// Unix seconds for `X-Aion-Timestamp` and both signatures.
@@ -95,13 +98,17 @@ impl ErrorKind {
 pub struct AttemptReport {
     pub started_at: DateTime<Utc>,
     pub duration: Duration,
-    /// The HTTP status, if a response arrived.
+    /// The HTTP status, if a response arrived; always `None` for a Kafka
+    /// or NATS destination.
     pub status: Option<u16>,
-    /// `None` exactly when the receiver answered 2xx.
+    /// `None` exactly when the receiver answered 2xx or the broker
+    /// acknowledged.
     pub error_kind: Option<ErrorKind>,
     /// Human-readable detail; never contains secrets.
     pub error: Option<String>,
-    /// Up to [`MAX_RESPONSE_BODY`] bytes of the response, lossy UTF-8.
+    /// Up to [`MAX_RESPONSE_BODY`] bytes of the response, lossy UTF-8; a
+    /// broker's acknowledgement as JSON (`partition`, `offset` or `stream`,
+    /// `sequence`, `duplicate`).
     pub response_body: Option<String>,
     pub retry_after: Option<Duration>,
 }
@@ -111,6 +118,8 @@ impl AttemptReport {
         match self.status {
             Some(s) if (200..300).contains(&s) => AttemptResult::Success,
             Some(410) => AttemptResult::Gone,
+            // A broker's acknowledgement has no status.
+            None if self.error_kind.is_none() => AttemptResult::Success,
             _ => AttemptResult::Failure,
         }
     }
@@ -118,13 +127,15 @@ impl AttemptReport {
 
 /// The delivery HTTP clients: one per engine for plain webhooks, one per
 /// route for webhooks with `tls:` or a proxy (`sender/route.rs`), each
-/// pooling connections per host; and the OAuth2 token cache.
+/// pooling connections per host; the OAuth2 token cache; and the Kafka
+/// producers and NATS connections (`sender/bus.rs`).
 #[derive(Debug, Clone)]
 pub struct Sender {
     direct: reqwest::Client,
     guard: Arc<SsrfGuard>,
     routes: Arc<Routes>,
     tokens: Arc<Tokens>,
+    buses: Arc<Buses>,
 }
 
 impl Sender {
@@ -140,6 +151,7 @@ impl Sender {
             guard,
             routes: Arc::default(),
             tokens: Arc::default(),
+            buses: Arc::default(),
         })
     }
 
@@ -156,7 +168,16 @@ impl Sender {
             response_body: None,
             retry_after: None,
         };
-        if let Err((kind, message)) = self.attempt(req, clock, &mut report).await {
+        let done = match req.webhook.bus.as_deref() {
+            Some(bus) => {
+                let deadline = clock + req.webhook.timeout;
+                (self.buses)
+                    .publish(bus, req, &self.guard, deadline, &mut report)
+                    .await
+            }
+            None => self.attempt(req, clock, &mut report).await,
+        };
+        if let Err((kind, message)) = done {
             report.error_kind = Some(kind);
             report.error = Some(message);
         }
@@ -311,11 +332,13 @@ impl Sender {
     }
 }
 
+mod bus;
 mod headers;
 mod oauth;
 mod route;
 mod transport;
 
+use bus::Buses;
 use headers::build_headers;
 #[cfg(test)]
 use headers::traceparent;

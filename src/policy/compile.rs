@@ -22,6 +22,7 @@ use super::reach::EgressProxy;
 use crate::domain::{EventVersion, WebhookId};
 
 mod access;
+mod bus;
 mod control;
 mod files;
 mod filter;
@@ -263,7 +264,7 @@ impl Compiler<'_> {
                         None
                     }
                 });
-        let url = self.url(&w.url, &format!("{path}.url"));
+        let (url, bus) = self.destination(&w.url, &format!("{path}.url")).unzip();
         let secrets = self.secrets(path, loc, &w.secret, &w.secrets, &w.secret_file);
         let topics = self.patterns(&w.topics, &format!("{path}.topics"));
         let retry = self.retry(retry, &w.retry, &format!("{path}.retry"), loc);
@@ -285,7 +286,13 @@ impl Compiler<'_> {
             false,
         );
         let headers = self.headers(&w.headers, &w.header_files, path, w.oauth2.is_some());
-        let (route, oauth2) = self.reach(w, path, loc, network_proxy);
+        let (route, oauth2) = match bus.as_ref().and_then(Option::as_deref) {
+            Some(bus) => {
+                self.http_only(w, path, bus);
+                Default::default()
+            }
+            None => self.reach(w, path, loc, network_proxy),
+        };
         let filter = w
             .filter
             .as_ref()
@@ -344,6 +351,7 @@ impl Compiler<'_> {
         Some(Webhook {
             id: id?,
             url: url?,
+            bus: bus.flatten(),
             secrets: keys.hmac,
             standard_secrets: keys.standard,
             ed25519_keys: keys.ed25519,

@@ -6,6 +6,7 @@
 //! A reload builds a fresh `PolicySet` and swaps it whole; nothing here is
 //! ever mutated after `load`.
 
+pub mod bus;
 mod compile;
 mod duration;
 mod error;

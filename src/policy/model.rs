@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use url::Url;
 
+use super::bus::Bus;
 use super::filter::Filter;
 use super::reach::{EgressProxy, OAuth2, Route};
 use crate::domain::{EventVersion, Secret, TopicPattern, WebhookId};
@@ -64,7 +65,11 @@ impl SignatureMode {
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub id: WebhookId,
+    /// The receiver's URL; for a Kafka or NATS destination, one naming its
+    /// first broker and its topic or subject (`bus` has the whole of it).
     pub url: Url,
+    /// A `kafka://` or `nats://` destination instead of an HTTP receiver.
+    pub bus: Option<Arc<Bus>>,
     /// Active HMAC secrets (every entry of `secret`/`secrets` but the
     /// `whsk_` keys), newest first; one signature per secret during rotation.
     pub secrets: Vec<Secret>,

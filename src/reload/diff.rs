@@ -38,6 +38,13 @@ fn fingerprint(w: &Webhook) -> [u8; 32] {
         h.update(bytes);
     };
     field(w.url.as_str().as_bytes());
+    field(
+        w.bus
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     for s in &w.secrets {
         field(s.expose().as_bytes());
     }

@@ -231,6 +231,7 @@ impl Written {
                     trace_id: event.trace_id.clone(),
                     traceparent: event.meta.traceparent.clone(),
                     in_line: false,
+                    key: event.key.clone(),
                 }),
                 _ => written.queued = true,
             }

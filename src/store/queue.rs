@@ -32,6 +32,8 @@ pub struct Claimed {
     pub traceparent: Option<String>,
     /// The delivery is in a key's line (`ordering: key`).
     pub in_line: bool,
+    /// The event's `key` (a Kafka destination's message key).
+    pub key: Option<String>,
 }
 
 /// What one attempt looked like, as recorded in `delivery_attempts`.

@@ -13,7 +13,7 @@ use crate::pgtmp::PrivatePg;
 use crate::support::*;
 
 #[cfg(feature = "kafka")]
-mod kafka;
+pub(crate) mod kafka;
 
 pub(crate) const NATS_URL: &str = "nats://127.0.0.1:4222";
 

@@ -19,6 +19,7 @@ fn delivery(webhook: &str, n: u32) -> Claimed {
         trace_id: None,
         traceparent: None,
         in_line: false,
+        key: None,
     }
 }
 

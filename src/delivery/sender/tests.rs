@@ -53,6 +53,7 @@ fn hook(url: &str, mode: SignatureMode) -> Webhook {
     Webhook {
         id: WebhookId::parse("test-hook").unwrap(),
         url: url.parse().unwrap(),
+        bus: None,
         secrets: vec![Secret::new("first-secret"), Secret::new("old-secret")],
         standard_secrets: vec![StandardSecret::parse(WHSEC).unwrap()],
         ed25519_keys: Vec::new(),
@@ -89,6 +90,7 @@ fn outbound(webhook: &Webhook) -> Outbound<'_> {
         event_id: "evt_1",
         topic: "a.b",
         trace_id: None,
+        key: None,
         body: Bytes::from_static(BODY),
         timestamp: T,
     }

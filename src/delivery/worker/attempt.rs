@@ -86,6 +86,7 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
                 .flatten()
                 .find(|t| crate::telemetry::parse_parent(t).is_some())
         }),
+        key: c.key.as_deref(),
         body: Bytes::from(body),
         timestamp: shared.clock.now().timestamp(),
     };

@@ -616,6 +616,7 @@ fn ordering_is_key_or_none_and_refuses_anything_else() {
     }
 }
 
+mod bus;
 mod headers;
 mod reach;
 mod schemas;

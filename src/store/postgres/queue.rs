@@ -40,6 +40,7 @@ struct ClaimRow {
     trace_id: Option<String>,
     traceparent: Option<String>,
     in_line: bool,
+    key: Option<String>,
 }
 
 impl Queue for Pg {
@@ -99,9 +100,9 @@ impl Queue for Pg {
                  WHERE d.id = ANY(ARRAY(SELECT id FROM locked))
                  RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.replay_base, d.order_key IS NOT NULL AS in_line
              )
-             SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id, e.traceparent, c.in_line
+             SELECT c.id, c.event_id, c.webhook_id, c.attempts, c.replay_base, e.topic, e.body, e.trace_id, e.traceparent, c.in_line, e.key
              FROM claimed c
-             CROSS JOIN LATERAL (SELECT topic, body, trace_id, traceparent FROM events WHERE events.id = c.event_id) AS e";
+             CROSS JOIN LATERAL (SELECT topic, body, trace_id, traceparent, key FROM events WHERE events.id = c.event_id) AS e";
         let mut conn = self.hot.take(&self.pool).await?;
         let rows: Vec<ClaimRow> = sqlx::query_as(sql)
             .bind(&ids)
@@ -125,6 +126,7 @@ impl Queue for Pg {
                 trace_id: r.trace_id,
                 traceparent: r.traceparent,
                 in_line: r.in_line,
+                key: r.key,
             })
             .collect())
     }

@@ -41,6 +41,7 @@ struct ClaimRow {
     body: Vec<u8>,
     trace_id: Option<String>,
     traceparent: Option<String>,
+    key: Option<String>,
 }
 
 impl Queue for Lite {
@@ -101,7 +102,8 @@ impl Queue for Lite {
                        (SELECT topic FROM events WHERE events.id = event_id) AS topic,
                        (SELECT body FROM events WHERE events.id = event_id) AS body,
                        (SELECT trace_id FROM events WHERE events.id = event_id) AS trace_id,
-                       (SELECT traceparent FROM events WHERE events.id = event_id) AS traceparent",
+                       (SELECT traceparent FROM events WHERE events.id = event_id) AS traceparent,
+                       (SELECT key FROM events WHERE events.id = event_id) AS key",
                 );
                 let rows: Vec<ClaimRow> = update.build_query_as().fetch_all(&mut *tx).await?;
                 claimed.extend(rows.into_iter().map(|r| Claimed {
@@ -115,6 +117,7 @@ impl Queue for Lite {
                     trace_id: r.trace_id,
                     traceparent: r.traceparent,
                     in_line: r.in_line,
+                    key: r.key,
                 }));
             }
         }

@@ -1,6 +1,9 @@
 //! Delivery reach (issue 30, contract §10): mutual TLS, OAuth2 client
 //! credentials and an egress proxy, each against real peers on loopback.
 
+mod bus;
+#[cfg(feature = "kafka")]
+mod bus_kafka;
 mod filters;
 mod oauth;
 mod peers;

@@ -1,0 +1,138 @@
+//! Kafka and NATS destinations (contract §10): one attempt publishes the
+//! §3 body with the §3 headers as message headers, and the broker's
+//! acknowledgement is the success. The queue, retries, dead letters,
+//! replay and ordering around it are the same as for HTTP.
+//!
+//! One producer (Kafka) or connection (NATS) per destination, built on
+//! first use, shared by every send to it and dropped after
+//! [`KEEP_UNUSED`] without one.
+//!
+//! Where the SSRF guard checks what: every broker or server name is
+//! resolved here and only the addresses the guard permits are used, as IP
+//! literals, so the client connects to nothing else (a name with only
+//! forbidden addresses is `blocked_destination`). Kafka brokers named in
+//! the cluster's metadata are checked the same way before the first
+//! message and again every [`RECHECK`]; librdkafka resolves those names
+//! itself, so a DNS answer that changes between that check and its own
+//! lookup is not caught (see docs/src/guide/bus-destinations.md).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use url::Host;
+
+use super::{AttemptReport, ErrorKind, Outbound, headers::build_headers};
+use crate::delivery::ssrf::SsrfGuard;
+use crate::policy::bus::{BrokerAddr, Bus};
+
+#[cfg(feature = "kafka")]
+mod kafka;
+mod nats;
+
+/// How long an unused producer or connection is kept.
+const KEEP_UNUSED: Duration = Duration::from_secs(600);
+/// How often a destination's brokers are checked against the guard again
+/// (Kafka metadata) or its name resolved again (NATS).
+const RECHECK: Duration = Duration::from_secs(60);
+
+/// The producers and connections, by destination.
+#[derive(Default)]
+pub(super) struct Buses {
+    #[cfg(feature = "kafka")]
+    kafka: kafka::Producers,
+    nats: nats::Servers,
+}
+
+impl std::fmt::Debug for Buses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Buses")
+    }
+}
+
+/// What a broker acknowledged: kept as the attempt's response body.
+pub(super) type Ack = String;
+
+impl Buses {
+    /// Publishes `req` to `bus` and waits for the acknowledgement, until
+    /// `deadline`.
+    pub(super) async fn publish(
+        &self,
+        bus: &Bus,
+        req: &Outbound<'_>,
+        guard: &SsrfGuard,
+        deadline: tokio::time::Instant,
+        report: &mut AttemptReport,
+    ) -> Result<(), (ErrorKind, String)> {
+        let headers: Vec<(String, String)> = build_headers(req)
+            .map_err(|e| (ErrorKind::Other, e))?
+            .iter()
+            .filter_map(|(name, value)| {
+                // Header values the engine builds are visible ASCII; a
+                // static one that is not cannot go into a NATS header.
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        let timeout = req.webhook.timeout;
+        let timed_out = || {
+            let ms = timeout.as_millis();
+            (
+                ErrorKind::Timeout,
+                format!("no acknowledgement within {ms} ms from {bus}"),
+            )
+        };
+        let sent = async {
+            match bus {
+                #[cfg(feature = "kafka")]
+                Bus::Kafka { brokers, topic } => {
+                    self.kafka
+                        .publish(brokers, topic, timeout, req, &headers, guard)
+                        .await
+                }
+                #[cfg(not(feature = "kafka"))]
+                Bus::Kafka { .. } => Err((
+                    ErrorKind::Other,
+                    "this build has no Kafka support".to_owned(),
+                )),
+                Bus::Nats { server, subject } => {
+                    self.nats
+                        .publish(server, subject, req, &headers, guard, deadline)
+                        .await
+                }
+            }
+        };
+        let ack = tokio::time::timeout_at(deadline, sent)
+            .await
+            .map_err(|_| timed_out())??;
+        report.response_body = Some(ack);
+        Ok(())
+    }
+}
+
+/// The addresses of `addr` the guard permits; refused when it has none.
+pub(super) async fn permitted(
+    guard: &SsrfGuard,
+    addr: &BrokerAddr,
+) -> Result<Vec<SocketAddr>, (ErrorKind, String)> {
+    let resolved: Vec<SocketAddr> = match &addr.host {
+        Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), addr.port)],
+        Host::Ipv6(ip) => vec![SocketAddr::new((*ip).into(), addr.port)],
+        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), addr.port))
+            .await
+            .map_err(|e| (ErrorKind::Connect, format!("cannot resolve {name}: {e}")))?
+            .collect(),
+    };
+    let allowed: Vec<SocketAddr> = resolved
+        .iter()
+        .copied()
+        .filter(|a| guard.permits(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err((
+            ErrorKind::BlockedDestination,
+            format!(
+                "{addr} resolves only to addresses the SSRF guard forbids (allow them with network.allow_private_targets)"
+            ),
+        ));
+    }
+    Ok(allowed)
+}

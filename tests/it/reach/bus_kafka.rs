@@ -1,0 +1,129 @@
+//! Kafka destinations against `tansu`, and the SSRF guard in front of
+//! both kinds of broker (issue 30, item 6).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use serde_json::{Value, json};
+
+use super::bus::{Got, acks, assert_signed};
+use super::{error_kinds, post, wait_state};
+use crate::sources::kafka::Broker;
+use crate::support::*;
+
+/// Every record on `topic` so far (waits until there are at least `n`),
+/// by partition in offset order.
+pub(crate) async fn kafka_records(broker: &Broker, topic: &str, n: usize) -> Vec<(i32, Got)> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} records on {topic}", out.len()))
+            .expect("record");
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let v = String::from_utf8_lossy(h.value.unwrap_or_default());
+                        (h.key.to_owned(), v.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((
+            m.partition(),
+            Got {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                headers,
+                body: m.payload().unwrap_or_default().to_vec(),
+            },
+        ));
+    }
+    out
+}
+
+/// A TCP listener counting the connections made to it.
+async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    (port, seen)
+}
+
+both! {
+    async fn a_private_broker_is_refused_before_any_connection(db) {
+        let (port, seen) = counting_listener().await;
+        let hooks = [
+            hook("k", &format!("kafka://127.0.0.1:{port}/t"), "[t.x]", "retry: { max_attempts: 1 }"),
+            hook("n", &format!("nats://localhost:{port}/s"), "[t.x]", "retry: { max_attempts: 1 }"),
+        ]
+        .concat();
+        // No allow_private_targets: loopback is forbidden.
+        let policy = policy_yaml(&hooks).replace("  allow_private_targets: [127.0.0.0/8]\n", "  allow_private_targets: []\n");
+        let app = TestApp::spawn(db, &policy).await;
+        post(&app, "ssrf", 1).await;
+        wait_state(&app, "k", "dead", 1).await;
+        wait_state(&app, "n", "dead", 1).await;
+        for h in ["k", "n"] {
+            assert_eq!(error_kinds(&app, h).await, [Some("blocked_destination".to_owned())], "{h}");
+        }
+        assert_eq!(seen.load(Ordering::SeqCst), 0, "nothing connected to the forbidden address");
+    }
+}
+
+both! {
+    async fn a_kafka_destination_gets_keyed_signed_records_in_key_order(db) {
+        let broker = Broker::start();
+        broker.create_topic("orders", 3).await;
+        let url = format!("kafka://{}/orders", broker.addr);
+        // One record at a time: tansu 0.6's in-memory storage gives the
+        // records of one produce batch overlapping offsets (see Broker).
+        let hooks = hook("k", &url, "[t.x]", "ordering: key\nmax_in_flight: 1");
+        let app = TestApp::spawn(db, &policy_yaml(&hooks)).await;
+        let events: Vec<Value> = (0..24)
+            .map(|i| json!({"id": format!("kafka-{i:02}"), "topic": "t.x", "key": format!("key-{}", i % 4), "payload": {"i": i}}))
+            .collect();
+        let (status, body) = app.post_events(&json!(events)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        wait_state(&app, "k", "succeeded", 24).await;
+        let records = kafka_records(&broker, "orders", 24).await;
+        assert_eq!(records.len(), 24);
+        let mut partition_of: BTreeMap<String, i32> = BTreeMap::new();
+        let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (partition, r) in &records {
+            assert_signed(r, "secret-k", "t.x");
+            let key = r.key.clone().expect("the event's key is the record's key");
+            assert_eq!(*partition_of.entry(key.clone()).or_insert(*partition), *partition, "one partition per key");
+            order.entry(key).or_default().push(r.header("x-aion-event-id").to_owned());
+        }
+        for (key, ids) in &order {
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(ids, &sorted, "{key}'s records in event order");
+        }
+        let acked = acks(&app, "k").await;
+        assert!(acked.iter().all(|a| a["offset"].is_i64() && a["partition"].is_i64()), "{acked:?}");
+    }
+}
