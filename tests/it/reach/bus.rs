@@ -31,7 +31,8 @@ impl Got {
     }
 }
 
-/// Every message on `stream` so far (waits until there are at least `n`).
+/// Every message on `stream`: waits until there are at least `n`, then
+/// reads until no more come.
 pub(crate) async fn nats_messages(stream: &TestStream, n: usize) -> Vec<Got> {
     let s = stream.js.get_stream(&stream.name).await.expect("stream");
     let consumer = s
@@ -43,12 +44,13 @@ pub(crate) async fn nats_messages(stream: &TestStream, n: usize) -> Vec<Got> {
         .expect("consumer");
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while out.len() < n {
+    loop {
         assert!(
             tokio::time::Instant::now() < deadline,
             "only {} of {n} messages on the stream",
             out.len()
         );
+        let before = out.len();
         let mut batch = consumer
             .fetch()
             .max_messages(500)
@@ -71,8 +73,10 @@ pub(crate) async fn nats_messages(stream: &TestStream, n: usize) -> Vec<Got> {
             });
             m.ack().await.expect("ack");
         }
+        if out.len() >= n && out.len() == before {
+            return out;
+        }
     }
-    out
 }
 
 /// The §3 headers a message must carry, signature checked with `secret`.

@@ -17,8 +17,8 @@ use super::{error_kinds, post, wait_state};
 use crate::sources::kafka::Broker;
 use crate::support::*;
 
-/// Every record on `topic` so far (waits until there are at least `n`),
-/// by partition in offset order.
+/// Every record on `topic`: waits until there are at least `n`, then reads
+/// until a second passes without one; in each partition in offset order.
 pub(crate) async fn kafka_records(broker: &Broker, topic: &str, n: usize) -> Vec<(i32, Got)> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
@@ -29,11 +29,18 @@ pub(crate) async fn kafka_records(broker: &Broker, topic: &str, n: usize) -> Vec
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut out = Vec::new();
-    while out.len() < n {
-        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} records on {topic}", out.len()))
-            .expect("record");
+    loop {
+        // Once `n` are in, a second without a record is the end.
+        let wait = Duration::from_secs(if out.len() < n { 60 } else { 1 });
+        let Ok(m) = tokio::time::timeout(wait, consumer.recv()).await else {
+            assert!(
+                out.len() >= n,
+                "only {} of {n} records on {topic}",
+                out.len()
+            );
+            return out;
+        };
+        let m = m.expect("record");
         let headers = m
             .headers()
             .map(|h| {
@@ -54,7 +61,6 @@ pub(crate) async fn kafka_records(broker: &Broker, topic: &str, n: usize) -> Vec
             },
         ));
     }
-    out
 }
 
 /// A TCP listener counting the connections made to it.

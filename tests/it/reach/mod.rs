@@ -2,6 +2,7 @@
 //! credentials and an egress proxy, each against real peers on loopback.
 
 mod bus;
+mod bus_crash;
 #[cfg(feature = "kafka")]
 mod bus_kafka;
 mod filters;
