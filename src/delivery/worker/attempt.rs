@@ -59,9 +59,14 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
     };
     // The attempt's span is a child of the event's ingest span (stored with
     // the event), and its id goes out in `traceparent`.
+    // A publish to Kafka or NATS is a messaging producer span.
+    let kind = match webhook.bus {
+        Some(_) => SpanKind::Producer,
+        None => SpanKind::Client,
+    };
     let mut span = shared.telemetry.span(
         "delivery attempt",
-        SpanKind::Client,
+        kind,
         c.traceparent.as_deref().or(c.trace_id.as_deref()),
         || {
             vec![
@@ -72,6 +77,13 @@ async fn attempt(shared: &Shared, c: Claimed) -> Option<Completion> {
             ]
         },
     );
+    if let Some(bus) = &webhook.bus {
+        span.set(KeyValue::new("messaging.system", bus.kind()));
+        span.set(KeyValue::new(
+            "messaging.destination.name",
+            bus.target().to_owned(),
+        ));
+    }
     let traceparent = span.traceparent();
     let outbound = Outbound {
         webhook,

@@ -141,6 +141,15 @@ both! {
         assert_eq!(acks(&app, "n").await[3]["duplicate"], true);
         let info = stream.js.get_stream(&stream.name).await.unwrap().info().await.unwrap().clone();
         assert_eq!(info.state.messages, 3, "the resend was deduplicated by the server");
+
+        // An event's trace goes on in the message's `traceparent`.
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let event = serde_json::json!([{"id": "traced", "topic": "t.x", "payload": {}, "trace_id": trace}]);
+        let (status, body) = app.post_events(&event).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let got = nats_messages(&stream, 4).await;
+        let traced = got.iter().find(|m| m.header("x-aion-event-id") == "traced").expect("the traced event");
+        assert!(traced.header("traceparent").starts_with(&format!("00-{trace}-")), "{traced:?}");
     }
 }
 
@@ -174,5 +183,20 @@ both! {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         wait_state(&app, "n", "succeeded", 1).await;
         js.delete_stream(format!("{}X", stream.name)).await.expect("delete");
+    }
+}
+
+both! {
+    async fn a_test_send_to_a_nats_destination_reports_the_acknowledgement(db) {
+        let stream = TestStream::new().await;
+        let url = format!("nats://127.0.0.1:4222/{}.orders", stream.prefix);
+        let app = TestApp::spawn(db, &policy_yaml(&hook("n", &url, "[t.x]", ""))).await;
+        let (status, body) = app.post_raw("/v1/webhooks/n/test", API_KEY, Vec::new()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["outcome"], "succeeded", "{body}");
+        assert!(body["status"].is_null(), "no HTTP status: {body}");
+        let got = nats_messages(&stream, 1).await;
+        assert_signed(&got[0], "secret-n", "aion.webhooks.test");
+        assert_eq!(got[0].header("x-aion-delivery"), body["delivery_id"].as_str().unwrap());
     }
 }
