@@ -286,13 +286,8 @@ impl Compiler<'_> {
             false,
         );
         let headers = self.headers(&w.headers, &w.header_files, path, w.oauth2.is_some());
-        let (route, oauth2) = match bus.as_ref().and_then(Option::as_deref) {
-            Some(bus) => {
-                self.http_only(w, path, bus);
-                Default::default()
-            }
-            None => self.reach(w, path, loc, network_proxy),
-        };
+        let bus = bus.flatten();
+        let (route, oauth2) = self.route(w, path, loc, bus.as_deref(), network_proxy);
         let filter = w
             .filter
             .as_ref()
@@ -351,7 +346,7 @@ impl Compiler<'_> {
         Some(Webhook {
             id: id?,
             url: url?,
-            bus: bus.flatten(),
+            bus,
             secrets: keys.hmac,
             standard_secrets: keys.standard,
             ed25519_keys: keys.ed25519,
@@ -374,37 +369,5 @@ impl Compiler<'_> {
             oauth2,
             filter: filter.map(Arc::new),
         })
-    }
-
-    fn url(&mut self, s: &Str, path: &str) -> Option<url::Url> {
-        let text = self.string(s, path)?;
-        match url::Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                if !u.username().is_empty() || u.password().is_some() {
-                    self.error(
-                        path,
-                        s.referenced,
-                        "credentials in the URL are not allowed; use `headers` instead",
-                    );
-                    return None;
-                }
-                Some(u)
-            }
-            Ok(u) => {
-                self.error(
-                    path,
-                    s.referenced,
-                    format!(
-                        "scheme {:?} is not allowed; expected an http or https URL with a host",
-                        u.scheme()
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                self.error(path, s.referenced, format!("not a valid URL: {e}"));
-                None
-            }
-        }
     }
 }

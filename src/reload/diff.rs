@@ -137,4 +137,16 @@ mod tests {
             assert_eq!(diff(&base, other).changed, vec!["h".to_owned()]);
         }
     }
+
+    #[test]
+    fn a_changed_broker_list_is_a_change() {
+        let with = |url: &str| {
+            parse(&format!(
+                "  - id: k\n    url: \"{url}\"\n    secret: s\n    topics: [x]\n"
+            ))
+        };
+        let (a, b) = (with("kafka://b1,b2/t"), with("kafka://b1,b3/t"));
+        assert_eq!(a.webhook("k").unwrap().url, b.webhook("k").unwrap().url);
+        assert_eq!(diff(&a, &b).changed, vec!["k".to_owned()]);
+    }
 }
