@@ -133,3 +133,50 @@ both! {
         assert!(acked.iter().all(|a| a["offset"].is_i64() && a["partition"].is_i64()), "{acked:?}");
     }
 }
+
+both! {
+    async fn a_missing_kafka_topic_fails_as_other_and_a_replay_delivers_once_it_exists(db) {
+        let broker = Broker::start();
+        let url = format!("kafka://{}/later", broker.addr);
+        let hooks = hook("k", &url, "[t.x]", "timeout: 3s\nretry: { initial_interval: 100ms, max_interval: 100ms, max_attempts: 2 }");
+        let app = TestApp::spawn(db, &policy_yaml(&hooks)).await;
+        post(&app, "missing", 1).await;
+        wait_state(&app, "k", "dead", 1).await;
+        let kinds = error_kinds(&app, "k").await;
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        let (_, list) = app.get("/v1/deliveries?webhook=k").await;
+        let id = list["data"][0]["id"].as_str().expect("id").to_owned();
+        let (_, one) = app.get(&format!("/v1/deliveries/{id}")).await;
+        assert!(kinds.iter().all(|k| k.as_deref() == Some("other")), "{kinds:?} {one}");
+        assert!(one.to_string().contains("topic later"), "{one}");
+
+        broker.create_topic("later", 1).await;
+        let (status, body) = app.post_raw(&format!("/v1/deliveries/{id}/replay"), API_KEY, Vec::new()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        wait_state(&app, "k", "succeeded", 1).await;
+        let records = kafka_records(&broker, "later", 1).await;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].1.header("x-aion-delivery"), id);
+    }
+}
+
+both! {
+    async fn brokers_that_are_down_fail_as_connect_and_are_retried(db) {
+        // A port nothing listens on.
+        let port = crate::pgtmp::free_port();
+        let hooks = [
+            hook("k", &format!("kafka://127.0.0.1:{port}/t"), "[t.x]", "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 100ms, max_attempts: 2 }"),
+            hook("n", &format!("nats://127.0.0.1:{port}/s"), "[t.x]", "timeout: 1s\nretry: { initial_interval: 100ms, max_interval: 100ms, max_attempts: 2 }"),
+        ]
+        .concat();
+        let app = TestApp::spawn(db, &policy_yaml(&hooks)).await;
+        post(&app, "down", 1).await;
+        wait_state(&app, "k", "dead", 1).await;
+        wait_state(&app, "n", "dead", 1).await;
+        for h in ["k", "n"] {
+            let kinds = error_kinds(&app, h).await;
+            assert_eq!(kinds.len(), 2, "{h}: two attempts");
+            assert!(kinds.iter().all(|k| matches!(k.as_deref(), Some("connect" | "timeout"))), "{h}: {kinds:?}");
+        }
+    }
+}

@@ -134,8 +134,12 @@ impl Producers {
             Some(r) => r.producer,
             None => Arc::new(build(brokers, timeout, guard).await?),
         };
-        // Dropped on a failed check: the next send builds a new one.
-        check_metadata(&producer, topic, timeout, guard).await?;
+        if let Err(e) = check_metadata(&producer, topic, timeout, guard).await {
+            // Dropped on a failed check, off the runtime (destroying a
+            // librdkafka handle blocks): the next send builds a new one.
+            tokio::task::spawn_blocking(move || drop(producer));
+            return Err(e);
+        }
         *ready = Some(Ready {
             producer: Arc::clone(&producer),
             checked: Instant::now(),
