@@ -168,6 +168,7 @@ impl Sender {
             response_body: None,
             retry_after: None,
         };
+        self.buses.sweep();
         let done = match req.webhook.bus.as_deref() {
             Some(bus) => {
                 let deadline = clock + req.webhook.timeout;

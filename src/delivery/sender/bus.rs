@@ -41,6 +41,9 @@ pub(super) struct Buses {
     #[cfg(feature = "kafka")]
     kafka: kafka::Producers,
     nats: nats::Servers,
+    /// When the last sweep ran, in seconds since `epoch`.
+    swept: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Buses {
@@ -53,6 +56,30 @@ impl std::fmt::Debug for Buses {
 pub(super) type Ack = String;
 
 impl Buses {
+    /// Drops producers and connections unused for [`KEEP_UNUSED`] (a
+    /// removed webhook's): called by every attempt, HTTP ones included,
+    /// and does the work at most once a minute.
+    pub(super) fn sweep(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self
+            .epoch
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs();
+        let last = self.swept.load(Ordering::Relaxed);
+        if now < last + 60
+            || self
+                .swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        #[cfg(feature = "kafka")]
+        self.kafka.sweep();
+        self.nats.sweep();
+    }
+
     /// Publishes `req` to `bus` and waits for the acknowledgement, until
     /// `deadline`.
     pub(super) async fn publish(
@@ -85,7 +112,7 @@ impl Buses {
                 #[cfg(feature = "kafka")]
                 Bus::Kafka { brokers, topic } => {
                     self.kafka
-                        .publish(brokers, topic, timeout, req, &headers, guard)
+                        .publish(brokers, topic, timeout, req, &headers, guard, deadline)
                         .await
                 }
                 #[cfg(not(feature = "kafka"))]
@@ -113,6 +140,41 @@ pub(super) async fn permitted(
     guard: &SsrfGuard,
     addr: &BrokerAddr,
 ) -> Result<Vec<SocketAddr>, (ErrorKind, String)> {
+    let resolved = resolve(addr).await?;
+    let allowed: Vec<SocketAddr> = resolved
+        .iter()
+        .copied()
+        .filter(|a| guard.permits(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(forbidden(addr));
+    }
+    Ok(allowed)
+}
+
+/// Refuses `addr` if any address it resolves to is forbidden: for a name
+/// a client resolves and connects to itself, which may pick any of them.
+pub(super) async fn all_permitted(
+    guard: &SsrfGuard,
+    addr: &BrokerAddr,
+) -> Result<(), (ErrorKind, String)> {
+    if resolve(addr).await?.iter().all(|a| guard.permits(a.ip())) {
+        Ok(())
+    } else {
+        Err(forbidden(addr))
+    }
+}
+
+fn forbidden(addr: &BrokerAddr) -> (ErrorKind, String) {
+    (
+        ErrorKind::BlockedDestination,
+        format!(
+            "{addr} resolves to an address the SSRF guard forbids (allow it with network.allow_private_targets)"
+        ),
+    )
+}
+
+async fn resolve(addr: &BrokerAddr) -> Result<Vec<SocketAddr>, (ErrorKind, String)> {
     let resolved: Vec<SocketAddr> = match &addr.host {
         Host::Ipv4(ip) => vec![SocketAddr::new((*ip).into(), addr.port)],
         Host::Ipv6(ip) => vec![SocketAddr::new((*ip).into(), addr.port)],
@@ -121,18 +183,8 @@ pub(super) async fn permitted(
             .map_err(|e| (ErrorKind::Connect, format!("cannot resolve {name}: {e}")))?
             .collect(),
     };
-    let allowed: Vec<SocketAddr> = resolved
-        .iter()
-        .copied()
-        .filter(|a| guard.permits(a.ip()))
-        .collect();
-    if allowed.is_empty() {
-        return Err((
-            ErrorKind::BlockedDestination,
-            format!(
-                "{addr} resolves only to addresses the SSRF guard forbids (allow them with network.allow_private_targets)"
-            ),
-        ));
+    if resolved.is_empty() {
+        return Err((ErrorKind::Connect, format!("{addr} resolves to no address")));
     }
-    Ok(allowed)
+    Ok(resolved)
 }

@@ -180,3 +180,21 @@ both! {
         }
     }
 }
+
+both! {
+    async fn a_broker_the_cluster_advertises_at_a_forbidden_address_is_refused(db) {
+        // Bootstrapped at a permitted address, the broker advertises
+        // 127.0.0.2, which the guard forbids.
+        let broker = Broker::advertising("127.0.0.2");
+        let url = format!("kafka://{}/t", broker.addr);
+        let hooks = hook("k", &url, "[t.x]", "retry: { max_attempts: 1 }");
+        let policy = policy_yaml(&hooks).replace("[127.0.0.0/8]", "[127.0.0.1/32]");
+        let app = TestApp::spawn(db, &policy).await;
+        post(&app, "advertised", 1).await;
+        wait_state(&app, "k", "dead", 1).await;
+        assert_eq!(error_kinds(&app, "k").await, [Some("blocked_destination".to_owned())]);
+        let (_, list) = app.get("/v1/deliveries?webhook=k").await;
+        let last = list["data"][0]["last_error"].as_str().unwrap_or_default().to_owned();
+        assert!(last.contains("advertises 127.0.0.2"), "{last}");
+    }
+}

@@ -40,8 +40,14 @@ fn tansu() -> String {
 
 impl Broker {
     pub fn start() -> Self {
+        Self::advertising("127.0.0.1")
+    }
+
+    /// A broker on 127.0.0.1 that tells clients to find it at `host`.
+    pub fn advertising(host: &str) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
+        let advertised = format!("{host}:{port}");
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(
             std::env::var("TANSU_LOG")
@@ -53,7 +59,7 @@ impl Broker {
             .args(["broker", "--listener-url"])
             .arg(format!("tcp://{addr}"))
             .arg("--advertised-listener-url")
-            .arg(format!("tcp://{addr}"))
+            .arg(format!("tcp://{advertised}"))
             .args(["--storage-engine", "memory://tansu/"])
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())

@@ -22,7 +22,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use url::Host;
 
-use super::{Ack, KEEP_UNUSED, RECHECK, permitted};
+use super::{Ack, KEEP_UNUSED, RECHECK, all_permitted, permitted};
 use crate::delivery::sender::{ErrorKind, Outbound};
 use crate::delivery::ssrf::SsrfGuard;
 use crate::policy::bus::BrokerAddr;
@@ -45,7 +45,30 @@ impl ClientContext for Logs {
     }
 }
 
-type Producer = FutureProducer<Logs>;
+/// A producer that is destroyed off the runtime: destroying a librdkafka
+/// handle blocks while it flushes and joins its threads, and the last
+/// reference may go on any task (a failed check, a cancelled attempt).
+struct Producer(Option<FutureProducer<Logs>>);
+
+impl std::ops::Deref for Producer {
+    type Target = FutureProducer<Logs>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("taken only in drop")
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn_blocking(move || drop(p))),
+                Err(_) => drop(p),
+            }
+        }
+    }
+}
+
 type Key = (Vec<BrokerAddr>, String, Duration);
 
 #[derive(Default)]
@@ -61,10 +84,13 @@ struct Slot {
 
 struct Ready {
     producer: Arc<Producer>,
-    checked: Instant,
+    /// When the cluster's brokers last passed the guard; `None` = not yet
+    /// (the metadata could not be read).
+    checked: Option<Instant>,
 }
 
 impl Producers {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn publish(
         &self,
         brokers: &[BrokerAddr],
@@ -73,8 +99,11 @@ impl Producers {
         req: &Outbound<'_>,
         headers: &[(String, String)],
         guard: &SsrfGuard,
+        deadline: tokio::time::Instant,
     ) -> Result<Ack, (ErrorKind, String)> {
-        let producer = self.producer(brokers, topic, timeout, guard).await?;
+        let producer = self
+            .producer(brokers, topic, timeout, guard, deadline)
+            .await?;
         let mut record_headers = OwnedHeaders::new_with_capacity(headers.len());
         for (name, value) in headers {
             record_headers = record_headers.insert(Header {
@@ -96,55 +125,62 @@ impl Producers {
         }
     }
 
-    /// The producer for this destination, built and checked on first use
-    /// and checked again after [`RECHECK`].
+    /// Drops the producers unused for [`KEEP_UNUSED`].
+    pub(super) fn sweep(&self) {
+        let now = Instant::now();
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|_, s| {
+            let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
+            used.is_none_or(|u| now.duration_since(u) < KEEP_UNUSED)
+        });
+    }
+
+    /// The producer for this destination, built on first use, its brokers
+    /// checked before its first record and again after [`RECHECK`].
     async fn producer(
         &self,
         brokers: &[BrokerAddr],
         topic: &str,
         timeout: Duration,
         guard: &SsrfGuard,
+        deadline: tokio::time::Instant,
     ) -> Result<Arc<Producer>, (ErrorKind, String)> {
         let slot = {
-            let now = Instant::now();
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let mut idle = Vec::new();
-            slots.retain(|_, s| {
-                let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
-                let keep = used.is_none_or(|u| now.duration_since(u) < KEEP_UNUSED);
-                if !keep {
-                    idle.push(Arc::clone(s));
-                }
-                keep
-            });
-            if !idle.is_empty() {
-                // Destroying a librdkafka handle blocks while it closes.
-                tokio::task::spawn_blocking(move || drop(idle));
-            }
             let key = (brokers.to_vec(), topic.to_owned(), timeout);
             let slot = Arc::clone(slots.entry(key).or_default());
-            *slot.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+            *slot.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             slot
         };
+        // Held across the build and the check, so one send does them while
+        // the others wait; a cancelled send leaves the slot as it was.
         let mut ready = slot.ready.lock().await;
-        if let Some(r) = ready.as_ref().filter(|r| r.checked.elapsed() < RECHECK) {
+        if ready.is_none() {
+            *ready = Some(Ready {
+                producer: Arc::new(Producer(Some(build(brokers, timeout, guard).await?))),
+                checked: None,
+            });
+        }
+        let r = ready.as_mut().expect("just set");
+        if r.checked.is_some_and(|c| c.elapsed() < RECHECK) {
             return Ok(Arc::clone(&r.producer));
         }
-        let producer = match ready.take() {
-            Some(r) => r.producer,
-            None => Arc::new(build(brokers, timeout, guard).await?),
-        };
-        if let Err(e) = check_metadata(&producer, topic, timeout, guard).await {
-            // Dropped on a failed check, off the runtime (destroying a
-            // librdkafka handle blocks): the next send builds a new one.
-            tokio::task::spawn_blocking(move || drop(producer));
-            return Err(e);
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match check_metadata(&r.producer, topic, wait, guard).await {
+            Ok(()) => {
+                r.checked = Some(Instant::now());
+                Ok(Arc::clone(&r.producer))
+            }
+            Err(e) => {
+                if e.0 == ErrorKind::BlockedDestination {
+                    // A forbidden broker: the next send starts afresh.
+                    *ready = None;
+                }
+                // Otherwise (brokers unreachable, an unknown topic) the
+                // producer is kept for the next check.
+                Err(e)
+            }
         }
-        *ready = Some(Ready {
-            producer: Arc::clone(&producer),
-            checked: Instant::now(),
-        });
-        Ok(producer)
     }
 }
 
@@ -152,7 +188,7 @@ async fn build(
     brokers: &[BrokerAddr],
     timeout: Duration,
     guard: &SsrfGuard,
-) -> Result<Producer, (ErrorKind, String)> {
+) -> Result<FutureProducer<Logs>, (ErrorKind, String)> {
     let mut bootstrap = Vec::new();
     for broker in brokers {
         bootstrap.extend(permitted(guard, broker).await?);
@@ -163,6 +199,8 @@ async fn build(
         .set("bootstrap.servers", list.join(","))
         .set("client.id", "aion-webhooks")
         .set("acks", "all")
+        // Retries inside librdkafka neither reorder nor duplicate records.
+        .set("enable.idempotence", "true")
         .set("message.timeout.ms", &ms)
         .set("linger.ms", "2")
         .set_log_level(RDKafkaLogLevel::Warning)
@@ -211,16 +249,23 @@ async fn check_metadata(
             )
         })?;
     for (id, host, port) in brokers {
-        let addr = BrokerAddr {
-            host: Host::parse(&host).map_err(|_| {
+        // Kafka gives an IPv6 address without brackets.
+        let host = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(v4)) => Host::Ipv4(v4),
+            Ok(std::net::IpAddr::V6(v6)) => Host::Ipv6(v6),
+            Err(_) => Host::parse(&host).map_err(|_| {
                 (
                     ErrorKind::Other,
                     format!("broker {id} advertises an invalid host"),
                 )
             })?,
+        };
+        let addr = BrokerAddr {
+            host,
             port: u16::try_from(port).unwrap_or(0),
         };
-        permitted(guard, &addr)
+        // librdkafka resolves this name itself and may pick any address.
+        all_permitted(guard, &addr)
             .await
             .map_err(|(kind, e)| (kind, format!("broker {id} advertises {e}")))?;
     }

@@ -4,13 +4,16 @@
 //! success.
 //!
 //! One connection per server, to an address the guard permitted (an IP
-//! literal, servers the cluster announces ignored), opened on first use
-//! and again after [`RECHECK`] so a changed DNS answer is followed.
+//! literal, servers the cluster announces ignored), opened on first use.
+//! After [`RECHECK`] the name is resolved again and the connection replaced
+//! if its address is no longer among the permitted ones; a publish that
+//! finds the connection broken drops it, so the next send connects anew.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::connection::State;
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 
@@ -21,6 +24,13 @@ use crate::policy::bus::BrokerAddr;
 
 /// The longest a connection attempt waits, whatever the webhook's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// async-nats' own waits, far past any webhook's `timeout`, which bounds
+/// each publish.
+const NO_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often a lost connection is retried in the background before the
+/// client gives up; the next send then connects anew. Without a bound a
+/// dropped client whose server is gone would retry for ever.
+const MAX_RECONNECTS: usize = 3;
 
 #[derive(Default)]
 pub(super) struct Servers {
@@ -36,10 +46,21 @@ struct Slot {
 
 struct Ready {
     js: jetstream::Context,
-    opened: Instant,
+    addr: std::net::SocketAddr,
+    checked: Instant,
 }
 
 impl Servers {
+    /// Drops the connections unused for [`KEEP_UNUSED`].
+    pub(super) fn sweep(&self) {
+        let now = Instant::now();
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|_, s| {
+            let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
+            used.is_none_or(|u| now.duration_since(u) < KEEP_UNUSED)
+        });
+    }
+
     pub(super) async fn publish(
         &self,
         server: &BrokerAddr,
@@ -49,7 +70,7 @@ impl Servers {
         guard: &SsrfGuard,
         deadline: tokio::time::Instant,
     ) -> Result<Ack, (ErrorKind, String)> {
-        let js = self.context(server, guard, deadline).await?;
+        let (js, slot) = self.context(server, guard, deadline).await?;
         let mut map = async_nats::HeaderMap::new();
         for (name, value) in headers {
             map.append(name.as_str(), value.as_str());
@@ -70,12 +91,22 @@ impl Servers {
             (kind, text)
         };
         let body = Bytes::copy_from_slice(&req.body);
-        let ack = js
-            .publish_with_headers(subject.to_owned(), map, body)
-            .await
-            .map_err(failed)?
-            .await
-            .map_err(failed)?;
+        let sent = async {
+            js.publish_with_headers(subject.to_owned(), map, body)
+                .await?
+                .await
+        };
+        let ack = match sent.await {
+            Ok(ack) => ack,
+            Err(e) => {
+                let e = failed(e);
+                if e.0 == ErrorKind::Connect {
+                    // The next send connects anew.
+                    *slot.ready.lock().await = None;
+                }
+                return Err(e);
+            }
+        };
         Ok(serde_json::json!({
             "stream": ack.stream,
             "sequence": ack.sequence,
@@ -91,31 +122,38 @@ impl Servers {
         server: &BrokerAddr,
         guard: &SsrfGuard,
         deadline: tokio::time::Instant,
-    ) -> Result<jetstream::Context, (ErrorKind, String)> {
+    ) -> Result<(jetstream::Context, Arc<Slot>), (ErrorKind, String)> {
         let slot = {
             let now = Instant::now();
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.retain(|_, s| {
-                let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
-                used.is_none_or(|u| now.duration_since(u) < KEEP_UNUSED)
-            });
             let slot = Arc::clone(slots.entry(server.clone()).or_default());
             *slot.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
             slot
         };
         let mut ready = slot.ready.lock().await;
-        if let Some(r) = ready.as_ref().filter(|r| r.opened.elapsed() < RECHECK) {
-            return Ok(r.js.clone());
+        // A connection the client has given up on is replaced at once.
+        let up = |r: &Ready| r.js.client().connection_state() != State::Disconnected;
+        if let Some(r) = ready.as_mut().filter(|r| up(r)) {
+            if r.checked.elapsed() < RECHECK {
+                return Ok((r.js.clone(), Arc::clone(&slot)));
+            }
+            // Still where the name points, and still permitted: kept.
+            let addrs = permitted(guard, server).await?;
+            if addrs.contains(&r.addr) {
+                r.checked = Instant::now();
+                return Ok((r.js.clone(), Arc::clone(&slot)));
+            }
         }
         let wait = deadline
             .saturating_duration_since(tokio::time::Instant::now())
             .min(CONNECT_TIMEOUT);
-        let js = connect(server, guard, wait).await?;
+        let (js, addr) = connect(server, guard, wait).await?;
         *ready = Some(Ready {
             js: js.clone(),
-            opened: Instant::now(),
+            addr,
+            checked: Instant::now(),
         });
-        Ok(js)
+        Ok((js, Arc::clone(&slot)))
     }
 }
 
@@ -123,17 +161,24 @@ async fn connect(
     server: &BrokerAddr,
     guard: &SsrfGuard,
     wait: Duration,
-) -> Result<jetstream::Context, (ErrorKind, String)> {
+) -> Result<(jetstream::Context, std::net::SocketAddr), (ErrorKind, String)> {
     let addrs = permitted(guard, server).await?;
     let mut last = String::new();
     for addr in addrs {
         let options = async_nats::ConnectOptions::new()
             .name("aion-webhooks")
             .connection_timeout(wait.max(Duration::from_millis(1)))
+            .max_reconnects(MAX_RECONNECTS)
             // Servers the cluster announces are not checked by the guard.
             .ignore_discovered_servers();
         match options.connect(format!("nats://{addr}")).await {
-            Ok(client) => return Ok(jetstream::new(client)),
+            Ok(client) => {
+                let js = jetstream::ContextBuilder::new()
+                    .timeout(NO_CLIENT_TIMEOUT)
+                    .ack_timeout(NO_CLIENT_TIMEOUT)
+                    .build(client);
+                return Ok((js, addr));
+            }
             Err(e) => last = format!("connecting to {server} ({addr}): {e}"),
         }
     }
