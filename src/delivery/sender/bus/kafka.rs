@@ -10,8 +10,7 @@
 //! checked against the guard: one that resolves to a forbidden address
 //! refuses the destination and drops the producer.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -22,7 +21,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use url::Host;
 
-use super::{Ack, KEEP_UNUSED, RECHECK, all_permitted, permitted};
+use super::{Ack, RECHECK, Slots, all_permitted, permitted};
 use crate::delivery::sender::{ErrorKind, Outbound};
 use crate::delivery::ssrf::SsrfGuard;
 use crate::policy::bus::BrokerAddr;
@@ -73,13 +72,7 @@ type Key = (Vec<BrokerAddr>, String, Duration);
 
 #[derive(Default)]
 pub(super) struct Producers {
-    slots: Mutex<HashMap<Key, Arc<Slot>>>,
-}
-
-#[derive(Default)]
-struct Slot {
-    ready: tokio::sync::Mutex<Option<Ready>>,
-    used: Mutex<Option<Instant>>,
+    slots: Slots<Key, Ready>,
 }
 
 struct Ready {
@@ -125,14 +118,9 @@ impl Producers {
         }
     }
 
-    /// Drops the producers unused for [`KEEP_UNUSED`].
+    /// Drops the producers unused for ten minutes.
     pub(super) fn sweep(&self) {
-        let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.retain(|_, s| {
-            let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
-            used.is_none_or(|u| now.duration_since(u) < KEEP_UNUSED)
-        });
+        self.slots.sweep();
     }
 
     /// The producer for this destination, built on first use, its brokers
@@ -145,13 +133,9 @@ impl Producers {
         guard: &SsrfGuard,
         deadline: tokio::time::Instant,
     ) -> Result<Arc<Producer>, (ErrorKind, String)> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let key = (brokers.to_vec(), topic.to_owned(), timeout);
-            let slot = Arc::clone(slots.entry(key).or_default());
-            *slot.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-            slot
-        };
+        let slot = self
+            .slots
+            .get(&(brokers.to_vec(), topic.to_owned(), timeout));
         // Held across the build and the check, so one send does them while
         // the others wait; a cancelled send leaves the slot as it was.
         let mut ready = slot.ready.lock().await;

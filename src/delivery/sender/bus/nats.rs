@@ -9,15 +9,14 @@
 //! if its address is no longer among the permitted ones; a publish that
 //! finds the connection broken drops it, so the next send connects anew.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 
-use super::{Ack, KEEP_UNUSED, RECHECK, permitted};
+use super::{Ack, RECHECK, Slot, Slots, permitted};
 use crate::delivery::sender::{ErrorKind, Outbound};
 use crate::delivery::ssrf::SsrfGuard;
 use crate::policy::bus::BrokerAddr;
@@ -34,14 +33,7 @@ const MAX_RECONNECTS: usize = 3;
 
 #[derive(Default)]
 pub(super) struct Servers {
-    slots: Mutex<HashMap<BrokerAddr, Arc<Slot>>>,
-}
-
-/// One server's connection: opened by one send while the others wait.
-#[derive(Default)]
-struct Slot {
-    ready: tokio::sync::Mutex<Option<Ready>>,
-    used: Mutex<Option<Instant>>,
+    slots: Slots<BrokerAddr, Ready>,
 }
 
 struct Ready {
@@ -51,14 +43,9 @@ struct Ready {
 }
 
 impl Servers {
-    /// Drops the connections unused for [`KEEP_UNUSED`].
+    /// Drops the connections unused for ten minutes.
     pub(super) fn sweep(&self) {
-        let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.retain(|_, s| {
-            let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
-            used.is_none_or(|u| now.duration_since(u) < KEEP_UNUSED)
-        });
+        self.slots.sweep();
     }
 
     pub(super) async fn publish(
@@ -122,14 +109,8 @@ impl Servers {
         server: &BrokerAddr,
         guard: &SsrfGuard,
         deadline: tokio::time::Instant,
-    ) -> Result<(jetstream::Context, Arc<Slot>), (ErrorKind, String)> {
-        let slot = {
-            let now = Instant::now();
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = Arc::clone(slots.entry(server.clone()).or_default());
-            *slot.used.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
-            slot
-        };
+    ) -> Result<(jetstream::Context, Arc<Slot<Ready>>), (ErrorKind, String)> {
+        let slot = self.slots.get(server);
         let mut ready = slot.ready.lock().await;
         // A connection the client has given up on is replaced at once.
         let up = |r: &Ready| r.js.client().connection_state() != State::Disconnected;
