@@ -252,6 +252,17 @@ pub fn parse_parent(text: &str) -> Option<SpanContext> {
     sc.is_valid().then_some(sc)
 }
 
+/// Whether a librdkafka log line (Kafka sources and destinations) is a
+/// warning for us; the rest is debug.
+#[cfg(feature = "kafka")]
+pub fn librdkafka_warns(level: rdkafka::config::RDKafkaLogLevel) -> bool {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    matches!(
+        level,
+        L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,17 +29,10 @@ struct Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error
-            | RDKafkaLogLevel::Warning => {
-                tracing::warn!(source = %self.status.id(), facility = fac, "librdkafka: {message}")
-            }
-            _ => {
-                tracing::debug!(source = %self.status.id(), facility = fac, "librdkafka: {message}")
-            }
+        if crate::telemetry::librdkafka_warns(level) {
+            tracing::warn!(source = %self.status.id(), facility = fac, "librdkafka: {message}")
+        } else {
+            tracing::debug!(source = %self.status.id(), facility = fac, "librdkafka: {message}")
         }
     }
 

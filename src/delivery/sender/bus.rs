@@ -192,8 +192,14 @@ async fn resolve(addr: &BrokerAddr) -> Result<Vec<SocketAddr>, (ErrorKind, Strin
 /// One producer or connection per key, each opened by one send while the
 /// others wait for it, and dropped once unused for [`KEEP_UNUSED`].
 pub(super) struct Slots<K, R> {
-    map: std::sync::Mutex<std::collections::HashMap<K, std::sync::Arc<Slot<R>>>>,
+    /// Each slot with when it was last asked for.
+    map: std::sync::Mutex<std::collections::HashMap<K, Used<R>>>,
 }
+
+/// A producer or connection: held while it is made or checked.
+pub(super) type Slot<R> = tokio::sync::Mutex<Option<R>>;
+
+type Used<R> = (std::sync::Arc<Slot<R>>, std::time::Instant);
 
 impl<K, R> Default for Slots<K, R> {
     fn default() -> Self {
@@ -203,34 +209,22 @@ impl<K, R> Default for Slots<K, R> {
     }
 }
 
-pub(super) struct Slot<R> {
-    /// Held while the producer or connection is made or checked.
-    pub(super) ready: tokio::sync::Mutex<Option<R>>,
-    used: std::sync::Mutex<std::time::Instant>,
-}
-
 impl<K: Eq + std::hash::Hash + Clone, R> Slots<K, R> {
     /// The slot for `key`, marked used now.
     pub(super) fn get(&self, key: &K) -> std::sync::Arc<Slot<R>> {
         let now = std::time::Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = map.entry(key.clone()).or_insert_with(|| {
-            std::sync::Arc::new(Slot {
-                ready: tokio::sync::Mutex::new(None),
-                used: std::sync::Mutex::new(now),
-            })
-        });
-        *slot.used.lock().unwrap_or_else(|e| e.into_inner()) = now;
-        std::sync::Arc::clone(slot)
+        let entry = map
+            .entry(key.clone())
+            .or_insert_with(|| (std::sync::Arc::default(), now));
+        entry.1 = now;
+        std::sync::Arc::clone(&entry.0)
     }
 
     /// Drops the slots unused for [`KEEP_UNUSED`].
     pub(super) fn sweep(&self) {
         let now = std::time::Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, s| {
-            let used = *s.used.lock().unwrap_or_else(|e| e.into_inner());
-            now.duration_since(used) < KEEP_UNUSED
-        });
+        map.retain(|_, (_, used)| now.duration_since(*used) < KEEP_UNUSED);
     }
 }

@@ -17,7 +17,7 @@ impl Compiler<'_> {
     pub(super) fn destination(&mut self, s: &Str, path: &str) -> Option<(Url, Option<Arc<Bus>>)> {
         let text = self.string(s, path)?;
         match Bus::parse(&text) {
-            Ok(None) => self.url(s, path).map(|u| (u, None)),
+            Ok(None) => self.url(&text, s, path).map(|u| (u, None)),
             Ok(Some(bus)) if bus.kind() == "kafka" && !cfg!(feature = "kafka") => {
                 self.error(
                     path,
@@ -86,10 +86,10 @@ impl Compiler<'_> {
         }
     }
 
-    /// An http or https URL with a host and no credentials.
-    fn url(&mut self, s: &Str, path: &str) -> Option<url::Url> {
-        let text = self.string(s, path)?;
-        match url::Url::parse(&text) {
+    /// `text` (the interpolated `s`) as an http or https URL with a host
+    /// and no credentials.
+    fn url(&mut self, text: &str, s: &Str, path: &str) -> Option<url::Url> {
+        match url::Url::parse(text) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
                 if !u.username().is_empty() || u.password().is_some() {
                     self.error(

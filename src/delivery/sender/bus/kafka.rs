@@ -31,15 +31,10 @@ struct Logs;
 
 impl ClientContext for Logs {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error
-            | RDKafkaLogLevel::Warning => {
-                tracing::warn!(facility = fac, "librdkafka producer: {message}")
-            }
-            _ => tracing::debug!(facility = fac, "librdkafka producer: {message}"),
+        if crate::telemetry::librdkafka_warns(level) {
+            tracing::warn!(facility = fac, "librdkafka producer: {message}")
+        } else {
+            tracing::debug!(facility = fac, "librdkafka producer: {message}")
         }
     }
 }
@@ -138,7 +133,7 @@ impl Producers {
             .get(&(brokers.to_vec(), topic.to_owned(), timeout));
         // Held across the build and the check, so one send does them while
         // the others wait; a cancelled send leaves the slot as it was.
-        let mut ready = slot.ready.lock().await;
+        let mut ready = slot.lock().await;
         if ready.is_none() {
             *ready = Some(Ready {
                 producer: Arc::new(Producer(Some(build(brokers, timeout, guard).await?))),

@@ -89,7 +89,7 @@ impl Servers {
                 let e = failed(e);
                 if e.0 == ErrorKind::Connect {
                     // The next send connects anew.
-                    *slot.ready.lock().await = None;
+                    *slot.lock().await = None;
                 }
                 return Err(e);
             }
@@ -111,7 +111,7 @@ impl Servers {
         deadline: tokio::time::Instant,
     ) -> Result<(jetstream::Context, Arc<Slot<Ready>>), (ErrorKind, String)> {
         let slot = self.slots.get(server);
-        let mut ready = slot.ready.lock().await;
+        let mut ready = slot.lock().await;
         // A connection the client has given up on is replaced at once.
         let up = |r: &Ready| r.js.client().connection_state() != State::Disconnected;
         if let Some(r) = ready.as_mut().filter(|r| up(r)) {
