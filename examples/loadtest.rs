@@ -2,8 +2,9 @@
 //! real `aion-webhooks serve`) and a fast local receiver, posts events from N
 //! concurrent clients, and reports ingest rate, end-to-end deliveries/s,
 //! send→receive and accept→receive latency, CPU per delivery (the engine
-//! process and PostgreSQL, from `/proc`) and the engine's peak RSS. The
-//! receiver and the clients run in this process, so they do not count as
+//! process and PostgreSQL, from `/proc`), PostgreSQL's WAL bytes per delivery
+//! (`pg_current_wal_lsn()` at the first post and after the engine stops; the
+//! server's whole WAL) and the engine's peak RSS. The receiver and the clients run in this process, so they do not count as
 //! engine. Everything stays on loopback; every loop is bounded.
 //!
 //! ```text
@@ -295,6 +296,9 @@ struct Figures {
     latency: Option<[f64; 6]>,
     /// Per delivery, over `secs`.
     cpu: CpuSpent,
+    /// PostgreSQL's WAL bytes per delivery, first post (or engine start) to
+    /// the engine's stop; `None` on SQLite.
+    wal_bytes: Option<f64>,
     peak_rss_mb: Option<f64>,
 }
 
@@ -322,6 +326,9 @@ impl Figures {
         }
         v.push(("cpu/delivery engine ms", self.cpu.engine_ms, 3));
         v.push(("cpu/delivery PostgreSQL ms", self.cpu.postgres_ms, 3));
+        if let Some(wal) = self.wal_bytes {
+            v.push(("WAL/delivery bytes", wal, 0));
+        }
         if let Some(mb) = self.peak_rss_mb {
             v.push(("peak RSS MB", mb, 0));
         }
@@ -352,6 +359,9 @@ impl Figures {
             ", cpu/delivery engine {:.3} ms PostgreSQL {:.3} ms",
             self.cpu.engine_ms, self.cpu.postgres_ms
         );
+        if let Some(wal) = self.wal_bytes {
+            s += &format!(", WAL/delivery {wal:.0} B");
+        }
         if let Some(mb) = self.peak_rss_mb {
             s += &format!(", peak RSS {mb:.0} MB");
         }
@@ -649,12 +659,51 @@ async fn run(
         idle.stop().await?;
         if sc.batch == 0 {
             let started = Instant::now();
-            return drain(sc, spawn("engine", true)?, started, &receipts).await;
+            let wal = Wal::at(db_url).await;
+            return drain(sc, spawn("engine", true)?, started, &receipts, wal).await;
         }
     }
     let mut engine = spawn("engine", true)?;
     engine.wait_healthy().await?;
-    load(sc, tuning, engine, &receipts).await
+    let wal = Wal::at(db_url).await;
+    load(sc, tuning, engine, &receipts, wal).await
+}
+
+/// PostgreSQL's WAL position at a moment of the run (`pg_current_wal_lsn`),
+/// read on a connection of its own; the server's whole WAL, so other work
+/// on the same server counts too.
+struct Wal(Option<(String, i64)>);
+
+impl Wal {
+    async fn position(url: &str) -> Option<i64> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+        let lsn = sqlx::query_scalar("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8")
+            .fetch_one(&mut conn)
+            .await
+            .ok();
+        let _ = conn.close().await;
+        lsn
+    }
+
+    /// The position now (nothing on SQLite).
+    async fn at(db_url: &str) -> Self {
+        if !db_url.starts_with("postgres") {
+            return Self(None);
+        }
+        Self(
+            Self::position(db_url)
+                .await
+                .map(|lsn| (db_url.to_owned(), lsn)),
+        )
+    }
+
+    /// Bytes written since, per delivery.
+    async fn per_delivery(&self, deliveries: usize) -> Option<f64> {
+        let (url, before) = self.0.as_ref()?;
+        let now = Self::position(url).await?;
+        Some((now - before) as f64 / deliveries.max(1) as f64)
+    }
 }
 
 /// Posts the scenario's events and waits for every delivery.
@@ -663,6 +712,7 @@ async fn load(
     tuning: &Tuning,
     mut engine: EngineProcess,
     receipts: &Receipts,
+    wal: Wal,
 ) -> anyhow::Result<Figures> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(sc.clients)
@@ -773,6 +823,7 @@ async fn load(
     }
     let peak_rss = engine.peak_rss_bytes();
     engine.stop().await?;
+    let wal_bytes = wal.per_delivery(expected).await;
 
     let receipts = receipts.lock().expect("lock").clone();
     let last = receipts
@@ -817,6 +868,7 @@ async fn load(
             at(&from_accept, 0.99),
         ]),
         cpu: per_delivery(cpu, expected),
+        wal_bytes,
         peak_rss_mb: peak_rss.map(|b| b as f64 / (1024.0 * 1024.0)),
     })
 }
@@ -922,6 +974,7 @@ async fn drain(
     mut engine: EngineProcess,
     started: Instant,
     receipts: &Receipts,
+    wal: Wal,
 ) -> anyhow::Result<Figures> {
     let cpu_before = CpuMark::now(engine.pid());
     let deadline = started + Duration::from_secs(1800);
@@ -948,6 +1001,7 @@ async fn drain(
         ingest: None,
         latency: None,
         cpu: per_delivery(cpu, sc.events),
+        wal_bytes: wal.per_delivery(sc.events).await,
         peak_rss_mb: peak_rss.map(|b| b as f64 / (1024.0 * 1024.0)),
     })
 }

@@ -97,9 +97,10 @@ const UNFINISHED: &str = "SELECT count(*) FROM deliveries WHERE state <> 'succee
 const RESCUED: &str = "SELECT count(*) FROM delivery_attempts WHERE error_kind = 'lease_expired'";
 
 /// (event id, what the database says of it and of its delivery) for the
-/// given event ids and commands' ids.
+/// given event ids and commands' ids. A command's id is read from its
+/// event's body (`payload.command_id`): the payload is stored once, there.
 const EXPLAIN_PG: &str = "SELECT e.id, concat_ws(' ',
-        'command=' || (e.payload::jsonb->>'command_id'),
+        'command=' || ((convert_from(e.body, 'UTF8')::jsonb #>> '{payload,command_id}')),
         'received_at=' || e.received_at, 'state=' || d.state,
         'attempts=' || d.attempts, 'last_error=' || d.last_error,
         'history=' || (SELECT string_agg(a.attempt || '@' || a.started_at || ':'
@@ -107,12 +108,12 @@ const EXPLAIN_PG: &str = "SELECT e.id, concat_ws(' ',
                            ORDER BY a.attempt)
                        FROM delivery_attempts a WHERE a.delivery_id = d.id))
      FROM events e LEFT JOIN deliveries d ON d.event_id = e.id
-     WHERE e.id = ANY($1) OR e.payload::jsonb->>'command_id' = ANY($2)";
+     WHERE e.id = ANY($1) OR (convert_from(e.body, 'UTF8')::jsonb #>> '{payload,command_id}') = ANY($2)";
 
 /// The same for SQLite: times are milliseconds since the epoch, the id
 /// lists are bound as JSON arrays.
 const EXPLAIN_LITE: &str = "SELECT e.id, concat_ws(' ',
-        'command=' || json_extract(e.payload, '$.command_id'),
+        'command=' || json_extract(CAST(e.body AS TEXT), '$.payload.command_id'),
         'received_at=' || e.received_at, 'state=' || d.state,
         'attempts=' || d.attempts, 'last_error=' || d.last_error,
         'history=' || (SELECT group_concat(x, ', ') FROM (
@@ -122,7 +123,7 @@ const EXPLAIN_LITE: &str = "SELECT e.id, concat_ws(' ',
                            ORDER BY a.attempt)))
      FROM events e LEFT JOIN deliveries d ON d.event_id = e.id
      WHERE e.id IN (SELECT value FROM json_each(?1))
-        OR json_extract(e.payload, '$.command_id') IN (SELECT value FROM json_each(?2))";
+        OR json_extract(CAST(e.body AS TEXT), '$.payload.command_id') IN (SELECT value FROM json_each(?2))";
 
 /// Of the accepted event ids and command ids (`$1`, `$2`), how many the
 /// store no longer holds (a command as its event, by `command_id`).
@@ -131,16 +132,16 @@ const NOT_STORED_PG: &str = "SELECT
          WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = a.id)),
         (SELECT count(*) FROM unnest($2::text[]) AS a(id)
          WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.topic LIKE 'command.%'
-                           AND e.payload::jsonb->>'command_id' = a.id))";
+                           AND (convert_from(e.body, 'UTF8')::jsonb #>> '{payload,command_id}') = a.id))";
 
 /// The same for SQLite.
 const NOT_STORED_LITE: &str = "SELECT
         (SELECT count(*) FROM json_each(?1) AS a
          WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = a.value)),
         (SELECT count(*) FROM json_each(?2) AS a
-         WHERE a.value NOT IN (SELECT json_extract(e.payload, '$.command_id') FROM events e
+         WHERE a.value NOT IN (SELECT json_extract(CAST(e.body AS TEXT), '$.payload.command_id') FROM events e
                                WHERE e.topic LIKE 'command.%'
-                                 AND json_extract(e.payload, '$.command_id') IS NOT NULL))";
+                                 AND json_extract(CAST(e.body AS TEXT), '$.payload.command_id') IS NOT NULL))";
 
 impl Reader {
     /// Accepted events and commands the store does not hold at the end: a

@@ -91,6 +91,34 @@ impl Recipient {
     }
 }
 
+/// The payload text of a stored event, from its `payload` column and, where
+/// that is `''`, its body.
+///
+/// The payload is stored once: inside the delivery body, whose `payload`
+/// member holds it byte for byte as the producer sent it (`render_body`).
+/// Ingest writes `''` to the `payload` column (never a JSON text, so it
+/// cannot be mistaken for one); rows written before 2026-12-07 hold the text
+/// itself there and are read as they are. `body` is only needed, and only
+/// read by the statements, where the column is `''`.
+pub(in crate::store) fn payload_text(
+    column: String,
+    body: Option<Vec<u8>>,
+) -> Result<String, sqlx::Error> {
+    #[derive(serde::Deserialize)]
+    struct Member<'a> {
+        #[serde(borrow)]
+        payload: &'a serde_json::value::RawValue,
+    }
+    if !column.is_empty() {
+        return Ok(column);
+    }
+    let unreadable = |why: String| sqlx::Error::Decode(format!("stored event body: {why}").into());
+    let body = body.ok_or_else(|| unreadable("missing".into()))?;
+    serde_json::from_slice::<Member<'_>>(&body)
+        .map(|m| m.payload.get().to_owned())
+        .map_err(|e| unreadable(e.to_string()))
+}
+
 impl NewEvent {
     /// The lines this event's deliveries join.
     fn lines(&self) -> impl Iterator<Item = Line> + '_ {

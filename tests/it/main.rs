@@ -26,6 +26,7 @@ mod isolation;
 mod layers;
 mod leaks;
 mod metrics;
+mod migration;
 mod operator;
 mod ordering;
 mod pgtmp;

@@ -90,8 +90,10 @@ both! {
             .iter()
             .map(|c| outcome(c.id, c.attempt, DeliveryState::Succeeded, "ok\0with NUL"))
             .collect();
-        // An outcome whose delivery does not exist: its attempt row violates
-        // the foreign key however often it is tried.
+        // An outcome whose delivery does not exist (as if retention had
+        // deleted it): on SQLite its attempt row violates the foreign key
+        // however often it is tried; PostgreSQL has no foreign key on the
+        // delivery path (migration narrow_writes) and keeps the row alone.
         batch.insert(
             1,
             outcome(Uuid::now_v7(), 1, DeliveryState::Succeeded, "orphan"),
@@ -107,9 +109,13 @@ both! {
             assert_eq!(state_of(&db, c.id).await.0, "succeeded");
         }
         let bodies: Vec<(String,)> = db
-            .all("SELECT response_body FROM delivery_attempts ORDER BY delivery_id")
+            .all("SELECT response_body FROM delivery_attempts ORDER BY response_body")
             .await;
-        assert_eq!(bodies, vec![("ok\u{FFFD}with NUL".to_owned(),); 3]);
+        let mut expected = vec![("ok\u{FFFD}with NUL".to_owned(),); 3];
+        if matches!(db, TestDb::Postgres(_)) {
+            expected.push(("orphan".to_owned(),));
+        }
+        assert_eq!(bodies, expected);
     }
 }
 

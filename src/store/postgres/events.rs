@@ -9,7 +9,7 @@ use super::lines::{lock_query, promote};
 use super::{Pg, WAKE_CHANNEL};
 use crate::domain::DeliveryId;
 use crate::store::contract::Events;
-use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
+use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of, payload_text};
 use crate::store::{
     EventMeta, IngestError, InsertOutcome, NewEvent, Recipient, StoreError, Stored, StoredEvent,
 };
@@ -43,11 +43,11 @@ pub(super) async fn insert_statement(
         "WITH ins AS (
              INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered,
                                  version, schema_errors, traceparent)
-             SELECT id, topic, payload, body, occurred_at, $7, tenant_id, source, key, trace_id, undelivered,
+             SELECT id, topic, '', body, occurred_at, $7, tenant_id, source, key, trace_id, undelivered,
                     version, schema_errors, traceparent
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[], $15::bool[],
-                         $20::text[], $21::text[], $22::text[])
-                  AS t(id, topic, payload, body, occurred_at, tenant_id, source, key, trace_id, undelivered,
+             FROM unnest($1::text[], $2::text[], $4::bytea[], $5::timestamptz[], $6::text[], $8::text[], $9::text[], $10::text[], $15::bool[],
+                         $20::text[], $21::text[], $3::text[])
+                  AS t(id, topic, body, occurred_at, tenant_id, source, key, trace_id, undelivered,
                        version, schema_errors, traceparent)
              ON CONFLICT (id) DO NOTHING
              RETURNING id
@@ -77,7 +77,7 @@ pub(super) async fn insert_statement(
     ))
     .bind(&cols.ids)
     .bind(&cols.topics)
-    .bind(&cols.payloads)
+    .bind(&cols.traceparents)
     .bind(&cols.bodies)
     .bind(&cols.occurred)
     .bind(&cols.tenants)
@@ -96,7 +96,6 @@ pub(super) async fn insert_statement(
     .bind(&dl.lease_ms)
     .bind(&cols.versions)
     .bind(&cols.schema_errors)
-    .bind(&cols.traceparents)
     .fetch_all(&mut *conn)
     .await?;
     // The statement locked the lines it added to; now their heads.
@@ -125,17 +124,19 @@ async fn stored_content<'c>(
     if existing.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-        "SELECT e.id, e.topic, e.payload, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
+    /// Id, topic, payload column, body (where that is `''`), delivery count.
+    type Row = (String, String, String, Option<Vec<u8>>, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT e.id, e.topic, e.payload, CASE WHEN e.payload = '' THEN e.body END,
+                (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
          FROM events e WHERE e.id = ANY($1)",
     )
     .bind(&existing)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, t, p, n)| (id, (t, p, n)))
-        .collect())
+    rows.into_iter()
+        .map(|(id, t, p, body, n)| Ok((id, (t, payload_text(p, body)?, n))))
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]
@@ -143,6 +144,7 @@ struct EventRow {
     id: String,
     topic: String,
     payload: String,
+    body: Option<Vec<u8>>,
     occurred_at: DateTime<Utc>,
     received_at: DateTime<Utc>,
     tenant_id: Option<String>,
@@ -192,7 +194,6 @@ impl<'a> DeliveryColumns<'a> {
 struct EventColumns<'a> {
     ids: Vec<&'a str>,
     topics: Vec<&'a str>,
-    payloads: Vec<&'a str>,
     bodies: Vec<&'a [u8]>,
     occurred: Vec<DateTime<Utc>>,
     tenants: Vec<Option<&'a str>>,
@@ -209,7 +210,6 @@ impl<'a> EventColumns<'a> {
     fn push(&mut self, e: &'a NewEvent) {
         self.ids.push(&e.id);
         self.topics.push(&e.topic);
-        self.payloads.push(&e.payload);
         self.bodies.push(&e.body);
         self.occurred.push(e.occurred_at);
         self.tenants.push(e.tenant_id.as_deref());
@@ -291,17 +291,19 @@ impl Events for Pg {
 
     async fn get_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let row: Option<EventRow> = sqlx::query_as(
-            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id,
+            "SELECT id, topic, payload, CASE WHEN payload = '' THEN body END AS body,
+                    occurred_at, received_at, tenant_id, source, key, trace_id,
                     version, schema_errors, traceparent
              FROM events WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| StoredEvent {
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(StoredEvent {
+            payload: payload_text(r.payload, r.body)?,
             id: r.id,
             topic: r.topic,
-            payload: r.payload,
             occurred_at: r.occurred_at,
             received_at: r.received_at,
             tenant_id: r.tenant_id,

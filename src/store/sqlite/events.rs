@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use super::{Lite, ROWS_PER_STATEMENT, after, at, ms, now_ms};
 use crate::domain::DeliveryId;
 use crate::store::contract::Events;
-use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of};
+use crate::store::events::{Written, all_or_conflict, lines_of, outcomes_of, payload_text};
 use crate::store::lines::Line;
 use crate::store::{
     AuditRow, EventMeta, IngestError, InsertOutcome, NewEvent, StoreError, Stored, StoredEvent,
@@ -49,7 +49,8 @@ pub(super) async fn insert_rows(
         insert.push_values(chunk, |mut row, e| {
             row.push_bind(&e.id)
                 .push_bind(&e.topic)
-                .push_bind(&e.payload)
+                // The payload is stored once, in the body (`payload_text`).
+                .push_bind("")
                 .push_bind(&e.body)
                 .push_bind(ms(e.occurred_at))
                 .push_bind(now)
@@ -150,15 +151,16 @@ async fn stored_content(
 ) -> Result<HashMap<String, (String, String, i64)>, sqlx::Error> {
     let mut stored = HashMap::new();
     for e in events.iter().filter(|e| !inserted.contains(&e.id)) {
-        let row: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT e.topic, e.payload, (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
+        let row: Option<(String, String, Option<Vec<u8>>, i64)> = sqlx::query_as(
+            "SELECT e.topic, e.payload, CASE WHEN e.payload = '' THEN e.body END,
+                    (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id)
              FROM events e WHERE e.id = ?1",
         )
         .bind(&e.id)
         .fetch_optional(&mut *conn)
         .await?;
-        if let Some(row) = row {
-            stored.insert(e.id.clone(), row);
+        if let Some((topic, payload, body, n)) = row {
+            stored.insert(e.id.clone(), (topic, payload_text(payload, body)?, n));
         }
     }
     Ok(stored)
@@ -226,6 +228,7 @@ impl Events for Lite {
             String,
             String,
             String,
+            Option<Vec<u8>>,
             i64,
             i64,
             Option<String>,
@@ -237,18 +240,19 @@ impl Events for Lite {
             Option<String>,
         );
         let row: Option<Row> = sqlx::query_as(
-            "SELECT id, topic, payload, occurred_at, received_at, tenant_id, source, key, trace_id,
+            "SELECT id, topic, payload, CASE WHEN payload = '' THEN body END, occurred_at, received_at, tenant_id, source, key, trace_id,
                     version, schema_errors, traceparent
              FROM events WHERE id = ?1",
         )
         .bind(id)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(
+        let event = row.map(
             |(
                 id,
                 topic,
                 payload,
+                body,
                 occurred,
                 received,
                 tenant_id,
@@ -259,10 +263,10 @@ impl Events for Lite {
                 schema_errors,
                 traceparent,
             )| {
-                StoredEvent {
+                Ok::<_, sqlx::Error>(StoredEvent {
                     id,
                     topic,
-                    payload,
+                    payload: payload_text(payload, body)?,
                     occurred_at: at(occurred),
                     received_at: at(received),
                     tenant_id,
@@ -274,8 +278,9 @@ impl Events for Lite {
                         schema_errors,
                         traceparent,
                     },
-                }
+                })
             },
-        ))
+        );
+        Ok(event.transpose()?)
     }
 }
