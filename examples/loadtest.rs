@@ -4,8 +4,9 @@
 //! send→receive and accept→receive latency, CPU per delivery (the engine
 //! process and PostgreSQL, from `/proc`), PostgreSQL's WAL bytes per delivery
 //! (`pg_current_wal_lsn()` at the first post and after the engine stops; the
-//! server's whole WAL) and the engine's peak RSS. The receiver and the clients run in this process, so they do not count as
-//! engine. Everything stays on loopback; every loop is bounded.
+//! server's whole WAL) and the engine's peak RSS. The receiver and the
+//! clients run in this process, so they do not count as engine. Everything
+//! stays on loopback; every loop is bounded.
 //!
 //! ```text
 //! cargo run --release --example loadtest -- --scenario a   # 1 webhook, 20,000 events, 64 clients

@@ -39,6 +39,8 @@ pub(super) async fn insert_statement(
             dl.push(e, hook, place);
         }
     }
+    // The payload column gets '' (the payload is in the body, see
+    // `payload_text`), so `$3`, once the payloads, carries the traceparents.
     let inserted: Vec<String> = sqlx::query_scalar(&format!(
         "WITH ins AS (
              INSERT INTO events (id, topic, payload, body, occurred_at, received_at, tenant_id, source, key, trace_id, undelivered,
