@@ -56,6 +56,7 @@ impl Endpoints for Lite {
 
     async fn throttle(&self, webhook: &str, pause: std::time::Duration) -> Result<(), StoreError> {
         let now = now_ms();
+        let mut w = self.write.take().await?;
         sqlx::query(
             "INSERT INTO webhook_state AS s (webhook_id, state, reason, since, changed_by, throttled_until)
              VALUES (?1, 'throttled', 'retry_after', ?2, ?3, ?4)
@@ -70,8 +71,9 @@ impl Endpoints for Lite {
         .bind(now)
         .bind(crate::domain::ENGINE_SOURCE)
         .bind(after(now, pause))
-        .execute(&self.write)
+        .execute(&mut *w)
         .await?;
+        w.done();
         Ok(())
     }
 
@@ -83,7 +85,8 @@ impl Endpoints for Lite {
         event: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<(EndpointState, bool), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT state FROM webhook_state WHERE webhook_id = ?1")
                 .bind(webhook)
@@ -119,6 +122,7 @@ impl Endpoints for Lite {
         audited(&mut tx, row, audit_event, now).await?;
         super::events::insert_rows(&mut tx, std::slice::from_ref(event), now).await?;
         tx.commit().await?;
+        w.done();
         Ok((state.clone(), true))
     }
 

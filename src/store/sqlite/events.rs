@@ -194,12 +194,14 @@ impl Events for Lite {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Stored<Vec<InsertOutcome>>, IngestError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let written = insert_rows(&mut tx, events, now).await?;
         let stored = stored_content(&mut tx, events, &written.events).await?;
         // A conflict returns before the commit: the whole call rolls back.
         let outcomes = all_or_conflict(events, outcomes_of(events, &written.events, stored).await)?;
         tx.commit().await?;
+        w.done();
         Ok(Stored {
             outcomes,
             leased: written.leased,
@@ -212,10 +214,12 @@ impl Events for Lite {
         events: &[NewEvent],
         now: DateTime<Utc>,
     ) -> Result<Stored<Vec<Option<InsertOutcome>>>, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let written = insert_rows(&mut tx, events, now).await?;
         let stored = stored_content(&mut tx, events, &written.events).await?;
         tx.commit().await?;
+        w.done();
         Ok(Stored {
             outcomes: outcomes_of(events, &written.events, stored).await,
             leased: written.leased,

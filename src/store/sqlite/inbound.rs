@@ -21,7 +21,8 @@ impl Audit for Lite {
         idempotency: Option<&IdempotencyRecord>,
         now: DateTime<Utc>,
     ) -> Result<CommandStored, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let actor = storable(&signature.actor_id);
         let expires = signature
             .signed_at
@@ -106,6 +107,7 @@ impl Audit for Lite {
         .await?;
         insert_audit(&mut tx, audit, audit_event).await?;
         tx.commit().await?;
+        w.done();
         Ok(CommandStored::Accepted)
     }
 
@@ -115,22 +117,28 @@ impl Audit for Lite {
         event: &NewEvent,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         insert_rows(&mut tx, std::slice::from_ref(event), now).await?;
         insert_audit(&mut tx, audit, event).await?;
         tx.commit().await?;
+        w.done();
         Ok(())
     }
 
     async fn purge_idempotency_keys(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut w = self.write.take().await?;
         let keys = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= ?1")
             .bind(ms(now))
-            .execute(&self.write)
+            .execute(&mut *w)
             .await?;
+        w.done();
+        let mut w = self.write.take().await?;
         let signatures = sqlx::query("DELETE FROM inbound_signatures WHERE expires_at <= ?1")
             .bind(now_ms())
-            .execute(&self.write)
+            .execute(&mut *w)
             .await?;
+        w.done();
         Ok(keys.rows_affected() + signatures.rows_affected())
     }
 

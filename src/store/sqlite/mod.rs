@@ -4,10 +4,11 @@
 //! One file, one engine. The process holds an exclusive lock on
 //! `<file>.lock` for its whole life, so a second engine on the same file
 //! refuses to start instead of sharing or corrupting it. Every write goes
-//! through one connection (a pool of one): writes are serialized in the
-//! process, so there are no lock waits, no `SQLITE_BUSY` between our own
-//! writers, and the row locks, `SKIP LOCKED` and advisory locks of the
-//! PostgreSQL backend have nothing to do. Reads (admin queries, metrics) use
+//! through one connection (a pool of one, the connection kept between
+//! writes: see `writer`): writes are serialized in the process, so there
+//! are no lock waits, no `SQLITE_BUSY` between our own writers, and the row
+//! locks, `SKIP LOCKED` and advisory locks of the PostgreSQL backend have
+//! nothing to do. Reads (admin queries, metrics) use
 //! their own connections and see the last commit (WAL).
 //!
 //! Durability: WAL with `synchronous=FULL` by default, so an accepted event
@@ -27,6 +28,7 @@ mod queue;
 mod rate;
 mod rejects;
 mod replay;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,8 +52,8 @@ pub(super) fn path_of(url: &str) -> Option<&str> {
 
 #[derive(Debug, Clone)]
 pub(super) struct Lite {
-    /// The one write connection.
-    write: SqlitePool,
+    /// The one write connection, kept between writes.
+    write: Arc<writer::Writer>,
     read: SqlitePool,
     path: PathBuf,
     /// Held (locked) for the life of the process.
@@ -94,10 +96,13 @@ impl Lite {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .statement_cache_capacity(256);
+        // No check on hand-out (see `writer`): a file connection has no
+        // peer to lose.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .acquire_timeout(writer::WAIT)
             .idle_timeout(None)
             .max_lifetime(None)
             .connect_with(options.clone())
@@ -105,10 +110,11 @@ impl Lite {
             .map_err(|e| unusable(reason(&e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .acquire_timeout(writer::WAIT)
             .connect_lazy_with(options.create_if_missing(false));
         Ok(Self {
-            write,
+            write: Arc::new(writer::Writer::new(write)),
             read,
             path: path.to_owned(),
             _lock: Arc::new(lock),
@@ -218,9 +224,9 @@ fn now_ms() -> i64 {
 
 impl Lifecycle for Lite {
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&self.write)
-            .await?;
+        let mut w = self.write.take().await?;
+        sqlx::migrate!("./migrations/sqlite").run(&mut *w).await?;
+        w.done();
         Ok(())
     }
 

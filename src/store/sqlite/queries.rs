@@ -147,7 +147,8 @@ impl Queries for Lite {
         dead_before: DateTime<Utc>,
         batch: u32,
     ) -> Result<Purged, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let doomed: Vec<(Uuid, String)> = sqlx::query_as(
             "SELECT id, event_id FROM deliveries
              WHERE state IN ('succeeded', 'dead')
@@ -201,6 +202,7 @@ impl Queries for Lite {
         .await?
         .rows_affected();
         tx.commit().await?;
+        w.done();
         Ok(purged)
     }
 

@@ -52,7 +52,8 @@ impl Queue for Lite {
         worker: &str,
     ) -> Result<Vec<Claimed>, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         // Each webhook's oldest due rows, then round-robin: every webhook's
         // first, then every second, … (as the PostgreSQL claim).
         let mut candidates: Vec<(usize, i64, Uuid, usize)> = Vec::new();
@@ -122,12 +123,14 @@ impl Queue for Lite {
             }
         }
         tx.commit().await?;
+        w.done();
         Ok(claimed)
     }
 
     async fn complete(&self, done: &[Completion], now: DateTime<Utc>) -> Result<u64, StoreError> {
         let (at, clock) = (ms(now), now_ms());
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let mut finished = Vec::new();
         for chunk in super::shaped(done, super::ROWS_PER_STATEMENT) {
             let mut attempts = QueryBuilder::<Sqlite>::new(
@@ -227,6 +230,7 @@ impl Queue for Lite {
         }
         let promoted = promote(&mut tx, &lines_from(finished)).await?;
         tx.commit().await?;
+        w.done();
         Ok(promoted)
     }
 
@@ -237,6 +241,7 @@ impl Queue for Lite {
         retry_in: std::time::Duration,
     ) -> Result<(), StoreError> {
         let now = now_ms();
+        let mut w = self.write.take().await?;
         sqlx::query(
             "UPDATE deliveries
              SET state = 'pending', attempts = attempts - 1, lease_expires_at = NULL, leased_by = NULL,
@@ -247,14 +252,16 @@ impl Queue for Lite {
         .bind(attempt)
         .bind(after(now, retry_in))
         .bind(now)
-        .execute(&self.write)
+        .execute(&mut *w)
         .await?;
+        w.done();
         Ok(())
     }
 
     async fn rescue_expired(&self) -> Result<u64, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let rescued: Vec<(Uuid, i32)> = sqlx::query_as(
             "UPDATE deliveries
              SET state = 'pending', next_attempt_at = ?1, lease_expires_at = NULL, leased_by = NULL,
@@ -280,6 +287,7 @@ impl Queue for Lite {
             .await?;
         }
         tx.commit().await?;
+        w.done();
         Ok(rescued.len() as u64)
     }
 

@@ -14,7 +14,8 @@ impl RateLimits for Lite {
         want: u32,
     ) -> Result<Grant, StoreError> {
         let now = now_ms();
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let row: Option<(f64, i64)> =
             sqlx::query_as("SELECT tokens, updated_at FROM webhook_rate WHERE webhook_id = ?1")
                 .bind(webhook)
@@ -37,6 +38,7 @@ impl RateLimits for Lite {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        w.done();
         let granted = granted as u32;
         let next_in = if granted > 0 {
             0.0
@@ -47,12 +49,14 @@ impl RateLimits for Lite {
     }
 
     async fn give_back_tokens(&self, webhook: &str, n: u32, burst: f64) -> Result<(), StoreError> {
+        let mut w = self.write.take().await?;
         sqlx::query("UPDATE webhook_rate SET tokens = MIN(?3, tokens + ?2) WHERE webhook_id = ?1")
             .bind(webhook)
             .bind(f64::from(n))
             .bind(burst)
-            .execute(&self.write)
+            .execute(&mut *w)
             .await?;
+        w.done();
         Ok(())
     }
 }

@@ -9,7 +9,8 @@ impl Rejects for Lite {
         if rejects.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         for r in rejects {
             sqlx::query(
                 "INSERT INTO source_rejects (source_id, position, reason, value, value_bytes, at)
@@ -25,6 +26,7 @@ impl Rejects for Lite {
             .await?;
         }
         tx.commit().await?;
+        w.done();
         Ok(())
     }
 
@@ -33,14 +35,16 @@ impl Rejects for Lite {
         before: chrono::DateTime<chrono::Utc>,
         batch: u32,
     ) -> Result<u64, StoreError> {
+        let mut w = self.write.take().await?;
         let done = sqlx::query(
             "DELETE FROM source_rejects WHERE id IN
                (SELECT id FROM source_rejects WHERE at < ?1 ORDER BY id LIMIT ?2)",
         )
         .bind(ms(before))
         .bind(i64::from(batch))
-        .execute(&self.write)
+        .execute(&mut *w)
         .await?;
+        w.done();
         Ok(done.rows_affected())
     }
 

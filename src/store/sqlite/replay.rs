@@ -18,7 +18,8 @@ impl Replay for Lite {
         audit: Option<(&AuditRow, &NewEvent)>,
         now: DateTime<Utc>,
     ) -> Result<Option<ReplayResult>, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let state: Option<String> =
             sqlx::query_scalar("SELECT state FROM deliveries WHERE id = ?1")
                 .bind(id)
@@ -46,6 +47,7 @@ impl Replay for Lite {
             audited(&mut tx, row, event, now).await?;
         }
         tx.commit().await?;
+        w.done();
         Ok(Some(ReplayResult::Replayed(state)))
     }
 
@@ -55,7 +57,8 @@ impl Replay for Lite {
         audit: impl FnOnce(u64) -> (AuditRow, NewEvent),
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut w = self.write.take().await?;
+        let mut tx = w.begin().await?;
         let replayed: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
             "UPDATE deliveries SET state = {REJOIN}, replay_base = attempts, next_attempt_at = ?6,
                     completed_at = NULL, updated_at = ?7
@@ -81,6 +84,7 @@ impl Replay for Lite {
         let (row, event) = audit(count);
         audited(&mut tx, &row, &event, now).await?;
         tx.commit().await?;
+        w.done();
         Ok(count)
     }
 }
