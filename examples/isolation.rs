@@ -14,6 +14,8 @@
 //! baseline run warms each store up first. The neighbour's columns: its
 //! peak of requests open at once over the row, and its requests during the
 //! two measured phases (`-` for `refused`: nothing listens to count them).
+//! At the end, every store's ratios side by side as a Markdown table for the
+//! performance docs.
 //!
 //! `--scenario first-contact`: a fresh engine sends a fresh webhook
 //! (`ok-50ms`) 2,000 events; the peak of requests open at the receiver in
@@ -193,6 +195,7 @@ async fn isolation(args: &Args) -> anyhow::Result<()> {
     let rows: Vec<&str> = std::iter::once("none")
         .chain(args.neighbours.iter().copied())
         .collect();
+    let mut tables = Vec::new();
     for &store in &args.stores {
         println!(
             "\n{}: {} events to ok (singly, then in batches of {BATCH}); {} to the neighbour first; {} run(s) per row",
@@ -227,17 +230,53 @@ async fn isolation(args: &Args) -> anyhow::Result<()> {
                 runs[i].push(row);
             }
         }
-        print_table(store, &rows, &runs, args.repeat);
+        tables.push((store, print_table(store, &rows, &runs, args.repeat)));
     }
+    print_markdown(&rows, &tables, args.repeat);
     Ok(())
+}
+
+/// Every store's ratios side by side as a Markdown table for the docs, with
+/// the command line that made it.
+fn print_markdown(rows: &[&str], tables: &[(Store, Vec<Medians>)], repeat: usize) {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    println!("\n```\nisolation {}\n```\n", command.join(" "));
+    let mut head = "| neighbour |".to_string();
+    let mut rule = "|---|".to_string();
+    for (store, _) in tables {
+        head += &format!(" {0} singly | {0} batched |", store.name());
+        rule += "---|---|";
+    }
+    println!("{head} neighbour's requests |\n{rule}---|");
+    for (i, name) in rows.iter().enumerate() {
+        let mut line = format!("| `{name}` |");
+        let mut requests = Vec::new();
+        for (_, medians) in tables {
+            let (alone, m) = (medians[0], medians[i]);
+            if i == 0 {
+                line += &format!(" {:.2} s | {:.2} s |", m.0, m.1);
+            } else {
+                line += &format!(" {:.2} | {:.2} |", m.0 / alone.0, m.1 / alone.1);
+            }
+            requests.push(show(m.3));
+        }
+        println!("{line} {} |", requests.join(", "));
+    }
+    println!(
+        "\n(`none`: the healthy webhook alone, in seconds; the other rows: its time as a ratio to alone; medians of {repeat} run(s).)"
+    );
 }
 
 fn show(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |n| n.to_string())
 }
 
-fn print_table(store: Store, rows: &[&str], runs: &[Vec<Row>], repeat: usize) {
-    let medians: Vec<(f64, f64, Option<u64>, Option<u64>)> = runs
+/// One row's medians: singly s, batched s, the neighbour's peak and requests.
+type Medians = (f64, f64, Option<u64>, Option<u64>);
+
+/// The store's table; returns its medians for the Markdown table.
+fn print_table(store: Store, rows: &[&str], runs: &[Vec<Row>], repeat: usize) -> Vec<Medians> {
+    let medians: Vec<Medians> = runs
         .iter()
         .map(|r| {
             let pick = |f: fn(&Row) -> f64| harness::median(&r.iter().map(f).collect::<Vec<_>>());
@@ -280,6 +319,7 @@ fn print_table(store: Store, rows: &[&str], runs: &[Vec<Row>], repeat: usize) {
             show(m.3)
         );
     }
+    medians
 }
 
 /// A fresh temp dir, neighbour process, engine and store; the row's two

@@ -21,6 +21,7 @@
 //! cargo run --release --example loadtest -- --scenario a --repeat 5   # 5 runs, then the medians
 //! cargo run --release --example loadtest -- --scenario a --against HEAD~1   # this checkout vs HEAD~1, 3 runs each, alternating
 //! cargo run --release --example loadtest -- --scenario latency --rate 300 --seconds 30 --against main --repeat 5
+//! cargo run --release --example loadtest -- --scenario a --against main --markdown   # then the docs' table: median (every run) per side, and the ratio
 //! cargo run --release --example loadtest -- --scenario a --engine /path/to/aion-webhooks   # a given binary
 //! cargo run --release --example loadtest -- --scenario a --store sqlite   # the embedded store
 //! cargo run --release --example loadtest -- --scenario a --schema on   # 1 KiB orders checked against a JSON Schema (`off`: the same orders, no schema)
@@ -54,6 +55,8 @@
 // Some of its helpers are other tools'.
 #[allow(dead_code)]
 mod common;
+#[path = "loadtest/report.rs"]
+mod report;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,7 +90,7 @@ const FLAGS: &[&str] = &[
     "--schema",
     "--readyz-flood",
 ];
-const SWITCHES: &[&str] = &["--via-api"];
+const SWITCHES: &[&str] = &["--via-api", "--markdown"];
 
 /// Flags that become the engine's environment.
 const KNOBS: &[(&str, &str)] = &[
@@ -198,6 +201,8 @@ struct Args {
     repeat: usize,
     engine: Option<PathBuf>,
     against: Option<String>,
+    /// `--markdown`: the medians again as a Markdown table with every run.
+    markdown: bool,
 }
 
 impl Args {
@@ -273,6 +278,7 @@ impl Args {
             repeat,
             engine: pick("--engine").map(PathBuf::from),
             against,
+            markdown: args.iter().any(|a| a == "--markdown"),
         })
     }
 }
@@ -341,13 +347,13 @@ impl Figures {
         let mut s = match self.ingest {
             Some(ingest) => format!(
                 "{} deliveries/s, ingest {} events/s",
-                thousands(self.rate()),
-                thousands(ingest)
+                report::thousands(self.rate()),
+                report::thousands(ingest)
             ),
             None => format!(
                 "drain {} deliveries/s ({} in {:.1} s, engine start included)",
-                thousands(self.rate()),
-                thousands(self.deliveries as f64),
+                report::thousands(self.rate()),
+                report::thousands(self.deliveries as f64),
                 self.secs
             ),
         };
@@ -415,7 +421,7 @@ async fn compare(args: Args) -> anyhow::Result<()> {
             runs: Vec::new(),
         });
     }
-    print_header(&args, &sides);
+    report::print_header(&args, &sides);
     let width = sides.iter().map(|s| s.label.len()).max().unwrap_or(4);
     for i in 1..=args.repeat {
         for side in &mut sides {
@@ -429,136 +435,12 @@ async fn compare(args: Args) -> anyhow::Result<()> {
         }
     }
     if args.repeat > 1 || sides.len() > 1 {
-        print_medians(&args.sc, &sides);
+        report::print_medians(&args.sc, &sides);
+    }
+    if args.markdown {
+        report::print_markdown(&args, &sides);
     }
     Ok(())
-}
-
-fn print_header(args: &Args, sides: &[Side]) {
-    let (sc, tuning) = (&args.sc, &args.tuning);
-    println!("scenario        {}", sc.name);
-    if let Some(keys) = tuning.ordered_keys {
-        println!("ordering        key, {keys} keys");
-    }
-    if sc.batch == 0 {
-        let via = if tuning.backlog_via_api {
-            ", posted through the API"
-        } else {
-            ""
-        };
-        println!("backlog         {} pending deliveries{via}", sc.events);
-    } else {
-        let events = sc.events / sc.clients * sc.clients;
-        println!(
-            "events          {events} ({} clients, batch {}{}), {} deliveries",
-            sc.clients,
-            sc.batch,
-            if sc.rate > 0 {
-                format!(", {} events/s", sc.rate)
-            } else {
-                String::new()
-            },
-            events * sc.webhooks
-        );
-    }
-    if tuning.history > 0 {
-        println!(
-            "history         {} finished deliveries before each run",
-            tuning.history
-        );
-    }
-    for (var, value) in &tuning.knobs {
-        println!("engine env      {var}={value}");
-    }
-    for side in sides {
-        println!("engine {:<8} {}", side.label, side.bin.display());
-    }
-    println!(
-        "cpu/delivery    the engine process and every `postgres` process, {}",
-        if sc.batch == 0 {
-            "engine start to drained"
-        } else {
-            "first post to last receipt"
-        }
-    );
-}
-
-/// Each figure's median per side and, with two sides, this/other.
-fn print_medians(sc: &Scenario, sides: &[Side]) {
-    let Some(first) = sides[0].runs.first() else {
-        return;
-    };
-    let median = |side: &Side, name: &str| {
-        let mut v: Vec<f64> = side
-            .runs
-            .iter()
-            .flat_map(Figures::named)
-            .filter(|(n, ..)| *n == name)
-            .map(|(_, x, _)| x)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
-    // this/other, or "-" where it means nothing (0/0, x/0).
-    let ratio = |this: &Side, other: &Side, name: &str| {
-        let r = median(this, name) / median(other, name);
-        if r.is_finite() {
-            format!("{r:.3}")
-        } else {
-            "-".into()
-        }
-    };
-    let show = |x: f64, decimals: usize| match decimals {
-        0 => thousands(x),
-        d => format!("{x:.d$}"),
-    };
-    let mut head = format!("{:<28}", format!("median of {} runs", sides[0].runs.len()));
-    for side in sides {
-        head += &format!("{:>12}", side.label);
-    }
-    if let [_, other] = sides {
-        head += &format!("{:>16}", format!("this/{}", other.label));
-    }
-    println!("{head}");
-    for (name, _, decimals) in first.named() {
-        let mut row = format!("{name:<28}");
-        for side in sides {
-            row += &format!("{:>12}", show(median(side, name), decimals));
-        }
-        if let [this, other] = sides {
-            row += &format!("{:>16}", ratio(this, other, name));
-        }
-        if name == headline(sc) {
-            row += "   ← headline";
-        }
-        println!("{row}");
-    }
-    if let [this, other] = sides {
-        let name = headline(sc);
-        println!(
-            "headline        {name}: this/{} = {} ({} is better)",
-            other.label,
-            ratio(this, other, name),
-            if sc.rate > 0 { "lower" } else { "higher" }
-        );
-    }
-}
-
-/// `1234567.8` → `1,234,568`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// One run of `bin` on its own fresh database; the temp dir with the policy
@@ -630,7 +512,7 @@ async fn run(
             prefill(pg()?, "hist", tuning.history, "succeeded").await?;
             println!(
                 "{label}: history of {} finished deliveries written in {:.1} s",
-                thousands(tuning.history as f64),
+                report::thousands(tuning.history as f64),
                 t.elapsed().as_secs_f64()
             );
         }
@@ -645,7 +527,7 @@ async fn run(
             }
             println!(
                 "{label}: backlog of {} pending deliveries written in {:.1} s{}",
-                thousands(sc.events as f64),
+                report::thousands(sc.events as f64),
                 t.elapsed().as_secs_f64(),
                 if tuning.backlog_via_api {
                     " through the API"
