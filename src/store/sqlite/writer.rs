@@ -18,7 +18,8 @@
 //!   writer takes it from the pool;
 //! - the slot holds the pool's only connection, so every write goes through
 //!   [`Writer::take`]: the pool itself is not reachable from outside;
-//! - waiting for the slot is bounded like waiting for the pool was;
+//! - a write waits for the connection at most as long as it waited for the
+//!   pool before ([`WAIT`]), slot and pool together;
 //! - [`Writer::close`] empties the slot before the pool closes (the pool's
 //!   `close` waits for every connection to come back).
 //!
@@ -54,18 +55,23 @@ impl Writer {
 
     /// The write connection, once the writes before are done: from the slot
     /// when the last write finished cleanly, else from the pool.
+    /// Waits at most [`WAIT`] in all, for the slot and then, when it is
+    /// empty, for the pool.
     pub(super) async fn take(&self) -> Result<Held<'_>, sqlx::Error> {
-        let mut slot = tokio::time::timeout(WAIT, self.slot.lock())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?;
-        let conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let held = async {
+            let mut slot = self.slot.lock().await;
+            let conn = match slot.take() {
+                Some(conn) => conn,
+                None => self.pool.acquire().await?,
+            };
+            Ok(Held {
+                slot,
+                conn: Some(conn),
+            })
         };
-        Ok(Held {
-            slot,
-            conn: Some(conn),
-        })
+        tokio::time::timeout(WAIT, held)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
     }
 
     /// Empties the slot, then closes the pool.
