@@ -153,6 +153,21 @@ mod tests {
         v
     }
 
+    /// One write as the store makes it: take, begin, insert `v`, then
+    /// `between` (where a write may wait, or be cancelled), commit, done.
+    async fn insert(w: &Writer, v: i64, between: impl std::future::Future<Output = ()>) {
+        let mut c = w.take().await.unwrap();
+        let mut tx = c.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (?1)")
+            .bind(v)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        between.await;
+        tx.commit().await.unwrap();
+        c.done();
+    }
+
     #[tokio::test]
     async fn a_finished_write_keeps_the_connection_out_of_the_pool() {
         let dir = tempfile::tempdir().unwrap();
@@ -161,14 +176,7 @@ mod tests {
         // return never ran for it.
         assert_eq!(w.pool.num_idle(), 0);
         assert!(w.slot.lock().await.is_some());
-        let mut c = w.take().await.unwrap();
-        let mut tx = c.begin().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        c.done();
+        insert(&w, 1, async {}).await;
         assert_eq!(rows(&w).await, [1]);
         assert!(w.slot.lock().await.is_some());
     }
@@ -184,12 +192,7 @@ mod tests {
         assert!(err.is_err());
         drop(c); // as `?` would
         assert!(w.slot.lock().await.is_none(), "not kept after a failure");
-        let mut c = w.take().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (2)")
-            .execute(&mut *c)
-            .await
-            .unwrap();
-        c.done();
+        insert(&w, 2, async {}).await;
         assert_eq!(rows(&w).await, [2]);
     }
 
@@ -199,29 +202,15 @@ mod tests {
         let w = writer(&dir).await;
         // A request cancelled inside its transaction: the future is dropped
         // after its insert, before its commit.
-        let cancelled = tokio::time::timeout(Duration::from_millis(100), async {
-            let mut c = w.take().await.unwrap();
-            let mut tx = c.begin().await.unwrap();
-            sqlx::query("INSERT INTO t VALUES (3)")
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            std::future::pending::<()>().await;
-            tx.commit().await.unwrap();
-            c.done();
-        })
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(100),
+            insert(&w, 3, std::future::pending()),
+        )
         .await;
         assert!(cancelled.is_err());
         // The next write gets the connection back from the pool, rolled
         // back, and can write the same row.
-        let mut c = w.take().await.unwrap();
-        let mut tx = c.begin().await.unwrap();
-        sqlx::query("INSERT INTO t VALUES (3)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        c.done();
+        insert(&w, 3, async {}).await;
         assert_eq!(rows(&w).await, [3]);
     }
 
@@ -232,18 +221,7 @@ mod tests {
         let tasks: Vec<_> = (10..20)
             .map(|v| {
                 let w = w.clone();
-                tokio::spawn(async move {
-                    let mut c = w.take().await.unwrap();
-                    let mut tx = c.begin().await.unwrap();
-                    sqlx::query("INSERT INTO t VALUES (?1)")
-                        .bind(v)
-                        .execute(&mut *tx)
-                        .await
-                        .unwrap();
-                    tokio::task::yield_now().await;
-                    tx.commit().await.unwrap();
-                    c.done();
-                })
+                tokio::spawn(async move { insert(&w, v, tokio::task::yield_now()).await })
             })
             .collect();
         for t in tasks {
